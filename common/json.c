@@ -1,0 +1,299 @@
+/*
+ * json.c: the jsmn implementation (compiled once, here) and the helpers of
+ * json.h. All functions are pure; any thread.
+ */
+#include "json.h"
+
+#undef JSMN_HEADER
+#include <jsmn.h>
+
+#include "err.h"
+
+#include <string.h>
+
+int qb_json_parse(qb_json *j, const char *js, size_t len, jsmntok_t *tokens, int cap)
+{
+    jsmn_parser p;
+    jsmn_init(&p);
+    int n = jsmn_parse(&p, js, len, tokens, (unsigned int)cap);
+    if (n == JSMN_ERROR_NOMEM) {
+        return QB_ETOOBIG;
+    }
+    if (n <= 0) {
+        return QB_EPARSE;
+    }
+    if (tokens[0].type != JSMN_OBJECT && tokens[0].type != JSMN_ARRAY) {
+        return QB_EPARSE;
+    }
+    /* jsmn stops at the end of the first value in strict mode only for
+     * primitives; reject trailing garbage and a second top-level value. */
+    for (size_t k = (size_t)tokens[0].end; k < len; k++) {
+        char c = js[k];
+        if (c != ' ' && c != '\n' && c != '\r' && c != '\t' && c != '\0') {
+            return QB_EPARSE;
+        }
+    }
+    if (qb_json_skip(&(qb_json){js, len, tokens, n}, 0) != n) {
+        return QB_EPARSE;
+    }
+    j->js = js;
+    j->len = len;
+    j->tok = tokens;
+    j->ntok = n;
+    return QB_OK;
+}
+
+int qb_json_skip(const qb_json *j, int i)
+{
+    /* Iterative: pending counts the tokens still to visit in the subtree. */
+    int pending = 1;
+    while (pending > 0 && i < j->ntok) {
+        const jsmntok_t *t = &j->tok[i];
+        pending--;
+        if (t->type == JSMN_OBJECT) {
+            pending += t->size * 2;
+        } else if (t->type == JSMN_ARRAY) {
+            pending += t->size;
+        }
+        i++;
+    }
+    return i;
+}
+
+int qb_json_get(const qb_json *j, int obj, const char *key)
+{
+    if (obj < 0 || obj >= j->ntok || j->tok[obj].type != JSMN_OBJECT) {
+        return -1;
+    }
+    size_t klen = strlen(key);
+    int n = j->tok[obj].size;
+    int i = obj + 1;
+    for (int k = 0; k < n && i + 1 < j->ntok; k++) {
+        const jsmntok_t *t = &j->tok[i];
+        if (t->type == JSMN_STRING && (size_t)(t->end - t->start) == klen &&
+            memcmp(j->js + t->start, key, klen) == 0) {
+            return i + 1;
+        }
+        i = qb_json_skip(j, i + 1);
+    }
+    return -1;
+}
+
+int qb_json_at(const qb_json *j, int arr, int n)
+{
+    if (arr < 0 || arr >= j->ntok || j->tok[arr].type != JSMN_ARRAY || n < 0 ||
+        n >= j->tok[arr].size) {
+        return -1;
+    }
+    int i = arr + 1;
+    for (int k = 0; k < n; k++) {
+        i = qb_json_skip(j, i);
+    }
+    return i < j->ntok ? i : -1;
+}
+
+const char *qb_json_text(const qb_json *j, int i, size_t *len)
+{
+    if (i < 0 || i >= j->ntok) {
+        *len = 0;
+        return "";
+    }
+    *len = (size_t)(j->tok[i].end - j->tok[i].start);
+    return j->js + j->tok[i].start;
+}
+
+bool qb_json_is_str(const qb_json *j, int i)
+{
+    return i >= 0 && i < j->ntok && j->tok[i].type == JSMN_STRING;
+}
+
+bool qb_json_is_array(const qb_json *j, int i)
+{
+    return i >= 0 && i < j->ntok && j->tok[i].type == JSMN_ARRAY;
+}
+
+bool qb_json_is_object(const qb_json *j, int i)
+{
+    return i >= 0 && i < j->ntok && j->tok[i].type == JSMN_OBJECT;
+}
+
+bool qb_json_str_eq(const qb_json *j, int i, const char *s)
+{
+    if (!qb_json_is_str(j, i)) {
+        return false;
+    }
+    size_t n = strlen(s);
+    return (size_t)(j->tok[i].end - j->tok[i].start) == n &&
+           memcmp(j->js + j->tok[i].start, s, n) == 0;
+}
+
+int qb_json_u64(const qb_json *j, int i, uint64_t *out)
+{
+    if (i < 0 || i >= j->ntok ||
+        (j->tok[i].type != JSMN_PRIMITIVE && j->tok[i].type != JSMN_STRING)) {
+        return QB_EPARSE;
+    }
+    size_t n;
+    const char *s = qb_json_text(j, i, &n);
+    if (n == 0 || n > 20) {
+        return n == 0 ? QB_EPARSE : QB_ERANGE;
+    }
+    uint64_t v = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (s[k] < '0' || s[k] > '9') {
+            return QB_EPARSE;
+        }
+        uint64_t d = (uint64_t)(s[k] - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return QB_ERANGE;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return QB_OK;
+}
+
+int qb_json_i64(const qb_json *j, int i, int64_t *out)
+{
+    if (i < 0 || i >= j->ntok) {
+        return QB_EPARSE;
+    }
+    size_t n;
+    const char *s = qb_json_text(j, i, &n);
+    bool neg = n > 0 && s[0] == '-';
+    uint64_t v;
+    jsmntok_t t = j->tok[i];
+    if (neg) {
+        t.start++;
+    }
+    qb_json sub = *j;
+    sub.tok = &t;
+    sub.ntok = 1;
+    int rc = qb_json_u64(&sub, 0, &v);
+    if (rc != QB_OK) {
+        return rc;
+    }
+    if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX) {
+        return QB_ERANGE;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return QB_OK;
+}
+
+int qb_json_bool(const qb_json *j, int i, bool *out)
+{
+    size_t n;
+    const char *s = qb_json_text(j, i, &n);
+    if (i < 0 || i >= j->ntok || j->tok[i].type != JSMN_PRIMITIVE) {
+        return QB_EPARSE;
+    }
+    if (n == 4 && memcmp(s, "true", 4) == 0) {
+        *out = true;
+        return QB_OK;
+    }
+    if (n == 5 && memcmp(s, "false", 5) == 0) {
+        *out = false;
+        return QB_OK;
+    }
+    return QB_EPARSE;
+}
+
+static int json_hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = s[k];
+        v <<= 4;
+        if (c >= '0' && c <= '9') {
+            v |= (unsigned)(c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            v |= (unsigned)(c - 'a' + 10);
+        } else if (c >= 'A' && c <= 'F') {
+            v |= (unsigned)(c - 'A' + 10);
+        } else {
+            return QB_EPARSE;
+        }
+    }
+    *out = v;
+    return QB_OK;
+}
+
+int qb_json_str_copy(const qb_json *j, int i, char *out, size_t cap)
+{
+    if (!qb_json_is_str(j, i) || cap == 0) {
+        return QB_EPARSE;
+    }
+    size_t n;
+    const char *s = qb_json_text(j, i, &n);
+    size_t o = 0;
+    for (size_t k = 0; k < n; k++) {
+        unsigned cp = (unsigned char)s[k];
+        if (cp == '\\') {
+            if (++k >= n) {
+                return QB_EPARSE;
+            }
+            switch (s[k]) {
+            case '"': cp = '"'; break;
+            case '\\': cp = '\\'; break;
+            case '/': cp = '/'; break;
+            case 'b': cp = '\b'; break;
+            case 'f': cp = '\f'; break;
+            case 'n': cp = '\n'; break;
+            case 'r': cp = '\r'; break;
+            case 't': cp = '\t'; break;
+            case 'u':
+                if (k + 4 >= n || json_hex4(s + k + 1, &cp) != QB_OK) {
+                    return QB_EPARSE;
+                }
+                k += 4;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    unsigned lo;
+                    if (k + 6 >= n || s[k + 1] != '\\' || s[k + 2] != 'u' ||
+                        json_hex4(s + k + 3, &lo) != QB_OK || lo < 0xDC00 || lo > 0xDFFF) {
+                        return QB_EPARSE;
+                    }
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    k += 6;
+                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    return QB_EPARSE;
+                }
+                break;
+            default:
+                return QB_EPARSE;
+            }
+            char tmp[4];
+            size_t w;
+            if (cp < 0x80) {
+                tmp[0] = (char)cp;
+                w = 1;
+            } else if (cp < 0x800) {
+                tmp[0] = (char)(0xC0 | (cp >> 6));
+                tmp[1] = (char)(0x80 | (cp & 0x3F));
+                w = 2;
+            } else if (cp < 0x10000) {
+                tmp[0] = (char)(0xE0 | (cp >> 12));
+                tmp[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                tmp[2] = (char)(0x80 | (cp & 0x3F));
+                w = 3;
+            } else {
+                tmp[0] = (char)(0xF0 | (cp >> 18));
+                tmp[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                tmp[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                tmp[3] = (char)(0x80 | (cp & 0x3F));
+                w = 4;
+            }
+            if (o + w >= cap) {
+                return QB_ETOOBIG;
+            }
+            memcpy(out + o, tmp, w);
+            o += w;
+        } else {
+            if (o + 1 >= cap) {
+                return QB_ETOOBIG;
+            }
+            out[o++] = (char)cp;
+        }
+    }
+    out[o] = '\0';
+    return QB_OK;
+}

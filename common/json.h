@@ -1,0 +1,67 @@
+/*
+ * json.h: thin helpers over jsmn (Debian libjsmn-dev), the JSON tokenizer
+ * chosen by measurement (BENCHMARKS.md, tests/bench/json_bench.c).
+ *
+ * jsmn tokenizes into a caller-supplied token array and allocates nothing:
+ * the parse of an exchange frame costs no malloc, and a nesting bomb or a
+ * huge document only runs out of tokens (QB_ETOOBIG), never out of stack or
+ * memory. Tokens are views into the caller's text, which must stay alive
+ * while they are used. jsmn is built in strict mode (JSMN_STRICT): keys must
+ * be strings and primitives must start like numbers, true, false or null.
+ * Numbers are validated later by their consumer (qb_dec_parse, qb_json_u64).
+ */
+#ifndef QB_JSON_H
+#define QB_JSON_H
+
+#define JSMN_STRICT
+#define JSMN_HEADER
+#include <jsmn.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct qb_json {
+    const char *js;
+    size_t len;
+    jsmntok_t *tok;
+    int ntok;
+} qb_json;
+
+/* Tokenizes js[0..len). The document must be one object or array covering
+ * all non-space input. Returns QB_OK, QB_EPARSE (malformed or truncated), or
+ * QB_ETOOBIG (more than cap tokens). */
+int qb_json_parse(qb_json *j, const char *js, size_t len, jsmntok_t *tokens, int cap);
+
+/* Index of the token after the whole subtree rooted at i. */
+int qb_json_skip(const qb_json *j, int i);
+
+/* Value token of key in object obj, or -1 when obj is not an object or has
+ * no such key. Keys are compared raw (escaped keys never match). */
+int qb_json_get(const qb_json *j, int obj, const char *key);
+
+/* Index of the n-th element of array arr, or -1. */
+int qb_json_at(const qb_json *j, int arr, int n);
+
+/* Raw text of a token and its length (strings without their quotes). */
+const char *qb_json_text(const qb_json *j, int i, size_t *len);
+
+bool qb_json_is_str(const qb_json *j, int i);
+bool qb_json_is_array(const qb_json *j, int i);
+bool qb_json_is_object(const qb_json *j, int i);
+/* True when token i is a string equal to s (no escapes). */
+bool qb_json_str_eq(const qb_json *j, int i, const char *s);
+
+/* Unsigned decimal integer from a number or a string token; QB_EPARSE or
+ * QB_ERANGE on anything else. out is written only on success. */
+int qb_json_u64(const qb_json *j, int i, uint64_t *out);
+int qb_json_i64(const qb_json *j, int i, int64_t *out);
+/* true/false primitives. */
+int qb_json_bool(const qb_json *j, int i, bool *out);
+
+/* Copies a string token into out (NUL-terminated), decoding JSON escapes
+ * (\uXXXX to UTF-8, surrogate pairs included). QB_ETOOBIG when it does not
+ * fit, QB_EPARSE on a bad escape. */
+int qb_json_str_copy(const qb_json *j, int i, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs every Debian 12 package that quotebus needs to
+# build, test and run its demo. Idempotent: installs only what is missing,
+# and runs apt-get update only when something is. Needs root (uses sudo when
+# not root).
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config git
+  # libraries (the only dependencies of the product)
+  libwebsockets-dev libnng-dev libmsgpack-dev zlib1g-dev libjsmn-dev libssl-dev
+  # runtime: upstream TLS verification
+  ca-certificates openssl
+  # tests: Debian's Python with websockets and msgpack (what a user's machine has),
+  # nngcat for raw NNG peers, tmux for terminal tests, JSON tooling for the demo
+  python3 python3-websockets python3-msgpack nng-utils jq procps
+  # benchmarks: the JSON parsers compared against jsmn, valgrind for instruction counts
+  libcjson-dev libjansson-dev valgrind
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
