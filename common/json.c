@@ -2,14 +2,35 @@
  * json.c: the jsmn implementation (compiled once, here) and the helpers of
  * json.h. All functions are pure; any thread.
  */
-#include "json.h"
-
-#undef JSMN_HEADER
+/* jsmn's implementation is compiled here, once. It must be included before
+ * json.h: json.h includes jsmn.h with JSMN_HEADER (declarations only), and
+ * jsmn.h's include guard would then skip a second, implementing include. */
+#define JSMN_STRICT
 #include <jsmn.h>
+
+#include "json.h"
 
 #include "err.h"
 
 #include <string.h>
+
+/* True when the tokens form exactly one complete value: every object has a
+ * value for each key and nothing follows the root. jsmn accepts {"a"} as an
+ * object of one key with no value; counting children catches it. */
+static bool json_complete(const jsmntok_t *t, int n)
+{
+    long pending = 1;
+    int i = 0;
+    for (; i < n && pending > 0; i++) {
+        pending--;
+        if (t[i].type == JSMN_OBJECT) {
+            pending += 2L * t[i].size;
+        } else if (t[i].type == JSMN_ARRAY) {
+            pending += t[i].size;
+        }
+    }
+    return pending == 0 && i == n;
+}
 
 int qb_json_parse(qb_json *j, const char *js, size_t len, jsmntok_t *tokens, int cap)
 {
@@ -33,7 +54,7 @@ int qb_json_parse(qb_json *j, const char *js, size_t len, jsmntok_t *tokens, int
             return QB_EPARSE;
         }
     }
-    if (qb_json_skip(&(qb_json){js, len, tokens, n}, 0) != n) {
+    if (!json_complete(tokens, n)) {
         return QB_EPARSE;
     }
     j->js = js;

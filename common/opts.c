@@ -313,9 +313,13 @@ int qb_opts_parse(const qb_prog *prog, const qb_opt *opts, int argc, char **argv
     int rc = QB_OK;
     const char *config = NULL;
     opterr = 0;
-    optind = 1;
+    /* optind = 0 (not 1) makes glibc re-initialise getopt completely, so
+     * each pass (and each call) permutes and sees options after positionals;
+     * with 1 the first pass's scan order and permutation state leak into
+     * the second, and options after a positional were silently ignored. */
+    optind = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
         if (c == 'h') {
             qb_opts_help(prog, opts);
             rc = QB_EEOF;
@@ -336,8 +340,15 @@ int qb_opts_parse(const qb_prog *prog, const qb_opt *opts, int argc, char **argv
     if (config && (rc = opts_load_config(opts, config)) != QB_OK) {
         goto out;
     }
+    /* Flags override the file: a list given on the command line replaces
+     * the file's list, as it replaces a default. */
+    for (const qb_opt *o = opts; o->name; o++) {
+        if (o->type == QB_OPT_LIST || o->type == QB_OPT_MULTI) {
+            ((qb_strlist *)o->ptr)->from_default = true;
+        }
+    }
     /* Pass 2: everything else, permuting positionals to the end. */
-    optind = 1;
+    optind = 0;
     while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
         if (c >= 1000) {
             if ((rc = opts_set(&opts[c - 1000], optarg, prog->name)) != QB_OK) {

@@ -25,14 +25,14 @@ static struct {
 static int qb_ntests_;
 static int qb_test_failed_;
 
-#define QB_TEST(name)                                                                              \
-    static void name(void);                                                                        \
-    __attribute__((constructor)) static void name##_register_(void)                                \
+#define QB_TEST(fn_)                                                                               \
+    static void fn_(void);                                                                         \
+    __attribute__((constructor)) static void fn_##_register_(void)                                 \
     {                                                                                              \
-        qb_tests_[qb_ntests_].name = #name;                                                        \
-        qb_tests_[qb_ntests_++].fn = name;                                                         \
+        qb_tests_[qb_ntests_].name = #fn_;                                                         \
+        qb_tests_[qb_ntests_++].fn = fn_;                                                          \
     }                                                                                              \
-    static void name(void)
+    static void fn_(void)
 
 #define QB_CHECK(cond)                                                                             \
     do {                                                                                           \

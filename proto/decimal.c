@@ -1,0 +1,338 @@
+/*
+ * decimal.c: exact fixed-point decimals (see decimal.h).
+ *
+ * Parsing never multiplies before it knows the result fits: the text is
+ * first split into sign, integer digits, fraction digits and exponent, then
+ * the significant digits (leading zeros skipped, trailing zeros counted
+ * apart) are sized up, and only a core of at most 19 digits is accumulated.
+ * So a number with thousands of digits or an exponent like 1e999999999 costs
+ * one pass over the text and never overflows:
+ *
+ *   "-0012.3400e-3"  -> sign -, digits "001234 00" -> core 1234, 2 trailing
+ *                       zeros, scale = 4 (fraction digits) + 3 (exponent)
+ *                    -> kept zeros fit: {-123400, 7} = "-0.0123400"
+ *
+ * Trailing zeros are put back one by one while the mantissa stays within
+ * 63 bits and the scale within QB_DEC_MAX_SCALE, so "0.10000000" keeps all
+ * eight digits and a 25-digit "1.000..." keeps as many as fit (the value is
+ * exact either way). Zeros of the integer part are dropped the same way when
+ * needed: "100000000000000000000" (21 digits) is {10^18, -2}, just as
+ * "1E+20" would be. A zero keeps the text's scale, clamped to the range.
+ *
+ * Comparison across scales uses the adjusted exponent (digit count minus
+ * scale) first, so no value is ever scaled beyond 19 digits. Pure functions,
+ * no allocation, any thread.
+ */
+#include "decimal.h"
+
+#include "err.h"
+
+#include <string.h>
+
+/* 10^0 .. 10^19 (10^19 < 2^64). */
+static const uint64_t decimal_pow10[20] = {
+    1ull,
+    10ull,
+    100ull,
+    1000ull,
+    10000ull,
+    100000ull,
+    1000000ull,
+    10000000ull,
+    100000000ull,
+    1000000000ull,
+    10000000000ull,
+    100000000000ull,
+    1000000000000ull,
+    10000000000000ull,
+    100000000000000ull,
+    1000000000000000ull,
+    10000000000000000ull,
+    100000000000000000ull,
+    1000000000000000000ull,
+    10000000000000000000ull,
+};
+
+/* Exponents beyond this are clamped while parsing: any value this far out
+ * is out of range anyway, and clamping keeps the arithmetic in int64. */
+#define DECIMAL_EXP_CLAMP 1000000000ll
+
+static inline bool decimal_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The k-th digit of the concatenation int part | fraction part. */
+static inline char decimal_digit_at(const char *ip, size_t ni, const char *fp, size_t k)
+{
+    return k < ni ? ip[k] : fp[k - ni];
+}
+
+int qb_dec_parse(const char *s, size_t len, qb_dec *out)
+{
+    if (s == NULL || len == 0) {
+        return QB_EPARSE;
+    }
+    size_t i = 0;
+    bool neg = false;
+    if (s[i] == '+' || s[i] == '-') {
+        neg = s[i] == '-';
+        i++;
+    }
+    const char *ip = s + i;
+    size_t ni = 0;
+    while (i < len && decimal_is_digit(s[i])) {
+        i++;
+        ni++;
+    }
+    const char *fp = s + i;
+    size_t nf = 0;
+    if (i < len && s[i] == '.') {
+        i++;
+        fp = s + i;
+        while (i < len && decimal_is_digit(s[i])) {
+            i++;
+            nf++;
+        }
+    }
+    if (ni + nf == 0) {
+        return QB_EPARSE; /* "", "-", ".", "e5" */
+    }
+    int64_t exp = 0;
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        bool eneg = false;
+        if (i < len && (s[i] == '+' || s[i] == '-')) {
+            eneg = s[i] == '-';
+            i++;
+        }
+        size_t ne = 0;
+        while (i < len && decimal_is_digit(s[i])) {
+            if (exp < DECIMAL_EXP_CLAMP) {
+                exp = exp * 10 + (s[i] - '0');
+            }
+            i++;
+            ne++;
+        }
+        if (ne == 0) {
+            return QB_EPARSE; /* "1e", "1e+" */
+        }
+        if (eneg) {
+            exp = -exp;
+        }
+    }
+    if (i != len) {
+        return QB_EPARSE; /* trailing junk, "1.2.3", "0x10", spaces */
+    }
+
+    /* Significant digits: first and last non-zero digit. */
+    size_t nd = ni + nf;
+    size_t first = 0;
+    while (first < nd && decimal_digit_at(ip, ni, fp, first) == '0') {
+        first++;
+    }
+    /* The scale if every digit the text gives is kept. nf is bounded by the
+     * text length, exp by the clamp: no overflow. */
+    int64_t scale = (int64_t)nf - exp;
+    if (first == nd) {
+        /* Zero: any scale is exact; keep the text's, clamped to the range. */
+        if (scale > QB_DEC_MAX_SCALE) {
+            scale = QB_DEC_MAX_SCALE;
+        } else if (scale < -QB_DEC_MAX_SCALE) {
+            scale = -QB_DEC_MAX_SCALE;
+        }
+        *out = (qb_dec){0, (int8_t)scale};
+        return QB_OK;
+    }
+    size_t last = nd - 1;
+    while (decimal_digit_at(ip, ni, fp, last) == '0') {
+        last--;
+    }
+    size_t ncore = last - first + 1;
+    size_t ntz = nd - 1 - last; /* trailing zeros the text gives */
+    if (ncore > 19) {
+        return QB_ERANGE;
+    }
+    uint64_t m = 0;
+    for (size_t k = first; k <= last; k++) {
+        m = m * 10 + (uint64_t)(decimal_digit_at(ip, ni, fp, k) - '0');
+    }
+    if (m > (uint64_t)INT64_MAX) {
+        return QB_ERANGE;
+    }
+    scale -= (int64_t)ntz;
+    /* Put back as many of the text's trailing zeros as fit. */
+    size_t back = 0;
+    while (back < ntz && scale < QB_DEC_MAX_SCALE && m <= (uint64_t)INT64_MAX / 10) {
+        m *= 10;
+        scale++;
+        back++;
+    }
+    /* A large integer ("1e31") can still be written within the scale range
+     * with zeros in the mantissa. */
+    while (scale < -QB_DEC_MAX_SCALE && m <= (uint64_t)INT64_MAX / 10) {
+        m *= 10;
+        scale++;
+    }
+    if (scale < -QB_DEC_MAX_SCALE || scale > QB_DEC_MAX_SCALE) {
+        return QB_ERANGE;
+    }
+    *out = (qb_dec){neg ? -(int64_t)m : (int64_t)m, (int8_t)scale};
+    return QB_OK;
+}
+
+/* |m| without overflow for INT64_MIN. */
+static inline uint64_t decimal_abs(int64_t m)
+{
+    return m < 0 ? (uint64_t)0 - (uint64_t)m : (uint64_t)m;
+}
+
+static int decimal_ndigits(uint64_t v)
+{
+    int n = 1;
+    while (n < 20 && v >= decimal_pow10[n]) {
+        n++;
+    }
+    return n;
+}
+
+int qb_dec_format(qb_dec d, char *buf, size_t cap)
+{
+    char digits[24];
+    uint64_t v = decimal_abs(d.mant);
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    /* digits[] holds the digits least significant first. */
+    bool neg = d.mant < 0;
+    int scale = d.scale;
+    size_t need;
+    if (scale <= 0) {
+        need = (size_t)neg + (size_t)nd + (d.mant ? (size_t)(-scale) : 0);
+    } else {
+        int intd = nd > scale ? nd - scale : 1;
+        need = (size_t)neg + (size_t)intd + 1 + (size_t)scale;
+    }
+    if (buf == NULL || need + 1 > cap) {
+        return -1;
+    }
+    char *p = buf;
+    if (neg) {
+        *p++ = '-';
+    }
+    if (scale <= 0) {
+        for (int k = nd - 1; k >= 0; k--) {
+            *p++ = digits[k];
+        }
+        if (d.mant) {
+            memset(p, '0', (size_t)(-scale));
+            p += -scale;
+        }
+    } else {
+        if (nd > scale) {
+            for (int k = nd - 1; k >= scale; k--) {
+                *p++ = digits[k];
+            }
+        } else {
+            *p++ = '0';
+        }
+        *p++ = '.';
+        for (int k = scale - 1; k >= 0; k--) {
+            *p++ = k < nd ? digits[k] : '0';
+        }
+    }
+    *p = '\0';
+    return (int)(p - buf);
+}
+
+int qb_dec_cmp(qb_dec a, qb_dec b)
+{
+    if (a.scale == b.scale) {
+        return (a.mant > b.mant) - (a.mant < b.mant);
+    }
+    int sa = (a.mant > 0) - (a.mant < 0);
+    int sb = (b.mant > 0) - (b.mant < 0);
+    if (sa != sb) {
+        return sa < sb ? -1 : 1;
+    }
+    if (sa == 0) {
+        return 0;
+    }
+    /* Same sign, both non-zero: compare magnitudes, then apply the sign. */
+    uint64_t ma = decimal_abs(a.mant), mb = decimal_abs(b.mant);
+    int na = decimal_ndigits(ma), nb = decimal_ndigits(mb);
+    int ea = na - a.scale, eb = nb - b.scale; /* adjusted exponents */
+    int mag;
+    if (ea != eb) {
+        mag = ea < eb ? -1 : 1;
+    } else {
+        /* Equal adjusted exponents: the smaller scale has fewer digits;
+         * scaling it up gives at most the other's digit count (<= 20). */
+        unsigned __int128 xa = ma, xb = mb;
+        if (a.scale < b.scale) {
+            xa *= decimal_pow10[b.scale - a.scale];
+        } else {
+            xb *= decimal_pow10[a.scale - b.scale];
+        }
+        mag = (xa > xb) - (xa < xb);
+    }
+    return sa > 0 ? mag : -mag;
+}
+
+int qb_dec_rescale(qb_dec d, int scale, qb_dec *out)
+{
+    if (scale < -QB_DEC_MAX_SCALE || scale > QB_DEC_MAX_SCALE) {
+        return QB_ERANGE;
+    }
+    if (d.mant == 0) {
+        *out = (qb_dec){0, (int8_t)scale};
+        return QB_OK;
+    }
+    int diff = scale - d.scale;
+    if (diff == 0) {
+        *out = d;
+        return QB_OK;
+    }
+    if (diff > 0) {
+        if (diff > 18) {
+            return QB_ERANGE; /* a non-zero value would exceed 19 digits */
+        }
+        int64_t r;
+        if (__builtin_mul_overflow(d.mant, (int64_t)decimal_pow10[diff], &r) || r == INT64_MIN) {
+            return QB_ERANGE;
+        }
+        *out = (qb_dec){r, (int8_t)scale};
+        return QB_OK;
+    }
+    diff = -diff;
+    if (diff > 19) {
+        return QB_ERANGE; /* |mant| < 10^19 would lose its digits */
+    }
+    uint64_t p = decimal_pow10[diff];
+    uint64_t mag = decimal_abs(d.mant);
+    if (mag % p != 0) {
+        return QB_ERANGE;
+    }
+    int64_t q = (int64_t)(mag / p);
+    *out = (qb_dec){d.mant < 0 ? -q : q, (int8_t)scale};
+    return QB_OK;
+}
+
+int qb_dec_add(qb_dec a, qb_dec b, qb_dec *out)
+{
+    int scale = a.scale > b.scale ? a.scale : b.scale;
+    qb_dec ra, rb;
+    int rc;
+    if ((rc = qb_dec_rescale(a, scale, &ra)) != QB_OK ||
+        (rc = qb_dec_rescale(b, scale, &rb)) != QB_OK) {
+        return rc;
+    }
+    int64_t sum;
+    if (__builtin_add_overflow(ra.mant, rb.mant, &sum) || sum == INT64_MIN) {
+        return QB_ERANGE;
+    }
+    *out = (qb_dec){sum, (int8_t)scale};
+    return QB_OK;
+}

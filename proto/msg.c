@@ -1,0 +1,981 @@
+/*
+ * msg.c: the msgpack encoder and decoder of the wire protocol (msg.h,
+ * spec in PROTOCOL.md), on msgpack-c 4.0.
+ *
+ * Encoding: msgpack_packer with a write callback appending to a qb_buf.
+ * Keys are written in one fixed order per type and integers in msgpack-c's
+ * smallest form, so equal messages give equal bytes. A failed encode leaves
+ * the output buffer as it was.
+ *
+ * Decoding untrusted frames, in three steps per map:
+ *
+ *   frame: topic | 00 | map | map ...
+ *                       |
+ *   1. msg_scan()   walks the bytes of one map without building anything:
+ *                   every length and element count must fit in the bytes
+ *                   that remain, and the map may hold at most MSG_MAX_ITEMS
+ *                   objects. It finds where the map ends.
+ *   2. msgpack_unpack_next() builds msgpack-c's object tree for exactly
+ *                   those bytes.
+ *   3. msg_from_object() checks the version first, then every field, and
+ *                   copies levels into the decoder's own arrays.
+ *
+ * Step 1 exists because msgpack-c 4.0 allocates count * sizeof(object) for
+ * an array or map as soon as it reads the header, before it knows whether
+ * the elements are there (src/unpack.c, template_callback_array/_map): an
+ * array32 header claiming 0xFFFFFFFF elements in a 10-byte frame would ask
+ * for ~100 GB. After the scan, each object costs at least one input byte and
+ * their number is capped, so the tree of one map stays below
+ * MSG_MAX_ITEMS * 32 bytes whatever the input. Nesting deeper than
+ * msgpack-c's MSGPACK_EMBED_STACK_SIZE (32) is rejected by msgpack-c itself
+ * (it returns an error, without recursion); the scan is iterative too.
+ * msgpack_unpack_next() frees and recreates its zone per call (4.0 has no
+ * way to reuse it), so that is one malloc per map; the level arrays, which
+ * are the size that matters, are the decoder's own and only grow.
+ *
+ * Threads: the encoder is pure; a decoder belongs to one thread.
+ */
+#include "msg.h"
+
+#include "err.h"
+
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MSG_NAME_MAX 64    /* ex, sym, nsym */
+#define MSG_REASON_MAX 256 /* status reason */
+/* Objects in one map: two full sides of levels (5 objects each) plus room
+ * for the scalar fields and unknown keys. */
+#define MSG_MAX_ITEMS (2u * 5u * QB_MSG_MAX_LEVELS + 65536u)
+
+/* ---- names ------------------------------------------------------------ */
+
+const char *qb_msg_type_name(qb_msg_type t)
+{
+    switch (t) {
+    case QB_MSG_SNAPSHOT:
+        return "snapshot";
+    case QB_MSG_DELTA:
+        return "delta";
+    case QB_MSG_TRADE:
+        return "trade";
+    case QB_MSG_STATUS:
+        return "status";
+    case QB_MSG_TICKER:
+        return "ticker";
+    }
+    return "unknown";
+}
+
+const char *qb_feed_state_name(qb_feed_state s)
+{
+    switch (s) {
+    case QB_FEED_SYNCING:
+        return "syncing";
+    case QB_FEED_LIVE:
+        return "live";
+    case QB_FEED_STALE:
+        return "stale";
+    case QB_FEED_RESYNCING:
+        return "resyncing";
+    case QB_FEED_DOWN:
+        return "down";
+    }
+    return "unknown";
+}
+
+const char *qb_side_name(qb_side s)
+{
+    switch (s) {
+    case QB_SIDE_BUY:
+        return "buy";
+    case QB_SIDE_SELL:
+        return "sell";
+    case QB_SIDE_UNKNOWN:
+        return "unknown";
+    }
+    return "unknown";
+}
+
+const char *qb_msg_topic_kind(qb_msg_type t)
+{
+    switch (t) {
+    case QB_MSG_SNAPSHOT:
+    case QB_MSG_DELTA:
+        return "book";
+    case QB_MSG_TRADE:
+        return "trade";
+    case QB_MSG_STATUS:
+        return "status";
+    case QB_MSG_TICKER:
+        return "ticker";
+    }
+    return NULL;
+}
+
+static bool msg_str_is(qb_str s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.n == n && memcmp(s.p, lit, n) == 0;
+}
+
+/* A topic part: non-empty printable ASCII without '.', space or NUL. */
+static bool msg_part_ok(const char *p, size_t n, size_t max)
+{
+    if (p == NULL || n == 0 || n > max) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f || c == '.') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* nsym: like a part, but '.' is allowed (it is not in the topic). */
+static bool msg_native_ok(qb_str s)
+{
+    if (s.p == NULL || s.n == 0 || s.n > MSG_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int qb_topic_format(char *buf, size_t cap, const char *kind, qb_str exchange, qb_str symbol)
+{
+    if (buf == NULL || kind == NULL) {
+        return -1;
+    }
+    size_t nk = strlen(kind);
+    if (!msg_part_ok(kind, nk, QB_TOPIC_MAX) ||
+        !msg_part_ok(exchange.p, exchange.n, QB_TOPIC_MAX) ||
+        !msg_part_ok(symbol.p, symbol.n, QB_TOPIC_MAX)) {
+        return -1;
+    }
+    size_t n = nk + 1 + exchange.n + 1 + symbol.n;
+    if (n > QB_TOPIC_MAX || n + 1 > cap) {
+        return -1;
+    }
+    char *p = buf;
+    memcpy(p, kind, nk);
+    p += nk;
+    *p++ = '.';
+    memcpy(p, exchange.p, exchange.n);
+    p += exchange.n;
+    *p++ = '.';
+    memcpy(p, symbol.p, symbol.n);
+    p += symbol.n;
+    *p = '\0';
+    return (int)n;
+}
+
+/* ---- encoder ---------------------------------------------------------- */
+
+static int msg_write_cb(void *data, const char *p, size_t n)
+{
+    return qb_buf_append(data, p, n) == QB_OK ? 0 : -1;
+}
+
+static bool msg_dec_ok(qb_dec d)
+{
+    return d.scale >= -QB_DEC_MAX_SCALE && d.scale <= QB_DEC_MAX_SCALE && d.mant != INT64_MIN;
+}
+
+static bool msg_levels_ok(const qb_level *lv, size_t n)
+{
+    if (n > QB_MSG_MAX_LEVELS || (n > 0 && lv == NULL)) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!msg_dec_ok(lv[i].price) || !msg_dec_ok(lv[i].size) || lv[i].price.mant <= 0 ||
+            lv[i].size.mant < 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool msg_fields_ok(const qb_msg *m)
+{
+    if (m->version != 0 && m->version != QB_PROTO_VERSION) {
+        return false;
+    }
+    if (!msg_part_ok(m->exchange.p, m->exchange.n, MSG_NAME_MAX) ||
+        !msg_part_ok(m->symbol.p, m->symbol.n, MSG_NAME_MAX) || !msg_native_ok(m->native)) {
+        return false;
+    }
+    switch (m->type) {
+    case QB_MSG_SNAPSHOT:
+    case QB_MSG_DELTA:
+        return msg_levels_ok(m->bids, m->n_bids) && msg_levels_ok(m->asks, m->n_asks);
+    case QB_MSG_TRADE:
+        return msg_dec_ok(m->price) && msg_dec_ok(m->qty) && m->price.mant > 0 &&
+               m->qty.mant >= 0 &&
+               (m->side == QB_SIDE_BUY || m->side == QB_SIDE_SELL || m->side == QB_SIDE_UNKNOWN);
+    case QB_MSG_STATUS:
+        return m->state >= QB_FEED_SYNCING && m->state <= QB_FEED_DOWN &&
+               m->reason.n <= MSG_REASON_MAX && (m->reason.n == 0 || m->reason.p != NULL);
+    case QB_MSG_TICKER: {
+        const qb_ticker *t = &m->ticker;
+        return msg_dec_ok(t->last) &&
+               (!t->has_bid || (msg_dec_ok(t->bid) && msg_dec_ok(t->bid_qty))) &&
+               (!t->has_ask || (msg_dec_ok(t->ask) && msg_dec_ok(t->ask_qty))) &&
+               (!t->has_volume || msg_dec_ok(t->volume_24h)) &&
+               (!t->has_change || msg_dec_ok(t->change_24h));
+    }
+    }
+    return false;
+}
+
+static int msg_pack_key(msgpack_packer *pk, const char *key)
+{
+    size_t n = strlen(key);
+    int rc = msgpack_pack_str(pk, n);
+    return rc ? rc : msgpack_pack_str_body(pk, key, n);
+}
+
+static int msg_pack_qstr(msgpack_packer *pk, qb_str s)
+{
+    int rc = msgpack_pack_str(pk, s.n);
+    return rc ? rc : msgpack_pack_str_body(pk, s.p, s.n);
+}
+
+static int msg_pack_cstr(msgpack_packer *pk, const char *s)
+{
+    return msg_pack_key(pk, s);
+}
+
+static int msg_pack_dec(msgpack_packer *pk, qb_dec d)
+{
+    int rc = msgpack_pack_array(pk, 2);
+    rc = rc ? rc : msgpack_pack_int64(pk, d.mant);
+    return rc ? rc : msgpack_pack_int64(pk, d.scale);
+}
+
+static int msg_pack_levels(msgpack_packer *pk, const qb_level *lv, size_t n)
+{
+    int rc = msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = msgpack_pack_array(pk, 4);
+        rc = rc ? rc : msgpack_pack_int64(pk, lv[i].price.mant);
+        rc = rc ? rc : msgpack_pack_int64(pk, lv[i].price.scale);
+        rc = rc ? rc : msgpack_pack_int64(pk, lv[i].size.mant);
+        rc = rc ? rc : msgpack_pack_int64(pk, lv[i].size.scale);
+    }
+    return rc;
+}
+
+static int msg_pack_map(const qb_msg *m, msgpack_packer *pk)
+{
+    /* v type ex sym nsym seq ets rts */
+    size_t n = 8;
+    const qb_ticker *t = &m->ticker;
+    switch (m->type) {
+    case QB_MSG_SNAPSHOT:
+        n += 5; /* fid lid bids asks refresh */
+        break;
+    case QB_MSG_DELTA:
+        n += 4;
+        break;
+    case QB_MSG_TRADE:
+        n += 4; /* tid px qty side */
+        break;
+    case QB_MSG_STATUS:
+        n += 2; /* state reason */
+        break;
+    case QB_MSG_TICKER:
+        n += 1 + (t->has_bid ? 2 : 0) + (t->has_ask ? 2 : 0) + t->has_volume + t->has_change;
+        break;
+    }
+    int rc = msgpack_pack_map(pk, n);
+    rc = rc ? rc : msg_pack_key(pk, "v");
+    rc = rc ? rc : msgpack_pack_uint64(pk, QB_PROTO_VERSION);
+    rc = rc ? rc : msg_pack_key(pk, "type");
+    rc = rc ? rc : msg_pack_cstr(pk, qb_msg_type_name(m->type));
+    rc = rc ? rc : msg_pack_key(pk, "ex");
+    rc = rc ? rc : msg_pack_qstr(pk, m->exchange);
+    rc = rc ? rc : msg_pack_key(pk, "sym");
+    rc = rc ? rc : msg_pack_qstr(pk, m->symbol);
+    rc = rc ? rc : msg_pack_key(pk, "nsym");
+    rc = rc ? rc : msg_pack_qstr(pk, m->native);
+    rc = rc ? rc : msg_pack_key(pk, "seq");
+    rc = rc ? rc : msgpack_pack_uint64(pk, m->seq);
+    rc = rc ? rc : msg_pack_key(pk, "ets");
+    rc = rc ? rc : msgpack_pack_uint64(pk, m->exch_ts);
+    rc = rc ? rc : msg_pack_key(pk, "rts");
+    rc = rc ? rc : msgpack_pack_uint64(pk, m->recv_ts);
+    switch (m->type) {
+    case QB_MSG_SNAPSHOT:
+    case QB_MSG_DELTA:
+        rc = rc ? rc : msg_pack_key(pk, "fid");
+        rc = rc ? rc : msgpack_pack_uint64(pk, m->first_id);
+        rc = rc ? rc : msg_pack_key(pk, "lid");
+        rc = rc ? rc : msgpack_pack_uint64(pk, m->last_id);
+        rc = rc ? rc : msg_pack_key(pk, "bids");
+        rc = rc ? rc : msg_pack_levels(pk, m->bids, m->n_bids);
+        rc = rc ? rc : msg_pack_key(pk, "asks");
+        rc = rc ? rc : msg_pack_levels(pk, m->asks, m->n_asks);
+        if (m->type == QB_MSG_SNAPSHOT) {
+            rc = rc ? rc : msg_pack_key(pk, "refresh");
+            rc = rc ? rc : (m->refresh ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+        }
+        break;
+    case QB_MSG_TRADE:
+        rc = rc ? rc : msg_pack_key(pk, "tid");
+        rc = rc ? rc : msgpack_pack_uint64(pk, m->trade_id);
+        rc = rc ? rc : msg_pack_key(pk, "px");
+        rc = rc ? rc : msg_pack_dec(pk, m->price);
+        rc = rc ? rc : msg_pack_key(pk, "qty");
+        rc = rc ? rc : msg_pack_dec(pk, m->qty);
+        rc = rc ? rc : msg_pack_key(pk, "side");
+        rc = rc ? rc : msg_pack_cstr(pk, qb_side_name(m->side));
+        break;
+    case QB_MSG_STATUS:
+        rc = rc ? rc : msg_pack_key(pk, "state");
+        rc = rc ? rc : msg_pack_cstr(pk, qb_feed_state_name(m->state));
+        rc = rc ? rc : msg_pack_key(pk, "reason");
+        rc = rc ? rc : msg_pack_qstr(pk, m->reason.p ? m->reason : (qb_str){"", 0});
+        break;
+    case QB_MSG_TICKER:
+        rc = rc ? rc : msg_pack_key(pk, "last");
+        rc = rc ? rc : msg_pack_dec(pk, t->last);
+        if (t->has_bid) {
+            rc = rc ? rc : msg_pack_key(pk, "bid");
+            rc = rc ? rc : msg_pack_dec(pk, t->bid);
+            rc = rc ? rc : msg_pack_key(pk, "bidq");
+            rc = rc ? rc : msg_pack_dec(pk, t->bid_qty);
+        }
+        if (t->has_ask) {
+            rc = rc ? rc : msg_pack_key(pk, "ask");
+            rc = rc ? rc : msg_pack_dec(pk, t->ask);
+            rc = rc ? rc : msg_pack_key(pk, "askq");
+            rc = rc ? rc : msg_pack_dec(pk, t->ask_qty);
+        }
+        if (t->has_volume) {
+            rc = rc ? rc : msg_pack_key(pk, "vol");
+            rc = rc ? rc : msg_pack_dec(pk, t->volume_24h);
+        }
+        if (t->has_change) {
+            rc = rc ? rc : msg_pack_key(pk, "chg");
+            rc = rc ? rc : msg_pack_dec(pk, t->change_24h);
+        }
+        break;
+    }
+    return rc;
+}
+
+int qb_msg_encode_map(const qb_msg *m, qb_buf *out)
+{
+    if (m == NULL || out == NULL || !msg_fields_ok(m)) {
+        return QB_EINVAL;
+    }
+    size_t start = out->len;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msg_write_cb);
+    if (msg_pack_map(m, &pk) != 0) {
+        out->len = start;
+        return QB_ENOMEM;
+    }
+    return QB_OK;
+}
+
+int qb_msg_encode(const qb_msg *m, qb_buf *out)
+{
+    if (m == NULL || out == NULL) {
+        return QB_EINVAL;
+    }
+    char topic[QB_TOPIC_MAX + 1];
+    const char *kind = qb_msg_topic_kind(m->type);
+    int tn = kind ? qb_topic_format(topic, sizeof topic, kind, m->exchange, m->symbol) : -1;
+    if (tn < 0) {
+        return QB_EINVAL;
+    }
+    size_t start = out->len;
+    int rc = qb_buf_append(out, topic, (size_t)tn + 1); /* with its NUL */
+    if (rc == QB_OK) {
+        rc = qb_msg_encode_map(m, out);
+    }
+    if (rc != QB_OK) {
+        out->len = start;
+    }
+    return rc;
+}
+
+/* ---- decoder ---------------------------------------------------------- */
+
+struct qb_decoder {
+    const uint8_t *frame;
+    size_t len;
+    size_t off;   /* start of the next map */
+    size_t nmaps; /* maps decoded from this frame */
+    int err;      /* sticky error of this frame, QB_OK while fine */
+    qb_str topic;
+    msgpack_unpacked up; /* reused; owns the object tree of the last map */
+    qb_level *lv[2];     /* scratch levels: bids, asks */
+    size_t cap[2];
+};
+
+qb_decoder *qb_decoder_new(void)
+{
+    qb_decoder *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        return NULL;
+    }
+    msgpack_unpacked_init(&d->up);
+    d->err = QB_EEOF;
+    return d;
+}
+
+void qb_decoder_free(qb_decoder *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    msgpack_unpacked_destroy(&d->up);
+    free(d->lv[0]);
+    free(d->lv[1]);
+    free(d);
+}
+
+int qb_decoder_begin(qb_decoder *d, const void *frame, size_t len, qb_str *topic)
+{
+    d->frame = frame;
+    d->len = 0;
+    d->off = 0;
+    d->nmaps = 0;
+    d->err = QB_EPARSE;
+    if (len > QB_MSG_MAX_FRAME) {
+        d->err = QB_ETOOBIG;
+        return QB_ETOOBIG;
+    }
+    if (frame == NULL) {
+        return QB_EPARSE;
+    }
+    const uint8_t *p = frame;
+    size_t lim = len < QB_TOPIC_MAX + 1 ? len : QB_TOPIC_MAX + 1;
+    const uint8_t *nul = memchr(p, 0, lim);
+    if (nul == NULL || nul == p) {
+        return QB_EPARSE; /* no terminator within QB_TOPIC_MAX, or empty */
+    }
+    size_t tn = (size_t)(nul - p);
+    for (size_t i = 0; i < tn; i++) {
+        if (p[i] <= 0x20 || p[i] >= 0x7f) {
+            return QB_EPARSE;
+        }
+    }
+    d->len = len;
+    d->off = tn + 1;
+    d->topic = (qb_str){(const char *)p, tn};
+    d->err = QB_OK;
+    if (topic) {
+        *topic = d->topic;
+    }
+    return QB_OK;
+}
+
+static inline int msg_need(size_t off, size_t n, size_t len)
+{
+    return n <= len - off ? QB_OK : QB_EPARSE;
+}
+
+static inline uint32_t msg_be(const uint8_t *p, int n)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* Walks one msgpack object at p[0..len) without building it; see the top
+ * of the file. Writes the object's length to *end. Iterative: "pending" is
+ * the number of objects still to read, and each needs at least one byte. */
+static int msg_scan(const uint8_t *p, size_t len, size_t *end)
+{
+    size_t off = 0;
+    uint64_t pending = 1, items = 0;
+    while (pending > 0) {
+        if (off >= len) {
+            return QB_EPARSE; /* truncated */
+        }
+        uint8_t b = p[off++];
+        pending--;
+        if (++items > MSG_MAX_ITEMS) {
+            return QB_ETOOBIG;
+        }
+        size_t skip = 0;  /* payload bytes */
+        uint64_t add = 0; /* child objects */
+        int lenb = 0;     /* bytes of a length or count field */
+        int extra = 0;    /* fixed bytes after the length (ext type) */
+        int kind = 0;     /* 0 payload, 1 array, 2 map */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* fixint, nil, bool */
+        } else if (b >= 0x80 && b <= 0x8f) {
+            add = 2u * (b & 0x0f);
+        } else if (b >= 0x90 && b <= 0x9f) {
+            add = b & 0x0f;
+        } else if (b >= 0xa0 && b <= 0xbf) {
+            skip = b & 0x1f;
+        } else {
+            switch (b) {
+            case 0xc4:
+            case 0xd9:
+                lenb = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                lenb = 2;
+                break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb:
+                lenb = 4;
+                break; /* bin32, str32 */
+            case 0xc7:
+                lenb = 1;
+                extra = 1;
+                break; /* ext8 */
+            case 0xc8:
+                lenb = 2;
+                extra = 1;
+                break; /* ext16 */
+            case 0xc9:
+                lenb = 4;
+                extra = 1;
+                break; /* ext32 */
+            case 0xca:
+                skip = 4;
+                break; /* float32 */
+            case 0xcb:
+                skip = 8;
+                break; /* float64 */
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break; /* (u)int8 */
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break; /* fixext1..16 */
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+                lenb = 2;
+                kind = 1;
+                break; /* array16/32 */
+            case 0xdd:
+                lenb = 4;
+                kind = 1;
+                break;
+            case 0xde:
+                lenb = 2;
+                kind = 2;
+                break; /* map16/32 */
+            case 0xdf:
+                lenb = 4;
+                kind = 2;
+                break;
+            default:
+                return QB_EPARSE; /* 0xc1 */
+            }
+        }
+        if (lenb) {
+            if (msg_need(off, (size_t)lenb, len) != QB_OK) {
+                return QB_EPARSE;
+            }
+            uint32_t v = msg_be(p + off, lenb);
+            off += (size_t)lenb;
+            if (kind == 1) {
+                add = v;
+            } else if (kind == 2) {
+                add = 2u * (uint64_t)v;
+            } else {
+                skip = (size_t)v + (size_t)extra;
+            }
+        }
+        if (msg_need(off, skip, len) != QB_OK) {
+            return QB_EPARSE;
+        }
+        off += skip;
+        /* Every pending object needs one byte at least: a count that
+         * cannot fit in what remains is a lie (or a truncation). */
+        if (add > (uint64_t)(len - off) || pending + add > (uint64_t)(len - off)) {
+            return QB_EPARSE;
+        }
+        if (add > MSG_MAX_ITEMS) {
+            return QB_ETOOBIG;
+        }
+        pending += add;
+    }
+    *end = off;
+    return QB_OK;
+}
+
+/* Known keys; a table so the decoder can find each in one pass. */
+enum {
+    K_V,
+    K_TYPE,
+    K_EX,
+    K_SYM,
+    K_NSYM,
+    K_SEQ,
+    K_ETS,
+    K_RTS,
+    K_FID,
+    K_LID,
+    K_BIDS,
+    K_ASKS,
+    K_REFRESH,
+    K_TID,
+    K_PX,
+    K_QTY,
+    K_SIDE,
+    K_STATE,
+    K_REASON,
+    K_LAST,
+    K_BID,
+    K_BIDQ,
+    K_ASK,
+    K_ASKQ,
+    K_VOL,
+    K_CHG,
+    K_COUNT
+};
+
+static const char *const msg_keys[K_COUNT] = {
+    "v",      "type", "ex",   "sym",     "nsym", "seq",  "ets", "rts",  "fid",
+    "lid",    "bids", "asks", "refresh", "tid",  "px",   "qty", "side", "state",
+    "reason", "last", "bid",  "bidq",    "ask",  "askq", "vol", "chg",
+};
+
+static int msg_key_index(const msgpack_object *k)
+{
+    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size > 7) {
+        return -1; /* the longest key is "refresh" */
+    }
+    size_t n = k->via.str.size;
+    for (int i = 0; i < K_COUNT; i++) {
+        if (strlen(msg_keys[i]) == n && memcmp(k->via.str.ptr, msg_keys[i], n) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int msg_get_u64(const msgpack_object *o, uint64_t *out)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        return QB_EPARSE;
+    }
+    *out = o->via.u64;
+    return QB_OK;
+}
+
+static int msg_get_i64(const msgpack_object *o, int64_t *out)
+{
+    if (o == NULL) {
+        return QB_EPARSE;
+    }
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)INT64_MAX) {
+            return QB_EPARSE;
+        }
+        *out = (int64_t)o->via.u64;
+        return QB_OK;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *out = o->via.i64;
+        return QB_OK;
+    }
+    return QB_EPARSE;
+}
+
+static int msg_get_str(const msgpack_object *o, qb_str *out)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_STR) {
+        return QB_EPARSE;
+    }
+    *out = (qb_str){o->via.str.size ? o->via.str.ptr : "", o->via.str.size};
+    return QB_OK;
+}
+
+/* A mantissa and a scale as two msgpack integers. */
+static int msg_get_dec2(const msgpack_object *m, const msgpack_object *s, qb_dec *out)
+{
+    int64_t mant, scale;
+    if (msg_get_i64(m, &mant) != QB_OK || msg_get_i64(s, &scale) != QB_OK || mant == INT64_MIN ||
+        scale < -QB_DEC_MAX_SCALE || scale > QB_DEC_MAX_SCALE) {
+        return QB_EPARSE;
+    }
+    *out = (qb_dec){mant, (int8_t)scale};
+    return QB_OK;
+}
+
+/* [mantissa, scale] */
+static int msg_get_dec(const msgpack_object *o, qb_dec *out)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2) {
+        return QB_EPARSE;
+    }
+    return msg_get_dec2(&o->via.array.ptr[0], &o->via.array.ptr[1], out);
+}
+
+static int msg_get_levels(qb_decoder *d, int side, const msgpack_object *o, const qb_level **lv,
+                          size_t *n)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY) {
+        return QB_EPARSE;
+    }
+    size_t cnt = o->via.array.size;
+    if (cnt > QB_MSG_MAX_LEVELS) {
+        return QB_ETOOBIG;
+    }
+    if (cnt > d->cap[side]) {
+        size_t cap = d->cap[side] ? d->cap[side] : 256;
+        while (cap < cnt) {
+            cap *= 2;
+        }
+        if (cap > QB_MSG_MAX_LEVELS) {
+            cap = QB_MSG_MAX_LEVELS;
+        }
+        qb_level *p = realloc(d->lv[side], cap * sizeof *p);
+        if (p == NULL) {
+            return QB_ENOMEM;
+        }
+        d->lv[side] = p;
+        d->cap[side] = cap;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        const msgpack_object *e = &o->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 4) {
+            return QB_EPARSE;
+        }
+        const msgpack_object *f = e->via.array.ptr;
+        qb_level l;
+        if (msg_get_dec2(&f[0], &f[1], &l.price) != QB_OK ||
+            msg_get_dec2(&f[2], &f[3], &l.size) != QB_OK || l.price.mant <= 0 || l.size.mant < 0) {
+            return QB_EPARSE;
+        }
+        d->lv[side][i] = l;
+    }
+    *lv = cnt ? d->lv[side] : NULL;
+    *n = cnt;
+    return QB_OK;
+}
+
+static int msg_lookup(qb_str s, const char *const *names, int count)
+{
+    for (int i = 0; i < count; i++) {
+        if (msg_str_is(s, names[i])) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int msg_from_object(qb_decoder *d, const msgpack_object *root, qb_msg *out)
+{
+    if (root->type != MSGPACK_OBJECT_MAP) {
+        return QB_EPARSE;
+    }
+    const msgpack_object *f[K_COUNT] = {0};
+    for (uint32_t i = 0; i < root->via.map.size; i++) {
+        const msgpack_object_kv *kv = &root->via.map.ptr[i];
+        int k = msg_key_index(&kv->key);
+        if (k < 0) {
+            continue; /* unknown key: forward compatibility */
+        }
+        if (f[k] != NULL) {
+            return QB_EPARSE; /* a duplicate key is ambiguous */
+        }
+        f[k] = &kv->val;
+    }
+    /* Version first: a future version may change everything else. */
+    uint64_t v;
+    if (msg_get_u64(f[K_V], &v) != QB_OK || v != QB_PROTO_VERSION) {
+        return QB_EVERSION;
+    }
+    qb_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = (uint32_t)v;
+    qb_str type;
+    if (msg_get_str(f[K_TYPE], &type) != QB_OK) {
+        return QB_EPARSE;
+    }
+    static const char *const types[] = {"snapshot", "delta", "trade", "status", "ticker"};
+    int ti = msg_lookup(type, types, 5);
+    if (ti < 0) {
+        return QB_EPARSE;
+    }
+    m.type = (qb_msg_type)(ti + 1);
+    if (msg_get_str(f[K_EX], &m.exchange) != QB_OK || msg_get_str(f[K_SYM], &m.symbol) != QB_OK ||
+        msg_get_str(f[K_NSYM], &m.native) != QB_OK ||
+        !msg_part_ok(m.exchange.p, m.exchange.n, MSG_NAME_MAX) ||
+        !msg_part_ok(m.symbol.p, m.symbol.n, MSG_NAME_MAX) || !msg_native_ok(m.native)) {
+        return QB_EPARSE;
+    }
+    /* The topic the frame was routed by must be this message's topic. */
+    char topic[QB_TOPIC_MAX + 1];
+    int tn = qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type), m.exchange, m.symbol);
+    if (tn < 0 || (size_t)tn != d->topic.n || memcmp(topic, d->topic.p, d->topic.n) != 0) {
+        return QB_EPARSE;
+    }
+    if (msg_get_u64(f[K_SEQ], &m.seq) != QB_OK || msg_get_u64(f[K_ETS], &m.exch_ts) != QB_OK ||
+        msg_get_u64(f[K_RTS], &m.recv_ts) != QB_OK) {
+        return QB_EPARSE;
+    }
+    int rc;
+    switch (m.type) {
+    case QB_MSG_SNAPSHOT:
+    case QB_MSG_DELTA:
+        if (msg_get_u64(f[K_FID], &m.first_id) != QB_OK ||
+            msg_get_u64(f[K_LID], &m.last_id) != QB_OK) {
+            return QB_EPARSE;
+        }
+        if ((rc = msg_get_levels(d, 0, f[K_BIDS], &m.bids, &m.n_bids)) != QB_OK ||
+            (rc = msg_get_levels(d, 1, f[K_ASKS], &m.asks, &m.n_asks)) != QB_OK) {
+            return rc;
+        }
+        if (m.type == QB_MSG_SNAPSHOT) {
+            if (f[K_REFRESH] == NULL || f[K_REFRESH]->type != MSGPACK_OBJECT_BOOLEAN) {
+                return QB_EPARSE;
+            }
+            m.refresh = f[K_REFRESH]->via.boolean;
+        }
+        break;
+    case QB_MSG_TRADE: {
+        qb_str side;
+        static const char *const sides[] = {"unknown", "buy", "sell"};
+        if (msg_get_u64(f[K_TID], &m.trade_id) != QB_OK ||
+            msg_get_dec(f[K_PX], &m.price) != QB_OK || msg_get_dec(f[K_QTY], &m.qty) != QB_OK ||
+            msg_get_str(f[K_SIDE], &side) != QB_OK || m.price.mant <= 0 || m.qty.mant < 0) {
+            return QB_EPARSE;
+        }
+        int si = msg_lookup(side, sides, 3);
+        if (si < 0) {
+            return QB_EPARSE;
+        }
+        m.side = (qb_side)si;
+        break;
+    }
+    case QB_MSG_STATUS: {
+        qb_str state;
+        static const char *const states[] = {"syncing", "live", "stale", "resyncing", "down"};
+        if (msg_get_str(f[K_STATE], &state) != QB_OK ||
+            msg_get_str(f[K_REASON], &m.reason) != QB_OK || m.reason.n > MSG_REASON_MAX) {
+            return QB_EPARSE;
+        }
+        int si = msg_lookup(state, states, 5);
+        if (si < 0) {
+            return QB_EPARSE;
+        }
+        m.state = (qb_feed_state)si;
+        break;
+    }
+    case QB_MSG_TICKER: {
+        qb_ticker *t = &m.ticker;
+        if (msg_get_dec(f[K_LAST], &t->last) != QB_OK) {
+            return QB_EPARSE;
+        }
+        /* bid and bidq (ask and askq) come together or not at all */
+        if ((f[K_BID] != NULL) != (f[K_BIDQ] != NULL) ||
+            (f[K_ASK] != NULL) != (f[K_ASKQ] != NULL)) {
+            return QB_EPARSE;
+        }
+        if (f[K_BID]) {
+            if (msg_get_dec(f[K_BID], &t->bid) != QB_OK ||
+                msg_get_dec(f[K_BIDQ], &t->bid_qty) != QB_OK) {
+                return QB_EPARSE;
+            }
+            t->has_bid = true;
+        }
+        if (f[K_ASK]) {
+            if (msg_get_dec(f[K_ASK], &t->ask) != QB_OK ||
+                msg_get_dec(f[K_ASKQ], &t->ask_qty) != QB_OK) {
+                return QB_EPARSE;
+            }
+            t->has_ask = true;
+        }
+        if (f[K_VOL]) {
+            if (msg_get_dec(f[K_VOL], &t->volume_24h) != QB_OK) {
+                return QB_EPARSE;
+            }
+            t->has_volume = true;
+        }
+        if (f[K_CHG]) {
+            if (msg_get_dec(f[K_CHG], &t->change_24h) != QB_OK) {
+                return QB_EPARSE;
+            }
+            t->has_change = true;
+        }
+        break;
+    }
+    }
+    *out = m;
+    return QB_OK;
+}
+
+int qb_decoder_next(qb_decoder *d, qb_msg *out)
+{
+    if (d->err != QB_OK) {
+        return d->err;
+    }
+    if (d->off >= d->len) {
+        /* A frame with a topic and no map carries nothing: malformed. */
+        d->err = d->nmaps ? QB_EEOF : QB_EPARSE;
+        return d->err;
+    }
+    const uint8_t *p = d->frame + d->off;
+    size_t avail = d->len - d->off, n = 0;
+    int rc = QB_OK;
+    if ((p[0] & 0xf0) != 0x80 && p[0] != 0xde && p[0] != 0xdf) {
+        rc = QB_EPARSE; /* the top-level object must be a map */
+    } else {
+        rc = msg_scan(p, avail, &n);
+    }
+    if (rc == QB_OK) {
+        size_t uoff = 0;
+        msgpack_unpack_return ur = msgpack_unpack_next(&d->up, (const char *)p, n, &uoff);
+        if (ur != MSGPACK_UNPACK_SUCCESS || uoff != n) {
+            rc = QB_EPARSE; /* includes nesting deeper than msgpack-c's stack */
+        } else {
+            rc = msg_from_object(d, &d->up.data, out);
+        }
+    }
+    if (rc != QB_OK) {
+        d->err = rc;
+        return rc;
+    }
+    d->off += n;
+    d->nmaps++;
+    return QB_OK;
+}

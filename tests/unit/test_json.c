@@ -1,0 +1,276 @@
+/*
+ * test_json.c: common/json.c, the jsmn helpers. Objects and arrays, get/at/
+ * skip, string escapes (surrogate pairs included), trailing garbage and
+ * truncation rejected, token exhaustion on a nesting bomb, u64/i64 ranges.
+ */
+#include "err.h"
+#include "harness.h"
+#include "json.h"
+
+
+#define NTOK 256
+static jsmntok_t tok[NTOK];
+
+static int parse(qb_json *j, const char *s)
+{
+    return qb_json_parse(j, s, strlen(s), tok, NTOK);
+}
+
+QB_TEST(objects_arrays_get_at_skip)
+{
+    qb_json j;
+    const char *doc = " {\"a\": 1, \"b\": \"x y\", \"c\": [1, 2, {\"d\": true, \"e\": [[], {}]}],"
+                      " \"f\": null, \"g\": -2.5e3} \n";
+    QB_CHECK_EQ_INT(parse(&j, doc), QB_OK);
+    QB_CHECK(qb_json_is_object(&j, 0));
+    QB_CHECK_EQ_INT(qb_json_skip(&j, 0), j.ntok);
+    int a = qb_json_get(&j, 0, "a");
+    uint64_t u = 0;
+    QB_CHECK_EQ_INT(qb_json_u64(&j, a, &u), QB_OK);
+    QB_CHECK_EQ_INT(u, 1);
+    int b = qb_json_get(&j, 0, "b");
+    QB_CHECK(qb_json_is_str(&j, b));
+    QB_CHECK(qb_json_str_eq(&j, b, "x y"));
+    QB_CHECK(!qb_json_str_eq(&j, b, "x"));
+    size_t n;
+    const char *t = qb_json_text(&j, b, &n);
+    QB_CHECK(n == 3 && memcmp(t, "x y", 3) == 0); /* without the quotes */
+    int c = qb_json_get(&j, 0, "c");
+    QB_CHECK(qb_json_is_array(&j, c));
+    QB_CHECK_EQ_INT(j.tok[c].size, 3);
+    int c1 = qb_json_at(&j, c, 1);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, c1, &u), QB_OK);
+    QB_CHECK_EQ_INT(u, 2);
+    int c2 = qb_json_at(&j, c, 2);
+    QB_CHECK(qb_json_is_object(&j, c2));
+    bool bv = false;
+    QB_CHECK_EQ_INT(qb_json_bool(&j, qb_json_get(&j, c2, "d"), &bv), QB_OK);
+    QB_CHECK(bv);
+    int e = qb_json_get(&j, c2, "e");
+    QB_CHECK(qb_json_is_array(&j, qb_json_at(&j, e, 0)));
+    QB_CHECK(qb_json_is_object(&j, qb_json_at(&j, e, 1)));
+    QB_CHECK_EQ_INT(qb_json_at(&j, e, 2), -1);
+    /* keys after a nested value are still found (skip works) */
+    QB_CHECK(qb_json_get(&j, 0, "f") > 0);
+    int g = qb_json_get(&j, 0, "g");
+    t = qb_json_text(&j, g, &n);
+    QB_CHECK(n == 6 && memcmp(t, "-2.5e3", 6) == 0);
+    /* misses */
+    QB_CHECK_EQ_INT(qb_json_get(&j, 0, "zz"), -1);
+    QB_CHECK_EQ_INT(qb_json_get(&j, 0, ""), -1);
+    QB_CHECK_EQ_INT(qb_json_get(&j, c, "a"), -1); /* not an object */
+    QB_CHECK_EQ_INT(qb_json_get(&j, -1, "a"), -1);
+    QB_CHECK_EQ_INT(qb_json_get(&j, 9999, "a"), -1);
+    QB_CHECK_EQ_INT(qb_json_at(&j, 0, 0), -1); /* not an array */
+    QB_CHECK_EQ_INT(qb_json_at(&j, c, -1), -1);
+    QB_CHECK_EQ_INT(qb_json_at(&j, c, 3), -1);
+    QB_CHECK(!qb_json_is_str(&j, -1) && !qb_json_is_str(&j, 9999));
+    t = qb_json_text(&j, 9999, &n);
+    QB_CHECK(n == 0 && t != NULL);
+    /* values are not keys: "x y" appears only as a value */
+    QB_CHECK_EQ_INT(qb_json_get(&j, 0, "x y"), -1);
+    /* a top-level array */
+    QB_CHECK_EQ_INT(parse(&j, "[1,\"2\",[3]]"), QB_OK);
+    QB_CHECK(qb_json_is_array(&j, 0));
+    QB_CHECK_EQ_INT(qb_json_u64(&j, qb_json_at(&j, 0, 1), &u), QB_OK); /* from a string */
+    QB_CHECK_EQ_INT(u, 2);
+    QB_CHECK_EQ_INT(parse(&j, "{}"), QB_OK);
+    QB_CHECK_EQ_INT(j.ntok, 1);
+}
+
+QB_TEST(escapes_and_surrogate_pairs)
+{
+    qb_json j;
+    char out[64];
+    QB_CHECK_EQ_INT(parse(&j, "[\"q\\\"b\\\\s\\/n\\n\\t\\r\\b\\f\"]"), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 1, out, sizeof out), QB_OK);
+    QB_CHECK_EQ_STR(out, "q\"b\\s/n\n\t\r\b\f");
+    /* escaped text never matches raw comparisons */
+    QB_CHECK(!qb_json_str_eq(&j, 1, "q\"b\\s/n\n\t\r\b\f"));
+    QB_CHECK_EQ_INT(parse(&j, "[\"\\u00e9\\u20AC\\ud83d\\ude00x\\u0041\"]"), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 1, out, sizeof out), QB_OK);
+    QB_CHECK_EQ_STR(out, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80xA");
+    /* raw UTF-8 passes through */
+    QB_CHECK_EQ_INT(parse(&j, "[\"\xc3\xa9\"]"), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 1, out, sizeof out), QB_OK);
+    QB_CHECK_EQ_STR(out, "\xc3\xa9");
+    /* bad escapes */
+    const char *bad[] = {
+        "[\"\\ud83d\"]",        /* lone high surrogate */
+        "[\"\\ud83dx\"]",       /* high surrogate, no escape after */
+        "[\"\\ud83d\\u0041\"]", /* high surrogate + non-low */
+        "[\"\\ude00\"]",        /* lone low surrogate */
+        "[\"\\u12g4\"]",        /* bad hex */
+        "[\"\\u12\"]",          /* short */
+        "[\"\\x41\"]",          /* unknown escape */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = parse(&j, bad[i]);
+        if (rc == QB_OK) {
+            strcpy(out, "unchanged");
+            QB_CHECK_EQ_INT(qb_json_str_copy(&j, 1, out, sizeof out), QB_EPARSE);
+        } else {
+            QB_CHECK_EQ_INT(rc, QB_EPARSE); /* jsmn already refused it */
+        }
+    }
+    /* capacity: the NUL needs room too */
+    QB_CHECK_EQ_INT(parse(&j, "[\"abcd\", \"\\u20ac\"]"), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 1, out, 4), QB_ETOOBIG);
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 1, out, 5), QB_OK);
+    QB_CHECK_EQ_STR(out, "abcd");
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 2, out, 3), QB_ETOOBIG);
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 2, out, 4), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 2, out, 0), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 0, out, sizeof out), QB_EPARSE); /* not a string */
+}
+
+QB_TEST(trailing_garbage_rejected)
+{
+    qb_json j;
+    const char *bad[] = {"{\"a\":1} x",
+                         "{\"a\":1}{\"b\":2}",
+                         "{\"a\":1} 5",
+                         "{\"a\":1}]",
+                         "[1] [2]",
+                         "{\"a\":1},",
+                         "5",
+                         "\"str\"",
+                         "true",
+                         "",
+                         "   ",
+                         "{\"a\" 1}",
+                         "{1:2}",
+                         "{\"a\"}",
+                         "[1,]x",
+                         "{\"a\":x}",
+                         "{\"a\":1,\"b\"}",
+                         "nul",
+                         "{'a':1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = parse(&j, bad[i]);
+        if (rc != QB_EPARSE) {
+            fprintf(stderr, "  input '%s': rc %d\n", bad[i], rc);
+        }
+        QB_CHECK_EQ_INT(rc, QB_EPARSE);
+    }
+    /* jsmn does not validate number syntax; consumers do (json.h) */
+    QB_CHECK_EQ_INT(parse(&j, "[01x]"), QB_OK);
+    uint64_t u;
+    QB_CHECK_EQ_INT(qb_json_u64(&j, 1, &u), QB_EPARSE);
+    /* trailing white space and a trailing NUL are fine */
+    QB_CHECK_EQ_INT(qb_json_parse(&j, "{\"a\":1} \t\r\n", 11, tok, NTOK), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_parse(&j, "{\"a\":1}\0", 8, tok, NTOK), QB_OK);
+}
+
+QB_TEST(truncated_rejected)
+{
+    const char *doc = "{\"stream\":\"btcusdt@depth\",\"data\":{\"e\":\"depthUpdate\",\"U\":1,"
+                      "\"u\":2,\"b\":[[\"100.5\",\"1\"]],\"a\":[],\"s\":\"\\u0041\"}}";
+    size_t len = strlen(doc);
+    qb_json j;
+    QB_CHECK_EQ_INT(qb_json_parse(&j, doc, len, tok, NTOK), QB_OK);
+    for (size_t n = 0; n < len; n++) {
+        /* an exact-size copy, so ASan sees any read past the end */
+        char *p = malloc(n ? n : 1);
+        memcpy(p, doc, n);
+        int rc = qb_json_parse(&j, p, n, tok, NTOK);
+        if (rc == QB_OK) {
+            fprintf(stderr, "  prefix %zu accepted\n", n);
+        }
+        QB_CHECK(rc == QB_EPARSE);
+        free(p);
+    }
+}
+
+QB_TEST(nesting_bomb_exhausts_tokens)
+{
+    size_t depth = 100000;
+    char *s = malloc(2 * depth + 1);
+    memset(s, '[', depth);
+    memset(s + depth, ']', depth);
+    s[2 * depth] = 0;
+    qb_json j;
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, 2 * depth, tok, NTOK), QB_ETOOBIG);
+    /* unterminated */
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, depth, tok, NTOK), QB_ETOOBIG);
+    /* objects */
+    for (size_t i = 0; i + 5 <= depth; i += 5) {
+        memcpy(s + i, "{\"a\":", 5);
+    }
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, depth, tok, NTOK), QB_ETOOBIG);
+    /* a wide document: many tokens, no depth */
+    s[0] = '[';
+    for (size_t i = 1; i < depth - 1; i += 2) {
+        s[i] = '1';
+        s[i + 1] = ',';
+    }
+    s[depth - 2] = '1';
+    s[depth - 1] = ']';
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, depth, tok, NTOK), QB_ETOOBIG);
+    /* exactly enough tokens */
+    QB_CHECK_EQ_INT(qb_json_parse(&j, "[[[[1]]]]", 9, tok, 5), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_parse(&j, "[[[[1]]]]", 9, tok, 4), QB_ETOOBIG);
+    free(s);
+}
+
+QB_TEST(u64_i64_bool_ranges)
+{
+    qb_json j;
+    QB_CHECK_EQ_INT(parse(&j, "[0, 18446744073709551615, 18446744073709551616, -1, 1.5, 1e3,"
+                              " \"42\", \"\", \"4 2\", 99999999999999999999999, true, false, null,"
+                              " \"true\", 9223372036854775807, 9223372036854775808,"
+                              " -9223372036854775808, -9223372036854775809, -0, \"-7\", \"-\"]"),
+                    QB_OK);
+    uint64_t u = 7;
+    int64_t s = 7;
+    bool b = false;
+#define AT(k) qb_json_at(&j, 0, (k))
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(0), &u), QB_OK);
+    QB_CHECK_EQ_INT(u, 0);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(1), &u), QB_OK);
+    QB_CHECK(u == UINT64_MAX);
+    u = 7;
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(2), &u), QB_ERANGE);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(3), &u), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(4), &u), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(5), &u), QB_EPARSE);
+    QB_CHECK_EQ_INT(u, 7); /* untouched on failure */
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(6), &u), QB_OK);
+    QB_CHECK_EQ_INT(u, 42);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(7), &u), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(8), &u), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(9), &u), QB_ERANGE);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, AT(10), &u), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_u64(&j, 0, &u), QB_EPARSE);  /* an array */
+    QB_CHECK_EQ_INT(qb_json_u64(&j, -1, &u), QB_EPARSE); /* no token */
+    QB_CHECK_EQ_INT(qb_json_bool(&j, AT(10), &b), QB_OK);
+    QB_CHECK(b);
+    QB_CHECK_EQ_INT(qb_json_bool(&j, AT(11), &b), QB_OK);
+    QB_CHECK(!b);
+    QB_CHECK_EQ_INT(qb_json_bool(&j, AT(12), &b), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_bool(&j, AT(13), &b), QB_EPARSE); /* a string */
+    QB_CHECK_EQ_INT(qb_json_bool(&j, AT(0), &b), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_bool(&j, -1, &b), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(14), &s), QB_OK);
+    QB_CHECK(s == INT64_MAX);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(15), &s), QB_ERANGE);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(16), &s), QB_OK);
+    QB_CHECK(s == INT64_MIN);
+    s = 7;
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(17), &s), QB_ERANGE);
+    QB_CHECK_EQ_INT(s, 7);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(18), &s), QB_OK);
+    QB_CHECK_EQ_INT(s, 0);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(19), &s), QB_OK);
+    QB_CHECK_EQ_INT(s, -7);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(20), &s), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(4), &s), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, AT(0), &s), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_i64(&j, -1, &s), QB_EPARSE);
+#undef AT
+}
+
+int main(void)
+{
+    return qb_test_run_all();
+}

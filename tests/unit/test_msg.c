@@ -1,0 +1,1032 @@
+/*
+ * test_msg.c: proto/msg.c and proto/msg_json.c. Round trips of every message
+ * type, deterministic bytes, several maps per frame, unknown keys, every
+ * truncated prefix and every single-byte mutation of valid frames, version
+ * and topic checks, hostile counts and nesting, level limits, the JSON form,
+ * and the worked hex examples of proto/PROTOCOL.md (decoded with the real
+ * decoder and compared with the JSON shown under each).
+ */
+#include "buf.h"
+#include "err.h"
+#include "harness.h"
+#include "json.h"
+#include "msg.h"
+
+#include <msgpack.h>
+
+
+#ifndef QB_SOURCE_DIR
+#error "QB_SOURCE_DIR must point at the source tree (tests/unit/CMakeLists.txt)"
+#endif
+
+/* ---- sample messages --------------------------------------------------- */
+
+static const qb_level sample_bids[] = {{{10050, 2}, {125, 2}}, {{10049, 2}, {3, 0}}};
+static const qb_level sample_asks[] = {{{10060, 2}, {0, 8}}};
+
+static qb_msg sample(qb_msg_type type)
+{
+    qb_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    m.version = QB_PROTO_VERSION;
+    m.exchange = QB_STR("binance");
+    m.symbol = QB_STR("BTC-USDT");
+    m.native = QB_STR("BTCUSDT");
+    m.seq = 42;
+    m.exch_ts = 1700000000000000000ull;
+    m.recv_ts = 1700000000000100000ull;
+    switch (type) {
+    case QB_MSG_SNAPSHOT:
+    case QB_MSG_DELTA:
+        m.first_id = 10;
+        m.last_id = UINT64_MAX;
+        m.bids = sample_bids;
+        m.n_bids = 2;
+        m.asks = sample_asks;
+        m.n_asks = 1;
+        m.refresh = type == QB_MSG_SNAPSHOT;
+        break;
+    case QB_MSG_TRADE:
+        m.trade_id = 5;
+        m.price = (qb_dec){1005, 1};
+        m.qty = (qb_dec){1, 30};
+        m.side = QB_SIDE_SELL;
+        break;
+    case QB_MSG_STATUS:
+        m.state = QB_FEED_RESYNCING;
+        m.reason = QB_STR("gap: expected U=101, got 105");
+        break;
+    case QB_MSG_TICKER:
+        m.ticker.last = (qb_dec){10055, 2};
+        m.ticker.has_ask = true;
+        m.ticker.ask = (qb_dec){10060, 2};
+        m.ticker.ask_qty = (qb_dec){5, 1};
+        m.ticker.has_change = true;
+        m.ticker.change_24h = (qb_dec){-INT64_MAX, -30};
+        break;
+    }
+    return m;
+}
+
+static bool str_eq(qb_str a, qb_str b)
+{
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+static bool levels_eq(const qb_level *a, size_t na, const qb_level *b, size_t nb)
+{
+    if (na != nb) {
+        return false;
+    }
+    for (size_t i = 0; i < na; i++) {
+        if (!qb_dec_identical(a[i].price, b[i].price) || !qb_dec_identical(a[i].size, b[i].size)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Field-by-field equality of the fields the type carries. */
+static bool msg_eq(const qb_msg *a, const qb_msg *b)
+{
+    if (a->type != b->type || a->version != b->version || !str_eq(a->exchange, b->exchange) ||
+        !str_eq(a->symbol, b->symbol) || !str_eq(a->native, b->native) || a->seq != b->seq ||
+        a->exch_ts != b->exch_ts || a->recv_ts != b->recv_ts) {
+        return false;
+    }
+    switch (a->type) {
+    case QB_MSG_SNAPSHOT:
+    case QB_MSG_DELTA:
+        return a->first_id == b->first_id && a->last_id == b->last_id &&
+               levels_eq(a->bids, a->n_bids, b->bids, b->n_bids) &&
+               levels_eq(a->asks, a->n_asks, b->asks, b->n_asks) &&
+               (a->type == QB_MSG_DELTA || a->refresh == b->refresh);
+    case QB_MSG_TRADE:
+        return a->trade_id == b->trade_id && qb_dec_identical(a->price, b->price) &&
+               qb_dec_identical(a->qty, b->qty) && a->side == b->side;
+    case QB_MSG_STATUS:
+        return a->state == b->state && str_eq(a->reason, b->reason);
+    case QB_MSG_TICKER: {
+        const qb_ticker *x = &a->ticker, *y = &b->ticker;
+        return qb_dec_identical(x->last, y->last) && x->has_bid == y->has_bid &&
+               x->has_ask == y->has_ask && x->has_volume == y->has_volume &&
+               x->has_change == y->has_change &&
+               (!x->has_bid ||
+                (qb_dec_identical(x->bid, y->bid) && qb_dec_identical(x->bid_qty, y->bid_qty))) &&
+               (!x->has_ask ||
+                (qb_dec_identical(x->ask, y->ask) && qb_dec_identical(x->ask_qty, y->ask_qty))) &&
+               (!x->has_volume || qb_dec_identical(x->volume_24h, y->volume_24h)) &&
+               (!x->has_change || qb_dec_identical(x->change_24h, y->change_24h));
+    }
+    }
+    return false;
+}
+
+/* Decodes a frame holding exactly one map. Returns the first error. */
+static int decode_one(qb_decoder *d, const void *frame, size_t len, qb_msg *out)
+{
+    qb_str topic;
+    int rc = qb_decoder_begin(d, frame, len, &topic);
+    if (rc != QB_OK) {
+        return rc;
+    }
+    rc = qb_decoder_next(d, out);
+    if (rc != QB_OK) {
+        return rc;
+    }
+    qb_msg extra;
+    rc = qb_decoder_next(d, &extra);
+    return rc == QB_EEOF ? QB_OK : (rc == QB_OK ? QB_EINVAL : rc);
+}
+
+/* ---- a small builder for hand-made (hostile) frames -------------------- */
+
+typedef struct frame {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} frame;
+
+static void frame_init(frame *f, const char *topic)
+{
+    msgpack_sbuffer_init(&f->sb);
+    msgpack_packer_init(&f->pk, &f->sb, msgpack_sbuffer_write);
+    msgpack_sbuffer_write(&f->sb, topic, strlen(topic) + 1);
+}
+
+static void frame_raw(frame *f, const void *p, size_t n)
+{
+    msgpack_sbuffer_write(&f->sb, p, n);
+}
+
+static void frame_str(frame *f, const char *s)
+{
+    msgpack_pack_str(&f->pk, strlen(s));
+    msgpack_pack_str_body(&f->pk, s, strlen(s));
+}
+
+static void frame_kv_str(frame *f, const char *k, const char *v)
+{
+    frame_str(f, k);
+    frame_str(f, v);
+}
+
+static void frame_kv_u64(frame *f, const char *k, uint64_t v)
+{
+    frame_str(f, k);
+    msgpack_pack_uint64(&f->pk, v);
+}
+
+/* The eight common fields of a book.binance.BTC-USDT message. */
+static void frame_common(frame *f, const char *type, uint64_t version)
+{
+    frame_kv_u64(f, "v", version);
+    frame_kv_str(f, "type", type);
+    frame_kv_str(f, "ex", "binance");
+    frame_kv_str(f, "sym", "BTC-USDT");
+    frame_kv_str(f, "nsym", "BTCUSDT");
+    frame_kv_u64(f, "seq", 1);
+    frame_kv_u64(f, "ets", 0);
+    frame_kv_u64(f, "rts", 2);
+}
+
+static void frame_fini(frame *f)
+{
+    msgpack_sbuffer_destroy(&f->sb);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+QB_TEST(names_and_topics)
+{
+    QB_CHECK_EQ_STR(qb_msg_type_name(QB_MSG_SNAPSHOT), "snapshot");
+    QB_CHECK_EQ_STR(qb_msg_type_name(QB_MSG_TICKER), "ticker");
+    QB_CHECK_EQ_STR(qb_feed_state_name(QB_FEED_RESYNCING), "resyncing");
+    QB_CHECK_EQ_STR(qb_feed_state_name(QB_FEED_DOWN), "down");
+    QB_CHECK_EQ_STR(qb_side_name(QB_SIDE_BUY), "buy");
+    QB_CHECK_EQ_STR(qb_side_name(QB_SIDE_UNKNOWN), "unknown");
+    QB_CHECK_EQ_STR(qb_msg_topic_kind(QB_MSG_SNAPSHOT), "book");
+    QB_CHECK_EQ_STR(qb_msg_topic_kind(QB_MSG_DELTA), "book");
+    QB_CHECK_EQ_STR(qb_msg_topic_kind(QB_MSG_TRADE), "trade");
+    QB_CHECK_EQ_STR(qb_msg_topic_kind(QB_MSG_STATUS), "status");
+    QB_CHECK_EQ_STR(qb_msg_topic_kind(QB_MSG_TICKER), "ticker");
+    QB_CHECK(qb_msg_topic_kind((qb_msg_type)99) == NULL);
+
+    char t[QB_TOPIC_MAX + 1];
+    QB_CHECK_EQ_INT(qb_topic_format(t, sizeof t, "book", QB_STR("binance"), QB_STR("BTC-USDT")),
+                    21);
+    QB_CHECK_EQ_STR(t, "book.binance.BTC-USDT");
+    QB_CHECK_EQ_INT(qb_topic_format(t, 21, "book", QB_STR("binance"), QB_STR("BTC-USDT")), -1);
+    QB_CHECK_EQ_INT(qb_topic_format(t, 22, "book", QB_STR("binance"), QB_STR("BTC-USDT")), 21);
+    QB_CHECK_EQ_INT(qb_topic_format(t, sizeof t, "book", QB_STR(""), QB_STR("BTC")), -1);
+    QB_CHECK_EQ_INT(qb_topic_format(t, sizeof t, "book", QB_STR("bin.ance"), QB_STR("BTC")), -1);
+    QB_CHECK_EQ_INT(qb_topic_format(t, sizeof t, "book", QB_STR("bin"), QB_STR("BT\nC")), -1);
+    QB_CHECK_EQ_INT(qb_topic_format(t, sizeof t, "book", QB_STR("bin"), QB_STR("BT C")), -1);
+    QB_CHECK_EQ_INT(qb_topic_format(t, sizeof t, "book", QB_STR("bin"), ((qb_str){"B\0C", 3})), -1);
+    QB_CHECK_EQ_INT(qb_topic_format(t, sizeof t, "", QB_STR("bin"), QB_STR("BTC")), -1);
+    char longsym[QB_TOPIC_MAX + 8];
+    memset(longsym, 'A', sizeof longsym);
+    QB_CHECK_EQ_INT(
+        qb_topic_format(t, sizeof t, "book", QB_STR("bin"), ((qb_str){longsym, QB_TOPIC_MAX - 9})),
+        QB_TOPIC_MAX);
+    QB_CHECK_EQ_INT(
+        qb_topic_format(t, sizeof t, "book", QB_STR("bin"), ((qb_str){longsym, QB_TOPIC_MAX - 8})),
+        -1);
+}
+
+QB_TEST(round_trip_every_type)
+{
+    qb_decoder *d = qb_decoder_new();
+    QB_CHECK(d != NULL);
+    qb_msg_type types[] = {QB_MSG_SNAPSHOT, QB_MSG_DELTA, QB_MSG_TRADE, QB_MSG_STATUS,
+                           QB_MSG_TICKER};
+    const char *topics[] = {"book.binance.BTC-USDT", "book.binance.BTC-USDT",
+                            "trade.binance.BTC-USDT", "status.binance.BTC-USDT",
+                            "ticker.binance.BTC-USDT"};
+    for (int i = 0; i < 5; i++) {
+        qb_msg m = sample(types[i]), o;
+        qb_buf b = QB_BUF_INIT, b2 = QB_BUF_INIT;
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+        /* the topic and its NUL come first */
+        size_t tl = strlen(topics[i]);
+        QB_CHECK(b.len > tl && memcmp(b.data, topics[i], tl) == 0 && b.data[tl] == 0);
+        /* deterministic bytes */
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &b2), QB_OK);
+        QB_CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0);
+        qb_str topic;
+        QB_CHECK_EQ_INT(qb_decoder_begin(d, b.data, b.len, &topic), QB_OK);
+        QB_CHECK(str_eq(topic, (qb_str){topics[i], tl}));
+        QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_OK);
+        QB_CHECK(msg_eq(&m, &o));
+        QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_EEOF);
+        QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_EEOF);
+        /* encoding the decoded message gives the same bytes */
+        qb_buf_reset(&b2);
+        QB_CHECK_EQ_INT(qb_decoder_begin(d, b.data, b.len, &topic), QB_OK);
+        QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_OK);
+        QB_CHECK_EQ_INT(qb_msg_encode(&o, &b2), QB_OK);
+        QB_CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0);
+        qb_buf_fini(&b);
+        qb_buf_fini(&b2);
+    }
+    /* version 0 in a message to encode means the current version */
+    qb_msg m = sample(QB_MSG_TRADE), o;
+    m.version = 0;
+    qb_buf b = QB_BUF_INIT;
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+    QB_CHECK_EQ_INT(decode_one(d, b.data, b.len, &o), QB_OK);
+    QB_CHECK_EQ_INT(o.version, QB_PROTO_VERSION);
+    /* empty books, zero timestamps, every ticker subset, every state, side */
+    for (int mask = 0; mask < 16; mask++) {
+        qb_msg t = sample(QB_MSG_TICKER);
+        t.ticker.has_bid = mask & 1;
+        t.ticker.bid = (qb_dec){1, 0};
+        t.ticker.bid_qty = (qb_dec){2, 0};
+        t.ticker.has_ask = mask & 2;
+        t.ticker.has_volume = mask & 4;
+        t.ticker.volume_24h = (qb_dec){0, 3};
+        t.ticker.has_change = mask & 8;
+        qb_buf_reset(&b);
+        QB_CHECK_EQ_INT(qb_msg_encode(&t, &b), QB_OK);
+        QB_CHECK_EQ_INT(decode_one(d, b.data, b.len, &o), QB_OK);
+        QB_CHECK(msg_eq(&t, &o));
+    }
+    for (int s = QB_FEED_SYNCING; s <= QB_FEED_DOWN; s++) {
+        qb_msg t = sample(QB_MSG_STATUS);
+        t.state = (qb_feed_state)s;
+        t.reason = (qb_str){NULL, 0};
+        qb_buf_reset(&b);
+        QB_CHECK_EQ_INT(qb_msg_encode(&t, &b), QB_OK);
+        QB_CHECK_EQ_INT(decode_one(d, b.data, b.len, &o), QB_OK);
+        QB_CHECK_EQ_INT(o.state, s);
+        QB_CHECK_EQ_INT(o.reason.n, 0);
+    }
+    for (int s = QB_SIDE_UNKNOWN; s <= QB_SIDE_SELL; s++) {
+        qb_msg t = sample(QB_MSG_TRADE);
+        t.side = (qb_side)s;
+        qb_buf_reset(&b);
+        QB_CHECK_EQ_INT(qb_msg_encode(&t, &b), QB_OK);
+        QB_CHECK_EQ_INT(decode_one(d, b.data, b.len, &o), QB_OK);
+        QB_CHECK(msg_eq(&t, &o));
+    }
+    qb_msg e = sample(QB_MSG_SNAPSHOT);
+    e.n_bids = e.n_asks = 0;
+    e.bids = e.asks = NULL;
+    e.exch_ts = e.seq = e.first_id = 0;
+    qb_buf_reset(&b);
+    QB_CHECK_EQ_INT(qb_msg_encode(&e, &b), QB_OK);
+    QB_CHECK_EQ_INT(decode_one(d, b.data, b.len, &o), QB_OK);
+    QB_CHECK(msg_eq(&e, &o));
+    qb_buf_fini(&b);
+    qb_decoder_free(d);
+    qb_decoder_free(NULL);
+}
+
+QB_TEST(encode_rejects_bad_fields)
+{
+    qb_buf b = QB_BUF_INIT;
+    QB_CHECK_EQ_INT(qb_buf_append(&b, "xyz", 3), QB_OK);
+    qb_msg m;
+    qb_level bad_price[] = {{{0, 2}, {1, 0}}};
+    qb_level bad_size[] = {{{1, 2}, {-1, 0}}};
+    qb_level bad_scale[] = {{{1, 31}, {1, 0}}};
+#define EXPECT_EINVAL(mutation)                                                                    \
+    do {                                                                                           \
+        m = sample(QB_MSG_DELTA);                                                                  \
+        mutation;                                                                                  \
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_EINVAL);                                         \
+        QB_CHECK_EQ_INT(qb_msg_encode_map(&m, &b), QB_EINVAL);                                     \
+        QB_CHECK_EQ_INT(b.len, 3); /* nothing appended */                                          \
+    } while (0)
+    EXPECT_EINVAL(m.exchange = QB_STR(""));
+    EXPECT_EINVAL(m.symbol = QB_STR("BTC.USDT"));
+    EXPECT_EINVAL(m.symbol = QB_STR("BTC USDT"));
+    EXPECT_EINVAL(m.native = QB_STR(""));
+    EXPECT_EINVAL(m.version = 2);
+    EXPECT_EINVAL(m.type = (qb_msg_type)0);
+    EXPECT_EINVAL(m.type = (qb_msg_type)6);
+    EXPECT_EINVAL((m.bids = bad_price, m.n_bids = 1));
+    EXPECT_EINVAL((m.asks = bad_size, m.n_asks = 1));
+    EXPECT_EINVAL((m.asks = bad_scale, m.n_asks = 1));
+    EXPECT_EINVAL((m.asks = NULL, m.n_asks = 1));
+    EXPECT_EINVAL((m.type = QB_MSG_TRADE, m.price = (qb_dec){0, 0}, m.qty = (qb_dec){1, 0}));
+    EXPECT_EINVAL((m.type = QB_MSG_TRADE, m.price = (qb_dec){1, 0}, m.qty = (qb_dec){-1, 0}));
+    EXPECT_EINVAL((m.type = QB_MSG_TRADE, m.price = (qb_dec){1, 0}, m.side = (qb_side)3));
+    EXPECT_EINVAL((m.type = QB_MSG_STATUS, m.state = (qb_feed_state)5));
+    EXPECT_EINVAL((m.type = QB_MSG_TICKER, m.ticker.last = (qb_dec){INT64_MIN, 0}));
+    char longname[65];
+    memset(longname, 'a', sizeof longname);
+    EXPECT_EINVAL(m.exchange = ((qb_str){longname, 65}));
+    m = sample(QB_MSG_DELTA);
+    m.exchange = (qb_str){longname, 64};
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+#undef EXPECT_EINVAL
+    qb_buf_fini(&b);
+}
+
+QB_TEST(several_maps_in_one_frame)
+{
+    qb_buf b = QB_BUF_INIT;
+    QB_CHECK_EQ_INT(qb_buf_append(&b, "book.binance.BTC-USDT", 22), QB_OK);
+    qb_msg m[3] = {sample(QB_MSG_SNAPSHOT), sample(QB_MSG_DELTA), sample(QB_MSG_DELTA)};
+    m[1].seq = 43;
+    m[2].seq = 44;
+    m[2].n_bids = 0;
+    for (int i = 0; i < 3; i++) {
+        QB_CHECK_EQ_INT(qb_msg_encode_map(&m[i], &b), QB_OK);
+    }
+    qb_decoder *d = qb_decoder_new();
+    qb_str topic;
+    qb_msg o;
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, b.data, b.len, &topic), QB_OK);
+    for (int i = 0; i < 3; i++) {
+        QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_OK);
+        QB_CHECK(msg_eq(&m[i], &o));
+    }
+    QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_EEOF);
+    /* a map of another topic inside the frame is rejected */
+    qb_msg t = sample(QB_MSG_TRADE);
+    QB_CHECK_EQ_INT(qb_msg_encode_map(&t, &b), QB_OK);
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, b.data, b.len, &topic), QB_OK);
+    for (int i = 0; i < 3; i++) {
+        QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_OK);
+    }
+    QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_EPARSE); /* sticky */
+    /* trailing junk after a valid map */
+    qb_buf_reset(&b);
+    QB_CHECK_EQ_INT(qb_msg_encode(&m[1], &b), QB_OK);
+    QB_CHECK_EQ_INT(qb_buf_append(&b, "\x01", 1), QB_OK);
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, b.data, b.len, &topic), QB_OK);
+    QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_OK);
+    QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_EPARSE);
+    /* a topic with no map at all */
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, "book.binance.BTC-USDT", 22, &topic), QB_OK);
+    QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_EPARSE);
+    qb_buf_fini(&b);
+    qb_decoder_free(d);
+}
+
+QB_TEST(unknown_keys_are_ignored)
+{
+    frame f;
+    frame_init(&f, "book.binance.BTC-USDT");
+    msgpack_pack_map(&f.pk, 8 + 4 + 6);
+    frame_kv_str(&f, "zz_future", "x");
+    frame_common(&f, "delta", 1);
+    frame_str(&f, "nested");
+    msgpack_pack_array(&f.pk, 2);
+    msgpack_pack_map(&f.pk, 1);
+    frame_kv_u64(&f, "a", 1);
+    msgpack_pack_array(&f.pk, 0);
+    frame_str(&f, "f");
+    msgpack_pack_double(&f.pk, 1.5);
+    frame_str(&f, "bin");
+    msgpack_pack_bin(&f.pk, 3);
+    msgpack_pack_bin_body(&f.pk, "\x00\x01\x02", 3);
+    frame_str(&f, "ext");
+    msgpack_pack_ext(&f.pk, 4, 7);
+    msgpack_pack_ext_body(&f.pk, "abcd", 4);
+    msgpack_pack_uint64(&f.pk, 12345); /* a non-string key */
+    msgpack_pack_nil(&f.pk);
+    frame_kv_u64(&f, "fid", 3);
+    frame_kv_u64(&f, "lid", 4);
+    frame_str(&f, "bids");
+    msgpack_pack_array(&f.pk, 1);
+    msgpack_pack_array(&f.pk, 4);
+    msgpack_pack_int64(&f.pk, 5);
+    msgpack_pack_int64(&f.pk, 0);
+    msgpack_pack_int64(&f.pk, 6);
+    msgpack_pack_int64(&f.pk, -2); /* negative scale: 600 */
+    frame_str(&f, "asks");
+    msgpack_pack_array(&f.pk, 0);
+    qb_decoder *d = qb_decoder_new();
+    qb_msg o;
+    QB_CHECK_EQ_INT(decode_one(d, f.sb.data, f.sb.size, &o), QB_OK);
+    QB_CHECK_EQ_INT(o.type, QB_MSG_DELTA);
+    QB_CHECK_EQ_INT(o.first_id, 3);
+    QB_CHECK_EQ_INT(o.n_bids, 1);
+    QB_CHECK(qb_dec_identical(o.bids[0].size, (qb_dec){6, -2}));
+    QB_CHECK_EQ_INT(o.n_asks, 0);
+    frame_fini(&f);
+    qb_decoder_free(d);
+}
+
+/* Builds a book map with one field replaced by raw bytes (or left out). */
+static void frame_book_with(frame *f, const char *key, const void *raw, size_t n)
+{
+    frame_init(f, "book.binance.BTC-USDT");
+    bool replace_common = key && (!strcmp(key, "v") || !strcmp(key, "type"));
+    msgpack_pack_map(&f->pk, 12 + (key && !replace_common && !raw ? -1 : 0) +
+                                 (key && replace_common && !raw ? -1 : 0));
+    if (replace_common) {
+        if (raw) {
+            frame_str(f, key);
+            frame_raw(f, raw, n);
+        }
+        if (strcmp(key, "v") != 0) {
+            frame_kv_u64(f, "v", 1);
+        }
+        if (strcmp(key, "type") != 0) {
+            frame_kv_str(f, "type", "delta");
+        }
+        frame_kv_str(f, "ex", "binance");
+        frame_kv_str(f, "sym", "BTC-USDT");
+        frame_kv_str(f, "nsym", "BTCUSDT");
+        frame_kv_u64(f, "seq", 1);
+        frame_kv_u64(f, "ets", 0);
+        frame_kv_u64(f, "rts", 2);
+    } else {
+        frame_common(f, "delta", 1);
+    }
+    const char *keys[] = {"fid", "lid", "bids", "asks"};
+    for (int i = 0; i < 4; i++) {
+        if (key && strcmp(key, keys[i]) == 0) {
+            if (raw) {
+                frame_str(f, key);
+                frame_raw(f, raw, n);
+            }
+            continue;
+        }
+        frame_str(f, keys[i]);
+        if (i < 2) {
+            msgpack_pack_uint64(&f->pk, 7);
+        } else {
+            msgpack_pack_array(&f->pk, 0);
+        }
+    }
+}
+
+static int decode_book_with(const char *key, const void *raw, size_t n)
+{
+    frame f;
+    frame_book_with(&f, key, raw, n);
+    qb_decoder *d = qb_decoder_new();
+    qb_msg o;
+    int rc = decode_one(d, f.sb.data, f.sb.size, &o);
+    qb_decoder_free(d);
+    frame_fini(&f);
+    return rc;
+}
+
+QB_TEST(field_validation)
+{
+    /* the builder itself makes a valid frame */
+    QB_CHECK_EQ_INT(decode_book_with(NULL, NULL, 0), QB_OK);
+    /* version: missing, 2, 0, wrong type -> QB_EVERSION */
+    QB_CHECK_EQ_INT(decode_book_with("v", NULL, 0), QB_EVERSION);
+    QB_CHECK_EQ_INT(decode_book_with("v", "\x02", 1), QB_EVERSION);
+    QB_CHECK_EQ_INT(decode_book_with("v", "\x00", 1), QB_EVERSION);
+    QB_CHECK_EQ_INT(decode_book_with("v", "\xa1\x31", 2), QB_EVERSION);
+    QB_CHECK_EQ_INT(decode_book_with("v", "\xff", 1), QB_EVERSION);
+    /* type */
+    QB_CHECK_EQ_INT(decode_book_with("type", NULL, 0), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("type",
+                                     "\xa3"
+                                     "foo",
+                                     4),
+                    QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("type", "\x02", 1), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("type", "\xa5trade", 6), QB_EPARSE); /* topic kind */
+    QB_CHECK_EQ_INT(decode_book_with("type",
+                                     "\xa5"
+                                     "delta",
+                                     6),
+                    QB_OK);
+    /* required ids: missing, negative, string */
+    QB_CHECK_EQ_INT(decode_book_with("fid", NULL, 0), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("lid", "\xff", 1), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("lid", "\xa1\x31", 2), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("lid", "\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9), QB_OK);
+    /* levels */
+    QB_CHECK_EQ_INT(decode_book_with("bids", NULL, 0), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\xc0", 1), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\x01\x00\x01\x00", 6), QB_OK);
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\x00\x00\x01\x00", 6), QB_EPARSE); /* px 0 */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\xff\x00\x01\x00", 6), QB_EPARSE); /* px<0 */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\x01\x00\xff\x00", 6), QB_EPARSE); /* sz<0 */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\x01\x00\x00\x00", 6), QB_OK);     /* sz 0 */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\x01\x1e\x01\xe2", 6), QB_OK);     /* +-30 */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\x01\x1f\x01\x00", 6), QB_EPARSE); /* 31 */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\x01\x00\x01\xe1", 6), QB_EPARSE); /* -31 */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x93\x01\x00\x01", 5), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x95\x01\x00\x01\x00\x00", 7), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\xa1\x31\x00\x01\x00", 7), QB_EPARSE);
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\xcb\x3f\xf0\0\0\0\0\0\0\x00\x01\x00", 14),
+                    QB_EPARSE); /* a float mantissa */
+    QB_CHECK_EQ_INT(
+        decode_book_with("bids", "\x91\x94\xcf\xff\xff\xff\xff\xff\xff\xff\xff\x00\x01\x00", 14),
+        QB_EPARSE); /* mantissa beyond int64 */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\x94\xd3\x80\0\0\0\0\0\0\0\x00\x01\x00", 14),
+                    QB_EPARSE); /* INT64_MIN */
+    QB_CHECK_EQ_INT(decode_book_with("bids", "\x91\xc0", 2), QB_EPARSE);
+    /* a duplicate key is ambiguous: rejected */
+    frame f;
+    frame_init(&f, "book.binance.BTC-USDT");
+    msgpack_pack_map(&f.pk, 13);
+    frame_common(&f, "delta", 1);
+    frame_kv_u64(&f, "fid", 1);
+    frame_kv_u64(&f, "lid", 1);
+    frame_kv_u64(&f, "lid", 2);
+    frame_str(&f, "bids");
+    msgpack_pack_array(&f.pk, 0);
+    frame_str(&f, "asks");
+    msgpack_pack_array(&f.pk, 0);
+    qb_decoder *d = qb_decoder_new();
+    qb_msg o;
+    QB_CHECK_EQ_INT(decode_one(d, f.sb.data, f.sb.size, &o), QB_EPARSE);
+    frame_fini(&f);
+    /* a top-level value that is not a map */
+    frame_init(&f, "book.binance.BTC-USDT");
+    msgpack_pack_array(&f.pk, 1);
+    msgpack_pack_uint64(&f.pk, 1);
+    QB_CHECK_EQ_INT(decode_one(d, f.sb.data, f.sb.size, &o), QB_EPARSE);
+    frame_fini(&f);
+    qb_decoder_free(d);
+}
+
+QB_TEST(topic_checks)
+{
+    qb_decoder *d = qb_decoder_new();
+    qb_msg m = sample(QB_MSG_DELTA), o;
+    qb_buf b = QB_BUF_INIT;
+    qb_str topic;
+    /* the topic must match the message */
+    const char *wrong[] = {"book.binance.ETH-USDT",  "book.binance.BTC-USDTX",  "book.htx.BTC-USDT",
+                           "trade.binance.BTC-USDT", "book.binance.BTC-USDT.x", "book.binance"};
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        qb_buf_reset(&b);
+        QB_CHECK_EQ_INT(qb_buf_append(&b, wrong[i], strlen(wrong[i]) + 1), QB_OK);
+        QB_CHECK_EQ_INT(qb_msg_encode_map(&m, &b), QB_OK);
+        QB_CHECK_EQ_INT(decode_one(d, b.data, b.len, &o), QB_EPARSE);
+    }
+    /* no NUL, empty topic, non-printable, too long */
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, "book.binance.BTC-USDT", 21, &topic), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, "\0\x80", 2, &topic), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, "bo ok\0\x80", 7, &topic), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, "bo\x01ok\0\x80", 7, &topic), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, "bo\xc3\xa9ok\0\x80", 8, &topic), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, "", 0, &topic), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, NULL, 0, &topic), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_EPARSE); /* after a failed begin */
+    char big[QB_TOPIC_MAX + 3];
+    memset(big, 'a', sizeof big);
+    big[QB_TOPIC_MAX] = 0;
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, big, sizeof big, &topic), QB_OK);
+    QB_CHECK_EQ_INT(topic.n, QB_TOPIC_MAX);
+    big[QB_TOPIC_MAX] = 'a';
+    big[QB_TOPIC_MAX + 1] = 0;
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, big, sizeof big, &topic), QB_EPARSE);
+    /* frame size limit */
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, big, (size_t)QB_MSG_MAX_FRAME + 1, &topic), QB_ETOOBIG);
+    QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_ETOOBIG);
+    qb_buf_fini(&b);
+    qb_decoder_free(d);
+}
+
+/* Every proper prefix of a one-map frame is rejected; every single-byte
+ * mutation decodes or is rejected, never crashes (ASan/UBSan watch), and a
+ * mutant that decodes re-encodes and prints as JSON. */
+QB_TEST(prefixes_and_mutations)
+{
+    qb_decoder *d = qb_decoder_new();
+    qb_msg_type types[] = {QB_MSG_SNAPSHOT, QB_MSG_DELTA, QB_MSG_TRADE, QB_MSG_STATUS,
+                           QB_MSG_TICKER};
+    long accepted = 0, rejected = 0;
+    for (int t = 0; t < 5; t++) {
+        qb_msg m = sample(types[t]), o;
+        qb_buf b = QB_BUF_INIT, out = QB_BUF_INIT;
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+        for (size_t n = 0; n < b.len; n++) {
+            /* a fresh copy of exactly n bytes, so ASan sees any over-read */
+            uint8_t *p = malloc(n ? n : 1);
+            memcpy(p, b.data, n);
+            int rc = decode_one(d, p, n, &o);
+            if (rc == QB_OK) {
+                fprintf(stderr, "  prefix %zu of %zu accepted (type %d)\n", n, b.len, t);
+            }
+            QB_CHECK(rc != QB_OK);
+            free(p);
+        }
+        uint8_t *p = malloc(b.len);
+        for (size_t i = 0; i < b.len; i++) {
+            for (int v = 0; v < 256; v++) {
+                memcpy(p, b.data, b.len);
+                if (p[i] == v) {
+                    continue;
+                }
+                p[i] = (uint8_t)v;
+                qb_str topic;
+                if (qb_decoder_begin(d, p, b.len, &topic) != QB_OK) {
+                    rejected++;
+                    continue;
+                }
+                int rc;
+                while ((rc = qb_decoder_next(d, &o)) == QB_OK) {
+                    accepted++;
+                    qb_buf_reset(&out);
+                    QB_CHECK_EQ_INT(qb_msg_encode(&o, &out), QB_OK);
+                    qb_buf_reset(&out);
+                    QB_CHECK_EQ_INT(qb_msg_to_json(&o, &out), QB_OK);
+                }
+                if (rc != QB_EEOF) {
+                    rejected++;
+                }
+            }
+        }
+        free(p);
+        qb_buf_fini(&b);
+        qb_buf_fini(&out);
+    }
+    /* most mutations break something; some (a digit of a value) do not */
+    QB_CHECK(accepted > 0 && rejected > accepted);
+    printf("     mutations: %ld decoded, %ld rejected\n", accepted, rejected);
+    qb_decoder_free(d);
+}
+
+/* Declared lengths far beyond the frame must be rejected before msgpack-c
+ * allocates count * sizeof(msgpack_object) for them. */
+QB_TEST(huge_declared_counts)
+{
+    const struct {
+        const char *bytes;
+        size_t n;
+    } bombs[] = {
+        {"\xdd\xff\xff\xff\xff\x01\x02\x03\x04\x05", 10}, /* array32 4G */
+        {"\xdf\xff\xff\xff\xff\x01\x02\x03\x04\x05", 10}, /* map32 4G */
+        {"\xdb\xff\xff\xff\xff\x01\x02\x03\x04\x05", 10}, /* str32 4G */
+        {"\xc6\xff\xff\xff\xff\x01", 6},                  /* bin32 4G */
+        {"\xc9\xff\xff\xff\xff\x01\x02", 7},              /* ext32 4G */
+        {"\xdc\xff\xff\xc0\xc0\xc0", 6},                  /* array16 64k */
+        {"\xde\xff\xff\xc0\xc0", 5},                      /* map16 64k */
+    };
+    qb_decoder *d = qb_decoder_new();
+    qb_msg o;
+    for (size_t i = 0; i < sizeof bombs / sizeof bombs[0]; i++) {
+        /* as the value of an unknown key, and as the bids array */
+        frame f;
+        frame_init(&f, "book.binance.BTC-USDT");
+        msgpack_pack_map(&f.pk, 2);
+        frame_kv_u64(&f, "v", 1);
+        frame_str(&f, "x");
+        frame_raw(&f, bombs[i].bytes, bombs[i].n);
+        QB_CHECK_EQ_INT(decode_one(d, f.sb.data, f.sb.size, &o), QB_EPARSE);
+        frame_fini(&f);
+        QB_CHECK_EQ_INT(decode_book_with("bids", bombs[i].bytes, bombs[i].n), QB_EPARSE);
+        /* and as the top-level object */
+        frame_init(&f, "book.binance.BTC-USDT");
+        frame_raw(&f, bombs[i].bytes, bombs[i].n);
+        QB_CHECK_EQ_INT(decode_one(d, f.sb.data, f.sb.size, &o), QB_EPARSE);
+        frame_fini(&f);
+    }
+    /* a 1 MB frame of nils under a map claiming 4G pairs */
+    size_t n = 1u << 20;
+    uint8_t *big = malloc(n);
+    memcpy(big, "book.binance.BTC-USDT\0\xdf\xff\xff\xff\xff", 27);
+    memset(big + 27, 0xc0, n - 27);
+    QB_CHECK_EQ_INT(decode_one(d, big, n, &o), QB_EPARSE);
+    /* a 1 MB frame whose map holds more objects than any valid message */
+    memcpy(big, "book.binance.BTC-USDT\0\x81\xa1x\xdd\x00\x0f\xff\xff", 30);
+    memset(big + 30, 0xc0, n - 30);
+    QB_CHECK_EQ_INT(decode_one(d, big, n, &o), QB_EPARSE);
+    memcpy(big, "book.binance.BTC-USDT\0\x81\xa1x\xdd\x00\x0f\xff\xc3", 30);
+    QB_CHECK_EQ_INT(decode_one(d, big, n, &o), QB_ETOOBIG);
+    free(big);
+    qb_decoder_free(d);
+}
+
+QB_TEST(nesting_bombs_rejected)
+{
+    qb_decoder *d = qb_decoder_new();
+    qb_msg o;
+    size_t depth = 100000;
+    size_t n = 32 + depth + 1;
+    uint8_t *p = malloc(n);
+    /* as the value of an unknown key: [[[[...nil...]]]] */
+    memcpy(p, "book.binance.BTC-USDT\0\x81\xa1x", 25);
+    memset(p + 25, 0x91, depth);
+    p[25 + depth] = 0xc0;
+    QB_CHECK_EQ_INT(decode_one(d, p, 26 + depth, &o), QB_EPARSE);
+    /* maps */
+    memset(p + 25, 0x81, depth);
+    QB_CHECK_EQ_INT(decode_one(d, p, 26 + depth, &o), QB_EPARSE);
+    /* at the top level */
+    memset(p + 22, 0x81, depth);
+    QB_CHECK_EQ_INT(decode_one(d, p, 22 + depth, &o), QB_EPARSE);
+    free(p);
+    /* moderate nesting inside an unknown key is fine (forward compatible) */
+    frame f;
+    frame_book_with(&f, NULL, NULL, 0);
+    /* rebuild with one more key holding [[[[[[[[1]]]]]]]] */
+    frame_fini(&f);
+    frame_init(&f, "book.binance.BTC-USDT");
+    msgpack_pack_map(&f.pk, 13);
+    frame_common(&f, "delta", 1);
+    frame_kv_u64(&f, "fid", 1);
+    frame_kv_u64(&f, "lid", 1);
+    frame_str(&f, "bids");
+    msgpack_pack_array(&f.pk, 0);
+    frame_str(&f, "asks");
+    msgpack_pack_array(&f.pk, 0);
+    frame_str(&f, "deep");
+    for (int i = 0; i < 8; i++) {
+        msgpack_pack_array(&f.pk, 1);
+    }
+    msgpack_pack_uint64(&f.pk, 1);
+    QB_CHECK_EQ_INT(decode_one(d, f.sb.data, f.sb.size, &o), QB_OK);
+    frame_fini(&f);
+    qb_decoder_free(d);
+}
+
+static qb_level *make_levels(size_t n)
+{
+    qb_level *lv = malloc(n * sizeof *lv);
+    for (size_t i = 0; i < n; i++) {
+        lv[i] = (qb_level){{(int64_t)(1000000 + i), 2}, {(int64_t)i, 8}};
+    }
+    return lv;
+}
+
+QB_TEST(level_count_limits)
+{
+    qb_decoder *d = qb_decoder_new();
+    qb_msg m = sample(QB_MSG_SNAPSHOT), o;
+    qb_level *lv = make_levels(QB_MSG_MAX_LEVELS + 1);
+    qb_buf b = QB_BUF_INIT;
+    m.bids = lv;
+    m.n_bids = QB_MSG_MAX_LEVELS;
+    m.asks = lv;
+    m.n_asks = QB_MSG_MAX_LEVELS;
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+    QB_CHECK_EQ_INT(decode_one(d, b.data, b.len, &o), QB_OK);
+    QB_CHECK(msg_eq(&m, &o));
+    /* one more is refused by the encoder ... */
+    m.n_asks = QB_MSG_MAX_LEVELS + 1;
+    qb_buf_reset(&b);
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_EINVAL);
+    /* ... and by the decoder */
+    frame f;
+    frame_init(&f, "book.binance.BTC-USDT");
+    msgpack_pack_map(&f.pk, 12);
+    frame_common(&f, "delta", 1);
+    frame_kv_u64(&f, "fid", 1);
+    frame_kv_u64(&f, "lid", 1);
+    frame_str(&f, "bids");
+    msgpack_pack_array(&f.pk, 0);
+    frame_str(&f, "asks");
+    msgpack_pack_array(&f.pk, QB_MSG_MAX_LEVELS + 1);
+    for (size_t i = 0; i < QB_MSG_MAX_LEVELS + 1; i++) {
+        msgpack_pack_array(&f.pk, 4);
+        msgpack_pack_int64(&f.pk, lv[i].price.mant);
+        msgpack_pack_int64(&f.pk, lv[i].price.scale);
+        msgpack_pack_int64(&f.pk, lv[i].size.mant);
+        msgpack_pack_int64(&f.pk, lv[i].size.scale);
+    }
+    QB_CHECK_EQ_INT(decode_one(d, f.sb.data, f.sb.size, &o), QB_ETOOBIG);
+    frame_fini(&f);
+    qb_buf_fini(&b);
+    free(lv);
+    qb_decoder_free(d);
+}
+
+static const char *json_of(const qb_msg *m, qb_buf *b)
+{
+    qb_buf_reset(b);
+    if (qb_msg_to_json(m, b) != QB_OK || qb_buf_append(b, "", 1) != QB_OK) {
+        return "(error)";
+    }
+    b->len--;
+    return (const char *)b->data;
+}
+
+QB_TEST(json_form)
+{
+    qb_buf b = QB_BUF_INIT;
+    qb_level bids[] = {{{10050, 2}, {125, 2}}};
+    qb_level asks[] = {{{10060, 2}, {0, 8}}};
+    qb_msg m = sample(QB_MSG_DELTA);
+    m.seq = 42;
+    m.first_id = 10;
+    m.last_id = 12;
+    m.bids = bids;
+    m.n_bids = 1;
+    m.asks = asks;
+    m.n_asks = 1;
+    QB_CHECK_EQ_STR(json_of(&m, &b),
+                    "{\"topic\":\"book.binance.BTC-USDT\",\"v\":1,\"type\":\"delta\",\"ex\":"
+                    "\"binance\",\"sym\":\"BTC-USDT\",\"nsym\":\"BTCUSDT\",\"seq\":42,\"ets\":"
+                    "1700000000000000000,\"rts\":1700000000000100000,\"fid\":10,\"lid\":12,"
+                    "\"bids\":[[\"100.50\",\"1.25\"]],\"asks\":[[\"100.60\",\"0.00000000\"]]}");
+    m.type = QB_MSG_SNAPSHOT;
+    m.refresh = true;
+    m.n_bids = 0;
+    QB_CHECK(strstr(json_of(&m, &b), "\"bids\":[],\"asks\":[[\"100.60\",\"0.00000000\"]],"
+                                     "\"refresh\":true}") != NULL);
+    qb_msg t = sample(QB_MSG_TRADE);
+    t.qty = (qb_dec){1, 1};
+    t.side = QB_SIDE_BUY;
+    QB_CHECK(strstr(json_of(&t, &b), ",\"tid\":5,\"px\":\"100.5\",\"qty\":\"0.1\",\"side\":"
+                                     "\"buy\"}") != NULL);
+    qb_msg k = sample(QB_MSG_TICKER);
+    QB_CHECK(strstr(json_of(&k, &b),
+                    ",\"last\":\"100.55\",\"ask\":\"100.60\",\"askq\":\"0.5\",\"chg\":\"-"
+                    "9223372036854775807000000000000000000000000000000\"}") != NULL);
+    /* reason strings are escaped; invalid UTF-8 becomes U+FFFD */
+    qb_msg s = sample(QB_MSG_STATUS);
+    s.state = QB_FEED_DOWN;
+    s.reason = (qb_str){"a\"b\\c\nd\x01\x7f\xc3\xa9\xff\xf0\x9f\x98\x80z", 17};
+    const char *js = json_of(&s, &b);
+    QB_CHECK(strstr(js, ",\"state\":\"down\",\"reason\":\"a\\\"b\\\\c\\nd\\u0001\\u007f"
+                        "\xc3\xa9\\ufffd\xf0\x9f\x98\x80z\"}") != NULL);
+    /* every form parses as JSON, and the escaped reason decodes back */
+    qb_msg all[] = {m, t, k, s};
+    for (int i = 0; i < 4; i++) {
+        js = json_of(&all[i], &b);
+        jsmntok_t tok[128];
+        qb_json j;
+        QB_CHECK_EQ_INT(qb_json_parse(&j, js, strlen(js), tok, 128), QB_OK);
+        QB_CHECK(qb_json_str_eq(&j, qb_json_get(&j, 0, "ex"), "binance"));
+        if (all[i].type == QB_MSG_STATUS) {
+            char r[64];
+            QB_CHECK_EQ_INT(qb_json_str_copy(&j, qb_json_get(&j, 0, "reason"), r, sizeof r), QB_OK);
+            QB_CHECK_EQ_STR(r, "a\"b\\c\nd\x01\x7f\xc3\xa9\xef\xbf\xbd\xf0\x9f\x98\x80z");
+        }
+    }
+    /* a failure leaves the buffer as it was */
+    qb_buf_reset(&b);
+    qb_msg bad = sample(QB_MSG_TRADE);
+    bad.exchange = QB_STR("");
+    QB_CHECK_EQ_INT(qb_msg_to_json(&bad, &b), QB_EINVAL);
+    QB_CHECK_EQ_INT(b.len, 0);
+    qb_buf_fini(&b);
+}
+
+/* ---- the worked examples of PROTOCOL.md ------------------------------- */
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    fclose(f);
+    s[got] = 0;
+    *len = got;
+    return s;
+}
+
+/* The body of the next fenced block with info string `info` at or after p;
+ * *end gets the position after the closing fence. */
+static const char *fence(const char *p, const char *info, size_t *n, const char **end)
+{
+    char open[32];
+    snprintf(open, sizeof open, "\n```%s\n", info);
+    const char *s = strstr(p, open);
+    if (s == NULL) {
+        return NULL;
+    }
+    s += strlen(open);
+    const char *e = strstr(s, "\n```");
+    if (e == NULL) {
+        return NULL;
+    }
+    *n = (size_t)(e - s);
+    *end = e + 4;
+    return s;
+}
+
+QB_TEST(protocol_md_examples)
+{
+    size_t len;
+    char *doc = read_file(QB_SOURCE_DIR "/proto/PROTOCOL.md", &len);
+    QB_CHECK(doc != NULL);
+    if (doc == NULL) {
+        return;
+    }
+    qb_decoder *d = qb_decoder_new();
+    qb_buf js = QB_BUF_INIT, re = QB_BUF_INIT;
+    int examples = 0;
+    bool seen[6] = {false};
+    const char *p = doc;
+    size_t n;
+    const char *end;
+    const char *hex;
+    while ((hex = fence(p, "hex", &n, &end)) != NULL) {
+        /* hex bytes separated by white space */
+        uint8_t fb[4096];
+        size_t fl = 0;
+        bool ok = true;
+        for (size_t i = 0; i < n && ok;) {
+            if (hex[i] == ' ' || hex[i] == '\n') {
+                i++;
+                continue;
+            }
+            unsigned v;
+            if (i + 1 >= n || sscanf(hex + i, "%2x", &v) != 1 || fl >= sizeof fb) {
+                ok = false;
+                break;
+            }
+            fb[fl++] = (uint8_t)v;
+            i += 2;
+        }
+        QB_CHECK(ok);
+        size_t jn;
+        const char *jend;
+        const char *json = fence(end, "json", &jn, &jend);
+        QB_CHECK(json != NULL);
+        if (!ok || json == NULL) {
+            break;
+        }
+        /* the JSON block must directly follow its hex block */
+        const char *next_hex = strstr(end, "\n```hex\n");
+        QB_CHECK(next_hex == NULL || json < next_hex);
+        qb_str topic;
+        qb_msg m;
+        QB_CHECK_EQ_INT(qb_decoder_begin(d, fb, fl, &topic), QB_OK);
+        qb_buf_reset(&js);
+        int rc, maps = 0;
+        while ((rc = qb_decoder_next(d, &m)) == QB_OK) {
+            if (maps++) {
+                QB_CHECK_EQ_INT(qb_buf_append(&js, "\n", 1), QB_OK);
+            }
+            QB_CHECK_EQ_INT(qb_msg_to_json(&m, &js), QB_OK);
+            seen[m.type] = true;
+            /* and our encoder writes exactly the documented bytes */
+            qb_buf_reset(&re);
+            QB_CHECK_EQ_INT(qb_msg_encode(&m, &re), QB_OK);
+            QB_CHECK(maps > 1 || (re.len == fl && memcmp(re.data, fb, fl) == 0));
+        }
+        QB_CHECK_EQ_INT(rc, QB_EEOF);
+        QB_CHECK(maps >= 1);
+        if (js.len != jn || memcmp(js.data, json, jn) != 0) {
+            fprintf(stderr, "  example %d: documented\n%.*s\n  decoded\n%.*s\n", examples + 1,
+                    (int)jn, json, (int)js.len, (const char *)js.data);
+            QB_CHECK(0);
+        }
+        examples++;
+        p = jend;
+    }
+    /* one worked example of each message kind */
+    QB_CHECK(examples >= 5);
+    for (int t = QB_MSG_SNAPSHOT; t <= QB_MSG_TICKER; t++) {
+        if (!seen[t]) {
+            fprintf(stderr, "  no example of %s\n", qb_msg_type_name((qb_msg_type)t));
+        }
+        QB_CHECK(seen[t]);
+    }
+    printf("     %d examples checked\n", examples);
+    qb_buf_fini(&js);
+    qb_buf_fini(&re);
+    qb_decoder_free(d);
+    free(doc);
+}
+
+int main(void)
+{
+    return qb_test_run_all();
+}
