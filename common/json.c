@@ -6,6 +6,7 @@
  * json.h: json.h includes jsmn.h with JSMN_HEADER (declarations only), and
  * jsmn.h's include guard would then skip a second, implementing include. */
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
 #include "json.h"

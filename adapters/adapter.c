@@ -1,0 +1,942 @@
+/*
+ * adapter.c: the adapter framework: the lws context and its one service
+ * thread, instruments, routing of parsed messages, snapshot fetches,
+ * staleness, refresh snapshots, the stats file, shutdown.
+ *
+ *   ws_conn --message--> qb__adapter_on_message --ops->parse--> qb_event
+ *      DEPTH  -> instrument (by native symbol) -> qb_sync -> publish delta
+ *      TRADE  -> publish trade
+ *      SHUTDOWN -> recycle the connection (reconnect at once)
+ *   qb_sync --want_snapshot--> sul_fetch -> rest.c GET -> parse_snapshot
+ *         -> qb_sync_on_snapshot -> publish snapshot + status live
+ *
+ * Timers (lws_sul, all on the service thread, all cancelled at shutdown):
+ *   per connection: reconnect backoff, max age, healthy (ws_conn.c);
+ *   per instrument: snapshot fetch / retry / watchdog, staleness;
+ *   per adapter: refresh snapshots, stats file.
+ *
+ * Refresh snapshots (contract with the broker): every --refresh-ms the
+ * adapter publishes the full book of every live instrument as a snapshot
+ * with refresh=true and seq equal to the topic's last seq (not incremented).
+ * A broker or subscriber that lost messages (NNG PUB drops when a buffer is
+ * full, or it restarted) therefore holds an exact book again within
+ * refresh-ms (plus transit) without asking anyone: a refresh carries the
+ * complete state as of that seq.
+ *
+ * Snapshot fetch policy: at most one GET in flight per instrument, at least
+ * QB_FETCH_MIN_INTERVAL_MS between two starts, a watchdog of
+ * QB_FETCH_TIMEOUT_MS, and on failure (HTTP 429/418/5xx, network error,
+ * malformed body) exponential backoff 1 s doubling to 60 s with jitter,
+ * never earlier than the server's Retry-After.
+ */
+#include "adapter_int.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+
+#include <errno.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define QB_FETCH_MIN_INTERVAL_MS 1000
+#define QB_FETCH_MAX_INFLIGHT 4 /* per process: REST weight limits are per IP */
+#define QB_FETCH_TIMEOUT_MS 20000
+#define QB_FETCH_BACKOFF_MIN_MS 1000
+#define QB_FETCH_BACKOFF_MAX_MS 60000
+#define QB_STATS_INTERVAL_MS 500
+#define QB_SYSTEM_CA_DIR "/etc/ssl/certs"
+#define QB_SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+/* Set only while lws_create_context runs (on the creating thread), for the
+ * CA loading callback that has no other way to find its adapter. */
+static qb_adapter *adapter_creating;
+
+/* ---- publishing ---------------------------------------------------------- */
+
+static void adapter_msg_init(const qb_inst *in, qb_msg *m, qb_msg_type type)
+{
+    memset(m, 0, sizeof *m);
+    m->type = type;
+    m->version = QB_PROTO_VERSION;
+    m->exchange = (qb_str){in->a->ops->name, strlen(in->a->ops->name)};
+    m->symbol = (qb_str){in->symbol, strlen(in->symbol)};
+    m->native = (qb_str){in->native, strlen(in->native)};
+}
+
+static void adapter_publish_book(qb_inst *in, bool refresh, uint64_t recv_ts, uint64_t exch_ts)
+{
+    qb_msg m;
+    adapter_msg_init(in, &m, QB_MSG_SNAPSHOT);
+    const qb_book *b = qb_sync_book(&in->sync);
+    if (!refresh) {
+        in->book_seq++;
+    }
+    m.seq = in->book_seq;
+    m.refresh = refresh;
+    m.recv_ts = recv_ts;
+    m.exch_ts = exch_ts;
+    m.first_id = in->sync.book_id;
+    m.last_id = in->sync.book_id;
+    m.bids = qb_book_levels(b, QB_BID);
+    m.n_bids = qb_book_depth(b, QB_BID);
+    m.asks = qb_book_levels(b, QB_ASK);
+    m.n_asks = qb_book_depth(b, QB_ASK);
+    qb__pub_send(in->a->pub, &m);
+    in->book_published = true;
+}
+
+static void adapter_sync_on_snapshot(qb_sync *s, const qb_event *snap)
+{
+    qb_inst *in = s->user;
+    QB_INFO("snapshot_applied", "symbol=%s lastUpdateId=%llu bids=%zu asks=%zu", in->symbol,
+            (unsigned long long)snap->last_id, qb_book_depth(s->book, QB_BID),
+            qb_book_depth(s->book, QB_ASK));
+    adapter_publish_book(in, false, snap->recv_ts ? snap->recv_ts : qb_now_ns(), snap->exch_ts);
+}
+
+static void adapter_sync_on_delta(qb_sync *s, const qb_event *ev)
+{
+    qb_inst *in = s->user;
+    qb_msg m;
+    adapter_msg_init(in, &m, QB_MSG_DELTA);
+    m.seq = ++in->book_seq;
+    m.recv_ts = ev->recv_ts;
+    m.exch_ts = ev->exch_ts;
+    m.first_id = ev->first_id;
+    m.last_id = ev->last_id;
+    m.bids = ev->bids;
+    m.n_bids = ev->n_bids;
+    m.asks = ev->asks;
+    m.n_asks = ev->n_asks;
+    qb__pub_send(in->a->pub, &m);
+}
+
+static void adapter_sync_on_state(qb_sync *s, qb_feed_state st, const char *reason)
+{
+    qb_inst *in = s->user;
+    qb_log(st == QB_FEED_LIVE || st == QB_FEED_SYNCING ? QB_LOG_INFO : QB_LOG_WARN, "feed_state",
+           "symbol=%s state=%s%s%s", in->symbol, qb_feed_state_name(st),
+           reason[0] ? " reason=" : "", reason);
+    qb_msg m;
+    adapter_msg_init(in, &m, QB_MSG_STATUS);
+    m.seq = ++in->status_seq;
+    m.recv_ts = qb_now_ns();
+    m.state = st;
+    m.reason = (qb_str){reason, strlen(reason)};
+    qb__pub_send(in->a->pub, &m);
+}
+
+/* ---- snapshot fetches ------------------------------------------------------ */
+
+static void adapter_fetch_cb(lws_sorted_usec_list_t *sul);
+
+static void adapter_fetch_schedule(qb_inst *in, uint64_t delay_ms)
+{
+    if (in->a->stopping) {
+        return;
+    }
+    lws_sul_schedule(in->a->ctx, 0, &in->sul_fetch, adapter_fetch_cb,
+                     (lws_usec_t)delay_ms * LWS_US_PER_MS);
+}
+
+static void adapter_sync_want_snapshot(qb_sync *s, uint32_t delay_ms)
+{
+    qb_inst *in = s->user;
+    if (in->req || in->ws_fetch_pending) {
+        return; /* one in flight; its watchdog owns sul_fetch */
+    }
+    uint64_t now = qb_mono_ns();
+    uint64_t d = delay_ms;
+    if (in->next_fetch_mono > now) {
+        uint64_t wait = (in->next_fetch_mono - now) / 1000000u;
+        if (wait > d) {
+            d = wait;
+        }
+    }
+    adapter_fetch_schedule(in, d);
+}
+
+static const qb_sync_ops adapter_sync_ops = {
+    .on_snapshot = adapter_sync_on_snapshot,
+    .on_delta = adapter_sync_on_delta,
+    .on_state = adapter_sync_on_state,
+    .want_snapshot = adapter_sync_want_snapshot,
+};
+
+static void adapter_fetch_failed(qb_inst *in, qb_feed_state st, const char *reason,
+                                 uint32_t retry_after_ms)
+{
+    qb_adapter *a = in->a;
+    uint64_t base = QB_FETCH_BACKOFF_MIN_MS;
+    for (uint32_t k = 0; k < in->fetch_failures && base < QB_FETCH_BACKOFF_MAX_MS; k++) {
+        base *= 2;
+    }
+    if (base > QB_FETCH_BACKOFF_MAX_MS) {
+        base = QB_FETCH_BACKOFF_MAX_MS;
+    }
+    uint64_t delay = qb__adapter_rand(a, base - base / 4, base + base / 4);
+    if (retry_after_ms > delay) {
+        delay = retry_after_ms;
+    }
+    in->fetch_failures++;
+    char why[QB_EVENT_INFO_MAX];
+    snprintf(why, sizeof why, "%s (retry in %llu ms)", reason, (unsigned long long)delay);
+    QB_LOG_RL(QB_LOG_WARN, "snapshot_failed", "symbol=%s %s", in->symbol, why);
+    in->next_fetch_mono = 0;
+    qb_sync_on_snapshot_error(&in->sync, st, why, (uint32_t)delay);
+}
+
+static void adapter_rest_cb(void *user, int status, const char *body, size_t len,
+                            uint32_t retry_after_ms, const char *err)
+{
+    qb_inst *in = user;
+    qb_adapter *a = in->a;
+    in->req = NULL;
+    a->fetch_inflight--;
+    lws_sul_cancel(&in->sul_fetch); /* the watchdog */
+    if (a->stopping || in->sync.state != QB_SYNC_WAITING) {
+        return;
+    }
+    char why[QB_EVENT_INFO_MAX];
+    if (err) {
+        snprintf(why, sizeof why, "snapshot request failed: %s", err);
+        adapter_fetch_failed(in, QB_FEED_DOWN, why, 0);
+        return;
+    }
+    if (status != 200) {
+        char excerpt[64];
+        size_t n = len < sizeof excerpt - 1 ? len : sizeof excerpt - 1;
+        for (size_t k = 0; k < n; k++) {
+            excerpt[k] = (body[k] >= 0x20 && body[k] < 0x7f) ? body[k] : '?';
+        }
+        excerpt[n] = '\0';
+        snprintf(why, sizeof why, "snapshot HTTP %d%s%s", status, n ? ": " : "", excerpt);
+        adapter_fetch_failed(in, QB_FEED_RESYNCING, why, retry_after_ms);
+        return;
+    }
+    qb_event ev;
+    int rc = a->ops->parse_snapshot(&a->parser, body, len, &ev);
+    if (rc != QB_OK) {
+        a->cnt.bad_json++;
+        snprintf(why, sizeof why, "snapshot body rejected (%zu bytes): %s", len, qb_strerror(rc));
+        adapter_fetch_failed(in, QB_FEED_RESYNCING, why, 0);
+        return;
+    }
+    snprintf(ev.native, sizeof ev.native, "%s", in->native);
+    ev.recv_ts = qb_now_ns();
+    rc = qb_sync_on_snapshot(&in->sync, &ev);
+    if (rc == QB_OK) {
+        in->fetch_failures = 0;
+        in->last_update_mono = qb_mono_ns();
+    }
+}
+
+static void adapter_fetch_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_inst *in = lws_container_of(sul, qb_inst, sul_fetch);
+    qb_adapter *a = in->a;
+    if (a->stopping) {
+        return;
+    }
+    if (in->req) {
+        /* Watchdog: the request hangs. */
+        qb__rest_cancel(in->req);
+        in->req = NULL;
+        a->fetch_inflight--;
+        adapter_fetch_failed(in, QB_FEED_RESYNCING, "snapshot request timed out", 0);
+        return;
+    }
+    if (in->ws_fetch_pending) {
+        in->ws_fetch_pending = false;
+        adapter_fetch_failed(in, QB_FEED_RESYNCING, "snapshot answer timed out", 0);
+        return;
+    }
+    if (in->sync.state != QB_SYNC_WAITING) {
+        return;
+    }
+    if (a->fetch_inflight >= QB_FETCH_MAX_INFLIGHT) {
+        /* Queue policy "retry later": with many symbols, starting every
+         * snapshot at once would trip the exchange's per-IP weight limit. */
+        adapter_fetch_schedule(in, qb__adapter_rand(a, 50, 150));
+        return;
+    }
+    if (a->ops->snapshot_url == NULL) {
+        /* Snapshot over the websocket (HTX style): the answer comes back as
+         * a QB_EV_SNAPSHOT message on the instrument's connection; the
+         * watchdog below asks again when it does not. */
+        qb_buf msg = QB_BUF_INIT;
+        int rc = a->ops->snapshot_ws_request(in->native, a->cfg.depth_limit, &msg);
+        if (rc == QB_OK) {
+            rc = qb__wsconn_send(in->conn, (const char *)msg.data, msg.len);
+        }
+        qb_buf_fini(&msg);
+        a->cnt.snapshot_requests++;
+        in->next_fetch_mono = qb_mono_ns() + (uint64_t)QB_FETCH_MIN_INTERVAL_MS * 1000000u;
+        if (rc != QB_OK) {
+            adapter_fetch_failed(in, QB_FEED_RESYNCING, "snapshot request not sent", 0);
+            return;
+        }
+        in->ws_fetch_pending = true;
+        adapter_fetch_schedule(in, QB_FETCH_TIMEOUT_MS);
+        return;
+    }
+    qb_buf url = QB_BUF_INIT;
+    char err[200];
+    if (a->ops->snapshot_url(a->cfg.rest_url, in->native, a->cfg.depth_limit, &url) != QB_OK ||
+        qb_buf_append(&url, "", 1) != QB_OK) {
+        qb_buf_fini(&url);
+        adapter_fetch_failed(in, QB_FEED_RESYNCING, "out of memory", 0);
+        return;
+    }
+    a->cnt.snapshot_requests++;
+    in->next_fetch_mono = qb_mono_ns() + (uint64_t)QB_FETCH_MIN_INTERVAL_MS * 1000000u;
+    QB_DEBUG("snapshot_request", "symbol=%s GET %s", in->symbol, (const char *)url.data);
+    in->req = qb__rest_get(a->ctx, (const char *)url.data, a->cfg.max_body, adapter_rest_cb, in,
+                           err, sizeof err);
+    qb_buf_fini(&url);
+    if (in->req == NULL) {
+        char why[QB_EVENT_INFO_MAX];
+        snprintf(why, sizeof why, "snapshot request failed: %.150s", err);
+        adapter_fetch_failed(in, QB_FEED_DOWN, why, 0);
+        return;
+    }
+    a->fetch_inflight++;
+    adapter_fetch_schedule(in, QB_FETCH_TIMEOUT_MS);
+}
+
+static void adapter_inst_halt(qb_inst *in)
+{
+    if (in->req) {
+        qb__rest_cancel(in->req);
+        in->req = NULL;
+        in->a->fetch_inflight--;
+    }
+    in->ws_fetch_pending = false;
+    lws_sul_cancel(&in->sul_fetch);
+    lws_sul_cancel(&in->sul_stale);
+}
+
+/* ---- staleness --------------------------------------------------------------- */
+
+static void adapter_stale_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_inst *in = lws_container_of(sul, qb_inst, sul_stale);
+    qb_adapter *a = in->a;
+    if (a->stopping) {
+        return;
+    }
+    uint64_t now = qb_mono_ns();
+    uint64_t stale_ns = a->cfg.stale_ms * 1000000u;
+    uint64_t age = now - in->last_update_mono;
+    uint64_t next_ms = a->cfg.stale_ms;
+    if (in->last_update_mono && age >= stale_ns) {
+        char why[96];
+        snprintf(why, sizeof why, "no update for %llu ms", (unsigned long long)(age / 1000000u));
+        qb_sync_mark_stale(&in->sync, why);
+    } else if (in->last_update_mono) {
+        /* Fire again exactly when the instrument would turn stale: one
+         * timer operation per stale period, none per message. */
+        next_ms = (stale_ns - age) / 1000000u + 1;
+    }
+    lws_sul_schedule(a->ctx, 0, &in->sul_stale, adapter_stale_cb,
+                     (lws_usec_t)next_ms * LWS_US_PER_MS);
+}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+void qb__adapter_on_conn_up(qb_wsconn *c)
+{
+    qb_adapter *a = c->a;
+    for (size_t i = 0; i < c->ninst; i++) {
+        qb_inst *in = c->insts[i];
+        adapter_inst_halt(in);
+        in->fetch_failures = 0;
+        in->last_update_mono = qb_mono_ns();
+        if (c->connects <= 1) {
+            qb_sync_start(&in->sync, QB_FEED_SYNCING, "");
+        } else {
+            qb_sync_start(&in->sync, QB_FEED_RESYNCING, "reconnected: fetching a new snapshot");
+        }
+        if (a->cfg.stale_ms) {
+            lws_sul_schedule(a->ctx, 0, &in->sul_stale, adapter_stale_cb,
+                             (lws_usec_t)a->cfg.stale_ms * LWS_US_PER_MS);
+        }
+    }
+    if (a->ops->subscribe_msg) {
+        const char *natives[1024];
+        size_t n = c->ninst < 1024 ? c->ninst : 1024;
+        for (size_t i = 0; i < n; i++) {
+            natives[i] = c->insts[i]->native;
+        }
+        qb_buf msg = QB_BUF_INIT;
+        if (a->ops->subscribe_msg(a->cfg.ws_url, natives, n, &msg) == QB_OK && msg.len) {
+            QB_INFO("ws_subscribe", "conn=%u sending %zu byte subscription", c->idx, msg.len);
+            qb__wsconn_send(c, (const char *)msg.data, msg.len);
+        }
+        qb_buf_fini(&msg);
+    }
+}
+
+void qb__adapter_on_conn_down(qb_wsconn *c, qb_feed_state st, const char *reason)
+{
+    for (size_t i = 0; i < c->ninst; i++) {
+        adapter_inst_halt(c->insts[i]);
+        qb_sync_stop(&c->insts[i]->sync, st, reason);
+    }
+}
+
+uint64_t qb__adapter_rand(qb_adapter *a, uint64_t lo, uint64_t hi)
+{
+    /* xorshift64: jitter only, not security. */
+    uint64_t x = a->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    a->rng = x;
+    return hi > lo ? lo + x % (hi - lo + 1) : lo;
+}
+
+/* ---- messages -------------------------------------------------------------------- */
+
+static qb_inst *adapter_find(qb_adapter *a, const char *native)
+{
+    /* Symbols per process are few (tens); a linear scan over a contiguous
+     * array measured faster than hashing at this size. */
+    for (size_t i = 0; i < a->ninst; i++) {
+        if (strcmp(a->insts[i].native, native) == 0) {
+            return &a->insts[i];
+        }
+    }
+    return NULL;
+}
+
+static void adapter_excerpt(const uint8_t *data, size_t len, char *out, size_t cap)
+{
+    size_t n = len < cap - 1 ? len : cap - 1;
+    for (size_t k = 0; k < n; k++) {
+        out[k] = (data[k] >= 0x20 && data[k] < 0x7f) ? (char)data[k] : '?';
+    }
+    out[n] = '\0';
+}
+
+void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint64_t recv_ts)
+{
+    qb_adapter *a = c->a;
+    const char *js = (const char *)data;
+    size_t jl = len;
+    if (a->ops->decode && a->ops->decode(&a->parser, data, len, &js, &jl) != QB_OK) {
+        a->cnt.bad_json++;
+        QB_LOG_RL(QB_LOG_WARN, "frame_undecodable", "conn=%u %zu bytes", c->idx, len);
+        return;
+    }
+    qb_event ev;
+    int rc = a->ops->parse(&a->parser, js, jl, &ev);
+    if (rc != QB_OK) {
+        char ex[80];
+        adapter_excerpt((const uint8_t *)js, jl, ex, sizeof ex);
+        if (rc == QB_ETOOBIG) {
+            a->cnt.oversized++;
+        } else {
+            a->cnt.bad_json++;
+        }
+        QB_LOG_RL(QB_LOG_WARN, "frame_rejected", "conn=%u %s (%zu bytes): %s", c->idx,
+                  qb_strerror(rc), jl, ex);
+        return;
+    }
+    ev.recv_ts = recv_ts;
+    qb_inst *in;
+    switch (ev.kind) {
+    case QB_EV_DEPTH:
+    case QB_EV_TRADE:
+        in = adapter_find(a, ev.native);
+        if (in == NULL || in->conn != c) {
+            a->cnt.unknown++;
+            a->cnt.unknown_symbol++;
+            QB_LOG_RL(QB_LOG_WARN, "unknown_symbol", "conn=%u symbol=%s", c->idx, ev.native);
+            return;
+        }
+        in->last_update_mono = qb_mono_ns();
+        if (ev.kind == QB_EV_DEPTH) {
+            qb_sync_on_delta(&in->sync, &ev);
+        } else {
+            qb_msg m;
+            adapter_msg_init(in, &m, QB_MSG_TRADE);
+            m.seq = ++in->trade_seq;
+            m.recv_ts = ev.recv_ts;
+            m.exch_ts = ev.exch_ts;
+            m.trade_id = ev.trade_id;
+            m.price = ev.price;
+            m.qty = ev.qty;
+            m.side = ev.side;
+            a->cnt.trades++;
+            qb__pub_send(a->pub, &m);
+            qb_sync_touch(&in->sync);
+        }
+        return;
+    case QB_EV_SHUTDOWN:
+        a->cnt.shutdowns++;
+        qb__wsconn_recycle(c, "serverShutdown received");
+        return;
+    case QB_EV_CONTROL:
+        a->cnt.controls++;
+        QB_INFO("exchange_control", "conn=%u %s", c->idx, ev.info);
+        return;
+    case QB_EV_ERROR:
+        a->cnt.exchange_errors++;
+        QB_LOG_RL(QB_LOG_WARN, "exchange_error", "conn=%u %s", c->idx, ev.info);
+        return;
+    case QB_EV_REPLY:
+        qb__wsconn_send(c, ev.reply.p, ev.reply.n);
+        return;
+    case QB_EV_SNAPSHOT:
+        /* A snapshot answered over the websocket (snapshot_ws_request). */
+        in = adapter_find(a, ev.native);
+        if (in != NULL && in->conn == c && in->ws_fetch_pending) {
+            in->ws_fetch_pending = false;
+            lws_sul_cancel(&in->sul_fetch);
+            if (qb_sync_on_snapshot(&in->sync, &ev) == QB_OK) {
+                in->fetch_failures = 0;
+            }
+            return;
+        }
+        a->cnt.unknown++;
+        QB_DEBUG("snapshot_unexpected", "conn=%u symbol=%s", c->idx, ev.native);
+        return;
+    case QB_EV_UNKNOWN:
+        a->cnt.unknown++;
+        QB_DEBUG("frame_unknown", "conn=%u %zu bytes ignored", c->idx, jl);
+        return;
+    }
+}
+
+/* ---- refresh and stats ---------------------------------------------------------------- */
+
+static void adapter_refresh_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_adapter *a = lws_container_of(sul, qb_adapter, sul_refresh);
+    if (a->stopping) {
+        return;
+    }
+    uint64_t now = qb_now_ns();
+    for (size_t i = 0; i < a->ninst; i++) {
+        qb_inst *in = &a->insts[i];
+        if (in->sync.state == QB_SYNC_LIVE && in->book_published) {
+            adapter_publish_book(in, true, now, 0);
+        }
+    }
+    lws_sul_schedule(a->ctx, 0, &a->sul_refresh, adapter_refresh_cb,
+                     (lws_usec_t)a->cfg.refresh_ms * LWS_US_PER_MS);
+}
+
+static void adapter_json_str(qb_buf *b, const char *s)
+{
+    qb_buf_append(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            qb_buf_appendf(b, "\\%c", ch);
+        } else if (ch < 0x20) {
+            qb_buf_appendf(b, "\\u%04x", ch);
+        } else {
+            qb_buf_append(b, s, 1);
+        }
+    }
+    qb_buf_append(b, "\"", 1);
+}
+
+static void adapter_write_stats(qb_adapter *a)
+{
+    if (a->cfg.stats_file == NULL) {
+        return;
+    }
+    qb_buf b = QB_BUF_INIT;
+    const qb_adapter_counters *c = &a->cnt;
+    const qb_sync_counters *s = &a->scnt;
+    const qb_pub_counters *p = &a->pcnt;
+#define STAT(name, v) qb_buf_appendf(&b, "\"%s\":%llu,", name, (unsigned long long)(v))
+    qb_buf_appendf(&b, "{\"exchange\":\"%s\",", a->ops->name);
+    STAT("frames", c->frames);
+    STAT("bytes", c->bytes);
+    STAT("bad_json", c->bad_json);
+    STAT("oversized", c->oversized);
+    STAT("unknown", c->unknown);
+    STAT("unknown_symbol", c->unknown_symbol);
+    STAT("deltas_applied", s->deltas_applied);
+    STAT("deltas_dropped_stale", s->deltas_dropped_stale);
+    STAT("deltas_buffered", s->deltas_buffered);
+    STAT("gaps", s->gaps);
+    STAT("resyncs", s->resyncs);
+    STAT("snapshots_ok", s->snapshots_ok);
+    STAT("snapshots_failed", s->snapshots_failed);
+    STAT("snapshots_stale", s->snapshots_stale);
+    STAT("snapshot_requests", c->snapshot_requests);
+    STAT("crossed", s->crossed);
+    STAT("buffer_overflows", s->buffer_overflows);
+    STAT("book_errors", s->book_errors);
+    STAT("reconnects", c->reconnects);
+    STAT("connects", c->connects);
+    STAT("disconnects", c->disconnects);
+    STAT("connect_errors", c->connect_errors);
+    STAT("server_shutdowns", c->shutdowns);
+    STAT("exchange_errors", c->exchange_errors);
+    STAT("controls", c->controls);
+    STAT("published", p->published);
+    STAT("publish_errors", p->publish_errors);
+    STAT("encode_errors", p->encode_errors);
+    STAT("trades", c->trades);
+    uint64_t txd = 0;
+    for (size_t i = 0; i < a->nconn; i++) {
+        txd += a->conns[i].tx_dropped;
+    }
+    STAT("ws_tx_dropped", txd);
+    STAT("connections", a->nconn);
+#undef STAT
+    qb_buf_appendf(&b, "\"symbols\":{");
+    for (size_t i = 0; i < a->ninst; i++) {
+        const qb_inst *in = &a->insts[i];
+        const qb_book *bk = qb_sync_book(&in->sync);
+        adapter_json_str(&b, in->symbol);
+        qb_buf_appendf(&b,
+                       ":{\"native\":\"%s\",\"state\":\"%s\",\"last_update_id\":%llu,"
+                       "\"bids\":%zu,\"asks\":%zu,\"book_seq\":%llu,\"trade_seq\":%llu,"
+                       "\"status_seq\":%llu}%s",
+                       in->native, qb_feed_state_name(in->sync.feed),
+                       (unsigned long long)in->sync.book_id, qb_book_depth(bk, QB_BID),
+                       qb_book_depth(bk, QB_ASK), (unsigned long long)in->book_seq,
+                       (unsigned long long)in->trade_seq, (unsigned long long)in->status_seq,
+                       i + 1 < a->ninst ? "," : "");
+    }
+    qb_buf_appendf(&b, "}}\n");
+
+    size_t pl = strlen(a->cfg.stats_file);
+    char *tmp = malloc(pl + 8);
+    if (tmp && b.data) {
+        snprintf(tmp, pl + 8, "%s.tmp", a->cfg.stats_file);
+        FILE *f = fopen(tmp, "w");
+        if (f) {
+            bool ok = fwrite(b.data, 1, b.len, f) == b.len;
+            ok = (fclose(f) == 0) && ok;
+            if (!ok || rename(tmp, a->cfg.stats_file) != 0) {
+                QB_LOG_RL(QB_LOG_WARN, "stats_write_failed", "%s: %s", a->cfg.stats_file,
+                          strerror(errno));
+                unlink(tmp);
+            }
+        } else {
+            QB_LOG_RL(QB_LOG_WARN, "stats_write_failed", "%s: %s", tmp, strerror(errno));
+        }
+    }
+    free(tmp);
+    qb_buf_fini(&b);
+}
+
+static void adapter_stats_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_adapter *a = lws_container_of(sul, qb_adapter, sul_stats);
+    if (a->stopping) {
+        return;
+    }
+    adapter_write_stats(a);
+    lws_sul_schedule(a->ctx, 0, &a->sul_stats, adapter_stats_cb,
+                     (lws_usec_t)QB_STATS_INTERVAL_MS * LWS_US_PER_MS);
+}
+
+/* ---- lws glue ---------------------------------------------------------------------- */
+
+static int adapter_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len)
+{
+    if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS) {
+        /* lws built against OpenSSL loads only what the context names; add
+         * the system store (and --ca-file) here so both are trusted. */
+        SSL_CTX *ctx = user;
+        qb_adapter *a = adapter_creating;
+        if (ctx) {
+            if (!SSL_CTX_load_verify_locations(ctx, NULL, QB_SYSTEM_CA_DIR)) {
+                QB_WARN("tls_ca_load_failed", "system CA directory %s", QB_SYSTEM_CA_DIR);
+            }
+            if (a && a->cfg.ca_file && !SSL_CTX_load_verify_locations(ctx, a->cfg.ca_file, NULL)) {
+                QB_ERROR("tls_ca_load_failed", "--ca-file %s", a->cfg.ca_file);
+            }
+            QB_DEBUG("tls_ca_loaded", "system store %s%s%s", QB_SYSTEM_CA_DIR,
+                     a && a->cfg.ca_file ? " + " : "", a && a->cfg.ca_file ? a->cfg.ca_file : "");
+        }
+        return 0;
+    }
+    qb_lws_obj *obj = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    if (obj != NULL && obj->kind == QB_LWS_WS) {
+        return qb__wsconn_lws_cb(wsi, reason, (qb_wsconn *)obj, in, len);
+    }
+    if (obj != NULL && obj->kind == QB_LWS_REST) {
+        return qb__rest_lws_cb(wsi, reason, (qb_rest_req *)obj, in, len);
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols adapter_protocols[] = {
+    {"qb-http", adapter_lws_cb, 0, 0, 0, NULL, 0},
+    {"qb-ws", adapter_lws_cb, 0, 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void adapter_lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+        n--;
+    }
+    qb_log(level & LLL_ERR    ? QB_LOG_WARN
+           : level & LLL_WARN ? QB_LOG_INFO
+                              : QB_LOG_DEBUG,
+           "lws", "%.*s", (int)n, line);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+static char *adapter_strdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
+{
+    const qb_exchange_ops *ops = cfg_in->ops;
+    if (ops == NULL || cfg_in->nsymbols == 0 || cfg_in->ws_url == NULL || cfg_in->broker == NULL) {
+        return QB_EINVAL;
+    }
+    qb_adapter *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        return QB_ENOMEM;
+    }
+    a->ops = ops;
+    a->cfg = *cfg_in;
+    a->cfg.ws_url = adapter_strdup(cfg_in->ws_url);
+    a->cfg.rest_url = adapter_strdup(cfg_in->rest_url ? cfg_in->rest_url : ops->default_rest_url);
+    a->cfg.broker = adapter_strdup(cfg_in->broker);
+    a->cfg.ca_file = adapter_strdup(cfg_in->ca_file);
+    a->cfg.stats_file = adapter_strdup(cfg_in->stats_file);
+    a->cfg.symbols = NULL;
+    a->rng = (qb_now_ns() ^ ((uint64_t)getpid() << 32)) | 1;
+    if (a->cfg.max_frame < 1024) {
+        a->cfg.max_frame = 1024;
+    }
+    if (a->cfg.max_levels == 0 || a->cfg.max_levels > QB_MSG_MAX_LEVELS) {
+        a->cfg.max_levels = QB_MSG_MAX_LEVELS;
+    }
+    if (a->cfg.max_body == 0) {
+        a->cfg.max_body = QB_ADAPTER_MAX_BODY_DEFAULT;
+    }
+    if (a->cfg.depth_limit == 0 || a->cfg.depth_limit > ops->max_depth_limit) {
+        a->cfg.depth_limit = ops->max_depth_limit;
+    }
+    unsigned spc = a->cfg.streams_per_conn;
+    if (spc == 0 || spc > ops->max_streams_per_conn) {
+        spc = ops->max_streams_per_conn;
+    }
+    size_t per_conn = spc / ops->streams_per_symbol;
+    if (per_conn == 0) {
+        per_conn = 1;
+    }
+    a->cfg.streams_per_conn = spc;
+    int rc = QB_OK;
+    if (a->cfg.ws_url == NULL || a->cfg.rest_url == NULL || a->cfg.broker == NULL ||
+        (cfg_in->ca_file && a->cfg.ca_file == NULL) ||
+        (cfg_in->stats_file && a->cfg.stats_file == NULL)) {
+        rc = QB_ENOMEM;
+        goto fail;
+    }
+    if (a->cfg.depth_limit > a->cfg.max_levels) {
+        QB_WARN("depth_limit_clamped", "--depth-limit %u > --max-levels %zu: using %zu",
+                a->cfg.depth_limit, a->cfg.max_levels, a->cfg.max_levels);
+        a->cfg.depth_limit = (unsigned)a->cfg.max_levels;
+    }
+    if ((rc = qb_parser_init(&a->parser, a->cfg.max_frame, a->cfg.max_levels)) != QB_OK) {
+        goto fail;
+    }
+
+    /* Instruments. */
+    a->ninst = cfg_in->nsymbols;
+    a->insts = calloc(a->ninst, sizeof *a->insts);
+    if (a->insts == NULL) {
+        rc = QB_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < a->ninst; i++) {
+        qb_inst *in = &a->insts[i];
+        in->a = a;
+        const char *sym = cfg_in->symbols[i];
+        if (strlen(sym) >= sizeof in->symbol ||
+            ops->to_native(sym, in->native, sizeof in->native) != QB_OK || strchr(sym, '.')) {
+            QB_ERROR("bad_symbol", "'%s' is not a normalized symbol like BTC-USDT", sym);
+            rc = QB_EINVAL;
+            goto fail;
+        }
+        snprintf(in->symbol, sizeof in->symbol, "%s", sym);
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(a->insts[k].native, in->native) == 0) {
+                QB_ERROR("bad_symbol", "'%s' listed twice", sym);
+                rc = QB_EINVAL;
+                goto fail;
+            }
+        }
+        if ((rc = qb_sync_init(&in->sync, ops->seq, &adapter_sync_ops, in, &a->scnt,
+                               a->cfg.max_levels)) != QB_OK) {
+            goto fail;
+        }
+    }
+
+    /* Connections: per_conn instruments each. */
+    a->nconn = (a->ninst + per_conn - 1) / per_conn;
+    a->conns = calloc(a->nconn, sizeof *a->conns);
+    if (a->conns == NULL) {
+        rc = QB_ENOMEM;
+        goto fail;
+    }
+    for (size_t ci = 0; ci < a->nconn; ci++) {
+        qb_wsconn *c = &a->conns[ci];
+        qb__wsconn_init(c, a, (unsigned)ci);
+        size_t first = ci * per_conn;
+        size_t n = a->ninst - first < per_conn ? a->ninst - first : per_conn;
+        c->insts = calloc(n, sizeof *c->insts);
+        const char **natives = calloc(n, sizeof *natives);
+        qb_buf url = QB_BUF_INIT;
+        if (c->insts == NULL || natives == NULL) {
+            free(natives);
+            rc = QB_ENOMEM;
+            goto fail;
+        }
+        c->ninst = n;
+        for (size_t k = 0; k < n; k++) {
+            c->insts[k] = &a->insts[first + k];
+            a->insts[first + k].conn = c;
+            natives[k] = a->insts[first + k].native;
+        }
+        rc = ops->ws_url(a->cfg.ws_url, natives, n, &url);
+        free(natives);
+        if (rc == QB_OK) {
+            rc = qb_buf_append(&url, "", 1);
+        }
+        if (rc != QB_OK) {
+            qb_buf_fini(&url);
+            goto fail;
+        }
+        c->url = (char *)url.data; /* ownership moves to c */
+    }
+
+    /* NNG. */
+    if ((rc = qb__pub_open(&a->pub, a->cfg.broker, &a->pcnt)) != QB_OK) {
+        goto fail;
+    }
+
+    /* lws. */
+    lws_set_log_level(LLL_ERR | LLL_WARN | (qb_log_get_level() >= QB_LOG_DEBUG ? LLL_NOTICE : 0),
+                      adapter_lws_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = adapter_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.user = a;
+    info.fd_limit_per_thread = (unsigned)(a->nconn + a->ninst + 16);
+    info.connect_timeout_secs = 10;
+    /* A combined-stream URL carries every stream of its connection (~22
+     * bytes each, up to 1024 streams): room for it in the handshake. */
+    info.max_http_header_data2 = 64 * 1024;
+    info.pt_serv_buf_size = 64 * 1024;
+    info.timeout_secs = 20;
+    /* lws loads one CA file for clients; the system bundle by default, the
+     * user's CA when given (the callback above adds the other one). */
+    info.client_ssl_ca_filepath =
+        a->cfg.ca_file ? a->cfg.ca_file
+                       : (access(QB_SYSTEM_CA_BUNDLE, R_OK) == 0 ? QB_SYSTEM_CA_BUNDLE : NULL);
+    adapter_creating = a;
+    a->ctx = lws_create_context(&info);
+    adapter_creating = NULL;
+    if (a->ctx == NULL) {
+        QB_ERROR("lws_init_failed", "lws_create_context failed");
+        rc = QB_ETRANSPORT;
+        goto fail;
+    }
+    *out = a;
+    return QB_OK;
+fail:
+    qb_adapter_free(a);
+    return rc;
+}
+
+int qb_adapter_run(qb_adapter *a)
+{
+    QB_INFO("adapter_start", "exchange=%s symbols=%zu connections=%zu broker=%s", a->ops->name,
+            a->ninst, a->nconn, a->cfg.broker);
+    for (size_t i = 0; i < a->nconn; i++) {
+        qb__wsconn_start(&a->conns[i]);
+    }
+    if (a->cfg.refresh_ms) {
+        lws_sul_schedule(a->ctx, 0, &a->sul_refresh, adapter_refresh_cb,
+                         (lws_usec_t)a->cfg.refresh_ms * LWS_US_PER_MS);
+    }
+    if (a->cfg.stats_file) {
+        adapter_write_stats(a);
+        lws_sul_schedule(a->ctx, 0, &a->sul_stats, adapter_stats_cb,
+                         (lws_usec_t)QB_STATS_INTERVAL_MS * LWS_US_PER_MS);
+    }
+    while (!a->stop) {
+        if (lws_service(a->ctx, 0) < 0) {
+            break;
+        }
+    }
+    QB_INFO("adapter_stop", "stopping");
+    return QB_OK;
+}
+
+void qb_adapter_stop(qb_adapter *a)
+{
+    a->stop = 1;
+    if (a->ctx) {
+        lws_cancel_service(a->ctx);
+    }
+}
+
+void qb_adapter_free(qb_adapter *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    a->stopping = true;
+    if (a->ctx) {
+        lws_sul_cancel(&a->sul_refresh);
+        lws_sul_cancel(&a->sul_stats);
+        for (size_t i = 0; i < a->ninst; i++) {
+            adapter_inst_halt(&a->insts[i]);
+        }
+        for (size_t i = 0; i < a->nconn; i++) {
+            qb__wsconn_cancel_timers(&a->conns[i]);
+        }
+        /* Closes every wsi; their callbacks see a->stopping and schedule
+         * nothing; REST requests are freed in WSI_DESTROY. */
+        lws_context_destroy(a->ctx);
+        a->ctx = NULL;
+    }
+    adapter_write_stats(a);
+    for (size_t i = 0; a->conns && i < a->nconn; i++) {
+        qb__wsconn_fini(&a->conns[i]);
+    }
+    free(a->conns);
+    for (size_t i = 0; a->insts && i < a->ninst; i++) {
+        if (a->insts[i].sync.book) {
+            qb_sync_fini(&a->insts[i].sync);
+        }
+    }
+    free(a->insts);
+    qb__pub_close(a->pub);
+    qb_parser_fini(&a->parser);
+    free((char *)a->cfg.ws_url);
+    free((char *)a->cfg.rest_url);
+    free((char *)a->cfg.broker);
+    free((char *)a->cfg.ca_file);
+    free((char *)a->cfg.stats_file);
+    free(a);
+}

@@ -1,0 +1,65 @@
+/*
+ * adapter.h: the exchange adapter framework (one process per exchange).
+ *
+ *   qb_adapter_new(cfg) -> qb_adapter_run() ... qb_adapter_stop() -> qb_adapter_free()
+ *
+ * A qb_adapter owns one lws context and its single service thread (the
+ * thread that calls qb_adapter_run), which does everything: websocket
+ * receive, parse, book sync, encode, nng_sendmsg (non-blocking), REST
+ * snapshots, timers (lws_sul). Instruments are spread over websocket
+ * connections of at most cfg.streams_per_conn streams; each connection
+ * reconnects by itself with exponential backoff and jitter.
+ *
+ * Thread safety: qb_adapter_stop() may be called from any thread or a
+ * signal handler; every other function only from the thread that created
+ * the adapter.
+ */
+#ifndef QB_ADAPTER_ADAPTER_H
+#define QB_ADAPTER_ADAPTER_H
+
+#include "exchange.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct qb_adapter qb_adapter;
+
+typedef struct qb_adapter_cfg {
+    const qb_exchange_ops *ops;
+    const char *const *symbols; /* normalized ("BTC-USDT") */
+    size_t nsymbols;
+    const char *ws_url;     /* without the ?streams= part */
+    const char *rest_url;   /* base, e.g. https://api.binance.com */
+    const char *broker;     /* NNG address the PUB socket dials */
+    const char *ca_file;    /* extra trusted CA (PEM), or NULL */
+    const char *stats_file; /* or NULL */
+    unsigned depth_limit;   /* REST snapshot depth */
+    unsigned streams_per_conn;
+    uint64_t max_conn_age_ms; /* proactive reconnect */
+    uint64_t stale_ms;
+    uint64_t refresh_ms; /* 0 disables refresh snapshots */
+    size_t max_frame;    /* bytes per websocket message */
+    size_t max_levels;   /* per side, book and messages */
+    size_t max_body;     /* REST body cap */
+} qb_adapter_cfg;
+
+#define QB_ADAPTER_MAX_BODY_DEFAULT (8u << 20)
+
+/* Creates the adapter: lws context, NNG PUB socket (dialing cfg->broker
+ * without blocking), instruments, connections; nothing is connected until
+ * qb_adapter_run(). The strings in cfg are copied. On success *out owns
+ * everything (qb_adapter_free). QB_EINVAL (bad symbol or URL), QB_ENOMEM,
+ * QB_ETRANSPORT (lws or NNG setup failed). */
+int qb_adapter_new(const qb_adapter_cfg *cfg, qb_adapter **out);
+
+/* Runs the service loop until qb_adapter_stop(). Returns QB_OK. */
+int qb_adapter_run(qb_adapter *a);
+
+/* Asks the loop to stop; async-signal-safe. */
+void qb_adapter_stop(qb_adapter *a);
+
+/* Closes every connection, writes the final stats file, frees everything.
+ * NULL is a no-op. */
+void qb_adapter_free(qb_adapter *a);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * adapter_int.h: private structures shared by the adapter framework files
+ * (adapter.c, ws_conn.c, rest.c, publish.c). Not installed; not for
+ * exchange files, which only see exchange.h.
+ *
+ *   qb_adapter --+-- qb_pub (NNG PUB, encode buffer)
+ *                +-- qb_inst[]  (one per symbol: qb_sync + book + seqs +
+ *                |               snapshot fetch timer + stale timer)
+ *                +-- qb_wsconn[] (one per group of symbols: lws wsi,
+ *                                 reassembly buffer, reconnect timers)
+ *                +-- qb_rest_req (in-flight snapshot GETs, owned by lws
+ *                                 until WSI_DESTROY)
+ * Every lws-visible object starts with a qb_lws_obj tag, so the single lws
+ * callback can tell a websocket connection from a REST request.
+ */
+#ifndef QB_ADAPTER_INT_H
+#define QB_ADAPTER_INT_H
+
+#include "adapter.h"
+#include "sync.h"
+
+#include <libwebsockets.h>
+#include <nng/nng.h>
+#include <signal.h>
+
+typedef enum qb_lws_kind {
+    QB_LWS_WS = 0x5157,
+    QB_LWS_REST = 0x5152,
+} qb_lws_kind;
+
+typedef struct qb_lws_obj {
+    qb_lws_kind kind;
+} qb_lws_obj;
+
+/* ---- publish.c --------------------------------------------------------- */
+
+typedef struct qb_pub_counters {
+    uint64_t published;
+    uint64_t publish_errors;
+    uint64_t encode_errors;
+} qb_pub_counters;
+
+typedef struct qb_pub qb_pub;
+
+/* Opens a PUB socket (NNG_OPT_SENDBUF 8192) dialing url without blocking:
+ * NNG keeps redialing until the broker is up. QB_OK or a qb_err. */
+int qb__pub_open(qb_pub **out, const char *url, qb_pub_counters *cnt);
+void qb__pub_close(qb_pub *p);
+/* Encodes m (qb_msg_encode into the reused buffer) and sends it without
+ * blocking. QB_OK, or the error (counted, logged rate-limited). */
+int qb__pub_send(qb_pub *p, const qb_msg *m);
+
+/* ---- rest.c ------------------------------------------------------------ */
+
+typedef struct qb_rest_req qb_rest_req;
+
+/* Result of a GET: status is the HTTP status (0 when the transport failed,
+ * err then says why); body is valid only during the call. */
+typedef void (*qb_rest_cb)(void *user, int status, const char *body, size_t len,
+                           uint32_t retry_after_ms, const char *err);
+
+/* Starts GET url; cb fires exactly once later (never from inside this
+ * call), unless qb__rest_cancel() is called first. NULL on immediate
+ * failure (err written, no callback). */
+qb_rest_req *qb__rest_get(struct lws_context *ctx, const char *url, size_t max_body, qb_rest_cb cb,
+                          void *user, char *err, size_t errcap);
+/* The callback will not fire; lws frees the request when it closes it. */
+void qb__rest_cancel(qb_rest_req *r);
+int qb__rest_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_rest_req *r, void *in,
+                    size_t len);
+
+/* ---- instruments --------------------------------------------------------- */
+
+typedef struct qb_wsconn qb_wsconn;
+
+typedef struct qb_inst {
+    qb_adapter *a;
+    qb_wsconn *conn;
+    char symbol[QB_NATIVE_MAX]; /* normalized */
+    char native[QB_NATIVE_MAX];
+    qb_sync sync;
+    uint64_t book_seq, trade_seq, status_seq;
+    bool book_published;
+    qb_rest_req *req;          /* snapshot GET in flight */
+    bool ws_fetch_pending;     /* snapshot asked for over the websocket */
+    uint32_t fetch_failures;   /* consecutive, for the backoff */
+    uint64_t next_fetch_mono;  /* earliest start of the next fetch (rate) */
+    uint64_t last_update_mono; /* last depth event or trade */
+    lws_sorted_usec_list_t sul_fetch;
+    lws_sorted_usec_list_t sul_stale;
+} qb_inst;
+
+/* ---- ws_conn.c ------------------------------------------------------------ */
+
+#define QB_WS_TXQ 16 /* queued outgoing messages per connection */
+
+struct qb_wsconn {
+    qb_lws_obj obj;
+    qb_adapter *a;
+    unsigned idx;
+    qb_inst **insts;
+    size_t ninst;
+    char *url;
+    struct lws *wsi;
+    bool established;
+    bool in_connect;    /* inside lws_client_connect_via_info */
+    bool failed;        /* this attempt already failed (handled once) */
+    bool close_now;     /* close from the next callback */
+    bool reconnect_now; /* next reconnect without backoff (age, serverShutdown) */
+    bool retry_pending;
+    uint32_t attempts;      /* consecutive failures, for the backoff */
+    uint64_t connects;      /* successful connections so far */
+    qb_buf rx;              /* message reassembly, capped at max_frame */
+    bool rx_drop;           /* the current message is oversized: drop it */
+    size_t rx_total;        /* bytes of the current message, dropped included */
+    qb_buf tx[QB_WS_TXQ];   /* outgoing text messages (LWS_PRE headroom each) */
+    unsigned tx_head, tx_n; /* ring: bounded, overflow policy "drop newest" */
+    uint64_t tx_dropped;
+    char err[160];
+    lws_sorted_usec_list_t sul_connect;
+    lws_sorted_usec_list_t sul_age;
+    lws_sorted_usec_list_t sul_healthy;
+};
+
+int qb__wsconn_init(qb_wsconn *c, qb_adapter *a, unsigned idx);
+void qb__wsconn_fini(qb_wsconn *c);
+void qb__wsconn_start(qb_wsconn *c);
+/* Closes the connection and reconnects at once (no backoff). */
+void qb__wsconn_recycle(qb_wsconn *c, const char *why);
+/* Queues a text message (sent from the WRITEABLE callback, in order). When
+ * QB_WS_TXQ messages are already queued the new one is dropped (counted,
+ * QB_EAGAIN): senders own their retry (snapshot requests have a watchdog).
+ * The queue is emptied when the connection closes. */
+int qb__wsconn_send(qb_wsconn *c, const char *text, size_t len);
+void qb__wsconn_cancel_timers(qb_wsconn *c);
+int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsconn *c, void *in,
+                      size_t len);
+
+/* ---- adapter.c ------------------------------------------------------------ */
+
+typedef struct qb_adapter_counters {
+    uint64_t frames, bytes, bad_json, oversized, unknown, trades, reconnects;
+    uint64_t connects, disconnects, connect_errors, exchange_errors, controls;
+    uint64_t unknown_symbol, shutdowns, snapshot_requests;
+} qb_adapter_counters;
+
+struct qb_adapter {
+    qb_adapter_cfg cfg;
+    char **symbols;
+    const qb_exchange_ops *ops;
+    struct lws_context *ctx;
+    qb_pub *pub;
+    qb_parser parser;
+    qb_inst *insts;
+    size_t ninst;
+    qb_wsconn *conns;
+    size_t nconn;
+    qb_adapter_counters cnt;
+    qb_sync_counters scnt;
+    qb_pub_counters pcnt;
+    uint64_t rng;
+    unsigned fetch_inflight; /* snapshot GETs in flight, all instruments */
+    volatile sig_atomic_t stop;
+    bool stopping;
+    lws_sorted_usec_list_t sul_refresh;
+    lws_sorted_usec_list_t sul_stats;
+};
+
+/* A complete websocket message arrived on c (already reassembled). */
+void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint64_t recv_ts);
+/* Connection c is up: start syncing its instruments. */
+void qb__adapter_on_conn_up(qb_wsconn *c);
+/* Connection c is gone (st RESYNCING or DOWN, reason). */
+void qb__adapter_on_conn_down(qb_wsconn *c, qb_feed_state st, const char *reason);
+/* Random number in [lo, hi] (jitter). */
+uint64_t qb__adapter_rand(qb_adapter *a, uint64_t lo, uint64_t hi);
+
+#endif

@@ -1,0 +1,172 @@
+/*
+ * exchange.h: the contract between the adapter framework and one exchange.
+ *
+ * An exchange adapter is one .c file that fills one qb_exchange_ops table
+ * (binance.c fills qb_binance_ops), the way NNG's pub0_sock_ops fills a
+ * protocol. The framework (adapter.c, ws_conn.c, rest.c, sync.c, publish.c)
+ * owns everything else: connections, reconnects, timers, the per-instrument
+ * book sync, publishing and counters.
+ *
+ * Data flow of one websocket message, all on the lws service thread:
+ *
+ *   ws_conn (reassembled frame)
+ *     -> ops->decode   (optional: gunzip for HTX; identity when NULL)
+ *     -> ops->parse    (JSON -> one qb_event, views into the qb_parser)
+ *     -> adapter       (route by native symbol)
+ *     -> sync.c        (depth: buffer / bridge / sequence rule / book)
+ *     -> publish.c     (qb_msg -> msgpack -> NNG pub)
+ *
+ * Parsing allocates nothing: a qb_parser owns a token array and two level
+ * arrays, sized once for the largest accepted frame; every event is a view
+ * into them (valid until the next parse on the same parser). Bad input never
+ * crashes: the parse functions return QB_EPARSE / QB_ETOOBIG / QB_ERANGE and
+ * the caller counts and logs it.
+ *
+ * Next exchanges fit the same table: HTX sets .decode (gzip frames), answers
+ * its JSON ping through a QB_EV_REPLY event, asks for its snapshot over the
+ * websocket (.snapshot_ws_request instead of .snapshot_url) and uses a
+ * prevSeqNum sequence rule (event.prev_id); Bithumb's parse turns full
+ * snapshots into QB_EV_SNAPSHOT events.
+ */
+#ifndef QB_ADAPTER_EXCHANGE_H
+#define QB_ADAPTER_EXCHANGE_H
+
+#include "book.h"
+#include "buf.h"
+#include "decimal.h"
+#include "json.h"
+#include "msg.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QB_NATIVE_MAX 32 /* native symbol bytes, NUL included */
+#define QB_EVENT_INFO_MAX 192
+
+typedef enum qb_ev_kind {
+    QB_EV_UNKNOWN = 0, /* valid JSON, but not a message we use (ignored, counted) */
+    QB_EV_DEPTH,       /* incremental book update: first_id..last_id, levels */
+    QB_EV_SNAPSHOT,    /* full book: last_id, levels */
+    QB_EV_TRADE,       /* one trade */
+    QB_EV_SHUTDOWN,    /* the server announces it will close: reconnect now */
+    QB_EV_CONTROL,     /* subscription ack and the like (info holds a summary) */
+    QB_EV_ERROR,       /* the exchange reported an error (info holds code/msg) */
+    QB_EV_REPLY,       /* the frame asks for an answer (reply holds it), e.g. HTX ping */
+} qb_ev_kind;
+
+/* One parsed exchange message. Pointers are views into the qb_parser (or,
+ * for buffered events, into the sync buffer); valid until the next parse. */
+typedef struct qb_event {
+    qb_ev_kind kind;
+    char native[QB_NATIVE_MAX]; /* exchange symbol as sent ("BTCUSDT"), "" if none */
+    uint64_t first_id;          /* DEPTH: first update id (Binance U) */
+    uint64_t last_id;           /* DEPTH: last update id (u); SNAPSHOT: lastUpdateId */
+    uint64_t prev_id;           /* DEPTH: previous last id when the exchange sends it */
+    bool has_prev;
+    uint64_t exch_ts; /* exchange event time, ns since the epoch; 0 unknown */
+    uint64_t recv_ts; /* local receive time, ns since the epoch (set by caller) */
+    const qb_level *bids;
+    size_t n_bids;
+    const qb_level *asks;
+    size_t n_asks;
+    uint64_t trade_id; /* TRADE */
+    qb_dec price;
+    qb_dec qty;
+    qb_side side;
+    qb_str reply;                 /* REPLY: bytes to send back on the same connection */
+    char info[QB_EVENT_INFO_MAX]; /* CONTROL / ERROR / SHUTDOWN: human readable */
+} qb_event;
+
+/* Parser scratch state, one per connection (or per test). */
+typedef struct qb_parser {
+    jsmntok_t *tok;
+    int tok_cap;
+    qb_level *bids;
+    qb_level *asks;
+    size_t level_cap; /* per side */
+    qb_buf scratch;   /* decode output (gzip), reply text */
+    void *xstate;     /* exchange-private (zlib stream for HTX) */
+} qb_parser;
+
+/* Sizes the parser for frames up to max_bytes and documents of up to
+ * max_levels levels per side: tokens for max(max_bytes/6, 6*max_levels)
+ * (exchange JSON has >= 6 bytes per token; a level is 3 tokens); a document
+ * needing more is rejected with QB_ETOOBIG, never parsed partially.
+ * QB_OK or QB_ENOMEM. */
+int qb_parser_init(qb_parser *p, size_t max_bytes, size_t max_levels);
+void qb_parser_fini(qb_parser *p);
+
+/* Sequence rule: how an exchange's update ids chain (sync.c applies it).
+ * All functions are pure. */
+typedef struct qb_seq_rule {
+    const char *name;
+    /* True when a buffered/live event is entirely older than the book
+     * (Binance spot: u <= lastUpdateId) and is dropped. */
+    bool (*is_stale)(const qb_event *ev, uint64_t book_id);
+    /* True when ev may be the first event applied on top of a snapshot with
+     * id book_id (Binance spot: U <= lastUpdateId+1 <= u). */
+    bool (*bridges)(const qb_event *ev, uint64_t book_id);
+    /* True when ev directly follows an event whose last id was prev
+     * (Binance spot: U == prev + 1). */
+    bool (*follows)(const qb_event *ev, uint64_t prev);
+    /* False when the snapshot is older than the first buffered event, so
+     * updates in between are missing and the snapshot must be fetched
+     * again (Binance spot: lastUpdateId + 1 < U). */
+    bool (*snapshot_usable)(uint64_t snap_id, const qb_event *first_buffered);
+    /* Writes the gap reason ("gap: expected U=5 got U=7"). */
+    void (*describe_gap)(const qb_event *ev, uint64_t prev, char *buf, size_t cap);
+} qb_seq_rule;
+
+typedef struct qb_exchange_ops {
+    const char *name;              /* exchange id on the wire: "binance" */
+    const char *default_ws_url;    /* --ws-url default */
+    const char *default_rest_url;  /* --rest-url default, NULL when none */
+    unsigned max_streams_per_conn; /* the exchange's hard limit */
+    unsigned streams_per_symbol;   /* streams one instrument needs */
+    unsigned max_depth_limit;      /* largest snapshot depth the exchange serves */
+
+    /* Normalized "BTC-USDT" -> native "BTCUSDT". QB_OK, QB_EINVAL. */
+    int (*to_native)(const char *norm, char *out, size_t cap);
+    /* Appends the websocket URL for one connection carrying natives[0..n). */
+    int (*ws_url)(const char *base, const char *const *natives, size_t n, qb_buf *out);
+    /* Appends the message to send right after connecting for the same
+     * connection (nothing appended, or NULL: the URL subscribes to all). */
+    int (*subscribe_msg)(const char *base, const char *const *natives, size_t n, qb_buf *out);
+    /* Turns a received frame into JSON text (NULL: the frame is the text).
+     * *out points into p->scratch or into in. */
+    int (*decode)(qb_parser *p, const uint8_t *in, size_t len, const char **out, size_t *out_len);
+    /* Parses one websocket message into ev. QB_OK (ev->kind says what it
+     * is), QB_EPARSE, QB_ETOOBIG, QB_ERANGE. */
+    int (*parse)(qb_parser *p, const char *js, size_t len, qb_event *ev);
+    /* Appends the REST snapshot URL for one instrument (NULL when the
+     * snapshot comes over the websocket). */
+    int (*snapshot_url)(const char *rest_base, const char *native, unsigned limit, qb_buf *out);
+    /* Appends the websocket request for a snapshot (NULL when over REST). */
+    int (*snapshot_ws_request)(const char *native, unsigned limit, qb_buf *out);
+    /* Parses a snapshot document into ev (kind QB_EV_SNAPSHOT, last_id,
+     * levels); ev->native is left to the caller. */
+    int (*parse_snapshot)(qb_parser *p, const char *js, size_t len, qb_event *ev);
+    const qb_seq_rule *seq;
+} qb_exchange_ops;
+
+extern const qb_exchange_ops qb_binance_ops;
+extern const qb_seq_rule qb_seq_binance_spot;
+
+/* The ops table for an exchange id, or NULL. */
+const qb_exchange_ops *qb_exchange_find(const char *name);
+/* Comma-separated list of supported exchange ids, for --help. */
+const char *qb_exchange_names(void);
+
+/* Helpers shared by exchange parsers (binance.c, later htx.c, ...). */
+
+/* Parses an array of [price, size] pairs (strings or numbers) into out
+ * (at most cap). Rejects negative sizes, non-positive prices, bad numbers.
+ * QB_OK, QB_EPARSE, QB_ERANGE, QB_ETOOBIG (more than cap levels). */
+int qb__parse_levels(const qb_json *j, int arr, qb_level *out, size_t cap, size_t *n);
+/* A decimal from a string or number token. QB_OK, QB_EPARSE, QB_ERANGE. */
+int qb__parse_dec(const qb_json *j, int i, qb_dec *out);
+/* ms since the epoch -> ns, QB_ERANGE on overflow. */
+int qb__ms_to_ns(uint64_t ms, uint64_t *ns);
+
+#endif

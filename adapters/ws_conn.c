@@ -1,0 +1,365 @@
+/*
+ * ws_conn.c: one websocket client connection of the adapter.
+ *
+ * Lifecycle (lws service thread only):
+ *
+ *   start -> connect --ESTABLISHED--> up --CLOSED--> backoff -> connect ...
+ *              |                        |
+ *              +--CONNECTION_ERROR------+--> backoff (500 ms doubling to 30 s,
+ *                                            +-25 % jitter)
+ *
+ * - The backoff's attempt counter resets only after a connection stayed up
+ *   QB_WS_HEALTHY_MS (30 s): a server that accepts and drops at once still
+ *   backs off.
+ * - Proactive reconnect after max_conn_age_ms (Binance closes at 24 h) and
+ *   on serverShutdown: close and reconnect at once, no backoff.
+ * - Server pings: lws 4.1 answers PING frames itself on client connections
+ *   too (the rx parser stashes the payload, up to 125 bytes, and sends a
+ *   PONG with the same payload from the next writeable event), as Binance
+ *   requires; nothing to do here.
+ * - Messages are reassembled from fragments (lws_is_first_fragment /
+ *   lws_is_final_fragment) into rx, capped at max_frame: a larger message
+ *   is dropped as a whole (counted "oversized", logged rate-limited) and the
+ *   connection stays up; the sequence rule catches the lost delta.
+ * - Every timer is cancelled on close and at shutdown (lws_sul_cancel).
+ */
+#include "adapter_int.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QB_WS_BACKOFF_MIN_MS 500
+#define QB_WS_BACKOFF_MAX_MS 30000
+#define QB_WS_HEALTHY_MS 30000
+
+static void wsconn_connect_cb(lws_sorted_usec_list_t *sul);
+
+int qb__wsconn_init(qb_wsconn *c, qb_adapter *a, unsigned idx)
+{
+    memset(c, 0, sizeof *c);
+    c->obj.kind = QB_LWS_WS;
+    c->a = a;
+    c->idx = idx;
+    return QB_OK;
+}
+
+void qb__wsconn_fini(qb_wsconn *c)
+{
+    qb__wsconn_cancel_timers(c);
+    free(c->insts);
+    free(c->url);
+    qb_buf_fini(&c->rx);
+    for (unsigned i = 0; i < QB_WS_TXQ; i++) {
+        qb_buf_fini(&c->tx[i]);
+    }
+    c->insts = NULL;
+    c->url = NULL;
+}
+
+void qb__wsconn_cancel_timers(qb_wsconn *c)
+{
+    lws_sul_cancel(&c->sul_connect);
+    lws_sul_cancel(&c->sul_age);
+    lws_sul_cancel(&c->sul_healthy);
+}
+
+static void wsconn_schedule(qb_wsconn *c, uint64_t delay_ms)
+{
+    if (c->a->stopping) {
+        return;
+    }
+    c->retry_pending = true;
+    lws_sul_schedule(c->a->ctx, 0, &c->sul_connect, wsconn_connect_cb,
+                     (lws_usec_t)delay_ms * LWS_US_PER_MS);
+}
+
+/* Schedules the next attempt: at once after a deliberate recycle,
+ * otherwise exponential backoff with jitter. */
+static void wsconn_retry(qb_wsconn *c)
+{
+    uint64_t delay;
+    if (c->reconnect_now) {
+        c->reconnect_now = false;
+        delay = 0;
+    } else {
+        uint64_t base = QB_WS_BACKOFF_MIN_MS;
+        for (uint32_t k = 0; k < c->attempts && base < QB_WS_BACKOFF_MAX_MS; k++) {
+            base *= 2;
+        }
+        if (base > QB_WS_BACKOFF_MAX_MS) {
+            base = QB_WS_BACKOFF_MAX_MS;
+        }
+        delay = qb__adapter_rand(c->a, base - base / 4, base + base / 4);
+        c->attempts++;
+    }
+    c->a->cnt.reconnects++;
+    QB_INFO("ws_reconnect_scheduled", "conn=%u in %llu ms (attempt %u)", c->idx,
+            (unsigned long long)delay, c->attempts);
+    wsconn_schedule(c, delay);
+}
+
+static void wsconn_failed(qb_wsconn *c, const char *why)
+{
+    if (c->failed) {
+        return;
+    }
+    c->failed = true;
+    c->wsi = NULL;
+    c->a->cnt.connect_errors++;
+    snprintf(c->err, sizeof c->err, "%s", why ? why : "connection failed");
+    QB_LOG_RL(QB_LOG_WARN, "ws_connect_failed", "conn=%u url=%.160s%s: %s", c->idx, c->url,
+              strlen(c->url) > 160 ? "..." : "", c->err);
+    char reason[QB_EVENT_INFO_MAX];
+    snprintf(reason, sizeof reason, "upstream unreachable: %s", c->err);
+    qb__adapter_on_conn_down(c, QB_FEED_DOWN, reason);
+    wsconn_retry(c);
+}
+
+static void wsconn_connect_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_wsconn *c = lws_container_of(sul, qb_wsconn, sul_connect);
+    c->retry_pending = false;
+    if (c->a->stopping || c->wsi) {
+        return;
+    }
+    /* lws_parse_uri cuts its input: work on a copy that lives as long as
+     * the attempt (lws copies what it keeps). */
+    char *u = strdup(c->url);
+    if (u == NULL) {
+        wsconn_schedule(c, QB_WS_BACKOFF_MAX_MS);
+        return;
+    }
+    const char *prot, *ads, *path;
+    int port;
+    if (lws_parse_uri(u, &prot, &ads, &port, &path)) {
+        free(u);
+        wsconn_failed(c, "bad URL");
+        return;
+    }
+    char *fullpath = malloc(strlen(path) + 2);
+    if (fullpath == NULL) {
+        free(u);
+        wsconn_schedule(c, QB_WS_BACKOFF_MAX_MS);
+        return;
+    }
+    fullpath[0] = '/';
+    strcpy(fullpath + 1, path);
+
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof i);
+    i.context = c->a->ctx;
+    i.address = ads;
+    i.port = port;
+    i.path = fullpath;
+    i.host = ads;
+    i.origin = ads;
+    i.ssl_connection =
+        (strcmp(prot, "wss") == 0 || strcmp(prot, "https") == 0) ? LCCSCF_USE_SSL : 0;
+    i.ssl_connection |= LCCSCF_PRIORITIZE_READS;
+    i.protocol = NULL;
+    i.local_protocol_name = "qb-ws";
+    i.opaque_user_data = c;
+    i.pwsi = &c->wsi;
+    c->failed = false;
+    c->established = false;
+    c->in_connect = true;
+    QB_INFO("ws_connecting", "conn=%u %s://%s:%d/%.120s%s", c->idx, prot, ads, port, path,
+            strlen(path) > 120 ? "..." : "");
+    struct lws *wsi = lws_client_connect_via_info(&i);
+    c->in_connect = false;
+    free(fullpath);
+    free(u);
+    if (wsi == NULL) {
+        c->wsi = NULL;
+        wsconn_failed(c, c->err[0] && c->failed ? c->err : "connect failed");
+        return;
+    }
+    c->wsi = wsi;
+    if (c->failed) {
+        /* The error came synchronously; the attempt is over. */
+        c->wsi = NULL;
+    }
+}
+
+void qb__wsconn_start(qb_wsconn *c)
+{
+    wsconn_schedule(c, 0);
+}
+
+static void wsconn_age_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_wsconn *c = lws_container_of(sul, qb_wsconn, sul_age);
+    qb__wsconn_recycle(c, "max connection age reached");
+}
+
+static void wsconn_healthy_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_wsconn *c = lws_container_of(sul, qb_wsconn, sul_healthy);
+    if (c->established) {
+        c->attempts = 0;
+        QB_DEBUG("ws_healthy", "conn=%u stayed up: backoff reset", c->idx);
+    }
+}
+
+void qb__wsconn_recycle(qb_wsconn *c, const char *why)
+{
+    QB_INFO("ws_recycle", "conn=%u: %s: reconnecting now", c->idx, why);
+    c->reconnect_now = true;
+    if (c->wsi) {
+        c->close_now = true;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
+int qb__wsconn_send(qb_wsconn *c, const char *text, size_t len)
+{
+    if (c->tx_n == QB_WS_TXQ) {
+        c->tx_dropped++;
+        QB_LOG_RL(QB_LOG_WARN, "ws_txq_full", "conn=%u dropped a %zu byte message", c->idx, len);
+        return QB_EAGAIN;
+    }
+    qb_buf *b = &c->tx[(c->tx_head + c->tx_n) % QB_WS_TXQ];
+    qb_buf_reset(b);
+    if (qb_buf_reserve(b, LWS_PRE + len) != QB_OK) {
+        return QB_ENOMEM;
+    }
+    memset(b->data, 0, LWS_PRE);
+    memcpy(b->data + LWS_PRE, text, len);
+    b->len = LWS_PRE + len;
+    c->tx_n++;
+    if (c->wsi && c->established) {
+        lws_callback_on_writable(c->wsi);
+    }
+    return QB_OK;
+}
+
+static void wsconn_rx(qb_wsconn *c, struct lws *wsi, const void *in, size_t len)
+{
+    qb_adapter *a = c->a;
+    if (lws_is_first_fragment(wsi)) {
+        qb_buf_reset(&c->rx);
+        c->rx_drop = false;
+        c->rx_total = 0;
+    }
+    c->rx_total += len;
+    if (!c->rx_drop) {
+        if (c->rx.len + len > a->cfg.max_frame) {
+            c->rx_drop = true;
+            qb_buf_reset(&c->rx);
+        } else if (qb_buf_append(&c->rx, in, len) != QB_OK) {
+            c->rx_drop = true;
+            qb_buf_reset(&c->rx);
+        }
+    }
+    if (!lws_is_final_fragment(wsi)) {
+        return;
+    }
+    uint64_t now = qb_now_ns();
+    a->cnt.frames++;
+    a->cnt.bytes += c->rx_total;
+    if (c->rx_drop) {
+        a->cnt.oversized++;
+        QB_LOG_RL(QB_LOG_WARN, "frame_oversized", "conn=%u dropped a %zu byte message (max %zu)",
+                  c->idx, c->rx_total, a->cfg.max_frame);
+        c->rx_drop = false;
+        return;
+    }
+    qb__adapter_on_message(c, c->rx.data, c->rx.len, now);
+    qb_buf_reset(&c->rx);
+}
+
+int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsconn *c, void *in,
+                      size_t len)
+{
+    qb_adapter *a = c->a;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+        char why[160];
+        snprintf(why, sizeof why, "%s", in ? (const char *)in : "connection error");
+        wsconn_failed(c, why);
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        c->wsi = wsi;
+        c->established = true;
+        c->close_now = false;
+        c->connects++;
+        a->cnt.connects++;
+        QB_INFO("ws_established", "conn=%u symbols=%zu", c->idx, c->ninst);
+        lws_sul_schedule(a->ctx, 0, &c->sul_healthy, wsconn_healthy_cb,
+                         (lws_usec_t)QB_WS_HEALTHY_MS * LWS_US_PER_MS);
+        if (a->cfg.max_conn_age_ms) {
+            lws_sul_schedule(a->ctx, 0, &c->sul_age, wsconn_age_cb,
+                             (lws_usec_t)a->cfg.max_conn_age_ms * LWS_US_PER_MS);
+        }
+        qb_buf_reset(&c->rx);
+        c->rx_drop = false;
+        qb__adapter_on_conn_up(c);
+        if (c->tx_n) {
+            lws_callback_on_writable(wsi);
+        }
+        return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        if (c->close_now) {
+            return -1;
+        }
+        wsconn_rx(c, wsi, in, len);
+        return c->close_now ? -1 : 0;
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        if (c->close_now) {
+            return -1;
+        }
+        if (c->tx_n) {
+            /* One message per WRITEABLE, as lws requires. */
+            qb_buf *b = &c->tx[c->tx_head];
+            size_t n = b->len - LWS_PRE;
+            if (lws_write(wsi, b->data + LWS_PRE, n, LWS_WRITE_TEXT) < (int)n) {
+                return -1;
+            }
+            qb_buf_reset(b);
+            c->tx_head = (c->tx_head + 1) % QB_WS_TXQ;
+            c->tx_n--;
+            if (c->tx_n) {
+                lws_callback_on_writable(wsi);
+            }
+        }
+        return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+        unsigned code =
+            len >= 2 ? ((unsigned)((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1]) : 0;
+        QB_INFO("ws_peer_close", "conn=%u close code %u", c->idx, code);
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_CLOSED: {
+        c->established = false;
+        c->tx_head = c->tx_n = 0; /* requests for the old session are void */
+        c->wsi = NULL;
+        c->close_now = false;
+        lws_sul_cancel(&c->sul_age);
+        lws_sul_cancel(&c->sul_healthy);
+        if (a->stopping) {
+            return 0;
+        }
+        a->cnt.disconnects++;
+        QB_WARN("ws_closed", "conn=%u connection closed%s", c->idx,
+                c->reconnect_now ? " (recycled)" : "");
+        qb__adapter_on_conn_down(c, QB_FEED_RESYNCING,
+                                 c->reconnect_now ? "reconnecting (recycled connection)"
+                                                  : "reconnecting (connection lost)");
+        wsconn_retry(c);
+        return 0;
+    }
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (c->wsi == wsi) {
+            c->wsi = NULL;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
