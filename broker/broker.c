@@ -1,0 +1,663 @@
+/*
+ * broker.c: the ingest thread and the fan-out of broker.h.
+ *
+ * Per frame, on the ingest thread:
+ *
+ *   nng_recvmsg(ingest) -> size and topic checks -> qb_decoder over every map
+ *     -> invalid: count by kind, log (once per kind per second), nng_msg_free
+ *     -> valid:   lock; decode again, qb_topics_apply each map; unlock
+ *                 nng_sendmsg(pub, the same msg)   (ownership passes to NNG)
+ *
+ * Validation runs over the whole frame before any state changes, so a frame
+ * with a bad second map changes nothing and is not forwarded. The decoder's
+ * views live only until its next call, hence the second decode pass to
+ * apply; a decode is allocation-free and costs little next to the syscalls
+ * of receiving and sending (tests/bench). The state lock is uncontended
+ * except while another thread inspects a topic.
+ *
+ * No allocation per message once warm: one decoder, reused; topic lookups
+ * use the frame's topic bytes as the key. NNG allocates the nng_msg itself
+ * on receive; pub0 only takes references to it for each subscriber pipe.
+ */
+#include "broker.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "msg.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Frames up to this size reach the decoder (which rejects anything over
+ * QB_MSG_MAX_FRAME, counted as oversized). NNG's default receive limit
+ * (1 MiB) would refuse legitimate large snapshots; a frame above this limit
+ * makes NNG close that publisher's connection before we ever see it (the
+ * publisher redials; counted only as ingest_disconnects), so the headroom
+ * above QB_MSG_MAX_FRAME lets moderately oversized frames be counted
+ * instead of silently costing a connection. */
+#define BROKER_RECVMAXSZ ((size_t)QB_MSG_MAX_FRAME * 2)
+
+typedef enum broker_drop {
+    BROKER_DROP_MSGPACK = 0,
+    BROKER_DROP_VERSION,
+    BROKER_DROP_OVERSIZED,
+    BROKER_DROP_TOPIC,
+    BROKER_DROP_KINDS,
+} broker_drop;
+
+static const char *const broker_drop_ids[BROKER_DROP_KINDS] = {
+    "ingest.bad_msgpack",
+    "ingest.bad_version",
+    "ingest.oversized",
+    "ingest.bad_topic",
+};
+
+/* Event log kinds with their own once-per-second limiter. */
+enum {
+    BROKER_EV_GAP = 0,
+    BROKER_EV_DUP,
+    BROKER_EV_CROSSED,
+    BROKER_EV_BOOKERR,
+    BROKER_EV_UNTRACKED,
+    BROKER_EV_SEND,
+    BROKER_EV_RECV,
+    BROKER_EV_KINDS
+};
+
+/* Allows one line per second; counts what it held back. Ingest thread only. */
+typedef struct broker_gate {
+    uint64_t last_ns;
+    uint64_t held;
+} broker_gate;
+
+typedef struct broker_counters {
+#define BROKER_ATOMIC_FIELD_(name, help) _Atomic uint64_t name;
+    QB_BROKER_STATS(BROKER_ATOMIC_FIELD_)
+#undef BROKER_ATOMIC_FIELD_
+} broker_counters;
+
+struct qb_broker {
+    nng_socket ingest;
+    nng_socket pub;
+    bool ingest_open;
+    bool pub_open;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t lock; /* guards topics */
+    qb_topics *topics;
+    qb_decoder *dec;
+    broker_counters c;
+    broker_gate drop_gates[BROKER_DROP_KINDS];
+    broker_gate ev_gates[BROKER_EV_KINDS];
+};
+
+/* Single writer per counter (the ingest thread, or NNG's pipe callbacks for
+ * the connection counters): a relaxed load+store is enough and costs a
+ * plain add on x86. Readers see a recent value. */
+static inline void broker_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline void broker_set(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+/* True when a line may be logged now; *held gets the lines held back. */
+static bool broker_gate_pass(broker_gate *g, uint64_t *held)
+{
+    uint64_t now = qb_mono_ns();
+    if (g->last_ns != 0 && now - g->last_ns < 1000000000ull) {
+        g->held++;
+        return false;
+    }
+    g->last_ns = now;
+    *held = g->held;
+    g->held = 0;
+    return true;
+}
+
+/* Copies at most 64 bytes of untrusted text, printable ASCII only. */
+static void broker_sanitize(const void *p, size_t n, char *out, size_t cap)
+{
+    const unsigned char *s = p;
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 4 < cap && i < 64; i++) {
+        out[k++] = (s[i] >= 0x20 && s[i] < 0x7f) ? (char)s[i] : '?';
+    }
+    if (n > 64 && k + 4 < cap) {
+        out[k++] = '.';
+        out[k++] = '.';
+        out[k++] = '.';
+    }
+    out[k] = '\0';
+}
+
+static void broker_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    qb_broker *b = arg;
+    (void)p;
+    if (ev == NNG_PIPE_EV_ADD_POST) {
+        broker_add(&b->c.ingest_connects, 1);
+        QB_DEBUG("ingest.connect", "publisher connected");
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        broker_add(&b->c.ingest_disconnects, 1);
+        QB_DEBUG("ingest.disconnect", "publisher disconnected");
+    }
+}
+
+/* Checks "<kind>.<exchange>.<symbol>": a known kind, two non-empty parts,
+ * exactly two dots, no control bytes. The decoder then checks that the
+ * message matches it. */
+static bool broker_topic_ok(const char *p, size_t n)
+{
+    static const char *const kinds[] = {"book.", "trade.", "status.", "ticker."};
+    if (n == 0 || n > QB_TOPIC_MAX) {
+        return false;
+    }
+    size_t k = 0;
+    bool known = false;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        size_t kl = strlen(kinds[i]);
+        if (n > kl && memcmp(p, kinds[i], kl) == 0) {
+            k = kl;
+            known = true;
+            break;
+        }
+    }
+    if (!known) {
+        return false;
+    }
+    size_t dots = 0, part = 0;
+    for (size_t i = k; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x21 || c == 0x7f) {
+            return false;
+        }
+        if (c == '.') {
+            if (part == 0) {
+                return false;
+            }
+            dots++;
+            part = 0;
+        } else {
+            part++;
+        }
+    }
+    return dots == 1 && part > 0;
+}
+
+/* Finds the fixstr value of a fixstr key in p[0..n) by its bytes (cold
+ * path diagnostics only; no msgpack-c here, since a hostile header can make
+ * msgpack-c allocate gigabytes before the decoder's scan has vetted it). */
+static bool broker_find_str(const char *p, size_t n, const char *key, qb_str *out)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i + 1 + kl + 1 <= n; i++) {
+        if ((unsigned char)p[i] == (0xa0 | kl) && memcmp(p + i + 1, key, kl) == 0) {
+            unsigned char h = (unsigned char)p[i + 1 + kl];
+            size_t vl = h & 0x1f;
+            if ((h & 0xe0) == 0xa0 && i + 2 + kl + vl <= n) {
+                *out = (qb_str){p + i + 2 + kl, vl};
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Cold path, after the decoder said QB_EPARSE: tells a frame whose maps are
+ * fine but routed under the wrong topic (bad_topic) from malformed content
+ * (bad_msgpack). It reads type, ex and sym from the bytes, and if the topic
+ * they make differs from the frame's, decodes a copy of the frame under
+ * that topic: a clean decode proves the topic was the only fault. */
+static broker_drop broker_classify_parse(qb_broker *b, const char *frame, size_t len, qb_str topic)
+{
+    const char *body = frame + topic.n + 1;
+    size_t bn = len - topic.n - 1;
+    qb_str ty, ex, sy;
+    if (!broker_find_str(body, bn, "type", &ty) || !broker_find_str(body, bn, "ex", &ex) ||
+        !broker_find_str(body, bn, "sym", &sy)) {
+        return BROKER_DROP_MSGPACK;
+    }
+    const char *kind = NULL;
+    if ((ty.n == 8 && memcmp(ty.p, "snapshot", 8) == 0) ||
+        (ty.n == 5 && memcmp(ty.p, "delta", 5) == 0)) {
+        kind = "book";
+    } else if (ty.n == 5 && memcmp(ty.p, "trade", 5) == 0) {
+        kind = "trade";
+    } else if (ty.n == 6 && memcmp(ty.p, "status", 6) == 0) {
+        kind = "status";
+    } else if (ty.n == 6 && memcmp(ty.p, "ticker", 6) == 0) {
+        kind = "ticker";
+    }
+    char want[QB_TOPIC_MAX + 2];
+    int wl = kind ? qb_topic_format(want, sizeof want, kind, ex, sy) : -1;
+    if (wl < 0 || ((size_t)wl == topic.n && memcmp(want, topic.p, topic.n) == 0)) {
+        return BROKER_DROP_MSGPACK;
+    }
+    char *copy = malloc((size_t)wl + 1 + bn);
+    if (copy == NULL) {
+        return BROKER_DROP_MSGPACK;
+    }
+    memcpy(copy, want, (size_t)wl + 1);
+    memcpy(copy + wl + 1, body, bn);
+    broker_drop kind_out = BROKER_DROP_MSGPACK;
+    qb_str t2;
+    qb_msg m;
+    int rc = qb_decoder_begin(b->dec, copy, (size_t)wl + 1 + bn, &t2);
+    while (rc == QB_OK) {
+        rc = qb_decoder_next(b->dec, &m);
+    }
+    if (rc == QB_EEOF) {
+        kind_out = BROKER_DROP_TOPIC;
+    }
+    free(copy);
+    return kind_out;
+}
+
+static void broker_drop_frame(qb_broker *b, broker_drop kind, const void *frame, size_t len,
+                              int err)
+{
+    static const size_t offs[BROKER_DROP_KINDS] = {
+        offsetof(broker_counters, bad_msgpack),
+        offsetof(broker_counters, bad_version),
+        offsetof(broker_counters, oversized),
+        offsetof(broker_counters, bad_topic),
+    };
+    _Atomic uint64_t *ctr = (_Atomic uint64_t *)((char *)&b->c + offs[kind]);
+    broker_add(ctr, 1);
+    uint64_t held;
+    if (broker_gate_pass(&b->drop_gates[kind], &held)) {
+        char head[80];
+        broker_sanitize(frame, len, head, sizeof head);
+        qb_log(QB_LOG_WARN, broker_drop_ids[kind],
+               "frame dropped: %s len=%zu head=\"%s\" total=%llu (lines held back: %llu)",
+               qb_strerror(err), len, head,
+               (unsigned long long)atomic_load_explicit(ctr, memory_order_relaxed),
+               (unsigned long long)held);
+    }
+}
+
+static void broker_event_log(qb_broker *b, int kind, qb_log_level lvl, const char *id, qb_str topic,
+                             const qb_msg *m, const char *what)
+{
+    uint64_t held;
+    if (lvl <= qb_log_get_level() && broker_gate_pass(&b->ev_gates[kind], &held)) {
+        qb_log(lvl, id, "topic=%.*s type=%s seq=%llu: %s (lines held back: %llu)", (int)topic.n,
+               topic.p, qb_msg_type_name(m->type), (unsigned long long)m->seq, what,
+               (unsigned long long)held);
+    }
+}
+
+/* Validates every map of the frame. QB_OK and *topic, or a drop kind. */
+static int broker_validate(qb_broker *b, const char *frame, size_t len, qb_str *topic,
+                           broker_drop *kind, int *err)
+{
+    if (len > QB_MSG_MAX_FRAME) {
+        *kind = BROKER_DROP_OVERSIZED;
+        *err = QB_ETOOBIG;
+        return -1;
+    }
+    const char *nul = memchr(frame, '\0', len < QB_TOPIC_MAX + 1 ? len : QB_TOPIC_MAX + 1);
+    if (nul == NULL || !broker_topic_ok(frame, (size_t)(nul - frame))) {
+        *kind = BROKER_DROP_TOPIC;
+        *err = QB_EPARSE;
+        return -1;
+    }
+    int rc = qb_decoder_begin(b->dec, frame, len, topic);
+    if (rc != QB_OK) {
+        *kind = rc == QB_ETOOBIG ? BROKER_DROP_OVERSIZED : BROKER_DROP_TOPIC;
+        *err = rc;
+        return -1;
+    }
+    size_t n = 0;
+    qb_msg m;
+    while (rc == QB_OK) {
+        rc = qb_decoder_next(b->dec, &m);
+        if (rc == QB_OK) {
+            n++;
+        }
+    }
+    if (rc == QB_EEOF && n == 0) {
+        rc = QB_EPARSE; /* a topic with no message */
+    }
+    if (rc == QB_EEOF) {
+        return QB_OK;
+    }
+    *err = rc;
+    switch (rc) {
+    case QB_EVERSION:
+        *kind = BROKER_DROP_VERSION;
+        break;
+    case QB_ETOOBIG:
+        *kind = BROKER_DROP_OVERSIZED;
+        break;
+    case QB_EPARSE:
+        *kind = broker_classify_parse(b, frame, len, (qb_str){frame, (size_t)(nul - frame)});
+        break;
+    default:
+        *kind = BROKER_DROP_MSGPACK;
+        break;
+    }
+    return -1;
+}
+
+/* Applies a validated frame to the topic state. Called with the lock held. */
+static void broker_apply(qb_broker *b, const char *frame, size_t len)
+{
+    qb_str topic;
+    qb_msg m;
+    uint64_t now = qb_mono_ns();
+    if (qb_decoder_begin(b->dec, frame, len, &topic) != QB_OK) {
+        return; /* cannot happen: validated just before */
+    }
+    while (qb_decoder_next(b->dec, &m) == QB_OK) {
+        broker_add(&b->c.messages_in, 1);
+        unsigned ev = qb_topics_apply(b->topics, topic, &m, now);
+        if (ev == 0 || ev == QB_TOPICS_NEW) {
+            continue;
+        }
+        if (ev & QB_TOPICS_GAP) {
+            broker_add(&b->c.ingest_gaps, 1);
+            broker_event_log(b, BROKER_EV_GAP, QB_LOG_WARN, "ingest.gap", topic, &m,
+                             m.type == QB_MSG_DELTA
+                                 ? "sequence gap on ingest; book invalid until the next snapshot"
+                                 : "sequence gap on ingest");
+        }
+        if (ev & QB_TOPICS_DUPLICATE) {
+            broker_add(&b->c.duplicates, 1);
+            broker_event_log(b, BROKER_EV_DUP, QB_LOG_INFO, "ingest.duplicate", topic, &m,
+                             "duplicate or old seq; not applied, still forwarded");
+        }
+        if (ev & QB_TOPICS_CROSSED) {
+            broker_add(&b->c.crossed, 1);
+            broker_event_log(b, BROKER_EV_CROSSED, QB_LOG_WARN, "ingest.crossed", topic, &m,
+                             "book crossed; invalid until the next snapshot");
+        }
+        if (ev & QB_TOPICS_BOOK_ERROR) {
+            broker_add(&b->c.book_errors, 1);
+            broker_event_log(b, BROKER_EV_BOOKERR, QB_LOG_WARN, "ingest.book_error", topic, &m,
+                             "change not applicable; book invalid until the next snapshot");
+        }
+        if (ev & QB_TOPICS_UNTRACKED) {
+            broker_add(&b->c.untracked, 1);
+            broker_event_log(b, BROKER_EV_UNTRACKED, QB_LOG_WARN, "ingest.untracked", topic, &m,
+                             "topic table full (--max-topics); forwarded without state");
+        }
+    }
+    broker_set(&b->c.topics, qb_topics_count(b->topics));
+    broker_set(&b->c.books, qb_topics_books(b->topics));
+    broker_set(&b->c.books_valid, qb_topics_books_valid(b->topics));
+}
+
+static void broker_handle(qb_broker *b, nng_msg *msg)
+{
+    const char *frame = nng_msg_body(msg);
+    size_t len = nng_msg_len(msg);
+    broker_add(&b->c.frames_in, 1);
+    broker_add(&b->c.bytes_in, len);
+
+    qb_str topic = {NULL, 0};
+    broker_drop kind;
+    int err = QB_OK;
+    if (broker_validate(b, frame, len, &topic, &kind, &err) != QB_OK) {
+        broker_drop_frame(b, kind, frame, len, err);
+        nng_msg_free(msg);
+        return;
+    }
+    pthread_mutex_lock(&b->lock);
+    broker_apply(b, frame, len);
+    pthread_mutex_unlock(&b->lock);
+
+    /* The same message goes out: pub0 clones it by reference per pipe.
+     * Counted first, so whoever has received the frame also sees it in
+     * frames_out (taken back if the send fails). */
+    broker_add(&b->c.frames_out, 1);
+    int rv = nng_sendmsg(b->pub, msg, 0);
+    if (rv != 0) {
+        nng_msg_free(msg); /* a failed send leaves ownership with us */
+        broker_set(&b->c.frames_out,
+                   atomic_load_explicit(&b->c.frames_out, memory_order_relaxed) - 1);
+        broker_add(&b->c.send_errors, 1);
+        uint64_t held;
+        if (broker_gate_pass(&b->ev_gates[BROKER_EV_SEND], &held)) {
+            qb_log(QB_LOG_WARN, "pub.send_failed", "frame dropped: %s (lines held back: %llu)",
+                   nng_strerror(rv), (unsigned long long)held);
+        }
+        return;
+    }
+}
+
+static void *broker_ingest_main(void *arg)
+{
+    qb_broker *b = arg;
+    for (;;) {
+        nng_msg *msg;
+        int rv = nng_recvmsg(b->ingest, &msg, 0);
+        if (rv == NNG_ECLOSED) {
+            break;
+        }
+        if (rv != 0) {
+            uint64_t held;
+            if (broker_gate_pass(&b->ev_gates[BROKER_EV_RECV], &held)) {
+                qb_log(QB_LOG_WARN, "ingest.recv_failed", "%s (lines held back: %llu)",
+                       nng_strerror(rv), (unsigned long long)held);
+            }
+            continue;
+        }
+        broker_handle(b, msg);
+    }
+    return NULL;
+}
+
+/* mkdir -p of the directory of an ipc:// path. */
+static int broker_ipc_mkdir(const char *url)
+{
+    if (strncmp(url, "ipc://", 6) != 0) {
+        return QB_OK;
+    }
+    char path[512];
+    if (snprintf(path, sizeof path, "%s", url + 6) >= (int)sizeof path) {
+        return QB_EINVAL;
+    }
+    char *slash = strrchr(path, '/');
+    if (slash == NULL || slash == path) {
+        return QB_OK;
+    }
+    *slash = '\0';
+    for (char *p = path + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+                return QB_EIO;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        return QB_EIO;
+    }
+    return QB_OK;
+}
+
+static int broker_listen(nng_socket s, const char *const *urls, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (broker_ipc_mkdir(urls[i]) != QB_OK) {
+            QB_ERROR("broker.listen_failed", "%s %s: cannot create the directory: %s", what,
+                     urls[i], strerror(errno));
+            return QB_EIO;
+        }
+        int rv = nng_listen(s, urls[i], NULL, 0);
+        if (rv != 0) {
+            QB_ERROR("broker.listen_failed", "%s %s: %s", what, urls[i], nng_strerror(rv));
+            return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? QB_EINVAL : QB_ETRANSPORT;
+        }
+        QB_INFO("broker.listening", "%s %s", what, urls[i]);
+    }
+    return QB_OK;
+}
+
+static int broker_nng_fail(const char *what, int rv)
+{
+    QB_ERROR("broker.socket_failed", "%s: %s", what, nng_strerror(rv));
+    return qb_err_from_nng(rv);
+}
+
+int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
+{
+    if (cfg == NULL || cfg->n_ingest == 0 || cfg->n_pub == 0) {
+        return QB_EINVAL;
+    }
+    qb_broker *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        return QB_ENOMEM;
+    }
+    pthread_mutex_init(&b->lock, NULL);
+    int rc = QB_ENOMEM;
+    int rv;
+    if ((b->topics = qb_topics_new(cfg->max_topics)) == NULL ||
+        (b->dec = qb_decoder_new()) == NULL) {
+        goto fail;
+    }
+
+    /* Ingest: SUB, everything. RECVBUF at NNG's maximum: sub0 keeps only
+     * 128 messages by default and drops the oldest silently beyond that. */
+    if ((rv = nng_sub0_open(&b->ingest)) != 0) {
+        rc = broker_nng_fail("ingest socket", rv);
+        goto fail;
+    }
+    b->ingest_open = true;
+    if ((rv = nng_socket_set(b->ingest, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
+        (rv = nng_socket_set_int(b->ingest, NNG_OPT_RECVBUF, QB_BROKER_RECVBUF)) != 0 ||
+        (rv = nng_socket_set_size(b->ingest, NNG_OPT_RECVMAXSZ, BROKER_RECVMAXSZ)) != 0 ||
+        (rv = nng_pipe_notify(b->ingest, NNG_PIPE_EV_ADD_POST, broker_pipe_cb, b)) != 0 ||
+        (rv = nng_pipe_notify(b->ingest, NNG_PIPE_EV_REM_POST, broker_pipe_cb, b)) != 0) {
+        rc = broker_nng_fail("ingest socket options", rv);
+        goto fail;
+    }
+
+    /* Publish: PUB. SENDBUF is the per-subscriber queue (pub0 keeps 16 by
+     * default and drops the oldest when a subscriber falls behind). */
+    if ((rv = nng_pub0_open(&b->pub)) != 0) {
+        rc = broker_nng_fail("pub socket", rv);
+        goto fail;
+    }
+    b->pub_open = true;
+    if ((rv = nng_socket_set_int(b->pub, NNG_OPT_SENDBUF, QB_BROKER_SENDBUF)) != 0) {
+        rc = broker_nng_fail("pub socket options", rv);
+        goto fail;
+    }
+
+    /* Subscribers first, so nothing forwarded early is lost to an
+     * unready pub side. */
+    if ((rc = broker_listen(b->pub, cfg->pub_urls, cfg->n_pub, "pub")) != QB_OK ||
+        (rc = broker_listen(b->ingest, cfg->ingest_urls, cfg->n_ingest, "ingest")) != QB_OK) {
+        goto fail;
+    }
+    if (pthread_create(&b->thread, NULL, broker_ingest_main, b) != 0) {
+        rc = QB_ENOMEM;
+        goto fail;
+    }
+    b->thread_started = true;
+    *out = b;
+    return QB_OK;
+fail:
+    qb_broker_free(b);
+    return rc;
+}
+
+void qb_broker_free(qb_broker *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    /* Closing ingest wakes the thread with NNG_ECLOSED; pub stays open until
+     * the thread is gone since it sends on it. */
+    if (b->ingest_open) {
+        nng_close(b->ingest);
+    }
+    if (b->thread_started) {
+        pthread_join(b->thread, NULL);
+    }
+    if (b->pub_open) {
+        nng_close(b->pub);
+    }
+    qb_decoder_free(b->dec);
+    qb_topics_free(b->topics);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+void qb_broker_stats_get(qb_broker *b, qb_broker_stats *out)
+{
+#define BROKER_LOAD_(name, help) out->name = atomic_load_explicit(&b->c.name, memory_order_relaxed);
+    QB_BROKER_STATS(BROKER_LOAD_)
+#undef BROKER_LOAD_
+}
+
+int qb_broker_topic_get(qb_broker *b, const char *topic, qb_topic_info *info, qb_book *book)
+{
+    qb_str t = {topic, strlen(topic)};
+    pthread_mutex_lock(&b->lock);
+    qb_topic_info tmp;
+    int rc = qb_topics_info(b->topics, t, &tmp);
+    if (rc == QB_OK && book != NULL) {
+        const qb_book *src = qb_topics_book(b->topics, t);
+        if (src != NULL) {
+            rc = qb_book_replace(book, qb_book_levels(src, QB_BID), qb_book_depth(src, QB_BID),
+                                 qb_book_levels(src, QB_ASK), qb_book_depth(src, QB_ASK));
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (rc == QB_OK && info != NULL) {
+        *info = tmp;
+    }
+    return rc;
+}
+
+int qb_broker_stats_write(const qb_broker_stats *s, const char *extra_json, const char *path)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        return QB_EINVAL;
+    }
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        return QB_EIO;
+    }
+    fputc('{', f);
+    const char *sep = "";
+#define BROKER_JSON_(name, help)                                                                   \
+    fprintf(f, "%s\"" #name "\": %llu", sep, (unsigned long long)s->name);                         \
+    sep = ", ";
+    QB_BROKER_STATS(BROKER_JSON_)
+#undef BROKER_JSON_
+    if (extra_json != NULL && extra_json[0] != '\0') {
+        fprintf(f, ", %s", extra_json);
+    }
+    fputs("}\n", f);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        remove(tmp);
+        return QB_EIO;
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        return QB_EIO;
+    }
+    return QB_OK;
+}

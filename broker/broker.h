@@ -1,0 +1,105 @@
+/*
+ * broker.h: the broker's ingest and fan-out core (library qbbroker), the
+ * part of quotebus-broker that moves messages; broker/main.c wraps it with
+ * options, child supervision and stats files.
+ *
+ *   adapters --NNG pub--> [ingest SUB, listens] --ingest thread--> [PUB, listens] --> subscribers
+ *                                     |  validate (qb_decoder, every map)
+ *                                     |  per-topic state (topics.h): seq checks, books
+ *                                     |  forward the SAME nng_msg (encoded once)
+ *
+ * One ingest thread receives each frame, validates all of it, updates the
+ * per-topic state and hands the very nng_msg it received to the PUB socket:
+ * NNG's pub0 takes a reference per subscriber pipe (nni_msg_clone), so a
+ * frame is never copied or re-encoded per subscriber. Invalid frames are
+ * dropped, counted by kind and logged at most once per kind per second.
+ *
+ * Overflow policies (all bounded): each subscriber pipe queues at most
+ * QB_BROKER_SENDBUF frames ("drop oldest", NNG pub0; the subscriber sees the
+ * gap by seq and heals from the next refresh snapshot); the ingest queue
+ * holds at most QB_BROKER_RECVBUF frames ("drop oldest", NNG sub0; the broker
+ * sees the gap by seq); the topic table holds at most max_topics topics
+ * ("forward without state").
+ *
+ * Threads: qb_broker_new/qb_broker_free on one thread; qb_broker_stats_get
+ * and qb_broker_topic_get from any thread.
+ */
+#ifndef QB_BROKER_H
+#define QB_BROKER_H
+
+#include "book.h"
+#include "topics.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The largest queue NNG 1.5.2 accepts; its defaults (16 on pub0, 128 on
+ * sub0) drop silently under a few hundred messages in flight. */
+#define QB_BROKER_RECVBUF 8192
+#define QB_BROKER_SENDBUF 8192
+
+typedef struct qb_broker qb_broker;
+
+typedef struct qb_broker_config {
+    const char *const *ingest_urls; /* SUB listens here (ipc://..., tcp://...) */
+    size_t n_ingest;
+    const char *const *pub_urls; /* PUB listens here */
+    size_t n_pub;
+    size_t max_topics; /* 0: QB_TOPICS_DEFAULT_MAX */
+} qb_broker_config;
+
+/* Counters since start (monotonic) and gauges (topics, books, books_valid),
+ * X(name, help): one list for the struct, the stats file and the logs. */
+#define QB_BROKER_STATS(X)                                                                         \
+    X(frames_in, "frames received on ingest, valid or not")                                        \
+    X(frames_out, "frames handed to the PUB socket")                                               \
+    X(bytes_in, "bytes received on ingest")                                                        \
+    X(messages_in, "valid messages (maps; a frame holds one or more)")                             \
+    X(bad_msgpack, "frames dropped: invalid msgpack, missing or ill-typed field")                  \
+    X(bad_version, "frames dropped: unsupported schema version")                                   \
+    X(oversized, "frames dropped: over QB_MSG_MAX_FRAME or too many levels")                       \
+    X(bad_topic, "frames dropped: malformed topic, or topic not matching its message")             \
+    X(ingest_gaps, "seq jumps on ingest (messages the broker missed)")                             \
+    X(duplicates, "messages with seq <= the last one (not applied)")                               \
+    X(crossed, "books found crossed after a change (invalid until the next snapshot)")             \
+    X(book_errors, "changes a book could not take (invalid until the next snapshot)")              \
+    X(untracked, "frames of topics past --max-topics (forwarded without state)")                   \
+    X(send_errors, "frames the PUB socket refused (dropped)")                                      \
+    X(ingest_connects, "publisher connections accepted on ingest")                                 \
+    X(ingest_disconnects, "publisher connections closed on ingest")                                \
+    X(topics, "tracked topics (gauge)")                                                            \
+    X(books, "tracked books (gauge)")                                                              \
+    X(books_valid, "tracked books in sequence (gauge)")
+
+typedef struct qb_broker_stats {
+#define QB_BROKER_STATS_FIELD_(name, help) uint64_t name;
+    QB_BROKER_STATS(QB_BROKER_STATS_FIELD_)
+#undef QB_BROKER_STATS_FIELD_
+} qb_broker_stats;
+
+/* Opens both sockets (sizing their buffers), creates the directories of
+ * ipc:// paths, listens on every address and starts the ingest thread.
+ * Returns QB_OK and writes *out, or an error (QB_EINVAL for a bad config,
+ * QB_ETRANSPORT when an address cannot be listened on, QB_ENOMEM), having
+ * logged the reason; on error nothing is left open. cfg is read during the
+ * call only. */
+int qb_broker_new(const qb_broker_config *cfg, qb_broker **out);
+
+/* Stops the ingest thread, closes the sockets (ipc files removed by NNG) and
+ * frees everything. NULL is a no-op. */
+void qb_broker_free(qb_broker *b);
+
+/* Copies the current counters. Any thread. */
+void qb_broker_stats_get(qb_broker *b, qb_broker_stats *out);
+
+/* Looks up a topic's state; when book is non-NULL and the topic is a book
+ * topic, replaces *book's contents with a copy of the broker's book. Returns
+ * QB_OK, QB_ENOTFOUND or QB_ENOMEM. Any thread (takes the state lock). */
+int qb_broker_topic_get(qb_broker *b, const char *topic, qb_topic_info *info, qb_book *book);
+
+/* Writes s as one JSON object (plus the extra "key": value pairs in
+ * extra_json, which may be NULL or "") to path atomically: path.tmp, then
+ * rename. QB_OK or QB_EIO. */
+int qb_broker_stats_write(const qb_broker_stats *s, const char *extra_json, const char *path);
+
+#endif

@@ -1,0 +1,425 @@
+/*
+ * main.c: quotebus-broker, the process. Parses options, starts the ingest
+ * and fan-out core (broker.h) and, unless --no-spawn, supervises the
+ * adapters (supervisor.h) - and in --demo the exchange simulator too.
+ *
+ * Threads: the main thread owns signals (SIGINT, SIGTERM, SIGCHLD are
+ * blocked in every thread and taken here with sigtimedwait), the children,
+ * the stats file (every 500 ms) and the stats log line (every 10 s); the
+ * ingest thread (broker.c) and NNG's own threads move the messages.
+ *
+ * Shutdown: stop the children (SIGTERM, 5 s, SIGKILL), stop the core (close
+ * ingest, join, close pub), write the stats file a last time, free all.
+ */
+#include "broker.h"
+#include "supervisor.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "opts.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAIN_STATS_INTERVAL_MS 500
+#define MAIN_SUMMARY_INTERVAL_MS 10000
+#define MAIN_STOP_GRACE_MS 5000
+
+static const qb_prog main_prog = {
+    .name = "quotebus-broker",
+    .usage = "[OPTIONS]",
+    .summary =
+        "The quotebus broker. Adapters publish normalized market data into its ingest socket;\n"
+        "it validates every frame (bad msgpack, unknown version, oversized, bad topic: dropped\n"
+        "and counted), checks per-topic sequence numbers, keeps the current book of every\n"
+        "instrument, and fans each frame out, encoded once, to every subscriber of its topic.\n"
+        "Without arguments it also starts the adapters given by --adapter as child processes\n"
+        "(restarting one that dies, with backoff from 1 s to 30 s) and stops them on exit.\n"
+        "Books heal by themselves after any loss: adapters re-send every book as a refresh\n"
+        "snapshot each second, so every subscriber is complete again within about 1 s.",
+    .footer =
+        "Examples:\n"
+        "  quotebus-broker                        main job: Binance BTC-USDT and ETH-USDT, live\n"
+        "  quotebus-broker --demo                 offline demo with the exchange simulator\n"
+        "  quotebus-sub book.binance.             (another terminal) print Binance books as JSON\n"
+        "  quotebus-broker --adapter binance:BTC-USDT,ETH-USDT,SOL-USDT --adapter htx:BTC-USDT\n"
+        "  quotebus-broker --no-spawn --ingest ipc:///run/qb/in.ipc --pub tcp://0.0.0.0:7781\n"
+        "  quotebus-broker --config broker.json   with broker.json like\n"
+        "      {\"adapter\": [\"binance:BTC-USDT,ETH-USDT\"], \"stats-file\": \"/tmp/qb.json\"}\n"
+        "\n"
+        "Addresses are NNG URLs (ipc://PATH, tcp://HOST:PORT); directories of ipc paths are\n"
+        "created. Exit status: 0 after SIGINT/SIGTERM, 1 when a socket cannot be set up,\n"
+        "2 on bad options.",
+};
+
+typedef struct main_opts {
+    qb_strlist ingest;
+    qb_strlist pub;
+    qb_strlist adapters;
+    qb_strlist adapter_args;
+    bool no_spawn;
+    bool demo;
+    int64_t demo_port;
+    int64_t max_topics;
+    char *stats_file;
+    char *log_level;
+} main_opts;
+
+static int main_parse(main_opts *o, const qb_opt *table, int argc, char **argv)
+{
+    static const char *const def_ingest[] = {"ipc:///tmp/quotebus/ingest.ipc",
+                                             "tcp://127.0.0.1:7783"};
+    static const char *const def_pub[] = {"ipc:///tmp/quotebus/pub.ipc", "tcp://127.0.0.1:7781"};
+    static const char *const def_adapter[] = {"binance:BTC-USDT,ETH-USDT"};
+    if (qb_strlist_set_default(&o->ingest, def_ingest, 2) != QB_OK ||
+        qb_strlist_set_default(&o->pub, def_pub, 2) != QB_OK ||
+        qb_strlist_set_default(&o->adapters, def_adapter, 1) != QB_OK) {
+        return QB_ENOMEM;
+    }
+    int pos = 0;
+    int rc = qb_opts_parse(&main_prog, table, argc, argv, &pos);
+    if (rc != QB_OK) {
+        return rc;
+    }
+    if (pos < argc) {
+        fprintf(stderr, "quotebus-broker: unexpected argument '%s' (see --help)\n", argv[pos]);
+        return QB_EINVAL;
+    }
+    if (o->ingest.n == 0 || o->pub.n == 0) {
+        fprintf(stderr, "quotebus-broker: --ingest and --pub need at least one address\n");
+        return QB_EINVAL;
+    }
+    if (o->demo && o->no_spawn) {
+        fprintf(stderr, "quotebus-broker: --demo starts the simulator and adapters; it cannot be "
+                        "combined with --no-spawn\n");
+        return QB_EINVAL;
+    }
+    if (o->demo_port <= 0 || o->demo_port > 65535) {
+        fprintf(stderr, "quotebus-broker: --demo-port must be 1..65535\n");
+        return QB_EINVAL;
+    }
+    if (o->max_topics <= 0) {
+        fprintf(stderr, "quotebus-broker: --max-topics must be positive\n");
+        return QB_EINVAL;
+    }
+    if (o->log_level != NULL) {
+        qb_log_level lvl;
+        if (qb_log_level_parse(o->log_level, &lvl) != QB_OK) {
+            fprintf(stderr, "quotebus-broker: --log-level must be error, warn, info or debug\n");
+            return QB_EINVAL;
+        }
+        qb_log_set_level(lvl);
+    }
+    return QB_OK;
+}
+
+/* "EXCHANGE:SYM,SYM" or "EXCHANGE": checks the shape; writes the exchange
+ * (NUL-terminated) and a pointer to the symbol list (NULL when none). */
+static int main_adapter_spec(const char *spec, char *ex, size_t cap, const char **syms)
+{
+    const char *colon = strchr(spec, ':');
+    size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (n == 0 || n >= cap) {
+        return QB_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = spec[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
+            return QB_EINVAL;
+        }
+    }
+    if (colon != NULL && colon[1] == '\0') {
+        return QB_EINVAL;
+    }
+    memcpy(ex, spec, n);
+    ex[n] = '\0';
+    *syms = colon ? colon + 1 : NULL;
+    return QB_OK;
+}
+
+/* Adds the simulator (demo) and the adapters to the supervisor. */
+static int main_children(const main_opts *o, qb_super *sup, char *demo_ws, char *demo_rest,
+                         size_t cap)
+{
+    char adapter_bin[4096];
+    if (qb_super_find_binary("quotebus-adapter", adapter_bin, sizeof adapter_bin) != QB_OK) {
+        QB_ERROR("broker.no_adapter", "quotebus-adapter not found next to quotebus-broker nor on "
+                                      "PATH (use --no-spawn to run adapters separately)");
+        return QB_ENOTFOUND;
+    }
+    if (o->demo) {
+        char sim_bin[4096], port[16];
+        if (qb_super_find_binary("quotebus-exsim", sim_bin, sizeof sim_bin) != QB_OK) {
+            QB_ERROR("broker.no_exsim", "quotebus-exsim not found next to quotebus-broker nor on "
+                                        "PATH (needed by --demo)");
+            return QB_ENOTFOUND;
+        }
+        snprintf(port, sizeof port, "%lld", (long long)o->demo_port);
+        const char *argv[] = {sim_bin, "--port", port, NULL};
+        int rc = qb_super_add(sup, "exsim", argv);
+        if (rc != QB_OK) {
+            return rc;
+        }
+        snprintf(demo_ws, cap, "ws://127.0.0.1:%lld/stream", (long long)o->demo_port);
+        snprintf(demo_rest, cap, "http://127.0.0.1:%lld", (long long)o->demo_port);
+    }
+    for (size_t i = 0; i < o->adapters.n; i++) {
+        char ex[64], name[96];
+        const char *syms;
+        if (main_adapter_spec(o->adapters.v[i], ex, sizeof ex, &syms) != QB_OK) {
+            fprintf(stderr, "quotebus-broker: bad --adapter '%s': expected EXCHANGE:SYM,SYM\n",
+                    o->adapters.v[i]);
+            return QB_EINVAL;
+        }
+        const char *argv[32 + 64];
+        size_t k = 0;
+        argv[k++] = adapter_bin;
+        if (syms != NULL) {
+            argv[k++] = "--symbols";
+            argv[k++] = syms;
+        }
+        argv[k++] = "--broker";
+        argv[k++] = o->ingest.v[0];
+        if (o->log_level != NULL) {
+            argv[k++] = "--log-level";
+            argv[k++] = o->log_level;
+        }
+        if (o->demo) {
+            argv[k++] = "--ws-url";
+            argv[k++] = demo_ws;
+            argv[k++] = "--rest-url";
+            argv[k++] = demo_rest;
+        }
+        if (o->adapter_args.n > 64) {
+            fprintf(stderr, "quotebus-broker: at most 64 --adapter-arg values\n");
+            return QB_EINVAL;
+        }
+        for (size_t a = 0; a < o->adapter_args.n; a++) {
+            argv[k++] = o->adapter_args.v[a];
+        }
+        /* EXCHANGE last: with options first, the command line parses the
+         * same whether or not the option parser permutes arguments. */
+        argv[k++] = ex;
+        argv[k] = NULL;
+        snprintf(name, sizeof name, "adapter %s", ex);
+        int rc = qb_super_add(sup, name, argv);
+        if (rc != QB_OK) {
+            return rc;
+        }
+    }
+    return QB_OK;
+}
+
+static void main_write_stats(qb_broker *b, qb_super *sup, const char *path, uint64_t start_ms)
+{
+    qb_broker_stats s;
+    qb_broker_stats_get(b, &s);
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             "\"adapter_starts\": %llu, \"adapter_restarts\": %llu, \"children_running\": %zu, "
+             "\"uptime_ms\": %llu",
+             (unsigned long long)(sup ? qb_super_starts(sup, "adapter") : 0),
+             (unsigned long long)(sup ? qb_super_restarts(sup, "adapter") : 0),
+             sup ? qb_super_running(sup, "") : (size_t)0,
+             (unsigned long long)(qb_mono_ns() / 1000000u - start_ms));
+    if (path != NULL && qb_broker_stats_write(&s, extra, path) != QB_OK) {
+        QB_LOG_RL(QB_LOG_WARN, "broker.stats_write_failed", "%s: %s", path, strerror(errno));
+    }
+}
+
+static void main_log_summary(qb_broker *b, qb_super *sup)
+{
+    qb_broker_stats s;
+    qb_broker_stats_get(b, &s);
+    QB_INFO("broker.stats",
+            "frames_in=%llu frames_out=%llu bytes_in=%llu topics=%llu books=%llu "
+            "books_valid=%llu ingest_gaps=%llu duplicates=%llu crossed=%llu bad_msgpack=%llu "
+            "bad_version=%llu oversized=%llu bad_topic=%llu adapters_running=%zu "
+            "adapter_restarts=%llu",
+            (unsigned long long)s.frames_in, (unsigned long long)s.frames_out,
+            (unsigned long long)s.bytes_in, (unsigned long long)s.topics,
+            (unsigned long long)s.books, (unsigned long long)s.books_valid,
+            (unsigned long long)s.ingest_gaps, (unsigned long long)s.duplicates,
+            (unsigned long long)s.crossed, (unsigned long long)s.bad_msgpack,
+            (unsigned long long)s.bad_version, (unsigned long long)s.oversized,
+            (unsigned long long)s.bad_topic, sup ? qb_super_running(sup, "adapter") : (size_t)0,
+            (unsigned long long)(sup ? qb_super_restarts(sup, "adapter") : 0));
+}
+
+/* Waits up to timeout_ms for a TCP listener on 127.0.0.1:port, or a stop
+ * signal (returns false). */
+static bool main_wait_port(int port, uint64_t timeout_ms, const sigset_t *sigs, qb_super *sup)
+{
+    uint64_t deadline = qb_mono_ns() / 1000000u + timeout_ms;
+    while (qb_mono_ns() / 1000000u < deadline) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+            close(fd);
+            if (ok) {
+                return true;
+            }
+        }
+        struct timespec ts = {0, 50 * 1000000L};
+        int sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            return false;
+        }
+        qb_super_poll(sup, qb_mono_ns() / 1000000u);
+    }
+    QB_WARN("broker.demo_slow",
+            "the simulator is not accepting on port %d yet; starting the "
+            "adapters anyway (they retry)",
+            port);
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    qb_log_set_component("broker");
+    main_opts o = {.demo_port = 7790, .max_topics = QB_TOPICS_DEFAULT_MAX};
+    const qb_opt table[] = {
+        {"ingest", QB_OPT_LIST, &o.ingest, "ADDR",
+         "listen for adapters (NNG SUB) on these addresses; repeatable"},
+        {"pub", QB_OPT_LIST, &o.pub, "ADDR",
+         "listen for subscribers (NNG PUB) on these addresses; repeatable"},
+        {"adapter", QB_OPT_MULTI, &o.adapters, "EXCHANGE:SYM,SYM",
+         "start this adapter as a child process; repeatable"},
+        {"adapter-arg", QB_OPT_MULTI, &o.adapter_args, "ARG",
+         "extra argument appended to every adapter's command line; repeatable"},
+        {"no-spawn", QB_OPT_BOOL, &o.no_spawn, NULL,
+         "do not start adapters (they run separately and dial --ingest)"},
+        {"demo", QB_OPT_BOOL, &o.demo, NULL,
+         "offline demo: also start quotebus-exsim and point the adapters at it"},
+        {"demo-port", QB_OPT_INT, &o.demo_port, "PORT", "port of the demo simulator"},
+        {"max-topics", QB_OPT_INT, &o.max_topics, "N",
+         "most topics with state; more are forwarded without state"},
+        {"stats-file", QB_OPT_STR, &o.stats_file, "PATH",
+         "rewrite this JSON file of counters every 500 ms and at exit"},
+        {"log-level", QB_OPT_STR, &o.log_level, "LEVEL",
+         "error, warn, info or debug (default info; passed on to adapters)"},
+        {0},
+    };
+    int rc = main_parse(&o, table, argc, argv);
+    if (rc != QB_OK) {
+        qb_opts_free(table);
+        return rc == QB_EEOF ? 0 : 2;
+    }
+
+    /* Block the signals before any thread exists (NNG's included), so only
+     * sigtimedwait below ever takes them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int exit_code = 0;
+    qb_super *sup = NULL;
+    qb_broker *b = NULL;
+    uint64_t start_ms = qb_mono_ns() / 1000000u;
+    char demo_ws[128] = "", demo_rest[128] = "";
+    bool spawn = !o.no_spawn;
+    if (spawn) {
+        if ((sup = qb_super_new(NULL)) == NULL) {
+            exit_code = 1;
+            goto out;
+        }
+        rc = main_children(&o, sup, demo_ws, demo_rest, sizeof demo_ws);
+        if (rc != QB_OK) {
+            exit_code = rc == QB_EINVAL ? 2 : 1;
+            goto out;
+        }
+    }
+
+    qb_broker_config cfg = {
+        .ingest_urls = (const char *const *)o.ingest.v,
+        .n_ingest = o.ingest.n,
+        .pub_urls = (const char *const *)o.pub.v,
+        .n_pub = o.pub.n,
+        .max_topics = (size_t)o.max_topics,
+    };
+    if ((rc = qb_broker_new(&cfg, &b)) != QB_OK) {
+        fprintf(stderr, "quotebus-broker: cannot start: %s (see the log above)\n", qb_strerror(rc));
+        exit_code = 1;
+        goto out;
+    }
+
+    char where[1024];
+    size_t k = 0;
+    where[0] = '\0';
+    for (size_t i = 0; i < o.pub.n && k < sizeof where; i++) {
+        int w = snprintf(where + k, sizeof where - k, "%s%s", i ? " or " : "", o.pub.v[i]);
+        k += w > 0 ? (size_t)w : 0;
+    }
+    const char *hint_topic = o.demo ? "book.binance." : "book.";
+    char hint[1024];
+    if (strcmp(o.pub.v[0], "ipc:///tmp/quotebus/pub.ipc") == 0) {
+        snprintf(hint, sizeof hint, "quotebus-sub %s", hint_topic);
+    } else {
+        snprintf(hint, sizeof hint, "quotebus-sub --connect %s %s", o.pub.v[0], hint_topic);
+    }
+    printf("quotebus-broker %s%s: subscribers connect to %s \xe2\x80\x94 try: %s\n", QB_VERSION,
+           o.demo ? " (offline demo: simulated exchange, no internet needed)" : "", where, hint);
+    fflush(stdout);
+    QB_INFO("broker.started", "version=%s pub=%s ingest=%s spawn=%s demo=%s", QB_VERSION, where,
+            o.ingest.v[0], spawn ? "yes" : "no", o.demo ? "yes" : "no");
+
+    bool stop = false;
+    if (sup != NULL && o.demo) {
+        /* The simulator first, so the adapters' first connection succeeds. */
+        qb_super_poll(sup, qb_mono_ns() / 1000000u);
+        stop = !main_wait_port((int)o.demo_port, 5000, &sigs, sup);
+    }
+    uint64_t next_stats = 0, next_summary = start_ms + MAIN_SUMMARY_INTERVAL_MS;
+    while (!stop) {
+        uint64_t now = qb_mono_ns() / 1000000u;
+        if (sup != NULL) {
+            qb_super_poll(sup, now);
+        }
+        if (now >= next_stats) {
+            main_write_stats(b, sup, o.stats_file, start_ms);
+            next_stats = now + MAIN_STATS_INTERVAL_MS;
+        }
+        if (now >= next_summary) {
+            main_log_summary(b, sup);
+            next_summary = now + MAIN_SUMMARY_INTERVAL_MS;
+        }
+        struct timespec ts = {0, 100 * 1000000L};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            QB_INFO("broker.stopping", "signal %s: shutting down", strsignal(sig));
+            stop = true;
+        }
+    }
+
+out:
+    if (sup != NULL) {
+        qb_super_stop(sup, MAIN_STOP_GRACE_MS);
+    }
+    if (b != NULL) {
+        qb_broker_stats final;
+        main_write_stats(b, sup, o.stats_file, start_ms);
+        qb_broker_stats_get(b, &final);
+        qb_broker_free(b);
+        QB_INFO("broker.stopped", "frames_in=%llu frames_out=%llu",
+                (unsigned long long) final.frames_in, (unsigned long long) final.frames_out);
+    }
+    qb_super_free(sup);
+    qb_opts_free(table);
+    return exit_code;
+}

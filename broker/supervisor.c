@@ -1,0 +1,374 @@
+/*
+ * supervisor.c: the child process supervisor of supervisor.h.
+ *
+ * Each child moves through:
+ *
+ *   PENDING --start--> RUNNING --exit--> WAITING (backoff) --due--> RUNNING ...
+ *                         |
+ *                      stop: SIGTERM, grace, SIGKILL --> STOPPED
+ *
+ * Between fork and execv the child only calls async-signal-safe functions
+ * (the parent is multi-threaded: NNG's threads and the ingest thread): it
+ * unblocks signals, restores SIGPIPE, asks for SIGTERM on parent death and
+ * execs a path resolved before the fork.
+ */
+#include "supervisor.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef enum supervisor_state {
+    SUPERVISOR_PENDING = 0,
+    SUPERVISOR_RUNNING,
+    SUPERVISOR_WAITING,
+    SUPERVISOR_STOPPED,
+} supervisor_state;
+
+typedef struct supervisor_child {
+    char *name;
+    char **argv;
+    supervisor_state state;
+    pid_t pid;
+    uint64_t started_ms;
+    uint64_t due_ms;     /* WAITING: restart time */
+    uint64_t backoff_ms; /* next delay */
+    uint64_t starts;
+    uint64_t restarts;
+} supervisor_child;
+
+struct qb_super {
+    qb_super_policy policy;
+    supervisor_child *kids;
+    size_t n;
+    bool stopping;
+};
+
+qb_super *qb_super_new(const qb_super_policy *policy)
+{
+    qb_super *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    if (policy != NULL) {
+        s->policy = *policy;
+    }
+    if (s->policy.backoff_min_ms == 0) {
+        s->policy.backoff_min_ms = 1000;
+    }
+    if (s->policy.backoff_max_ms == 0) {
+        s->policy.backoff_max_ms = 30000;
+    }
+    if (s->policy.healthy_ms == 0) {
+        s->policy.healthy_ms = 60000;
+    }
+    return s;
+}
+
+static void supervisor_child_fini(supervisor_child *c)
+{
+    if (c->argv != NULL) {
+        for (char **a = c->argv; *a; a++) {
+            free(*a);
+        }
+    }
+    free(c->argv);
+    free(c->name);
+}
+
+void qb_super_free(qb_super *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    qb_super_stop(s, 5000);
+    for (size_t i = 0; i < s->n; i++) {
+        supervisor_child_fini(&s->kids[i]);
+    }
+    free(s->kids);
+    free(s);
+}
+
+int qb_super_add(qb_super *s, const char *name, const char *const *argv)
+{
+    if (name == NULL || argv == NULL || argv[0] == NULL) {
+        return QB_EINVAL;
+    }
+    supervisor_child *nk = realloc(s->kids, (s->n + 1) * sizeof *nk);
+    if (nk == NULL) {
+        return QB_ENOMEM;
+    }
+    s->kids = nk;
+    supervisor_child *c = &s->kids[s->n];
+    memset(c, 0, sizeof *c);
+    size_t argc = 0;
+    while (argv[argc] != NULL) {
+        argc++;
+    }
+    c->name = strdup(name);
+    c->argv = calloc(argc + 1, sizeof *c->argv);
+    if (c->name == NULL || c->argv == NULL) {
+        supervisor_child_fini(c);
+        return QB_ENOMEM;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        if ((c->argv[i] = strdup(argv[i])) == NULL) {
+            supervisor_child_fini(c);
+            return QB_ENOMEM;
+        }
+    }
+    c->pid = -1;
+    c->backoff_ms = s->policy.backoff_min_ms;
+    s->n++;
+    return QB_OK;
+}
+
+static void supervisor_start(qb_super *s, supervisor_child *c, uint64_t now_ms)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) {
+            _exit(127); /* the broker died before prctl took effect */
+        }
+        execv(c->argv[0], c->argv);
+        _exit(127);
+    }
+    if (pid < 0) {
+        QB_ERROR("child.start_failed", "name=\"%s\" fork: %s; retrying in %llu ms", c->name,
+                 strerror(errno), (unsigned long long)c->backoff_ms);
+        c->state = SUPERVISOR_WAITING;
+        c->due_ms = now_ms + c->backoff_ms;
+        return;
+    }
+    if (c->starts > 0) {
+        c->restarts++;
+    }
+    c->starts++;
+    c->pid = pid;
+    c->state = SUPERVISOR_RUNNING;
+    c->started_ms = now_ms;
+    char cmd[1024];
+    size_t k = 0;
+    cmd[0] = '\0';
+    for (char **a = c->argv; *a && k < sizeof cmd; a++) {
+        int w = snprintf(cmd + k, sizeof cmd - k, "%s%s", a == c->argv ? "" : " ", *a);
+        if (w < 0) {
+            break;
+        }
+        k += (size_t)w;
+    }
+    QB_INFO("child.start", "name=\"%s\" pid=%d start=%llu cmd=\"%s\"", c->name, (int)pid,
+            (unsigned long long)c->starts, cmd);
+    (void)s;
+}
+
+static void supervisor_describe(int status, char *out, size_t cap)
+{
+    if (WIFEXITED(status)) {
+        snprintf(out, cap, "exit code %d", WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        snprintf(out, cap, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    } else {
+        snprintf(out, cap, "status 0x%x", status);
+    }
+}
+
+static void supervisor_exited(qb_super *s, supervisor_child *c, int status, uint64_t now_ms)
+{
+    char why[96];
+    supervisor_describe(status, why, sizeof why);
+    uint64_t ran = now_ms - c->started_ms;
+    c->pid = -1;
+    if (s->stopping) {
+        QB_INFO("child.exit", "name=\"%s\" %s after %llu ms (stopping)", c->name, why,
+                (unsigned long long)ran);
+        c->state = SUPERVISOR_STOPPED;
+        return;
+    }
+    if (ran >= s->policy.healthy_ms) {
+        c->backoff_ms = s->policy.backoff_min_ms;
+    }
+    QB_WARN("child.exit", "name=\"%s\" %s after %llu ms", c->name, why, (unsigned long long)ran);
+    QB_INFO("child.restart", "name=\"%s\" restart in %llu ms", c->name,
+            (unsigned long long)c->backoff_ms);
+    c->state = SUPERVISOR_WAITING;
+    c->due_ms = now_ms + c->backoff_ms;
+    c->backoff_ms *= 2;
+    if (c->backoff_ms > s->policy.backoff_max_ms) {
+        c->backoff_ms = s->policy.backoff_max_ms;
+    }
+}
+
+static void supervisor_reap(qb_super *s, uint64_t now_ms)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        supervisor_child *c = &s->kids[i];
+        if (c->state != SUPERVISOR_RUNNING) {
+            continue;
+        }
+        int status;
+        pid_t r = waitpid(c->pid, &status, WNOHANG);
+        if (r == c->pid) {
+            supervisor_exited(s, c, status, now_ms);
+        } else if (r < 0 && errno == ECHILD) {
+            supervisor_exited(s, c, 0, now_ms); /* reaped elsewhere: treat as gone */
+        }
+    }
+}
+
+void qb_super_poll(qb_super *s, uint64_t now_ms)
+{
+    supervisor_reap(s, now_ms);
+    if (s->stopping) {
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        supervisor_child *c = &s->kids[i];
+        if (c->state == SUPERVISOR_PENDING ||
+            (c->state == SUPERVISOR_WAITING && now_ms >= c->due_ms)) {
+            supervisor_start(s, c, now_ms);
+        }
+    }
+}
+
+static uint64_t supervisor_now_ms(void)
+{
+    return qb_mono_ns() / 1000000u;
+}
+
+void qb_super_stop(qb_super *s, uint64_t grace_ms)
+{
+    s->stopping = true;
+    size_t running = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        supervisor_child *c = &s->kids[i];
+        if (c->state == SUPERVISOR_RUNNING) {
+            kill(c->pid, SIGTERM);
+            running++;
+        } else {
+            c->state = SUPERVISOR_STOPPED;
+        }
+    }
+    if (running == 0) {
+        return;
+    }
+    QB_INFO("child.stopping", "sent SIGTERM to %zu children; waiting up to %llu ms", running,
+            (unsigned long long)grace_ms);
+    uint64_t deadline = supervisor_now_ms() + grace_ms;
+    for (;;) {
+        supervisor_reap(s, supervisor_now_ms());
+        if (qb_super_running(s, "") == 0 || supervisor_now_ms() >= deadline) {
+            break;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        supervisor_child *c = &s->kids[i];
+        if (c->state == SUPERVISOR_RUNNING) {
+            QB_WARN("child.kill", "name=\"%s\" pid=%d did not stop in %llu ms: SIGKILL", c->name,
+                    (int)c->pid, (unsigned long long)grace_ms);
+            kill(c->pid, SIGKILL);
+            int status;
+            while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            supervisor_exited(s, c, status, supervisor_now_ms());
+        }
+    }
+}
+
+static bool supervisor_match(const supervisor_child *c, const char *prefix)
+{
+    return strncmp(c->name, prefix, strlen(prefix)) == 0;
+}
+
+uint64_t qb_super_starts(const qb_super *s, const char *prefix)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        n += supervisor_match(&s->kids[i], prefix) ? s->kids[i].starts : 0;
+    }
+    return n;
+}
+
+uint64_t qb_super_restarts(const qb_super *s, const char *prefix)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        n += supervisor_match(&s->kids[i], prefix) ? s->kids[i].restarts : 0;
+    }
+    return n;
+}
+
+size_t qb_super_running(const qb_super *s, const char *prefix)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        n += supervisor_match(&s->kids[i], prefix) && s->kids[i].state == SUPERVISOR_RUNNING;
+    }
+    return n;
+}
+
+int qb_super_pid(const qb_super *s, size_t i)
+{
+    if (i >= s->n || s->kids[i].state != SUPERVISOR_RUNNING) {
+        return -1;
+    }
+    return (int)s->kids[i].pid;
+}
+
+int qb_super_find_binary(const char *name, char *out, size_t cap)
+{
+    char cand[PATH_MAX];
+    char self[PATH_MAX];
+    bool found = false;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            int w = snprintf(cand, sizeof cand, "%s/%s", self, name);
+            found = w > 0 && (size_t)w < sizeof cand && access(cand, X_OK) == 0;
+        }
+    }
+    const char *path = getenv("PATH");
+    if (path == NULL) {
+        path = "/usr/local/bin:/usr/bin:/bin";
+    }
+    while (!found && *path) {
+        const char *e = strchr(path, ':');
+        size_t dl = e ? (size_t)(e - path) : strlen(path);
+        if (dl > 0) {
+            int w = snprintf(cand, sizeof cand, "%.*s/%s", (int)dl, path, name);
+            found = w > 0 && (size_t)w < sizeof cand && access(cand, X_OK) == 0;
+        }
+        path += dl;
+        if (*path == ':') {
+            path++;
+        }
+    }
+    if (!found || strlen(cand) >= cap) {
+        return QB_ENOTFOUND;
+    }
+    memcpy(out, cand, strlen(cand) + 1);
+    return QB_OK;
+}

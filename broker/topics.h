@@ -1,0 +1,88 @@
+/*
+ * topics.h: the broker's per-topic state table (library qbbroker).
+ *
+ * One entry per topic seen on ingest, found by the topic bytes (a view into
+ * the received frame: no copy, no allocation once the topic exists). An entry
+ * holds the topic's last sequence number and last update time; a book topic
+ * also holds the instrument's current qb_book and whether it is valid (in
+ * sequence since its last snapshot); a status topic holds the last feed state.
+ *
+ * The table is bounded (max_topics, a hard limit: overflow policy "forward
+ * without state"): a new topic past the limit is not tracked and
+ * qb_topics_apply() reports QB_TOPICS_UNTRACKED; its frames are still
+ * forwarded by the caller.
+ *
+ * Sequence rules on ingest (proto/msg.h): a snapshot replaces the book and
+ * rebases the sequence (a refresh snapshot repeats the last seq); a delta
+ * with seq == last + 1 is applied; seq <= last is a duplicate or old message
+ * (counted, not applied); seq > last + 1 is an ingest gap (counted; the book
+ * is invalid until the next snapshot). A book that is crossed after a
+ * snapshot or delta, or that a change cannot be applied to, is invalid until
+ * the next snapshot. Other topics (trade, status, ticker) follow the same
+ * seq rules without a book.
+ *
+ * Threads: a table belongs to one thread at a time (the broker's ingest
+ * thread; readers from other threads go through qb_broker's lock).
+ */
+#ifndef QB_BROKER_TOPICS_H
+#define QB_BROKER_TOPICS_H
+
+#include "book.h"
+#include "msg.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QB_TOPICS_DEFAULT_MAX 100000
+
+typedef struct qb_topics qb_topics;
+
+/* Events reported by qb_topics_apply(), as bit flags. */
+enum {
+    QB_TOPICS_DUPLICATE = 1u << 0,  /* seq <= last: duplicate or old message */
+    QB_TOPICS_GAP = 1u << 1,        /* seq > last + 1: messages missed on ingest */
+    QB_TOPICS_CROSSED = 1u << 2,    /* the book was crossed after this message */
+    QB_TOPICS_BOOK_ERROR = 1u << 3, /* a change could not be applied (full side, bad level) */
+    QB_TOPICS_UNTRACKED = 1u << 4,  /* new topic past max_topics (or out of memory) */
+    QB_TOPICS_NEW = 1u << 5,        /* first message of this topic */
+};
+
+/* A copy of one topic's state, for inspection. */
+typedef struct qb_topic_info {
+    uint64_t last_seq;
+    uint64_t last_update_ns; /* qb_mono_ns() of the last message */
+    uint64_t messages;       /* messages applied to this entry */
+    bool has_seq;            /* false until the first message */
+    bool is_book;
+    bool book_valid; /* book topics: in sequence since a good snapshot */
+    bool has_status; /* status topics: a status message was seen */
+    qb_feed_state feed_state;
+} qb_topic_info;
+
+/* Returns a new empty table holding at most max_topics topics (0 means
+ * QB_TOPICS_DEFAULT_MAX), or NULL when out of memory. Owned by the caller;
+ * qb_topics_free(). */
+qb_topics *qb_topics_new(size_t max_topics);
+void qb_topics_free(qb_topics *t); /* NULL is a no-op */
+
+/* Applies one decoded message m received on topic (the frame's topic, which
+ * the decoder has matched to m) at monotonic time now_ns. Returns a mask of
+ * QB_TOPICS_* events (0: in sequence, nothing to report). Reads m's views
+ * only during the call. Allocates only for a new topic or a book that grows
+ * past its previous size. */
+unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t now_ns);
+
+/* Counts, maintained on every apply. */
+size_t qb_topics_count(const qb_topics *t);       /* tracked topics */
+size_t qb_topics_books(const qb_topics *t);       /* tracked book topics */
+size_t qb_topics_books_valid(const qb_topics *t); /* of which valid */
+
+/* Looks a topic up: writes *info and returns QB_OK, or QB_ENOTFOUND. */
+int qb_topics_info(const qb_topics *t, qb_str topic, qb_topic_info *info);
+
+/* The book of a book topic (valid or not), or NULL when the topic is not a
+ * tracked book topic. Owned by the table; valid until the next apply. */
+const qb_book *qb_topics_book(const qb_topics *t, qb_str topic);
+
+#endif

@@ -1,0 +1,250 @@
+/*
+ * exsim_main.c: quotebus-exsim, the exchange simulator: options, signals,
+ * the lws service loop and the orderly shutdown (final dump and stats).
+ *
+ * Threads: main() runs the lws service loop; everything else (market
+ * timer, connections, HTTP) runs inside it. The signal handler only sets a
+ * flag and calls lws_cancel_service() to wake the loop. On SIGINT/SIGTERM
+ * every connection is sent the exchange's shutdown notice (Binance
+ * serverShutdown) and closed, for at most 500 ms, then --dump and
+ * --stats-file are written.
+ */
+#include "exsim.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "opts.h"
+
+#include <libwebsockets.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAIN_DRAIN_NS 500000000ull /* at exit, time for serverShutdown to go out */
+
+static volatile sig_atomic_t main_interrupted;
+static struct lws_context *main_ctx;
+
+static void main_on_signal(int sig)
+{
+    main_interrupted = 1;
+    if (main_ctx) {
+        lws_cancel_service(main_ctx);
+    }
+}
+
+static const qb__exsim_ops *main_find_ops(const char *name)
+{
+    static const qb__exsim_ops *const all[] = {&qb__exsim_binance_ops};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(all[i]->name, name) == 0) {
+            return all[i];
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    qb__exsim_cfg cfg = {
+        .host = "127.0.0.1",
+        .port = 7790,
+        .exchange = "binance",
+        .seed = 1,
+        .rate = 10,
+        .trade_rate = 2,
+        .max_levels = 200,
+        .ping_interval_ms = 20000,
+        .pong_timeout_ms = 60000,
+        .max_queue = 65536,
+        .max_msg_bytes = 65536,
+        .max_streams = 1024,
+        .max_symbols = 256,
+        .oversized_bytes = 2 * 1024 * 1024,
+        .snapshot_fail_status = 429,
+    };
+    char *log_level = "info";
+    qb_strlist symbols = {0};
+
+    const qb_opt opts[] = {
+        {"exchange", QB_OPT_STR, &cfg.exchange, "NAME", "exchange protocol to speak (binance)"},
+        {"host", QB_OPT_STR, &cfg.host, "ADDR", "address to listen on"},
+        {"port", QB_OPT_INT, &cfg.port, "N", "port to listen on (0 = ephemeral)"},
+        {"port-file", QB_OPT_STR, &cfg.port_file, "FILE", "write the listening port to FILE"},
+        {"tls-cert", QB_OPT_STR, &cfg.tls_cert, "PEM", "serve wss/https with this certificate"},
+        {"tls-key", QB_OPT_STR, &cfg.tls_key, "PEM", "private key of --tls-cert"},
+        {"seed", QB_OPT_INT, &cfg.seed, "N", "seed of the synthetic market"},
+        {"rate", QB_OPT_INT, &cfg.rate, "N", "depth events (replay: frames) per second per symbol"},
+        {"trade-rate", QB_OPT_INT, &cfg.trade_rate, "N", "trades per second per symbol (0 = none)"},
+        {"events", QB_OPT_INT, &cfg.events, "N",
+         "stop after N depth events per symbol, then write --dump (0 = never stop)"},
+        {"max-levels", QB_OPT_INT, &cfg.max_levels, "N", "maximum book depth per side"},
+        {"symbols", QB_OPT_LIST, &symbols, "LIST",
+         "only these native symbols exist (default: any well-formed symbol)"},
+        {"replay", QB_OPT_STR, &cfg.replay, "FILE",
+         "replay a cryptofeed capture instead of the synthetic market"},
+        {"dump", QB_OPT_STR, &cfg.dump, "FILE",
+         "write the final books as JSON lines when generation stops and at exit"},
+        {"stats-file", QB_OPT_STR, &cfg.stats_file, "FILE",
+         "rewrite JSON counters every 500 ms and at exit"},
+        {"ping-interval-ms", QB_OPT_INT, &cfg.ping_interval_ms, "MS",
+         "websocket PING period (0 = no pings)"},
+        {"pong-timeout-ms", QB_OPT_INT, &cfg.pong_timeout_ms, "MS",
+         "close a connection whose ping is unanswered this long (0 = never)"},
+        {"max-queue", QB_OPT_INT, &cfg.max_queue, "N",
+         "frames queued per connection before it is closed as a slow consumer"},
+        {"max-msg-bytes", QB_OPT_INT, &cfg.max_msg_bytes, "N",
+         "largest client message; bigger ones close the connection (1009)"},
+        {"max-streams", QB_OPT_INT, &cfg.max_streams, "N", "streams per connection"},
+        {"max-symbols", QB_OPT_INT, &cfg.max_symbols, "N",
+         "symbols the simulator creates at most (more get 'Invalid symbol')"},
+        {"gap-every", QB_OPT_INT, &cfg.gap_every, "N",
+         "fault: depth event k*N is applied but never sent"},
+        {"dup-every", QB_OPT_INT, &cfg.dup_every, "N", "fault: depth event k*N is sent twice"},
+        {"reorder-every", QB_OPT_INT, &cfg.reorder_every, "N",
+         "fault: depth event k*N is sent after event k*N+1"},
+        {"malformed-every", QB_OPT_INT, &cfg.malformed_every, "N",
+         "fault: a malformed JSON frame after every N-th depth event"},
+        {"oversized-every", QB_OPT_INT, &cfg.oversized_every, "N",
+         "fault: an oversized (valid JSON, stale ids) frame after every N-th depth event"},
+        {"oversized-bytes", QB_OPT_INT, &cfg.oversized_bytes, "N", "size of the oversized frames"},
+        {"disconnect-every", QB_OPT_INT, &cfg.disconnect_every, "N",
+         "fault: close each connection after it was sent N events"},
+        {"stall-after", QB_OPT_INT, &cfg.stall_after, "N",
+         "fault: after N events a connection gets nothing (pings included) for --stall-ms"},
+        {"stall-ms", QB_OPT_INT, &cfg.stall_ms, "MS", "length of the stall"},
+        {"snapshot-fail", QB_OPT_INT, &cfg.snapshot_fail, "N",
+         "fault: the first N depth snapshot requests fail"},
+        {"snapshot-fail-status", QB_OPT_INT, &cfg.snapshot_fail_status, "CODE",
+         "HTTP status of failed snapshots: 429 (with Retry-After: 1) or 500"},
+        {"snapshot-delay-ms", QB_OPT_INT, &cfg.snapshot_delay_ms, "MS",
+         "fault: answer depth snapshots this late"},
+        {"shutdown-after", QB_OPT_INT, &cfg.shutdown_after, "N",
+         "fault: send serverShutdown to a connection after N events, then close it"},
+        {"log-level", QB_OPT_STR, &log_level, "LEVEL", "error, warn, info or debug"},
+        {0},
+    };
+    const qb_prog prog = {
+        .name = "quotebus-exsim",
+        .usage = "[OPTIONS]",
+        .summary =
+            "Exchange simulator: serves an exchange's exact websocket and REST protocol (Binance\n"
+            "spot: /stream?streams=..., /ws/<stream>, SUBSCRIBE, server pings, GET /api/v3/depth)\n"
+            "from a deterministic synthetic market or a recorded capture, with fault injection.",
+        .footer = "Examples:\n"
+                  "  quotebus-exsim --port 7790            # ws://127.0.0.1:7790/stream, "
+                  "http://127.0.0.1:7790\n"
+                  "  quotebus-exsim --port 0 --port-file p --tls-cert c.pem --tls-key k.pem \\\n"
+                  "      --rate 2000 --events 20000 --dump books.jsonl --gap-every 500",
+    };
+
+    qb_log_set_component("exsim");
+    int first_pos = 0;
+    int rc = qb_opts_parse(&prog, opts, argc, argv, &first_pos);
+    if (rc == QB_EEOF) {
+        qb_opts_free(opts);
+        return 0;
+    }
+    if (rc != QB_OK) {
+        qb_opts_free(opts);
+        return 2;
+    }
+    int exit_code = 0;
+    qb_log_level lvl;
+    if (qb_log_level_parse(log_level, &lvl) != QB_OK) {
+        fprintf(stderr, "quotebus-exsim: bad --log-level '%s'\n", log_level);
+        exit_code = 2;
+        goto out_opts;
+    }
+    qb_log_set_level(lvl);
+    if (first_pos < argc) {
+        fprintf(stderr, "quotebus-exsim: unexpected argument '%s' (see --help)\n", argv[first_pos]);
+        exit_code = 2;
+        goto out_opts;
+    }
+    const qb__exsim_ops *ops = main_find_ops(cfg.exchange);
+    if (ops == NULL) {
+        fprintf(stderr, "quotebus-exsim: unknown --exchange '%s' (known: binance)\n", cfg.exchange);
+        exit_code = 2;
+        goto out_opts;
+    }
+    if (cfg.rate <= 0 || cfg.trade_rate < 0 || cfg.max_levels <= 0 || cfg.port < 0 ||
+        cfg.port > 65535 || cfg.max_queue < 16 || cfg.max_msg_bytes < 256 || cfg.max_streams <= 0 ||
+        cfg.max_symbols <= 0 || cfg.oversized_bytes < 64 || cfg.events < 0 ||
+        (cfg.snapshot_fail_status != 429 && cfg.snapshot_fail_status != 500) ||
+        ((cfg.tls_cert && *cfg.tls_cert) != (cfg.tls_key && *cfg.tls_key))) {
+        fprintf(stderr,
+                "quotebus-exsim: invalid option values (rate > 0, max-levels > 0, port 0-65535, "
+                "--snapshot-fail-status 429 or 500, --tls-cert with --tls-key; see --help)\n");
+        exit_code = 2;
+        goto out_opts;
+    }
+    cfg.symbols = symbols.v;
+    cfg.nsymbols = symbols.n;
+
+    qb__exsim sim;
+    memset(&sim, 0, sizeof sim);
+    sim.ops = ops;
+    sim.cfg = &cfg;
+    sim.snapshot_fail_left = cfg.snapshot_fail;
+    sim.replay_mode = cfg.replay && *cfg.replay;
+    if (sim.replay_mode && (rc = ops->replay_load(&sim, cfg.replay)) != QB_OK) {
+        QB_ERROR("exsim_replay_failed", "path=%s err=%s", cfg.replay, qb_strerror(rc));
+        exit_code = 1;
+        goto out_sim;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    if (qb__exsim_server_start(&sim) != QB_OK) {
+        exit_code = 1;
+        goto out_ctx;
+    }
+    main_ctx = sim.ctx;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = main_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    qb__exsim_market_start(&sim);
+
+    while (!main_interrupted) {
+        if (lws_service(sim.ctx, 0) < 0) {
+            QB_ERROR("exsim_service_failed", "lws_service failed");
+            exit_code = 1;
+            break;
+        }
+    }
+    QB_INFO("exsim_stopping", "signal=%d connections=%llu", (int)main_interrupted,
+            (unsigned long long)sim.st.connections);
+    qb__exsim_market_stop(&sim);
+    /* Like Binance: every client gets serverShutdown before the server goes
+     * away; give the writes a moment (bounded) to leave. */
+    for (qb__exsim_conn *c = sim.conns; c; c = c->next) {
+        qb__exsim_conn_shutdown(c);
+    }
+    uint64_t deadline = qb_mono_ns() + MAIN_DRAIN_NS;
+    while (sim.conns && qb_mono_ns() < deadline && exit_code == 0) {
+        if (lws_service(sim.ctx, 0) < 0) {
+            break;
+        }
+    }
+    qb__exsim_server_stop(&sim);
+    qb__exsim_dump_write(&sim);
+out_ctx:
+    main_ctx = NULL;
+    if (sim.ctx) {
+        /* closes every connection: their CLOSED callbacks free them */
+        lws_context_destroy(sim.ctx);
+        sim.ctx = NULL;
+    }
+    qb__exsim_stats_write(&sim);
+out_sim:
+    qb__exsim_market_free(&sim);
+    qb_buf_fini(&sim.scratch);
+out_opts:
+    qb_opts_free(opts);
+    return exit_code;
+}
