@@ -183,6 +183,7 @@ typedef struct qb__exsim_cfg {
     int64_t max_msg_bytes;
     int64_t max_streams;
     int64_t max_symbols;
+    int64_t max_client_msg_rate; /* client messages per second (0 = no limit) */
     /* faults */
     int64_t gap_every;
     int64_t dup_every;
@@ -217,6 +218,7 @@ typedef struct qb__exsim_cfg {
     X(client_errors)                                                                               \
     X(bad_input)                                                                                   \
     X(slow_consumer_closes)                                                                        \
+    X(rate_limit_closes)                                                                           \
     X(pings_sent)                                                                                  \
     X(pongs_received)                                                                              \
     X(pongs_unmatched)                                                                             \
@@ -319,6 +321,8 @@ struct qb__exsim_conn {
     /* receive reassembly */
     qb_buf rx;
     bool rx_too_big;
+    uint64_t rx_window_ns; /* start of the current one-second window */
+    uint32_t rx_in_window;
     /* pings */
     uint64_t next_ping_ns;
     uint64_t ping_seq;

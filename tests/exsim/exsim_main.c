@@ -101,6 +101,8 @@ int main(int argc, char **argv)
         {"max-streams", QB_OPT_INT, &cfg.max_streams, "N", "streams per connection"},
         {"max-symbols", QB_OPT_INT, &cfg.max_symbols, "N",
          "symbols the simulator creates at most (more get 'Invalid symbol')"},
+        {"max-client-msg-rate", QB_OPT_INT, &cfg.max_client_msg_rate, "N",
+         "close a connection sending more than N messages per second (Binance: 5; 0 = off)"},
         {"gap-every", QB_OPT_INT, &cfg.gap_every, "N",
          "fault: depth event k*N is applied but never sent"},
         {"dup-every", QB_OPT_INT, &cfg.dup_every, "N", "fault: depth event k*N is sent twice"},

@@ -516,6 +516,22 @@ static void server_ws_receive(qb__exsim *sim, struct lws *wsi, qb__exsim_conn *c
         return;
     }
     bool binary = lws_frame_is_binary(wsi) != 0;
+    if (sim->cfg->max_client_msg_rate > 0) {
+        /* Binance: more than 5 incoming messages per second disconnects */
+        uint64_t now = qb_mono_ns();
+        if (now - c->rx_window_ns >= 1000000000u) {
+            c->rx_window_ns = now;
+            c->rx_in_window = 0;
+        }
+        if (++c->rx_in_window > (uint64_t)sim->cfg->max_client_msg_rate) {
+            sim->st.rate_limit_closes++;
+            QB_LOG_RL(QB_LOG_WARN, "exsim_client_rate_limit", "conn=%llu limit=%lld/s",
+                      (unsigned long long)c->id, (long long)sim->cfg->max_client_msg_rate);
+            qb__exsim_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many messages");
+            qb_buf_reset(&c->rx);
+            return;
+        }
+    }
     if (qb_buf_reserve(&c->rx, 1) == QB_OK) {
         c->rx.data[c->rx.len] = '\0';
     }

@@ -53,6 +53,16 @@ class Fail(Exception):
     pass
 
 
+def _die_with_parent():
+    """Child side of Popen: SIGKILL the simulator if this test dies (e.g. a
+    ctest timeout), so no process outlives the test."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def check(cond, msg):
     if not cond:
         raise Fail(msg)
@@ -77,7 +87,8 @@ class Exsim:
         if tls:
             cmd += ["--tls-cert", h.cert, "--tls-key", h.key]
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
         h.procs.append(self)
         deadline = time.time() + 20
         while not os.path.exists(self.port_file):
@@ -394,6 +405,27 @@ async def test_depth_1s(h):
           "d1s: merged events should cover many updates")
     sim.stop()
     print(f"  @depth: 1 s merged events ({spans[0]} ids each), same book as @depth@100ms")
+
+
+async def test_client_rate(h):
+    """--max-client-msg-rate 5 (Binance's limit): the 6th message in a second closes."""
+    sim = h.start("msgrate", ["--max-client-msg-rate", "5"], tls=False)
+    async with h.connect(sim, "/stream") as ws:
+        for i in range(6):
+            await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}))
+        replies = []
+        try:
+            while True:
+                replies.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+        except websockets.ConnectionClosed as e:
+            check(e.code == 1008, f"rate limit close {e.code}")
+    # replies already written before the 6th message arrived may be seen; the
+    # 6th is never answered
+    ids = [r["id"] for r in replies]
+    check(ids == list(range(len(ids))) and len(ids) <= 5, f"replies {replies}")
+    sim.wait_stats(lambda s: s["rate_limit_closes"] == 1)
+    sim.stop()
+    print(f"  client rate limit: the 6th message in a second closed the connection (1008)")
 
 
 async def test_small_book_raw(h):
@@ -883,7 +915,8 @@ async def test_replay(h):
 async def run_all(h, only):
     tests = [test_main_book, test_gap, test_dup_reorder, test_malformed_oversized,
              test_conn_faults, test_snapshot_faults, test_pings, test_bad_input, test_replay,
-             test_determinism, test_small_book_raw, test_slow_consumer, test_depth_1s]
+             test_determinism, test_small_book_raw, test_slow_consumer, test_depth_1s,
+             test_client_rate]
     failed = 0
     for t in tests:
         if only and t.__name__ not in only:
@@ -914,6 +947,8 @@ def main():
     if shutil.which("openssl") is None:
         print("SKIP: openssl CLI not found")
         return 77
+    # SIGTERM (ctest timeout, CI cancel) still runs the cleanup below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     h = Harness(a.bin_dir)
     failed = 1
     try:
