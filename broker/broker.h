@@ -85,8 +85,11 @@ typedef struct qb_broker_stats {
  * call only. */
 int qb_broker_new(const qb_broker_config *cfg, qb_broker **out);
 
-/* Stops the ingest thread, closes the sockets (ipc files removed by NNG) and
- * frees everything. NULL is a no-op. */
+/* Stops the ingest thread (within its 100 ms receive tick), closes the
+ * sockets and frees everything. NULL is a no-op. NNG 1.5.2 can hang in
+ * nng_close() while traffic is in flight (nanomsg/nng#1543): each close is
+ * given 1 s, after which that socket is abandoned (logged as
+ * broker.close_stuck) so that shutdown always completes. */
 void qb_broker_free(qb_broker *b);
 
 /* Copies the current counters. Any thread. */

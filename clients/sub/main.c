@@ -2,8 +2,10 @@
  * main.c: quotebus-sub, the command-line subscriber. Dials the broker's
  * publish socket with an NNG SUB socket, subscribes to the topic prefixes
  * given, decodes every frame (proto/msg.h) and prints each message as one
- * JSON line (qb_msg_to_json; format in proto/PROTOCOL.md), flushed per line
- * so `quotebus-sub book.binance. | jq` works.
+ * JSON line (qb_msg_to_json; format in proto/PROTOCOL.md). Output is
+ * flushed whenever no further frame is waiting, so a line is never held
+ * back (`quotebus-sub book.binance. | jq` works) while a burst of messages
+ * costs one write instead of one per line.
  *
  *   broker PUB --NNG--> [SUB socket, RECVBUF --recv-buf] --> decode --> seq check --> stdout
  *                                                                         |
@@ -41,6 +43,7 @@
 #define SUB_TICK_MS 100
 #define SUB_MAX_TOPICS 100000
 #define SUB_STATS_INTERVAL_MS 500
+#define SUB_CLOSE_MS 1000
 
 static const qb_prog sub_prog = {
     .name = "quotebus-sub",
@@ -264,6 +267,73 @@ static uint64_t sub_now_ms(void)
     return qb_mono_ns() / 1000000u;
 }
 
+/* NNG 1.5.2 can deadlock in nng_close() when a message is in flight on a
+ * pipe as the socket closes (nanomsg/nng#1543, fixed after 1.5.2; a few
+ * percent of closes under live traffic). The close runs on a helper thread
+ * and is waited for at most SUB_CLOSE_MS; past that the socket is abandoned
+ * (it holds none of our memory) and the program exits normally. */
+typedef struct sub_closer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    nng_socket s;
+    bool done;
+    bool abandoned;
+} sub_closer;
+
+static void *sub_closer_main(void *arg)
+{
+    sub_closer *c = arg;
+    nng_close(c->s);
+    pthread_mutex_lock(&c->mu);
+    c->done = true;
+    bool abandoned = c->abandoned;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (abandoned) {
+        free(c);
+    }
+    return NULL;
+}
+
+static void sub_close_bounded(nng_socket s)
+{
+    sub_closer *c = calloc(1, sizeof *c);
+    pthread_t t;
+    if (c == NULL) {
+        nng_close(s);
+        return;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->s = s;
+    if (pthread_create(&t, NULL, sub_closer_main, c) != 0) {
+        nng_close(s);
+        free(c);
+        return;
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += SUB_CLOSE_MS / 1000;
+    pthread_mutex_lock(&c->mu);
+    while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &dl) == 0) {
+    }
+    bool done = c->done;
+    c->abandoned = !done;
+    pthread_mutex_unlock(&c->mu);
+    if (done) {
+        pthread_join(t, NULL);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return;
+    }
+    pthread_detach(t);
+    QB_WARN("sub.close_stuck",
+            "nng_close did not return in %d ms (NNG 1.5.2 close race, nanomsg/nng#1543); "
+            "exiting without it",
+            SUB_CLOSE_MS);
+}
+
 static int sub_parse(sub_opts *o, const qb_opt *table, int argc, char **argv, int *first)
 {
     int rc = qb_opts_parse(&sub_prog, table, argc, argv, first);
@@ -308,6 +378,13 @@ static int sub_parse(sub_opts *o, const qb_opt *table, int argc, char **argv, in
     return QB_OK;
 }
 
+static void sub_stdout_failed(void)
+{
+    if (errno != EPIPE) {
+        QB_ERROR("sub.stdout_failed", "%s", strerror(errno));
+    }
+}
+
 /* Prints the messages of one frame. Returns false when output must stop
  * (stdout closed or --count reached). */
 static bool sub_frame(nng_msg *msg, qb_decoder *dec, sub_seqs *seqs, sub_counters *c, qb_buf *line,
@@ -329,10 +406,10 @@ static bool sub_frame(nng_msg *msg, qb_decoder *dec, sub_seqs *seqs, sub_counter
                       (int)topic.n, topic.p, (unsigned long long)m.seq);
             continue;
         }
-        if (fwrite(line->data, 1, line->len, stdout) != line->len || fflush(stdout) != 0) {
-            if (errno != EPIPE) {
-                QB_ERROR("sub.stdout_failed", "%s", strerror(errno));
-            }
+        /* Flushed by the caller as soon as no further frame is waiting,
+         * so output is never held back, and a burst costs one write. */
+        if (fwrite(line->data, 1, line->len, stdout) != line->len) {
+            sub_stdout_failed();
             return false;
         }
         c->messages++;
@@ -340,6 +417,10 @@ static bool sub_frame(nng_msg *msg, qb_decoder *dec, sub_seqs *seqs, sub_counter
             return false;
         }
         if (o->pause_ms > 0) {
+            if (fflush(stdout) != 0) {
+                sub_stdout_failed();
+                return false;
+            }
             sub_sleep_ms(o->pause_ms);
         }
     }
@@ -442,6 +523,9 @@ int main(int argc, char **argv)
     uint64_t start = sub_now_ms();
     uint64_t last_msg = start;
     uint64_t next_stats = start;
+    bool unflushed = false;
+    static char outbuf[1 << 16];
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
     for (;;) {
         if (sub_stop_sig != 0) {
             break;
@@ -458,7 +542,15 @@ int main(int argc, char **argv)
             next_stats = now + SUB_STATS_INTERVAL_MS;
         }
         nng_msg *msg;
-        rv = nng_recvmsg(s, &msg, 0);
+        rv = nng_recvmsg(s, &msg, unflushed ? NNG_FLAG_NONBLOCK : 0);
+        if (rv == NNG_EAGAIN) {
+            unflushed = false; /* nothing waiting: write out what we have */
+            if (fflush(stdout) != 0) {
+                sub_stdout_failed();
+                break;
+            }
+            continue;
+        }
         if (rv == NNG_ETIMEDOUT) {
             continue;
         }
@@ -472,9 +564,13 @@ int main(int argc, char **argv)
         last_msg = sub_now_ms();
         bool more = sub_frame(msg, dec, &seqs, &c, &line, &o);
         nng_msg_free(msg);
+        unflushed = true;
         if (!more) {
             break;
         }
+    }
+    if (fflush(stdout) != 0) {
+        sub_stdout_failed();
     }
     QB_INFO("sub.summary",
             "frames=%llu messages=%llu gaps=%llu missed=%llu out_of_order=%llu invalid=%llu",
@@ -484,7 +580,7 @@ int main(int argc, char **argv)
     sub_write_stats(o.stats_file, &c);
 out:
     if (open) {
-        nng_close(s);
+        sub_close_bounded(s);
     }
     qb_decoder_free(dec);
     qb_buf_fini(&line);

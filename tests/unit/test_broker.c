@@ -11,20 +11,6 @@
  */
 #include "harness.h"
 
-/* harness.h's QB_TEST names its macro parameter "name", which also replaces
- * the ".name" member it assigns; this local copy uses another parameter name
- * (reported to the harness owner; remove once harness.h is fixed). */
-#ifdef QB_TEST
-#undef QB_TEST
-#endif
-#define QB_TEST(tname)                                                                             \
-    static void tname(void);                                                                       \
-    __attribute__((constructor)) static void tname##_register_(void)                               \
-    {                                                                                              \
-        qb_tests_[qb_ntests_].name = #tname;                                                       \
-        qb_tests_[qb_ntests_++].fn = tname;                                                        \
-    }                                                                                              \
-    static void tname(void)
 
 #include "book.h"
 #include "broker.h"

@@ -1,0 +1,42 @@
+/*
+ * dialer.h: an NNG dial that never gives up, with connection logging.
+ *
+ * NNG redials a lost connection by itself, but we have seen (once, under
+ * heavy load, after a kill -9 of the broker) a publisher whose dialer never
+ * delivered to the restarted broker again. qb_dialer makes that impossible
+ * to go unnoticed or unhealed: it tracks the socket's pipes through
+ * nng_pipe_notify (logging every connect and disconnect with a stable id),
+ * and a watchdog timer (an NNG sleep aio, no thread of its own) closes and
+ * re-creates the dialer when the socket has had no pipe for
+ * QB_DIALER_REDIAL_MS. Reconnect backoff is set to 100 ms .. 2 s.
+ *
+ * One qb_dialer per socket (pipe notifications are per socket). Start and
+ * stop from one thread; the callbacks run on NNG's threads and touch only
+ * atomics and the dialer handle.
+ */
+#ifndef QB_DIALER_H
+#define QB_DIALER_H
+
+#include <nng/nng.h>
+#include <stdint.h>
+
+#define QB_DIALER_REDIAL_MS 3000
+
+typedef struct qb_dialer qb_dialer;
+
+/* Dials url from s (non-blocking: the broker may not be up yet) and starts
+ * the watchdog. what names the peer in logs ("broker"). The caller owns the
+ * result; qb_dialer_stop() closes s and frees it. Returns QB_OK,
+ * QB_ENOMEM, or the converted NNG error (bad URL). */
+int qb_dialer_start(nng_socket s, const char *url, const char *what, qb_dialer **out);
+
+/* Stops the watchdog (waits for a running callback), CLOSES THE SOCKET s
+ * (so that no pipe callback can still be running), then frees d. The socket
+ * must not be used after this. NULL is a no-op. */
+void qb_dialer_stop(qb_dialer *d);
+
+/* Pipes currently connected, and how many times the watchdog re-dialed. */
+int qb_dialer_pipes(const qb_dialer *d);
+uint64_t qb_dialer_redials(const qb_dialer *d);
+
+#endif
