@@ -1,7 +1,9 @@
 /*
  * publish.c: the adapter's NNG PUB socket.
  *
- * One PUB socket dials the broker's ingest address (NNG_FLAG_NONBLOCK: the
+ * One PUB socket dials the broker's ingest address through qb_dialer
+ * (common/dialer.h: non-blocking, logs every connect and disconnect, and a
+ * watchdog re-creates the dialer if no connection exists for 3 s; the
  * dialer keeps retrying in the background while the broker is down, and
  * messages published meanwhile are dropped by NNG, which is what a PUB
  * does; the broker heals from the periodic refresh snapshots). Each message
@@ -12,15 +14,17 @@
  */
 #include "adapter_int.h"
 
+#include "dialer.h"
 #include "err.h"
 #include "log.h"
 
 #include <nng/protocol/pubsub0/pub.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct qb_pub {
     nng_socket sock;
-    nng_dialer dialer;
+    qb_dialer *dialer; /* owns the socket's lifetime: qb_dialer_stop closes it */
     qb_buf enc;
     qb_pub_counters *cnt;
 };
@@ -38,12 +42,18 @@ int qb__pub_open(qb_pub **out, const char *url, qb_pub_counters *cnt)
         free(p);
         return qb_err_from_nng(rv);
     }
-    if ((rv = nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, 8192)) != 0 ||
-        (rv = nng_dial(p->sock, url, &p->dialer, NNG_FLAG_NONBLOCK)) != 0) {
-        QB_ERROR("nng_dial_failed", "broker=%s: %s", url, nng_strerror(rv));
+    if ((rv = nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, 8192)) != 0) {
+        QB_ERROR("nng_option_failed", "sendbuf: %s", nng_strerror(rv));
         nng_close(p->sock);
         free(p);
         return qb_err_from_nng(rv);
+    }
+    int rc = qb_dialer_start(p->sock, url, "broker", &p->dialer);
+    if (rc != QB_OK) {
+        QB_ERROR("nng_dial_failed", "broker=%s: %s", url, qb_strerror(rc));
+        nng_close(p->sock);
+        free(p);
+        return rc;
     }
     QB_INFO("broker_dial", "dialing broker at %s (non-blocking, retried by NNG)", url);
     *out = p;
@@ -55,7 +65,7 @@ void qb__pub_close(qb_pub *p)
     if (p == NULL) {
         return;
     }
-    nng_close(p->sock);
+    qb_dialer_stop(p->dialer); /* closes the socket */
     qb_buf_fini(&p->enc);
     free(p);
 }
@@ -71,12 +81,10 @@ int qb__pub_send(qb_pub *p, const qb_msg *m)
         return rc;
     }
     nng_msg *msg;
-    int rv = nng_msg_alloc(&msg, 0);
+    int rv = nng_msg_alloc(&msg, p->enc.len);
     if (rv == 0) {
-        rv = nng_msg_append(msg, p->enc.data, p->enc.len);
-        if (rv == 0) {
-            rv = nng_sendmsg(p->sock, msg, NNG_FLAG_NONBLOCK);
-        }
+        memcpy(nng_msg_body(msg), p->enc.data, p->enc.len);
+        rv = nng_sendmsg(p->sock, msg, NNG_FLAG_NONBLOCK);
         if (rv != 0) {
             nng_msg_free(msg); /* a send takes ownership only on success */
         }

@@ -27,6 +27,9 @@ from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# quotebus-exsim serves every exchange on one port, routed by path.
+EXCHANGE_PATHS = {"binance": "/stream", "htx": "/feed", "bithumb": "/websocket/v1"}
+
 
 def fail(msg):
     print("FAIL: " + msg, flush=True)
@@ -184,6 +187,8 @@ class Stack:
         p.port = wait_for(ready, 20, "exsim port file")
         scheme = ("wss", "https") if tls else ("ws", "http")
         p.ws_url = "%s://127.0.0.1:%d/stream" % (scheme[0], p.port)
+        p.ws_urls = {ex: "%s://127.0.0.1:%d%s" % (scheme[0], p.port, path)
+                     for ex, path in EXCHANGE_PATHS.items()}
         p.rest_url = "%s://127.0.0.1:%d" % (scheme[1], p.port)
         p.dump_path = self.path(name + ".dump")
         p.stats_path = self.path(name + ".stats")
@@ -202,10 +207,12 @@ class Stack:
         return p
 
     def adapter(self, exsim, symbols, extra=(), exchange="binance", name="adapter"):
+        ws_url = getattr(exsim, "ws_urls", {}).get(exchange, exsim.ws_url)
         argv = [os.path.join(self.bin, "quotebus-adapter"), exchange,
-                "--symbols", ",".join(symbols), "--ws-url", exsim.ws_url,
-                "--rest-url", exsim.rest_url, "--broker", self.ingest,
-                "--stats-file", self.path(name + ".stats")]
+                "--symbols", ",".join(symbols), "--ws-url", ws_url]
+        if exchange == "binance":
+            argv += ["--rest-url", exsim.rest_url]
+        argv += ["--broker", self.ingest, "--stats-file", self.path(name + ".stats")]
         if self.ca is not None and exsim.ws_url.startswith("wss"):
             argv += ["--ca-file", self.ca[0]]
         argv += list(extra)
@@ -304,6 +311,7 @@ class Reader:
         self.f = open(proc.out_path, "rb")
         self.buf = b""
         self.books = {}
+        self.xbooks = {}  # (exchange, symbol) -> Book, for several exchanges
         self.counts = {}
         self.last_seq = {}
         self.messages = []  # non-book messages (trade, status)
@@ -323,6 +331,7 @@ class Reader:
             self.counts[t] = self.counts.get(t, 0) + 1
             if t in ("snapshot", "delta"):
                 self.books.setdefault(m["sym"], Book()).on(m)
+                self.xbooks.setdefault((m.get("ex"), m["sym"]), Book()).on(m)
             else:
                 self.messages.append(m)
 
@@ -347,11 +356,16 @@ def native(sym):
     return sym.replace("-", "")
 
 
-def wait_books_exact(readers, dump_path, symbols, timeout=90):
+def wait_books_exact(readers, dump_path, symbols, timeout=90, heal_bound=None):
     """Waits until the simulator has written its final books and every reader
-    holds exactly those books (valid, same last update id, same levels)."""
+    holds exactly those books (valid, same last update id, same levels).
+    With heal_bound, the readers must hold them within heal_bound seconds of
+    the simulator writing its dump (the protocol's healing bound, plus slack
+    for a loaded machine)."""
     dump = wait_for(lambda: dump_books(dump_path) if os.path.exists(dump_path) else None,
                     timeout, "simulator dump")
+    if heal_bound is not None:
+        timeout = heal_bound
     for s in symbols:
         if native(s) not in dump:
             fail("simulator dump lacks %s: %s" % (native(s), list(dump)))
@@ -388,3 +402,82 @@ def wait_books_exact(readers, dump_path, symbols, timeout=90):
 
 def stats(path):
     return read_json(path) or {}
+
+
+# ---- several exchanges (quotebus-exsim --exchange binance,htx,bithumb) ----
+
+def native_for(exchange, sym):
+    """Normalized BTC-USDT -> the exchange's native symbol as the simulator
+    names it: binance BTCUSDT, htx btcusdt, bithumb KRW-BTC (quote-base)."""
+    base, quote = sym.split("-")
+    if exchange == "htx":
+        return (base + quote).lower()
+    if exchange == "bithumb":
+        return quote + "-" + base
+    return base + quote
+
+
+def dump_books_ex(path, exchange):
+    """quotebus-exsim's --dump lines of one exchange: {native: dump line}, with
+    "bids"/"asks" as lists of (Decimal, Decimal)."""
+    out = {}
+    try:
+        with open(path) as f:
+            for ln in f:
+                if ln.strip():
+                    d = json.loads(ln)
+                    if d.get("exchange", "binance") != exchange:
+                        continue
+                    d["bids"] = [(Decimal(p), Decimal(q)) for p, q in d["bids"]]
+                    d["asks"] = [(Decimal(p), Decimal(q)) for p, q in d["asks"]]
+                    out[d["symbol"]] = d
+    except (OSError, ValueError):
+        return None
+    return out
+
+
+def wait_books_exact_ex(readers, dump_path, exchange, symbols, timeout=90):
+    """Like wait_books_exact, per exchange: waits until the simulator's dump
+    has every symbol of exchange and every reader holds exactly that book
+    (valid, same levels, and the same last update id: HTX seqNum, Bithumb the
+    last orderbook message's timestamp, Binance lastUpdateId)."""
+    def want_id(d):
+        return d["time_ms"] if exchange == "bithumb" else d["lastUpdateId"]
+
+    def dump_ready():
+        d = dump_books_ex(dump_path, exchange) if os.path.exists(dump_path) else None
+        if d and all(native_for(exchange, s) in d for s in symbols):
+            return d
+        return None
+    dump = wait_for(dump_ready, timeout, "simulator dump with %s %s" % (exchange, symbols))
+
+    def match(r, s):
+        b = r.xbooks.get((exchange, s))
+        d = dump[native_for(exchange, s)]
+        return b is not None and b.valid and b.lid == want_id(d) and \
+            b.levels() == (d["bids"], d["asks"])
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for r in readers:
+            r.poll()
+        if all(match(r, s) for r in readers for s in symbols):
+            return dump
+        time.sleep(0.1)
+    for r in readers:
+        for s in symbols:
+            b = r.xbooks.get((exchange, s))
+            d = dump[native_for(exchange, s)]
+            if b is None:
+                fail("%s: no %s book for %s" % (r.proc.name, exchange, s))
+            gb, ga = b.levels()
+            if not b.valid or b.lid != want_id(d):
+                fail("%s: %s %s not at the final update: valid=%s lid=%s want %s "
+                     "(levels equal: %s)" % (r.proc.name, exchange, s, b.valid, b.lid,
+                                            want_id(d), (gb, ga) == (d["bids"], d["asks"])))
+            if (gb, ga) != (d["bids"], d["asks"]):
+                diff = [x for x in zip(gb, d["bids"]) if x[0] != x[1]][:3]
+                fail("%s: %s %s differs from the simulator (bids %d vs %d, asks %d vs %d) %s" %
+                     (r.proc.name, exchange, s, len(gb), len(d["bids"]), len(ga),
+                      len(d["asks"]), diff))
+    return dump
