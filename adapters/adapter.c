@@ -3,10 +3,17 @@
  * thread, instruments, routing of parsed messages, snapshot fetches,
  * staleness, refresh snapshots, the stats file, shutdown.
  *
- *   ws_conn --message--> qb__adapter_on_message --ops->parse--> qb_event
+ *   ws_conn --message--> qb__adapter_on_message --ops->decode/parse--> qb_event
  *      DEPTH  -> instrument (by native symbol) -> qb_sync -> publish delta
- *      TRADE  -> publish trade
+ *      BOOK_FULL -> qb_sync_on_full -> publish snapshot or exact delta
+ *      SNAPSHOT (websocket req answer) -> qb_sync_on_snapshot
+ *      TRADE  -> publish each trade not seen before (tradeId ring)
+ *      TICKER -> publish ticker
+ *      REPLY  -> send the answer (HTX pong) on the same connection
  *      SHUTDOWN -> recycle the connection (reconnect at once)
+ *   an undecodable frame (HTX: corrupt gzip, inflates past --max-frame) is
+ *   counted (bad_gzip, gzip_oversized) and resyncs the connection's
+ *   instruments (ops->resync_on_lost_frame), the connection stays up.
  *   qb_sync --want_snapshot--> sul_fetch -> rest.c GET -> parse_snapshot
  *         -> qb_sync_on_snapshot -> publish snapshot + status live
  *
@@ -23,6 +30,12 @@
  * refresh-ms (plus transit) without asking anyone: a refresh carries the
  * complete state as of that seq.
  *
+ * Websocket snapshot requests (HTX req) are paced per connection: at most
+ * one per ops->ws_request_interval_ms (HTX allows one per 100 ms); a fetch
+ * due earlier is moved to the next free slot (counted requests_paced).
+ * Full-book exchanges (Bithumb) never fetch: the next message is the
+ * snapshot.
+ *
  * Snapshot fetch policy: at most one GET in flight per instrument, at least
  * QB_FETCH_MIN_INTERVAL_MS between two starts, a watchdog of
  * QB_FETCH_TIMEOUT_MS, and on failure (HTTP 429/418/5xx, network error,
@@ -35,6 +48,7 @@
 #include "err.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -101,6 +115,14 @@ static void adapter_sync_on_snapshot(qb_sync *s, const qb_event *snap)
 static void adapter_sync_on_delta(qb_sync *s, const qb_event *ev)
 {
     qb_inst *in = s->user;
+    if (ev->n_bids == 0 && ev->n_asks == 0) {
+        /* HTX sends an update with both sides empty every 100 ms when
+         * nothing changed: it keeps the chain (sync.c checked it) but
+         * changes no level, so nothing is published (the next delta or
+         * refresh snapshot carries the newer lid). */
+        in->a->cnt.empty_updates++;
+        return;
+    }
     qb_msg m;
     adapter_msg_init(in, &m, QB_MSG_DELTA);
     m.seq = ++in->book_seq;
@@ -146,6 +168,9 @@ static void adapter_fetch_schedule(qb_inst *in, uint64_t delay_ms)
 static void adapter_sync_want_snapshot(qb_sync *s, uint32_t delay_ms)
 {
     qb_inst *in = s->user;
+    if (in->a->ops->full_book) {
+        return; /* the next full book is the snapshot */
+    }
     if (in->req || in->ws_fetch_pending) {
         return; /* one in flight; its watchdog owns sul_fetch */
     }
@@ -268,9 +293,25 @@ static void adapter_fetch_cb(lws_sorted_usec_list_t *sul)
         /* Snapshot over the websocket (HTX style): the answer comes back as
          * a QB_EV_SNAPSHOT message on the instrument's connection; the
          * watchdog below asks again when it does not. */
+        qb_wsconn *c = in->conn;
+        uint64_t now = qb_mono_ns();
+        if (a->ops->ws_request_interval_ms && c->next_req_mono > now) {
+            /* Pacing: the exchange allows one request per interval per
+             * connection; take the next free slot. */
+            a->cnt.requests_paced++;
+            adapter_fetch_schedule(in, (c->next_req_mono - now) / 1000000u + 1);
+            return;
+        }
+        if (!c->established) {
+            adapter_fetch_failed(in, QB_FEED_RESYNCING, "snapshot request: not connected", 0);
+            return;
+        }
+        c->next_req_mono = now + (uint64_t)a->ops->ws_request_interval_ms * 1000000u;
         qb_buf msg = QB_BUF_INIT;
-        int rc = a->ops->snapshot_ws_request(in->native, a->cfg.depth_limit, &msg);
+        int rc = a->ops->snapshot_ws_request(&a->xcfg, in->native, &msg);
         if (rc == QB_OK) {
+            QB_DEBUG("snapshot_request", "symbol=%s %.*s", in->symbol, (int)msg.len,
+                     (const char *)msg.data);
             rc = qb__wsconn_send(in->conn, (const char *)msg.data, msg.len);
         }
         qb_buf_fini(&msg);
@@ -367,17 +408,57 @@ void qb__adapter_on_conn_up(qb_wsconn *c)
         }
     }
     if (a->ops->subscribe_msg) {
-        const char *natives[1024];
-        size_t n = c->ninst < 1024 ? c->ninst : 1024;
-        for (size_t i = 0; i < n; i++) {
+        const char **natives = calloc(c->ninst ? c->ninst : 1, sizeof *natives);
+        if (natives == NULL) {
+            QB_ERROR("ws_subscribe_failed", "conn=%u out of memory", c->idx);
+            qb__wsconn_recycle(c, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < c->ninst; i++) {
             natives[i] = c->insts[i]->native;
         }
         qb_buf msg = QB_BUF_INIT;
-        if (a->ops->subscribe_msg(a->cfg.ws_url, natives, n, &msg) == QB_OK && msg.len) {
-            QB_INFO("ws_subscribe", "conn=%u sending %zu byte subscription", c->idx, msg.len);
-            qb__wsconn_send(c, (const char *)msg.data, msg.len);
+        if (a->ops->subscribe_msg(&a->xcfg, a->cfg.ws_url, natives, c->ninst, &msg) == QB_OK &&
+            msg.len) {
+            /* One or more messages, each followed by a NUL. */
+            size_t off = 0, count = 0;
+            while (off < msg.len) {
+                const char *m = (const char *)msg.data + off;
+                size_t ml = strnlen(m, msg.len - off);
+                if (ml) {
+                    qb__wsconn_send(c, m, ml);
+                    count++;
+                }
+                off += ml + 1;
+            }
+            QB_INFO("ws_subscribe", "conn=%u sent %zu subscription message(s), %zu bytes", c->idx,
+                    count, msg.len);
         }
         qb_buf_fini(&msg);
+        free(natives);
+    }
+}
+
+void qb__adapter_on_frame_lost(qb_wsconn *c, const char *why)
+{
+    qb_adapter *a = c->a;
+    if (!a->ops->resync_on_lost_frame || a->stopping) {
+        return;
+    }
+    char reason[QB_EVENT_INFO_MAX];
+    snprintf(reason, sizeof reason, "%s: resyncing the connection's books", why);
+    a->cnt.lost_frame_resyncs++;
+    for (size_t i = 0; i < c->ninst; i++) {
+        qb_inst *in = c->insts[i];
+        if (in->ws_fetch_pending) {
+            /* The lost frame may have been the answer: ask again (a late
+             * answer to the old request is then ignored as unexpected). */
+            in->ws_fetch_pending = false;
+            lws_sul_cancel(&in->sul_fetch);
+        }
+        if (in->sync.state != QB_SYNC_STOPPED) {
+            qb_sync_resync(&in->sync, reason);
+        }
     }
 }
 
@@ -423,15 +504,94 @@ static void adapter_excerpt(const uint8_t *data, size_t len, char *out, size_t c
     out[n] = '\0';
 }
 
+/* True when id was published already (and remembers it otherwise). */
+static bool adapter_trade_seen(qb_inst *in, uint64_t id)
+{
+    if (id == 0) {
+        return false;
+    }
+    for (unsigned k = 0; k < QB_TRADE_DEDUP; k++) {
+        if (in->recent_trades[k] == id) {
+            return true;
+        }
+    }
+    in->recent_trades[in->recent_pos] = id;
+    in->recent_pos = (in->recent_pos + 1) % QB_TRADE_DEDUP;
+    return false;
+}
+
+static void adapter_publish_trades(qb_inst *in, const qb_event *ev)
+{
+    qb_adapter *a = in->a;
+    for (size_t k = 0; k < ev->n_trades; k++) {
+        const qb_trade *t = &ev->trades[k];
+        if (adapter_trade_seen(in, t->id)) {
+            a->cnt.trades_duplicate++;
+            QB_DEBUG("trade_duplicate", "symbol=%s id=%llu", in->symbol, (unsigned long long)t->id);
+            continue;
+        }
+        qb_msg m;
+        adapter_msg_init(in, &m, QB_MSG_TRADE);
+        m.seq = ++in->trade_seq;
+        m.recv_ts = ev->recv_ts;
+        m.exch_ts = t->ts ? t->ts : ev->exch_ts;
+        m.trade_id = t->id;
+        m.price = t->price;
+        m.qty = t->qty;
+        m.side = t->side;
+        a->cnt.trades++;
+        qb__pub_send(a->pub, &m);
+    }
+}
+
+static void adapter_publish_ticker(qb_inst *in, const qb_event *ev)
+{
+    qb_msg m;
+    adapter_msg_init(in, &m, QB_MSG_TICKER);
+    m.seq = ++in->ticker_seq;
+    m.recv_ts = ev->recv_ts;
+    m.exch_ts = ev->exch_ts;
+    m.ticker = ev->ticker;
+    in->a->cnt.tickers++;
+    qb__pub_send(in->a->pub, &m);
+}
+
+/* The instrument of an event on connection c, or NULL (counted). */
+static qb_inst *adapter_route(qb_wsconn *c, const qb_event *ev)
+{
+    qb_adapter *a = c->a;
+    qb_inst *in = adapter_find(a, ev->native);
+    if (in == NULL || in->conn != c) {
+        a->cnt.unknown++;
+        a->cnt.unknown_symbol++;
+        QB_LOG_RL(QB_LOG_WARN, "unknown_symbol", "conn=%u symbol=%s", c->idx, ev->native);
+        return NULL;
+    }
+    return in;
+}
+
 void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint64_t recv_ts)
 {
     qb_adapter *a = c->a;
     const char *js = (const char *)data;
     size_t jl = len;
-    if (a->ops->decode && a->ops->decode(&a->parser, data, len, &js, &jl) != QB_OK) {
-        a->cnt.bad_json++;
-        QB_LOG_RL(QB_LOG_WARN, "frame_undecodable", "conn=%u %zu bytes", c->idx, len);
-        return;
+    if (a->ops->decode) {
+        int rc = a->ops->decode(&a->parser, data, len, &js, &jl);
+        if (rc != QB_OK) {
+            if (rc == QB_ETOOBIG) {
+                a->cnt.oversized++;
+                a->cnt.gzip_oversized++;
+            } else {
+                a->cnt.bad_gzip++;
+            }
+            QB_LOG_RL(QB_LOG_WARN, "frame_undecodable",
+                      "conn=%u %zu byte frame rejected: %s (max %zu bytes decoded)", c->idx, len,
+                      rc == QB_ETOOBIG ? "inflates past --max-frame" : "corrupt gzip",
+                      a->cfg.max_frame);
+            qb__adapter_on_frame_lost(c, rc == QB_ETOOBIG ? "frame inflates past --max-frame"
+                                                          : "corrupt gzip frame");
+            return;
+        }
     }
     qb_event ev;
     int rc = a->ops->parse(&a->parser, js, jl, &ev);
@@ -451,30 +611,27 @@ void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint6
     qb_inst *in;
     switch (ev.kind) {
     case QB_EV_DEPTH:
-    case QB_EV_TRADE:
-        in = adapter_find(a, ev.native);
-        if (in == NULL || in->conn != c) {
-            a->cnt.unknown++;
-            a->cnt.unknown_symbol++;
-            QB_LOG_RL(QB_LOG_WARN, "unknown_symbol", "conn=%u symbol=%s", c->idx, ev.native);
-            return;
-        }
-        in->last_update_mono = qb_mono_ns();
-        if (ev.kind == QB_EV_DEPTH) {
+        if ((in = adapter_route(c, &ev)) != NULL) {
+            in->last_update_mono = qb_mono_ns();
             qb_sync_on_delta(&in->sync, &ev);
-        } else {
-            qb_msg m;
-            adapter_msg_init(in, &m, QB_MSG_TRADE);
-            m.seq = ++in->trade_seq;
-            m.recv_ts = ev.recv_ts;
-            m.exch_ts = ev.exch_ts;
-            m.trade_id = ev.trade_id;
-            m.price = ev.price;
-            m.qty = ev.qty;
-            m.side = ev.side;
-            a->cnt.trades++;
-            qb__pub_send(a->pub, &m);
+        }
+        return;
+    case QB_EV_BOOK_FULL:
+        if ((in = adapter_route(c, &ev)) != NULL) {
+            in->last_update_mono = qb_mono_ns();
+            qb_sync_on_full(&in->sync, &ev);
+        }
+        return;
+    case QB_EV_TRADE:
+        if ((in = adapter_route(c, &ev)) != NULL) {
+            in->last_update_mono = qb_mono_ns();
+            adapter_publish_trades(in, &ev);
             qb_sync_touch(&in->sync);
+        }
+        return;
+    case QB_EV_TICKER:
+        if ((in = adapter_route(c, &ev)) != NULL) {
+            adapter_publish_ticker(in, &ev);
         }
         return;
     case QB_EV_SHUTDOWN:
@@ -485,12 +642,41 @@ void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint6
         a->cnt.controls++;
         QB_INFO("exchange_control", "conn=%u %s", c->idx, ev.info);
         return;
+    case QB_EV_HEARTBEAT:
+        a->cnt.heartbeats++;
+        return;
     case QB_EV_ERROR:
         a->cnt.exchange_errors++;
         QB_LOG_RL(QB_LOG_WARN, "exchange_error", "conn=%u %s", c->idx, ev.info);
+        in = ev.native[0] ? adapter_find(a, ev.native) : NULL;
+        if (in != NULL && in->conn == c && in->ws_fetch_pending) {
+            in->ws_fetch_pending = false;
+            lws_sul_cancel(&in->sul_fetch);
+            if (ev.rate_limited) {
+                /* Refused as too frequent: the server saw our paced
+                 * requests closer together than we sent them (its clock,
+                 * its queue). Not a failure: next free slot plus one
+                 * interval, no backoff. */
+                uint64_t gap =
+                    (uint64_t)(a->ops->ws_request_interval_ms ? a->ops->ws_request_interval_ms
+                                                              : 100);
+                c->next_req_mono = qb_mono_ns() + gap * 1000000u;
+                a->cnt.requests_rate_limited++;
+                in->next_fetch_mono = 0;
+                adapter_fetch_schedule(in, 2 * gap);
+                return;
+            }
+            /* The exchange refused our snapshot request: retry with
+             * backoff now, not at the watchdog. */
+            char why[QB_EVENT_INFO_MAX];
+            snprintf(why, sizeof why, "snapshot request refused: %.150s", ev.info);
+            adapter_fetch_failed(in, QB_FEED_RESYNCING, why, 0);
+        }
         return;
     case QB_EV_REPLY:
-        qb__wsconn_send(c, ev.reply.p, ev.reply.n);
+        if (qb__wsconn_send(c, ev.reply.p, ev.reply.n) == QB_OK) {
+            a->cnt.pongs++;
+        }
         return;
     case QB_EV_SNAPSHOT:
         /* A snapshot answered over the websocket (snapshot_ws_request). */
@@ -500,6 +686,7 @@ void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint6
             lws_sul_cancel(&in->sul_fetch);
             if (qb_sync_on_snapshot(&in->sync, &ev) == QB_OK) {
                 in->fetch_failures = 0;
+                in->last_update_mono = qb_mono_ns();
             }
             return;
         }
@@ -588,6 +775,19 @@ static void adapter_write_stats(qb_adapter *a)
     STAT("publish_errors", p->publish_errors);
     STAT("encode_errors", p->encode_errors);
     STAT("trades", c->trades);
+    STAT("trades_duplicate", c->trades_duplicate);
+    STAT("tickers", c->tickers);
+    STAT("bad_gzip", c->bad_gzip);
+    STAT("gzip_oversized", c->gzip_oversized);
+    STAT("lost_frame_resyncs", c->lost_frame_resyncs);
+    STAT("pongs", c->pongs);
+    STAT("heartbeats", c->heartbeats);
+    STAT("keepalives", c->keepalives);
+    STAT("requests_paced", c->requests_paced);
+    STAT("requests_rate_limited", c->requests_rate_limited);
+    STAT("empty_updates", c->empty_updates);
+    STAT("full_books", s->full_books);
+    STAT("full_unchanged", s->full_unchanged);
     uint64_t txd = 0;
     for (size_t i = 0; i < a->nconn; i++) {
         txd += a->conns[i].tx_dropped;
@@ -603,12 +803,12 @@ static void adapter_write_stats(qb_adapter *a)
         qb_buf_appendf(&b,
                        ":{\"native\":\"%s\",\"state\":\"%s\",\"last_update_id\":%llu,"
                        "\"bids\":%zu,\"asks\":%zu,\"book_seq\":%llu,\"trade_seq\":%llu,"
-                       "\"status_seq\":%llu}%s",
+                       "\"status_seq\":%llu,\"ticker_seq\":%llu}%s",
                        in->native, qb_feed_state_name(in->sync.feed),
                        (unsigned long long)in->sync.book_id, qb_book_depth(bk, QB_BID),
                        qb_book_depth(bk, QB_ASK), (unsigned long long)in->book_seq,
                        (unsigned long long)in->trade_seq, (unsigned long long)in->status_seq,
-                       i + 1 < a->ninst ? "," : "");
+                       (unsigned long long)in->ticker_seq, i + 1 < a->ninst ? "," : "");
     }
     qb_buf_appendf(&b, "}}\n");
 
@@ -726,23 +926,47 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     if (a->cfg.max_levels == 0 || a->cfg.max_levels > QB_MSG_MAX_LEVELS) {
         a->cfg.max_levels = QB_MSG_MAX_LEVELS;
     }
+    if (a->cfg.keepalive_ms == 0) {
+        a->cfg.keepalive_ms = ops->keepalive_ms;
+    }
     if (a->cfg.max_body == 0) {
         a->cfg.max_body = QB_ADAPTER_MAX_BODY_DEFAULT;
     }
     if (a->cfg.depth_limit == 0 || a->cfg.depth_limit > ops->max_depth_limit) {
         a->cfg.depth_limit = ops->max_depth_limit;
     }
+    a->xcfg = cfg_in->xcfg;
+    a->xcfg.symbol_map = NULL;
+    a->xcfg.nsymbol_map = 0;
+    if (cfg_in->xcfg.nsymbol_map) {
+        a->symbol_map = calloc(cfg_in->xcfg.nsymbol_map, sizeof *a->symbol_map);
+        if (a->symbol_map == NULL) {
+            qb_adapter_free(a);
+            return QB_ENOMEM;
+        }
+        for (size_t i = 0; i < cfg_in->xcfg.nsymbol_map; i++) {
+            a->symbol_map[i] = strdup(cfg_in->xcfg.symbol_map[i]);
+            a->xcfg.nsymbol_map = i + 1;
+            if (a->symbol_map[i] == NULL) {
+                qb_adapter_free(a);
+                return QB_ENOMEM;
+            }
+        }
+        a->xcfg.symbol_map = (const char *const *)a->symbol_map;
+    }
     unsigned spc = a->cfg.streams_per_conn;
     if (spc == 0 || spc > ops->max_streams_per_conn) {
         spc = ops->max_streams_per_conn;
     }
-    size_t per_conn = spc / ops->streams_per_symbol;
+    unsigned per_symbol = ops->streams_per_symbol + (a->xcfg.tickers ? ops->ticker_streams : 0);
+    size_t per_conn = spc / per_symbol;
     if (per_conn == 0) {
         per_conn = 1;
     }
     a->cfg.streams_per_conn = spc;
     int rc = QB_OK;
-    if (a->cfg.ws_url == NULL || a->cfg.rest_url == NULL || a->cfg.broker == NULL ||
+    if (a->cfg.ws_url == NULL || a->cfg.broker == NULL ||
+        ((cfg_in->rest_url || ops->default_rest_url) && a->cfg.rest_url == NULL) ||
         (cfg_in->ca_file && a->cfg.ca_file == NULL) ||
         (cfg_in->stats_file && a->cfg.stats_file == NULL)) {
         rc = QB_ENOMEM;
@@ -768,15 +992,33 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
         qb_inst *in = &a->insts[i];
         in->a = a;
         const char *sym = cfg_in->symbols[i];
-        if (strlen(sym) >= sizeof in->symbol ||
-            ops->to_native(sym, in->native, sizeof in->native) != QB_OK || strchr(sym, '.')) {
-            QB_ERROR("bad_symbol", "'%s' is not a normalized symbol like BTC-USDT", sym);
+        char err[256], norm[QB_NATIVE_MAX];
+        snprintf(err, sizeof err, "'%s' is not a normalized symbol like BTC-USDT", sym);
+        if (strchr(sym, '-') == NULL && ops->from_native) {
+            /* Given in the exchange's own form ("btcusdt"): split it by the
+             * exchange's rules, which refuse to guess. */
+            if (ops->from_native(&a->xcfg, sym, norm, sizeof norm, err, sizeof err) != QB_OK) {
+                QB_ERROR("bad_symbol", "%s", err);
+                rc = QB_EINVAL;
+                goto fail;
+            }
+            QB_INFO("symbol_mapped", "%s -> %s", sym, norm);
+            sym = norm;
+        }
+        if (strlen(sym) >= sizeof in->symbol || strchr(sym, '.') ||
+            ops->to_native(&a->xcfg, sym, in->native, sizeof in->native, err, sizeof err) !=
+                QB_OK) {
+            QB_ERROR("bad_symbol", "%s", err);
             rc = QB_EINVAL;
             goto fail;
         }
         snprintf(in->symbol, sizeof in->symbol, "%s", sym);
+        for (char *u = in->symbol; *u; u++) {
+            *u = (char)toupper((unsigned char)*u);
+        }
         for (size_t k = 0; k < i; k++) {
-            if (strcmp(a->insts[k].native, in->native) == 0) {
+            if (strcmp(a->insts[k].native, in->native) == 0 ||
+                strcmp(a->insts[k].symbol, in->symbol) == 0) {
                 QB_ERROR("bad_symbol", "'%s' listed twice", sym);
                 rc = QB_EINVAL;
                 goto fail;
@@ -797,9 +1039,11 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     }
     for (size_t ci = 0; ci < a->nconn; ci++) {
         qb_wsconn *c = &a->conns[ci];
-        qb__wsconn_init(c, a, (unsigned)ci);
         size_t first = ci * per_conn;
         size_t n = a->ninst - first < per_conn ? a->ninst - first : per_conn;
+        if ((rc = qb__wsconn_init(c, a, (unsigned)ci, n)) != QB_OK) {
+            goto fail;
+        }
         c->insts = calloc(n, sizeof *c->insts);
         const char **natives = calloc(n, sizeof *natives);
         qb_buf url = QB_BUF_INIT;
@@ -814,7 +1058,7 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
             a->insts[first + k].conn = c;
             natives[k] = a->insts[first + k].native;
         }
-        rc = ops->ws_url(a->cfg.ws_url, natives, n, &url);
+        rc = ops->ws_url(&a->xcfg, a->cfg.ws_url, natives, n, &url);
         free(natives);
         if (rc == QB_OK) {
             rc = qb_buf_append(&url, "", 1);
@@ -938,5 +1182,9 @@ void qb_adapter_free(qb_adapter *a)
     free((char *)a->cfg.broker);
     free((char *)a->cfg.ca_file);
     free((char *)a->cfg.stats_file);
+    for (size_t i = 0; i < a->xcfg.nsymbol_map; i++) {
+        free(a->symbol_map[i]);
+    }
+    free(a->symbol_map);
     free(a);
 }

@@ -7,7 +7,8 @@
  * thread that calls qb_adapter_run), which does everything: websocket
  * receive, parse, book sync, encode, nng_sendmsg (non-blocking), REST
  * snapshots, timers (lws_sul). Instruments are spread over websocket
- * connections of at most cfg.streams_per_conn streams; each connection
+ * connections of at most cfg.streams_per_conn streams (book and trades,
+ * plus the ticker when cfg.xcfg.tickers); each connection
  * reconnects by itself with exponential backoff and jitter.
  *
  * Thread safety: qb_adapter_stop() may be called from any thread or a
@@ -26,7 +27,8 @@ typedef struct qb_adapter qb_adapter;
 
 typedef struct qb_adapter_cfg {
     const qb_exchange_ops *ops;
-    const char *const *symbols; /* normalized ("BTC-USDT") */
+    const char *const *symbols; /* normalized ("BTC-USDT"), or native ("btcusdt")
+                                   when the exchange has from_native */
     size_t nsymbols;
     const char *ws_url;     /* without the ?streams= part */
     const char *rest_url;   /* base, e.g. https://api.binance.com */
@@ -37,10 +39,13 @@ typedef struct qb_adapter_cfg {
     unsigned streams_per_conn;
     uint64_t max_conn_age_ms; /* proactive reconnect */
     uint64_t stale_ms;
-    uint64_t refresh_ms; /* 0 disables refresh snapshots */
-    size_t max_frame;    /* bytes per websocket message */
-    size_t max_levels;   /* per side, book and messages */
-    size_t max_body;     /* REST body cap */
+    uint64_t refresh_ms;   /* 0 disables refresh snapshots */
+    size_t max_frame;      /* bytes per websocket message */
+    size_t max_levels;     /* per side, book and messages */
+    size_t max_body;       /* REST body cap */
+    qb_exchange_cfg xcfg;  /* exchange-specific: HTX levels, symbol map, tickers */
+    uint64_t keepalive_ms; /* client keepalive period; 0: the exchange's default
+                              (ops->keepalive_ms; exchanges without one ignore it) */
 } qb_adapter_cfg;
 
 #define QB_ADAPTER_MAX_BODY_DEFAULT (8u << 20)

@@ -73,13 +73,20 @@ int qb__rest_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_rest_r
 
 typedef struct qb_wsconn qb_wsconn;
 
+#define QB_TRADE_DEDUP 64 /* recent trade ids remembered per instrument */
+
 typedef struct qb_inst {
     qb_adapter *a;
     qb_wsconn *conn;
     char symbol[QB_NATIVE_MAX]; /* normalized */
     char native[QB_NATIVE_MAX];
     qb_sync sync;
-    uint64_t book_seq, trade_seq, status_seq;
+    uint64_t book_seq, trade_seq, status_seq, ticker_seq;
+    /* Trade ids already published (ring): HTX repeats the last trade after
+     * a (re)subscribe; the doc says to de-duplicate on tradeId. Kept across
+     * reconnects on purpose. */
+    uint64_t recent_trades[QB_TRADE_DEDUP];
+    unsigned recent_pos;
     bool book_published;
     qb_rest_req *req;          /* snapshot GET in flight */
     bool ws_fetch_pending;     /* snapshot asked for over the websocket */
@@ -92,7 +99,7 @@ typedef struct qb_inst {
 
 /* ---- ws_conn.c ------------------------------------------------------------ */
 
-#define QB_WS_TXQ 16 /* queued outgoing messages per connection */
+#define QB_WS_TXQ 16 /* queued outgoing messages per connection, plus 4 per instrument */
 
 struct qb_wsconn {
     qb_lws_obj obj;
@@ -113,22 +120,26 @@ struct qb_wsconn {
     qb_buf rx;              /* message reassembly, capped at max_frame */
     bool rx_drop;           /* the current message is oversized: drop it */
     size_t rx_total;        /* bytes of the current message, dropped included */
-    qb_buf tx[QB_WS_TXQ];   /* outgoing text messages (LWS_PRE headroom each) */
+    qb_buf *tx;             /* outgoing text messages (LWS_PRE headroom each) */
+    unsigned tx_cap;        /* QB_WS_TXQ + 4 per instrument (HTX: 3 subs + 1 req each) */
     unsigned tx_head, tx_n; /* ring: bounded, overflow policy "drop newest" */
     uint64_t tx_dropped;
+    uint64_t next_req_mono; /* earliest next websocket snapshot request (HTX: 100 ms) */
     char err[160];
     lws_sorted_usec_list_t sul_connect;
     lws_sorted_usec_list_t sul_age;
     lws_sorted_usec_list_t sul_healthy;
+    lws_sorted_usec_list_t sul_keepalive;
 };
 
-int qb__wsconn_init(qb_wsconn *c, qb_adapter *a, unsigned idx);
+/* ninst: instruments on this connection (sizes the send queue). */
+int qb__wsconn_init(qb_wsconn *c, qb_adapter *a, unsigned idx, size_t ninst);
 void qb__wsconn_fini(qb_wsconn *c);
 void qb__wsconn_start(qb_wsconn *c);
 /* Closes the connection and reconnects at once (no backoff). */
 void qb__wsconn_recycle(qb_wsconn *c, const char *why);
 /* Queues a text message (sent from the WRITEABLE callback, in order). When
- * QB_WS_TXQ messages are already queued the new one is dropped (counted,
+ * tx_cap messages are already queued the new one is dropped (counted,
  * QB_EAGAIN): senders own their retry (snapshot requests have a watchdog).
  * The queue is emptied when the connection closes. */
 int qb__wsconn_send(qb_wsconn *c, const char *text, size_t len);
@@ -142,10 +153,15 @@ typedef struct qb_adapter_counters {
     uint64_t frames, bytes, bad_json, oversized, unknown, trades, reconnects;
     uint64_t connects, disconnects, connect_errors, exchange_errors, controls;
     uint64_t unknown_symbol, shutdowns, snapshot_requests;
+    uint64_t bad_gzip, gzip_oversized, lost_frame_resyncs;
+    uint64_t pongs, heartbeats, keepalives, tickers, trades_duplicate, requests_paced;
+    uint64_t empty_updates, requests_rate_limited;
 } qb_adapter_counters;
 
 struct qb_adapter {
     qb_adapter_cfg cfg;
+    qb_exchange_cfg xcfg; /* cfg.xcfg with owned copies of the strings */
+    char **symbol_map;
     char **symbols;
     const qb_exchange_ops *ops;
     struct lws_context *ctx;
@@ -170,6 +186,9 @@ struct qb_adapter {
 void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint64_t recv_ts);
 /* Connection c is up: start syncing its instruments. */
 void qb__adapter_on_conn_up(qb_wsconn *c);
+/* A frame of c was lost (oversized, undecodable): exchanges with
+ * ops->resync_on_lost_frame resync every instrument of c. */
+void qb__adapter_on_frame_lost(qb_wsconn *c, const char *why);
 /* Connection c is gone (st RESYNCING or DOWN, reason). */
 void qb__adapter_on_conn_down(qb_wsconn *c, qb_feed_state st, const char *reason);
 /* Random number in [lo, hi] (jitter). */

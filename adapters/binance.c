@@ -11,6 +11,10 @@
  *     absolute, "0.00000000" deletes;
  *   - trade {"e":"trade","E","s","t","p","q","T","m"}: m=true means the buyer
  *     is the maker, so the taker sold;
+ *   - <sym>@ticker (when tickers are on): 24hrTicker {"e":"24hrTicker","E",
+ *     "s","p" (24 h change),"c" (last),"b","B","a","A" (best bid/ask and
+ *     sizes),"v" (24 h base volume),...}: the third stream per symbol, so
+ *     --streams-per-conn counts 3 per symbol then;
  *   - serverShutdown, combined {"stream":"!serverShutdown",...} or raw
  *     {"e":"serverShutdown",...}: reconnect now;
  *   - {"result":null,"id":N} subscription answers, {"code":N,"msg":".."}
@@ -35,8 +39,13 @@
 
 /* ---- symbols and URLs ------------------------------------------------- */
 
-static int binance_to_native(const char *norm, char *out, size_t cap)
+static int binance_to_native(const qb_exchange_cfg *xc, const char *norm, char *out, size_t cap,
+                             char *err, size_t errcap)
 {
+    (void)xc;
+    if (err && errcap) {
+        snprintf(err, errcap, "'%s' is not a normalized symbol like BTC-USDT", norm);
+    }
     /* BTC-USDT -> BTCUSDT: base and quote concatenated, uppercase. */
     const char *dash = strchr(norm, '-');
     if (dash == NULL || dash == norm || dash[1] == '\0' || strchr(dash + 1, '-')) {
@@ -72,15 +81,22 @@ static int binance_lower(qb_buf *out, const char *s)
  * after connecting (servers cap the request line: lws' default header
  * space is 4 KB, and 1024 streams would need ~25 KB). */
 #define BINANCE_URL_BUDGET 2048
-#define BINANCE_STREAMS_BYTES(native_len) (2 * (native_len) + sizeof "@depth@100ms/@trade/")
+#define BINANCE_STREAMS_BYTES(native_len, tickers)                                                 \
+    (3 * (native_len) + sizeof "@depth@100ms/@trade/" + ((tickers) ? sizeof "@ticker/" : 0))
+
+static bool binance_tickers(const qb_exchange_cfg *xc)
+{
+    return xc == NULL || xc->tickers;
+}
 
 /* How many of natives[0..n) fit in the URL (at least one). */
-static size_t binance_url_count(const char *base, const char *const *natives, size_t n)
+static size_t binance_url_count(const qb_exchange_cfg *xc, const char *base,
+                                const char *const *natives, size_t n)
 {
     size_t used = strlen(base) + sizeof "?streams=";
     size_t k = 0;
     while (k < n) {
-        used += BINANCE_STREAMS_BYTES(strlen(natives[k]));
+        used += BINANCE_STREAMS_BYTES(strlen(natives[k]), binance_tickers(xc));
         if (k > 0 && used > BINANCE_URL_BUDGET) {
             break;
         }
@@ -89,18 +105,24 @@ static size_t binance_url_count(const char *base, const char *const *natives, si
     return k;
 }
 
-static int binance_ws_url(const char *base, const char *const *natives, size_t n, qb_buf *out)
+static int binance_ws_url(const qb_exchange_cfg *xc, const char *base, const char *const *natives,
+                          size_t n, qb_buf *out)
 {
     if (qb_buf_appendf(out, "%s%sstreams=", base, strchr(base, '?') ? "&" : "?") != QB_OK) {
         return QB_ENOMEM;
     }
-    size_t k = binance_url_count(base, natives, n);
+    size_t k = binance_url_count(xc, base, natives, n);
     for (size_t i = 0; i < k; i++) {
         int rc = qb_buf_appendf(out, "%s", i ? "/" : "");
         rc = rc ? rc : binance_lower(out, natives[i]);
         rc = rc ? rc : qb_buf_appendf(out, "@depth@100ms/");
         rc = rc ? rc : binance_lower(out, natives[i]);
         rc = rc ? rc : qb_buf_appendf(out, "@trade");
+        if (binance_tickers(xc)) {
+            rc = rc ? rc : qb_buf_appendf(out, "/");
+            rc = rc ? rc : binance_lower(out, natives[i]);
+            rc = rc ? rc : qb_buf_appendf(out, "@ticker");
+        }
         if (rc != QB_OK) {
             return rc;
         }
@@ -110,10 +132,10 @@ static int binance_ws_url(const char *base, const char *const *natives, size_t n
 
 /* {"method":"SUBSCRIBE","params":["x@depth@100ms","x@trade",...],"id":1}
  * for the symbols that did not fit in the URL; nothing when all did. */
-static int binance_subscribe_msg(const char *base, const char *const *natives, size_t n,
-                                 qb_buf *out)
+static int binance_subscribe_msg(const qb_exchange_cfg *xc, const char *base,
+                                 const char *const *natives, size_t n, qb_buf *out)
 {
-    size_t k = binance_url_count(base, natives, n);
+    size_t k = binance_url_count(xc, base, natives, n);
     if (k >= n) {
         return QB_OK;
     }
@@ -124,8 +146,14 @@ static int binance_subscribe_msg(const char *base, const char *const *natives, s
         rc = rc ? rc : qb_buf_appendf(out, "@depth@100ms\",\"");
         rc = rc ? rc : binance_lower(out, natives[i]);
         rc = rc ? rc : qb_buf_appendf(out, "@trade\"");
+        if (binance_tickers(xc)) {
+            rc = rc ? rc : qb_buf_appendf(out, ",\"");
+            rc = rc ? rc : binance_lower(out, natives[i]);
+            rc = rc ? rc : qb_buf_appendf(out, "@ticker\"");
+        }
     }
-    return rc ? rc : qb_buf_appendf(out, "],\"id\":1}");
+    rc = rc ? rc : qb_buf_appendf(out, "],\"id\":1}");
+    return rc ? rc : qb_buf_append(out, "", 1);
 }
 
 static int binance_snapshot_url(const char *rest_base, const char *native, unsigned limit,
@@ -239,7 +267,7 @@ static int binance_depth(qb_parser *p, const qb_json *j, int d, qb_event *ev)
     return QB_OK;
 }
 
-static int binance_trade(const qb_json *j, int d, qb_event *ev)
+static int binance_trade(qb_parser *p, const qb_json *j, int d, qb_event *ev)
 {
     uint64_t t_ms;
     bool m;
@@ -258,7 +286,60 @@ static int binance_trade(const qb_json *j, int d, qb_event *ev)
     }
     /* m: the buyer is the maker, so the taker (the aggressor) sold. */
     ev->side = m ? QB_SIDE_SELL : QB_SIDE_BUY;
+    p->trades[0] = (qb_trade){.id = ev->trade_id,
+                              .ts = ev->exch_ts,
+                              .price = ev->price,
+                              .qty = ev->qty,
+                              .side = ev->side};
+    ev->trades = p->trades;
+    ev->n_trades = 1;
     ev->kind = QB_EV_TRADE;
+    return QB_OK;
+}
+
+/* A decimal field of the ticker; absent or empty -> *have false. */
+static int binance_tick_dec(const qb_json *j, int d, const char *key, qb_dec *out, bool *have)
+{
+    int i = qb_json_get(j, d, key);
+    *have = false;
+    if (i < 0) {
+        return QB_OK;
+    }
+    int rc = qb__parse_dec(j, i, out);
+    if (rc == QB_OK) {
+        *have = true;
+    }
+    return rc;
+}
+
+/* 24hrTicker. Best bid/ask of "0" (an empty side) is reported as absent. */
+static int binance_ticker(const qb_json *j, int d, qb_event *ev)
+{
+    uint64_t e_ms;
+    bool hl, hb, hbq, ha, haq;
+    qb_ticker *t = &ev->ticker;
+    int rc = binance_symbol(j, d, ev);
+    rc = rc ? rc : binance_u64(j, d, "E", &e_ms);
+    rc = rc ? rc : qb__ms_to_ns(e_ms, &ev->exch_ts);
+    rc = rc ? rc : binance_tick_dec(j, d, "c", &t->last, &hl);
+    rc = rc ? rc : binance_tick_dec(j, d, "b", &t->bid, &hb);
+    rc = rc ? rc : binance_tick_dec(j, d, "B", &t->bid_qty, &hbq);
+    rc = rc ? rc : binance_tick_dec(j, d, "a", &t->ask, &ha);
+    rc = rc ? rc : binance_tick_dec(j, d, "A", &t->ask_qty, &haq);
+    rc = rc ? rc : binance_tick_dec(j, d, "v", &t->volume_24h, &t->has_volume);
+    rc = rc ? rc : binance_tick_dec(j, d, "p", &t->change_24h, &t->has_change);
+    if (rc != QB_OK) {
+        return rc;
+    }
+    if (!hl) {
+        return QB_EPARSE;
+    }
+    if (t->last.mant < 0 || (t->has_volume && t->volume_24h.mant < 0)) {
+        return QB_ERANGE;
+    }
+    t->has_bid = hb && hbq && t->bid.mant > 0 && t->bid_qty.mant > 0;
+    t->has_ask = ha && haq && t->ask.mant > 0 && t->ask_qty.mant > 0;
+    ev->kind = QB_EV_TICKER;
     return QB_OK;
 }
 
@@ -270,7 +351,10 @@ static int binance_payload(qb_parser *p, const qb_json *j, int d, qb_event *ev)
         return binance_depth(p, j, d, ev);
     }
     if (qb_json_str_eq(j, e, "trade")) {
-        return binance_trade(j, d, ev);
+        return binance_trade(p, j, d, ev);
+    }
+    if (qb_json_str_eq(j, e, "24hrTicker")) {
+        return binance_ticker(j, d, ev);
     }
     if (qb_json_str_eq(j, e, "serverShutdown")) {
         ev->kind = QB_EV_SHUTDOWN;
@@ -279,21 +363,6 @@ static int binance_payload(qb_parser *p, const qb_json *j, int d, qb_event *ev)
     }
     ev->kind = QB_EV_UNKNOWN;
     return QB_OK;
-}
-
-static void binance_info(const qb_json *j, int i, char *out, size_t cap)
-{
-    size_t n;
-    const char *s = qb_json_text(j, i, &n);
-    if (n > cap - 1) {
-        n = cap - 1;
-    }
-    /* Keep logs one line and printable. */
-    size_t k;
-    for (k = 0; k < n; k++) {
-        out[k] = (s[k] >= 0x20 && s[k] < 0x7f) ? s[k] : '?';
-    }
-    out[k] = '\0';
 }
 
 static int binance_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
@@ -327,8 +396,8 @@ static int binance_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
     int result = qb_json_get(&j, 0, "result");
     if (id >= 0 && result >= 0) {
         char ids[48], res[96];
-        binance_info(&j, id, ids, sizeof ids);
-        binance_info(&j, result, res, sizeof res);
+        qb__info_text(&j, id, ids, sizeof ids);
+        qb__info_text(&j, result, res, sizeof res);
         snprintf(ev->info, sizeof ev->info, "id=%s result=%s", ids, res);
         ev->kind = QB_EV_CONTROL;
         return QB_OK;
@@ -337,8 +406,8 @@ static int binance_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
     int msg = qb_json_get(&j, 0, "msg");
     if (code >= 0 && msg >= 0) {
         char cs[32], ms[128];
-        binance_info(&j, code, cs, sizeof cs);
-        binance_info(&j, msg, ms, sizeof ms);
+        qb__info_text(&j, code, cs, sizeof cs);
+        qb__info_text(&j, msg, ms, sizeof ms);
         snprintf(ev->info, sizeof ev->info, "code=%s msg=%s", cs, ms);
         ev->kind = QB_EV_ERROR;
         return QB_OK;
@@ -425,8 +494,11 @@ const qb_exchange_ops qb_binance_ops = {
     .default_rest_url = "https://api.binance.com",
     .max_streams_per_conn = 1024,
     .streams_per_symbol = 2,
+    .ticker_streams = 1,
     .max_depth_limit = 5000,
+    .default_symbols = "BTC-USDT,ETH-USDT",
     .to_native = binance_to_native,
+    .from_native = NULL,
     .ws_url = binance_ws_url,
     .subscribe_msg = binance_subscribe_msg,
     .decode = NULL,

@@ -1,12 +1,15 @@
 /*
  * exchange.c: what exchange files share: the parser scratch state, the
- * [price, size] level parser, time conversion, and the registry of ops
- * tables (add one line per exchange). Pure functions; any thread.
+ * [price, size] level parser, time conversion, the "no ids" sequence rule
+ * of full-book exchanges, and the registry of ops tables (add one line per
+ * exchange). Pure functions; any thread.
  */
 #include "exchange.h"
 
 #include "err.h"
+#include "inflate.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +30,10 @@ int qb_parser_init(qb_parser *p, size_t max_bytes, size_t max_levels)
     p->tok = malloc(ntok * sizeof *p->tok);
     p->bids = malloc((max_levels ? max_levels : 1) * sizeof(qb_level));
     p->asks = malloc((max_levels ? max_levels : 1) * sizeof(qb_level));
-    if (p->tok == NULL || p->bids == NULL || p->asks == NULL) {
+    p->trades = malloc(QB_PARSER_TRADES * sizeof(qb_trade));
+    p->trade_cap = QB_PARSER_TRADES;
+    p->max_bytes = max_bytes;
+    if (p->tok == NULL || p->bids == NULL || p->asks == NULL || p->trades == NULL) {
         qb_parser_fini(p);
         return QB_ENOMEM;
     }
@@ -41,8 +47,12 @@ void qb_parser_fini(qb_parser *p)
     free(p->tok);
     free(p->bids);
     free(p->asks);
+    free(p->trades);
     qb_buf_fini(&p->scratch);
+    qb_inflate_free(p->inflate);
+    p->inflate = NULL;
     p->tok = NULL;
+    p->trades = NULL;
     p->bids = p->asks = NULL;
 }
 
@@ -100,10 +110,84 @@ int qb__ms_to_ns(uint64_t ms, uint64_t *ns)
     return QB_OK;
 }
 
+void qb__info_text(const qb_json *j, int i, char *out, size_t cap)
+{
+    if (cap == 0) {
+        return;
+    }
+    if (i < 0 || i >= j->ntok) {
+        out[0] = '\0';
+        return;
+    }
+    size_t n;
+    const char *s = qb_json_text(j, i, &n);
+    if (n > cap - 1) {
+        n = cap - 1;
+    }
+    /* Keep logs one line and printable. */
+    size_t k;
+    for (k = 0; k < n; k++) {
+        out[k] = (s[k] >= 0x20 && s[k] < 0x7f) ? s[k] : '?';
+    }
+    out[k] = '\0';
+}
+
+int qb__dec_sub(qb_dec a, qb_dec b, qb_dec *out)
+{
+    if (b.mant == INT64_MIN) {
+        return QB_ERANGE;
+    }
+    b.mant = -b.mant;
+    return qb_dec_add(a, b, out);
+}
+
+/* ---- the "no ids" rule (full books) ---------------------------------------- */
+
+/* Full-book exchanges (Bithumb) have no update ids: the book is replaced by
+ * each message, so nothing is ever stale and every message follows. */
+static bool none_never(const qb_event *ev, uint64_t id)
+{
+    (void)ev;
+    (void)id;
+    return false;
+}
+
+static bool none_always(const qb_event *ev, uint64_t id)
+{
+    (void)ev;
+    (void)id;
+    return true;
+}
+
+static bool none_usable(uint64_t snap_id, const qb_event *first)
+{
+    (void)snap_id;
+    (void)first;
+    return true;
+}
+
+static void none_describe(const qb_event *ev, uint64_t prev, char *buf, size_t cap)
+{
+    (void)ev;
+    (void)prev;
+    snprintf(buf, cap, "no sequence");
+}
+
+const qb_seq_rule qb_seq_none = {
+    .name = "none",
+    .is_stale = none_never,
+    .bridges = none_always,
+    .follows = none_always,
+    .snapshot_usable = none_usable,
+    .describe_gap = none_describe,
+};
+
 /* ---- registry ---------------------------------------------------------- */
 
 static const qb_exchange_ops *const exchange_registry[] = {
     &qb_binance_ops,
+    &qb_htx_ops,
+    &qb_bithumb_ops,
 };
 
 const qb_exchange_ops *qb_exchange_find(const char *name)
@@ -118,5 +202,5 @@ const qb_exchange_ops *qb_exchange_find(const char *name)
 
 const char *qb_exchange_names(void)
 {
-    return "binance";
+    return "binance, htx, bithumb";
 }

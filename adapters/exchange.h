@@ -22,11 +22,17 @@
  * crashes: the parse functions return QB_EPARSE / QB_ETOOBIG / QB_ERANGE and
  * the caller counts and logs it.
  *
- * Next exchanges fit the same table: HTX sets .decode (gzip frames), answers
- * its JSON ping through a QB_EV_REPLY event, asks for its snapshot over the
- * websocket (.snapshot_ws_request instead of .snapshot_url) and uses a
- * prevSeqNum sequence rule (event.prev_id); Bithumb's parse turns full
- * snapshots into QB_EV_SNAPSHOT events.
+ * The three exchanges use the table in three ways:
+ *   binance.c  REST snapshot (.snapshot_url) + U/u chained deltas;
+ *   htx.c      gzip frames (.decode, inflate.c), JSON ping answered through a
+ *              QB_EV_REPLY event, snapshot by "req" on the same websocket
+ *              (.snapshot_ws_request, at most one per .ws_request_interval_ms
+ *              per connection), prevSeqNum chaining (qb_seq_htx);
+ *   bithumb.c  every book message is a full top-N snapshot (QB_EV_BOOK_FULL,
+ *              .full_book): sync.c turns consecutive ones into exact deltas;
+ *              text keepalive (.keepalive_text every .keepalive_ms).
+ * Exchange-specific settings (HTX levels, symbol map, tickers on/off) reach
+ * the ops functions through a qb_exchange_cfg.
  */
 #ifndef QB_ADAPTER_EXCHANGE_H
 #define QB_ADAPTER_EXCHANGE_H
@@ -53,7 +59,19 @@ typedef enum qb_ev_kind {
     QB_EV_CONTROL,     /* subscription ack and the like (info holds a summary) */
     QB_EV_ERROR,       /* the exchange reported an error (info holds code/msg) */
     QB_EV_REPLY,       /* the frame asks for an answer (reply holds it), e.g. HTX ping */
+    QB_EV_TICKER,      /* a ticker (ticker holds it) */
+    QB_EV_BOOK_FULL,   /* a full top-N book that replaces the previous one (Bithumb) */
+    QB_EV_HEARTBEAT,   /* keepalive answer (Bithumb {"status":"UP"}): counted only */
 } qb_ev_kind;
+
+/* One trade of a QB_EV_TRADE event (HTX sends several per message). */
+typedef struct qb_trade {
+    uint64_t id;  /* exchange trade id (HTX tradeId, Bithumb sequential_id); 0 none */
+    uint64_t ts;  /* trade time, ns since the epoch; 0 unknown */
+    qb_dec price; /* > 0 */
+    qb_dec qty;   /* >= 0 */
+    qb_side side; /* taker side */
+} qb_trade;
 
 /* One parsed exchange message. Pointers are views into the qb_parser (or,
  * for buffered events, into the sync buffer); valid until the next parse. */
@@ -70,12 +88,16 @@ typedef struct qb_event {
     size_t n_bids;
     const qb_level *asks;
     size_t n_asks;
-    uint64_t trade_id; /* TRADE */
+    uint64_t trade_id; /* TRADE: the first trade (same as trades[0]) */
     qb_dec price;
     qb_dec qty;
     qb_side side;
+    const qb_trade *trades; /* TRADE: every trade of the message, in order */
+    size_t n_trades;
+    qb_ticker ticker;             /* TICKER */
     qb_str reply;                 /* REPLY: bytes to send back on the same connection */
     char info[QB_EVENT_INFO_MAX]; /* CONTROL / ERROR / SHUTDOWN: human readable */
+    bool rate_limited;            /* ERROR: a request was refused as too frequent (retry soon) */
 } qb_event;
 
 /* Parser scratch state, one per connection (or per test). */
@@ -85,15 +107,21 @@ typedef struct qb_parser {
     qb_level *bids;
     qb_level *asks;
     size_t level_cap; /* per side */
-    qb_buf scratch;   /* decode output (gzip), reply text */
-    void *xstate;     /* exchange-private (zlib stream for HTX) */
+    qb_trade *trades;
+    size_t trade_cap;
+    size_t max_bytes;           /* frame cap: decoded (inflated) output too */
+    qb_buf scratch;             /* decode output (gzip) */
+    struct qb_inflate *inflate; /* HTX: reusable zlib stream, created on first use */
+    char reply[64];             /* REPLY text */
 } qb_parser;
 
-/* Sizes the parser for frames up to max_bytes and documents of up to
- * max_levels levels per side: tokens for max(max_bytes/6, 6*max_levels)
- * (exchange JSON has >= 6 bytes per token; a level is 3 tokens); a document
- * needing more is rejected with QB_ETOOBIG, never parsed partially.
- * QB_OK or QB_ENOMEM. */
+/* Sizes the parser for frames up to max_bytes (also the cap on a decoded,
+ * e.g. inflated, frame) and documents of up to max_levels levels per side:
+ * tokens for max(max_bytes/6, 6*max_levels) (exchange JSON has >= 6 bytes
+ * per token; a level is 3 tokens); a document needing more is rejected with
+ * QB_ETOOBIG, never parsed partially. Room for QB_PARSER_TRADES trades per
+ * message. QB_OK or QB_ENOMEM. */
+#define QB_PARSER_TRADES 4096
 int qb_parser_init(qb_parser *p, size_t max_bytes, size_t max_levels);
 void qb_parser_fini(qb_parser *p);
 
@@ -118,21 +146,44 @@ typedef struct qb_seq_rule {
     void (*describe_gap)(const qb_event *ev, uint64_t prev, char *buf, size_t cap);
 } qb_seq_rule;
 
-typedef struct qb_exchange_ops {
-    const char *name;              /* exchange id on the wire: "binance" */
-    const char *default_ws_url;    /* --ws-url default */
-    const char *default_rest_url;  /* --rest-url default, NULL when none */
-    unsigned max_streams_per_conn; /* the exchange's hard limit */
-    unsigned streams_per_symbol;   /* streams one instrument needs */
-    unsigned max_depth_limit;      /* largest snapshot depth the exchange serves */
+/* Exchange-specific settings, from the command line (main.c). */
+typedef struct qb_exchange_cfg {
+    unsigned levels;               /* HTX: mbp levels (5, 20, 150, 400) */
+    const char *const *symbol_map; /* "native=BASE-QUOTE" entries (HTX) */
+    size_t nsymbol_map;
+    bool tickers; /* subscribe to the ticker streams too */
+} qb_exchange_cfg;
 
-    /* Normalized "BTC-USDT" -> native "BTCUSDT". QB_OK, QB_EINVAL. */
-    int (*to_native)(const char *norm, char *out, size_t cap);
+typedef struct qb_exchange_ops {
+    const char *name;                /* exchange id on the wire: "binance" */
+    const char *default_ws_url;      /* --ws-url default */
+    const char *default_rest_url;    /* --rest-url default, NULL when none */
+    unsigned max_streams_per_conn;   /* the exchange's hard limit */
+    unsigned streams_per_symbol;     /* streams one instrument needs (book, trades) */
+    unsigned ticker_streams;         /* more streams per instrument with tickers on */
+    unsigned max_depth_limit;        /* largest snapshot depth the exchange serves */
+    const char *default_symbols;     /* comma separated, normalized */
+    bool full_book;                  /* book messages are full snapshots (no fetch) */
+    bool resync_on_lost_frame;       /* an undecodable/oversized frame resyncs the connection */
+    uint32_t ws_request_interval_ms; /* min gap between snapshot requests per connection */
+    uint32_t keepalive_ms;           /* send keepalive_text this often (0: never) */
+    const char *keepalive_text;
+
+    /* Normalized "BTC-USDT" -> native "BTCUSDT". QB_OK, QB_EINVAL (with a
+     * reason in err when err is not NULL). */
+    int (*to_native)(const qb_exchange_cfg *xc, const char *norm, char *out, size_t cap, char *err,
+                     size_t errcap);
+    /* Native -> normalized, for symbols given in native form (NULL: not
+     * supported). QB_OK, QB_EINVAL (unknown or ambiguous, reason in err). */
+    int (*from_native)(const qb_exchange_cfg *xc, const char *native, char *out, size_t cap,
+                       char *err, size_t errcap);
     /* Appends the websocket URL for one connection carrying natives[0..n). */
-    int (*ws_url)(const char *base, const char *const *natives, size_t n, qb_buf *out);
-    /* Appends the message to send right after connecting for the same
-     * connection (nothing appended, or NULL: the URL subscribes to all). */
-    int (*subscribe_msg)(const char *base, const char *const *natives, size_t n, qb_buf *out);
+    int (*ws_url)(const qb_exchange_cfg *xc, const char *base, const char *const *natives, size_t n,
+                  qb_buf *out);
+    /* Appends the messages to send right after connecting, each followed by
+     * one NUL byte (nothing appended, or NULL: the URL subscribes to all). */
+    int (*subscribe_msg)(const qb_exchange_cfg *xc, const char *base, const char *const *natives,
+                         size_t n, qb_buf *out);
     /* Turns a received frame into JSON text (NULL: the frame is the text).
      * *out points into p->scratch or into in. */
     int (*decode)(qb_parser *p, const uint8_t *in, size_t len, const char **out, size_t *out_len);
@@ -143,7 +194,7 @@ typedef struct qb_exchange_ops {
      * snapshot comes over the websocket). */
     int (*snapshot_url)(const char *rest_base, const char *native, unsigned limit, qb_buf *out);
     /* Appends the websocket request for a snapshot (NULL when over REST). */
-    int (*snapshot_ws_request)(const char *native, unsigned limit, qb_buf *out);
+    int (*snapshot_ws_request)(const qb_exchange_cfg *xc, const char *native, qb_buf *out);
     /* Parses a snapshot document into ev (kind QB_EV_SNAPSHOT, last_id,
      * levels); ev->native is left to the caller. */
     int (*parse_snapshot)(qb_parser *p, const char *js, size_t len, qb_event *ev);
@@ -152,6 +203,10 @@ typedef struct qb_exchange_ops {
 
 extern const qb_exchange_ops qb_binance_ops;
 extern const qb_seq_rule qb_seq_binance_spot;
+extern const qb_exchange_ops qb_htx_ops;
+extern const qb_seq_rule qb_seq_htx;
+extern const qb_exchange_ops qb_bithumb_ops;
+extern const qb_seq_rule qb_seq_none; /* full books: no ids to chain */
 
 /* The ops table for an exchange id, or NULL. */
 const qb_exchange_ops *qb_exchange_find(const char *name);
@@ -168,5 +223,10 @@ int qb__parse_levels(const qb_json *j, int arr, qb_level *out, size_t cap, size_
 int qb__parse_dec(const qb_json *j, int i, qb_dec *out);
 /* ms since the epoch -> ns, QB_ERANGE on overflow. */
 int qb__ms_to_ns(uint64_t ms, uint64_t *ns);
+/* Copies a token's text into out as printable ASCII ('?' otherwise), cut
+ * to cap-1 bytes. For log lines and event info. */
+void qb__info_text(const qb_json *j, int i, char *out, size_t cap);
+/* Exact a - b (QB_ERANGE on overflow). */
+int qb__dec_sub(qb_dec a, qb_dec b, qb_dec *out);
 
 #endif

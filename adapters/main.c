@@ -33,7 +33,16 @@ static const char main_summary[] =
     "delta, trade, status) on an NNG PUB socket that dials the broker's ingest.\n"
     "Every --refresh-ms each live book is republished as a refresh snapshot\n"
     "(same seq), so the broker and subscribers heal any loss within that time.\n"
-    "Exchanges: binance (spot).";
+    "Tickers (last, best bid/ask when given, 24 h volume and change) are published\n"
+    "on ticker.<exchange>.<symbol> unless --no-tickers.\n"
+    "Exchanges:\n"
+    "  binance  spot: combined streams <sym>@depth@100ms, @trade, @ticker; REST snapshot\n"
+    "  htx      HTX/Huobi spot on /feed: gzip frames, ping/pong, market.<sym>.mbp.<levels>\n"
+    "           with the snapshot by req on the same connection (prevSeqNum chaining),\n"
+    "           trade.detail, detail (24 h ticker)\n"
+    "  bithumb  websocket v1: full top-N orderbook messages turned into exact deltas,\n"
+    "           trades, tickers; text PING keepalive\n"
+    "Default symbols: BTC-USDT,ETH-USDT (binance, htx), BTC-KRW,ETH-KRW (bithumb).";
 
 static const char main_footer[] =
     "Examples:\n"
@@ -45,13 +54,24 @@ static const char main_footer[] =
     "      against the offline simulator (quotebus-exsim)\n"
     "  quotebus-adapter binance --ws-url wss://127.0.0.1:9443/stream \\\n"
     "      --rest-url https://127.0.0.1:9443 --ca-file test-ca.pem\n"
+    "  quotebus-adapter htx --symbols BTC-USDT,ethbtc --levels 150\n"
+    "      HTX; symbols in HTX's own form are split by the known quote list\n"
+    "  quotebus-adapter htx --symbols xyzhusd --symbol-map xyzhusd=XYZ-HUSD\n"
+    "      a native symbol the quote list cannot split unambiguously\n"
+    "  quotebus-adapter bithumb --symbols BTC-KRW,XRP-KRW\n"
+    "  quotebus-adapter htx --ws-url ws://127.0.0.1:9443/feed    (simulator)\n"
+    "  quotebus-adapter bithumb --ws-url ws://127.0.0.1:9443/websocket/v1\n"
     "  quotebus-adapter --config adapter.json binance\n"
     "      with adapter.json = {\"symbols\": [\"BTC-USDT\"], \"stats-file\": \"/tmp/a.json\"}\n"
     "\n"
     "--stats-file is rewritten atomically every 500 ms and at exit: one JSON object of\n"
     "counters (frames, bytes, bad_json, oversized, unknown, deltas_applied,\n"
     "deltas_dropped_stale, gaps, resyncs, snapshots_ok, snapshots_failed, crossed,\n"
-    "reconnects, published, trades, ...) and \"symbols\": {SYM: {state,\n"
+    "reconnects, published, trades, trades_duplicate, tickers, bad_gzip,\n"
+    "gzip_oversized, lost_frame_resyncs, pongs, heartbeats, keepalives,\n"
+    "requests_paced, requests_rate_limited, empty_updates, full_books, full_unchanged, ...) and "
+    "\"symbols\": {SYM: "
+    "{state,\n"
     "last_update_id, bids, asks, ...}}.";
 
 int main(int argc, char **argv)
@@ -59,28 +79,39 @@ int main(int argc, char **argv)
     char *ws_url = NULL, *rest_url = NULL;
     char *broker = "ipc:///tmp/quotebus/ingest.ipc";
     char *ca_file = NULL, *stats_file = NULL, *log_level = "info";
-    qb_strlist symbols = {0};
+    qb_strlist symbols = {0}, symbol_map = {0};
+    bool no_tickers = false;
+    int64_t levels = 150, keepalive_ms = 0;
     int64_t depth_limit = 1000, streams_per_conn = 1024;
     int64_t max_conn_age_ms = (23 * 60 + 30) * 60 * 1000LL;
     int64_t stale_ms = 30000, refresh_ms = 1000, max_frame = 1 << 20, max_levels = 20000;
-    static const char *const default_symbols[] = {"BTC-USDT", "ETH-USDT"};
-    if (qb_strlist_set_default(&symbols, default_symbols, 2) != QB_OK) {
-        return 1;
-    }
     const qb_opt opts[] = {
-        {"symbols", QB_OPT_LIST, &symbols, "LIST", "normalized symbols, comma separated"},
+        {"symbols", QB_OPT_LIST, &symbols, "LIST",
+         "normalized symbols, comma separated (htx: the native form, e.g. btcusdt, too)"},
         {"ws-url", QB_OPT_STR, &ws_url, "URL",
-         "websocket base URL; ?streams=... is appended [binance: "
-         "wss://stream.binance.com:9443/stream]"},
+         "websocket URL [binance: wss://stream.binance.com:9443/stream (?streams=... "
+         "appended), htx: wss://api.huobi.pro/feed, bithumb: "
+         "wss://ws-api.bithumb.com/websocket/v1]"},
         {"rest-url", QB_OPT_STR, &rest_url, "URL",
          "REST base URL for snapshots; /api/v3/depth?symbol=X&limit=N is appended "
          "[binance: https://api.binance.com]"},
-        {"depth-limit", QB_OPT_INT, &depth_limit, "N", "snapshot depth (levels per side)"},
+        {"depth-limit", QB_OPT_INT, &depth_limit, "N",
+         "binance: REST snapshot depth (levels per side)"},
+        {"levels", QB_OPT_INT, &levels, "N", "htx: market.<sym>.mbp.N levels: 5, 20, 150 or 400"},
+        {"symbol-map", QB_OPT_LIST, &symbol_map, "LIST",
+         "htx: native=BASE-QUOTE entries for symbols the quote list cannot split "
+         "(e.g. xyzhusd=XYZ-HUSD)"},
+        {"keepalive-ms", QB_OPT_INT, &keepalive_ms, "MS",
+         "bithumb: send the text PING this often (0: 30000; the server closes idle "
+         "connections after ~120 s)"},
+        {"no-tickers", QB_OPT_BOOL, &no_tickers, NULL,
+         "do not subscribe to tickers (binance: 2 streams per symbol instead of 3)"},
         {"broker", QB_OPT_STR, &broker, "ADDR", "NNG address of the broker ingest (dialed)"},
         {"ca-file", QB_OPT_STR, &ca_file, "PEM",
          "extra trusted CA certificate(s), on top of the system store"},
         {"streams-per-conn", QB_OPT_INT, &streams_per_conn, "N",
-         "streams per websocket connection (2 per symbol; exchange max 1024)"},
+         "streams per websocket connection (2 per symbol, 3 with tickers; binance max "
+         "1024, htx 300, bithumb 600)"},
         {"max-conn-age-ms", QB_OPT_INT, &max_conn_age_ms, "MS",
          "reconnect proactively after this long (Binance closes at 24 h)"},
         {"stale-ms", QB_OPT_INT, &stale_ms, "MS",
@@ -88,7 +119,8 @@ int main(int argc, char **argv)
         {"refresh-ms", QB_OPT_INT, &refresh_ms, "MS",
          "refresh snapshot of every live book this often (0 disables)"},
         {"max-frame", QB_OPT_INT, &max_frame, "BYTES",
-         "largest websocket message accepted; larger ones are dropped and counted"},
+         "largest websocket message accepted, and for htx the largest inflated frame; "
+         "larger ones are dropped and counted"},
         {"max-levels", QB_OPT_INT, &max_levels, "N", "book levels per side (at most 20000)"},
         {"stats-file", QB_OPT_STR, &stats_file, "PATH",
          "write JSON counters here every 500 ms and at exit"},
@@ -133,9 +165,39 @@ int main(int argc, char **argv)
         code = 2;
         goto out;
     }
+    if (symbols.n == 0) {
+        /* The exchange's defaults (they differ: KRW pairs on Bithumb). */
+        char defs[128];
+        snprintf(defs, sizeof defs, "%s", ops->default_symbols);
+        for (char *save = NULL, *t = strtok_r(defs, ",", &save); t;
+             t = strtok_r(NULL, ",", &save)) {
+            if (qb_strlist_add(&symbols, t) != QB_OK) {
+                code = 1;
+                goto out;
+            }
+        }
+    }
+    if (levels != 5 && levels != 20 && levels != 150 && levels != 400) {
+        fprintf(stderr, "quotebus-adapter: --levels must be 5, 20, 150 or 400\n");
+        code = 2;
+        goto out;
+    }
+    for (size_t i = 0; i < symbol_map.n; i++) {
+        const char *e = symbol_map.v[i], *eq = strchr(e, '=');
+        const char *dash = eq ? strchr(eq + 1, '-') : NULL;
+        if (eq == NULL || eq == e || dash == NULL || dash == eq + 1 || dash[1] == '\0' ||
+            strchr(dash + 1, '-')) {
+            fprintf(stderr,
+                    "quotebus-adapter: --symbol-map entry '%s' is not native=BASE-QUOTE "
+                    "(e.g. btcusdt=BTC-USDT)\n",
+                    e);
+            code = 2;
+            goto out;
+        }
+    }
     if (symbols.n == 0 || depth_limit < 1 || streams_per_conn < 1 || max_conn_age_ms < 0 ||
         stale_ms < 0 || refresh_ms < 0 || max_frame < 1024 || max_frame > (1LL << 30) ||
-        max_levels < 1 || max_levels > 20000) {
+        max_levels < 1 || max_levels > 20000 || keepalive_ms < 0) {
         fprintf(stderr, "quotebus-adapter: an option is out of range, see --help\n");
         code = 2;
         goto out;
@@ -160,6 +222,14 @@ int main(int argc, char **argv)
         .max_frame = (size_t)max_frame,
         .max_levels = (size_t)max_levels,
         .max_body = QB_ADAPTER_MAX_BODY_DEFAULT,
+        .keepalive_ms = (uint64_t)keepalive_ms,
+        .xcfg =
+            {
+                .levels = (unsigned)levels,
+                .symbol_map = (const char *const *)symbol_map.v,
+                .nsymbol_map = symbol_map.n,
+                .tickers = !no_tickers,
+            },
     };
     rc = qb_adapter_new(&cfg, &a);
     if (rc != QB_OK) {

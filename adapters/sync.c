@@ -55,6 +55,7 @@ int qb_sync_init(qb_sync *s, const qb_seq_rule *rule, const qb_sync_ops *ops, vo
     s->feed = QB_FEED_SYNCING;
     s->max_events = QB_SYNC_BUFFER_EVENTS;
     s->max_bytes = QB_SYNC_BUFFER_BYTES;
+    s->max_levels = max_levels;
     return QB_OK;
 }
 
@@ -62,8 +63,11 @@ void qb_sync_fini(qb_sync *s)
 {
     qb_book_free(s->book);
     s->book = NULL;
+    qb_book_free(s->next);
+    s->next = NULL;
     qb_buf_fini(&s->buf);
     qb_buf_fini(&s->replay);
+    qb_buf_fini(&s->diff);
 }
 
 static void sync_report(qb_sync *s, qb_feed_state st, const char *reason)
@@ -332,6 +336,118 @@ int qb_sync_on_snapshot(qb_sync *s, const qb_event *snap)
     }
     qb_buf_reset(&tmp);
     s->replay = tmp;
+    return QB_OK;
+}
+
+/* Appends to out the changes that turn side `side` of `cur` into that of
+ * `nxt`; both are sorted best first, so one merge walk does it. */
+static size_t sync_diff_side(const qb_book *cur, const qb_book *nxt, qb_book_side side,
+                             qb_level *out)
+{
+    const qb_level *a = qb_book_levels(cur, side), *b = qb_book_levels(nxt, side);
+    size_t na = qb_book_depth(cur, side), nb = qb_book_depth(nxt, side);
+    size_t i = 0, k = 0, n = 0;
+    while (i < na || k < nb) {
+        int c;
+        if (i == na) {
+            c = 1;
+        } else if (k == nb) {
+            c = -1;
+        } else {
+            c = qb_dec_cmp(a[i].price, b[k].price);
+            if (side == QB_BID) {
+                c = -c; /* bids: best (highest) first */
+            }
+        }
+        if (c < 0) {
+            /* Only in the current book: gone. */
+            out[n].price = a[i].price;
+            out[n].size = (qb_dec){0, a[i].size.scale};
+            n++;
+            i++;
+        } else if (c > 0) {
+            out[n++] = b[k++]; /* new level */
+        } else {
+            if (!qb_dec_identical(a[i].size, b[k].size)) {
+                out[n++] = b[k];
+            }
+            i++;
+            k++;
+        }
+    }
+    return n;
+}
+
+int qb_sync_on_full(qb_sync *s, const qb_event *full)
+{
+    if (s->state == QB_SYNC_STOPPED) {
+        return QB_OK;
+    }
+    s->cnt->full_books++;
+    if (s->state == QB_SYNC_WAITING) {
+        qb_event snap = *full;
+        snap.kind = QB_EV_SNAPSHOT;
+        return qb_sync_on_snapshot(s, &snap);
+    }
+    if (s->next == NULL && (s->next = qb_book_new(s->max_levels)) == NULL) {
+        sync_restart(s, "out of memory", NULL);
+        return QB_ENOMEM;
+    }
+    int rc = qb_book_replace(s->next, full->bids, full->n_bids, full->asks, full->n_asks);
+    if (rc != QB_OK) {
+        char why[QB_EVENT_INFO_MAX];
+        snprintf(why, sizeof why, "full book rejected: %s", qb_strerror(rc));
+        s->cnt->book_errors++;
+        QB_LOG_RL(QB_LOG_WARN, "book_error", "%s", why);
+        sync_restart(s, why, NULL);
+        return QB_ERANGE;
+    }
+    size_t nb_cur = qb_book_depth(s->book, QB_BID), na_cur = qb_book_depth(s->book, QB_ASK);
+    size_t nb_nxt = qb_book_depth(s->next, QB_BID), na_nxt = qb_book_depth(s->next, QB_ASK);
+    size_t cap = nb_cur + na_cur + nb_nxt + na_nxt;
+    qb_buf_reset(&s->diff);
+    if (qb_buf_reserve(&s->diff, (cap ? cap : 1) * sizeof(qb_level)) != QB_OK) {
+        sync_restart(s, "out of memory", NULL);
+        return QB_ENOMEM;
+    }
+    qb_level *lv = (qb_level *)(void *)s->diff.data;
+    size_t nb = sync_diff_side(s->book, s->next, QB_BID, lv);
+    size_t na = sync_diff_side(s->book, s->next, QB_ASK, lv + nb);
+    if (nb == 0 && na == 0) {
+        s->cnt->full_unchanged++;
+        s->book_id = full->last_id; /* the book is as of this message */
+        if (s->feed == QB_FEED_STALE) {
+            sync_report(s, QB_FEED_LIVE, "");
+        }
+        return QB_OK;
+    }
+    if (nb > QB_MSG_MAX_LEVELS || na > QB_MSG_MAX_LEVELS) {
+        sync_restart(s, "full book difference too large for one delta", NULL);
+        return QB_ETOOBIG;
+    }
+    qb_event d;
+    memset(&d, 0, sizeof d);
+    d.kind = QB_EV_DEPTH;
+    d.first_id = d.last_id = full->last_id;
+    memcpy(d.native, full->native, sizeof d.native);
+    d.exch_ts = full->exch_ts;
+    d.recv_ts = full->recv_ts;
+    d.bids = lv;
+    d.n_bids = nb;
+    d.asks = lv + nb;
+    d.n_asks = na;
+    rc = sync_apply(s, &d);
+    if (rc != QB_OK) {
+        return rc;
+    }
+    if (!qb_book_equal(s->book, s->next)) {
+        /* Cannot happen unless the diff is wrong; never publish a book that
+         * differs from the exchange's. */
+        s->cnt->book_errors++;
+        QB_LOG_RL(QB_LOG_ERROR, "full_diff_mismatch", "book differs from the full book after diff");
+        sync_restart(s, "full book difference did not reproduce the book", NULL);
+        return QB_ERANGE;
+    }
     return QB_OK;
 }
 

@@ -27,6 +27,13 @@
  *      follow its predecessor;
  *   4. live: same checks per event; after each one the book must not be
  *      crossed. Any failure resyncs this instrument only.
+ * Full-book exchanges (Bithumb: every message is the whole top-N book) use
+ * qb_sync_on_full() instead: the first full book is the snapshot, each later
+ * one is turned into the exact difference from the current book (levels
+ * added or changed with their new size, levels gone with size 0), applied
+ * and published as one delta, so the book equals the exchange's latest
+ * message after every step. A full book identical to the current one
+ * publishes nothing (counted in full_unchanged).
  * One thread (the lws service thread); no locking.
  */
 #ifndef QB_ADAPTER_SYNC_H
@@ -57,7 +64,9 @@ typedef struct qb_sync_counters {
     uint64_t snapshots_stale; /* older than the buffer: fetched again */
     uint64_t crossed;
     uint64_t buffer_overflows;
-    uint64_t book_errors; /* level rejected by the book (full side, bad value) */
+    uint64_t book_errors;    /* level rejected by the book (full side, bad value) */
+    uint64_t full_books;     /* full books received (qb_sync_on_full) */
+    uint64_t full_unchanged; /* ... identical to the book: nothing published */
 } qb_sync_counters;
 
 typedef struct qb_sync qb_sync;
@@ -91,6 +100,9 @@ struct qb_sync {
     size_t nbuf;
     size_t max_events;
     size_t max_bytes;
+    size_t max_levels;
+    qb_book *next; /* full books: the incoming book (allocated on first use) */
+    qb_buf diff;   /* full books: the computed delta's levels */
 };
 
 /* Initialises s with an empty book of at most max_levels per side.
@@ -112,6 +124,16 @@ void qb_sync_stop(qb_sync *s, qb_feed_state st, const char *reason);
  * stale) or the reason the instrument resynced (QB_EGAP, QB_ECROSSED,
  * QB_ERANGE for a book error); the resync has been handled already. */
 int qb_sync_on_delta(qb_sync *s, const qb_event *ev);
+
+/* Feeds a full book (a QB_EV_BOOK_FULL event; its last_id becomes the
+ * book id, no sequence check). WAITING: it is the snapshot
+ * (qb_sync_on_snapshot). LIVE: the exact difference from the current book
+ * is applied and reported through on_delta as one DEPTH event (the full
+ * book's ids and times) whose levels are the changes, bids then asks, best
+ * first; no call when nothing changed (the book id still advances). STOPPED: ignored.
+ * QB_OK, or why the instrument resynced (QB_ECROSSED, QB_ERANGE,
+ * QB_ETOOBIG, QB_ENOMEM): the next full book is then the new snapshot. */
+int qb_sync_on_full(qb_sync *s, const qb_event *full);
 
 /* Feeds a snapshot. QB_OK when applied (the book is live, the buffer has
  * been replayed), QB_EAGAIN when it was older than the buffer (a new fetch

@@ -21,6 +21,13 @@
  *   lws_is_final_fragment) into rx, capped at max_frame: a larger message
  *   is dropped as a whole (counted "oversized", logged rate-limited) and the
  *   connection stays up; the sequence rule catches the lost delta.
+ * - Keepalive for exchanges that want client traffic (Bithumb closes an
+ *   idle connection after ~120 s): ops->keepalive_text every
+ *   cfg.keepalive_ms (default ops->keepalive_ms) while the connection is up.
+ * - Send queue: a ring of QB_WS_TXQ + 4 per instrument messages (HTX sends
+ *   three subscriptions per instrument and a req per resync); overflow
+ *   policy "drop newest" (counted ws_tx_dropped; snapshot requests have a
+ *   watchdog, subscriptions are resent on the next connect).
  * - Every timer is cancelled on close and at shutdown (lws_sul_cancel).
  */
 #include "adapter_int.h"
@@ -39,12 +46,18 @@
 
 static void wsconn_connect_cb(lws_sorted_usec_list_t *sul);
 
-int qb__wsconn_init(qb_wsconn *c, qb_adapter *a, unsigned idx)
+int qb__wsconn_init(qb_wsconn *c, qb_adapter *a, unsigned idx, size_t ninst)
 {
     memset(c, 0, sizeof *c);
     c->obj.kind = QB_LWS_WS;
     c->a = a;
     c->idx = idx;
+    size_t cap = QB_WS_TXQ + 4 * (ninst < 100000 ? ninst : 100000);
+    c->tx = calloc(cap, sizeof *c->tx);
+    if (c->tx == NULL) {
+        return QB_ENOMEM;
+    }
+    c->tx_cap = (unsigned)cap;
     return QB_OK;
 }
 
@@ -54,9 +67,12 @@ void qb__wsconn_fini(qb_wsconn *c)
     free(c->insts);
     free(c->url);
     qb_buf_fini(&c->rx);
-    for (unsigned i = 0; i < QB_WS_TXQ; i++) {
+    for (unsigned i = 0; c->tx && i < c->tx_cap; i++) {
         qb_buf_fini(&c->tx[i]);
     }
+    free(c->tx);
+    c->tx = NULL;
+    c->tx_cap = 0;
     c->insts = NULL;
     c->url = NULL;
 }
@@ -66,6 +82,7 @@ void qb__wsconn_cancel_timers(qb_wsconn *c)
     lws_sul_cancel(&c->sul_connect);
     lws_sul_cancel(&c->sul_age);
     lws_sul_cancel(&c->sul_healthy);
+    lws_sul_cancel(&c->sul_keepalive);
 }
 
 static void wsconn_schedule(qb_wsconn *c, uint64_t delay_ms)
@@ -206,6 +223,21 @@ static void wsconn_healthy_cb(lws_sorted_usec_list_t *sul)
     }
 }
 
+static void wsconn_keepalive_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_wsconn *c = lws_container_of(sul, qb_wsconn, sul_keepalive);
+    qb_adapter *a = c->a;
+    if (a->stopping || !c->established) {
+        return;
+    }
+    const char *t = a->ops->keepalive_text;
+    if (t && qb__wsconn_send(c, t, strlen(t)) == QB_OK) {
+        a->cnt.keepalives++;
+    }
+    lws_sul_schedule(a->ctx, 0, &c->sul_keepalive, wsconn_keepalive_cb,
+                     (lws_usec_t)a->cfg.keepalive_ms * LWS_US_PER_MS);
+}
+
 void qb__wsconn_recycle(qb_wsconn *c, const char *why)
 {
     QB_INFO("ws_recycle", "conn=%u: %s: reconnecting now", c->idx, why);
@@ -218,12 +250,12 @@ void qb__wsconn_recycle(qb_wsconn *c, const char *why)
 
 int qb__wsconn_send(qb_wsconn *c, const char *text, size_t len)
 {
-    if (c->tx_n == QB_WS_TXQ) {
+    if (c->tx_n == c->tx_cap) {
         c->tx_dropped++;
         QB_LOG_RL(QB_LOG_WARN, "ws_txq_full", "conn=%u dropped a %zu byte message", c->idx, len);
         return QB_EAGAIN;
     }
-    qb_buf *b = &c->tx[(c->tx_head + c->tx_n) % QB_WS_TXQ];
+    qb_buf *b = &c->tx[(c->tx_head + c->tx_n) % c->tx_cap];
     qb_buf_reset(b);
     if (qb_buf_reserve(b, LWS_PRE + len) != QB_OK) {
         return QB_ENOMEM;
@@ -267,6 +299,7 @@ static void wsconn_rx(qb_wsconn *c, struct lws *wsi, const void *in, size_t len)
         QB_LOG_RL(QB_LOG_WARN, "frame_oversized", "conn=%u dropped a %zu byte message (max %zu)",
                   c->idx, c->rx_total, a->cfg.max_frame);
         c->rx_drop = false;
+        qb__adapter_on_frame_lost(c, "oversized frame dropped");
         return;
     }
     qb__adapter_on_message(c, c->rx.data, c->rx.len, now);
@@ -297,6 +330,10 @@ int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsco
             lws_sul_schedule(a->ctx, 0, &c->sul_age, wsconn_age_cb,
                              (lws_usec_t)a->cfg.max_conn_age_ms * LWS_US_PER_MS);
         }
+        if (a->cfg.keepalive_ms && a->ops->keepalive_text) {
+            lws_sul_schedule(a->ctx, 0, &c->sul_keepalive, wsconn_keepalive_cb,
+                             (lws_usec_t)a->cfg.keepalive_ms * LWS_US_PER_MS);
+        }
         qb_buf_reset(&c->rx);
         c->rx_drop = false;
         qb__adapter_on_conn_up(c);
@@ -322,7 +359,7 @@ int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsco
                 return -1;
             }
             qb_buf_reset(b);
-            c->tx_head = (c->tx_head + 1) % QB_WS_TXQ;
+            c->tx_head = (c->tx_head + 1) % c->tx_cap;
             c->tx_n--;
             if (c->tx_n) {
                 lws_callback_on_writable(wsi);
@@ -342,6 +379,8 @@ int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsco
         c->close_now = false;
         lws_sul_cancel(&c->sul_age);
         lws_sul_cancel(&c->sul_healthy);
+        lws_sul_cancel(&c->sul_keepalive);
+        c->next_req_mono = 0;
         if (a->stopping) {
             return 0;
         }

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #define REC_FILE QB_SHARED_DATA "/recorded/binance_spot_NKNUSDT_cryptofeed_20211012.txt"
 #define SAMPLES QB_SHARED_DATA "/samples/"
 
@@ -293,27 +292,29 @@ static void need_recording(void)
 QB_TEST(symbols_and_urls)
 {
     char n[QB_NATIVE_MAX];
-    QB_CHECK_EQ_INT(qb_binance_ops.to_native("BTC-USDT", n, sizeof n), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.to_native(NULL, "BTC-USDT", n, sizeof n, NULL, 0), QB_OK);
     QB_CHECK_EQ_STR(n, "BTCUSDT");
-    QB_CHECK_EQ_INT(qb_binance_ops.to_native("eth-btc", n, sizeof n), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.to_native(NULL, "eth-btc", n, sizeof n, NULL, 0), QB_OK);
     QB_CHECK_EQ_STR(n, "ETHBTC");
-    QB_CHECK(qb_binance_ops.to_native("BTCUSDT", n, sizeof n) != QB_OK);
-    QB_CHECK(qb_binance_ops.to_native("-USDT", n, sizeof n) != QB_OK);
-    QB_CHECK(qb_binance_ops.to_native("BTC-", n, sizeof n) != QB_OK);
-    QB_CHECK(qb_binance_ops.to_native("A-B-C", n, sizeof n) != QB_OK);
-    QB_CHECK(qb_binance_ops.to_native("BT/C-USDT", n, sizeof n) != QB_OK);
-    QB_CHECK(qb_binance_ops.to_native("VERYLONGBASECOIN-VERYLONGQUOTECOIN", n, sizeof n) != QB_OK);
+    QB_CHECK(qb_binance_ops.to_native(NULL, "BTCUSDT", n, sizeof n, NULL, 0) != QB_OK);
+    QB_CHECK(qb_binance_ops.to_native(NULL, "-USDT", n, sizeof n, NULL, 0) != QB_OK);
+    QB_CHECK(qb_binance_ops.to_native(NULL, "BTC-", n, sizeof n, NULL, 0) != QB_OK);
+    QB_CHECK(qb_binance_ops.to_native(NULL, "A-B-C", n, sizeof n, NULL, 0) != QB_OK);
+    QB_CHECK(qb_binance_ops.to_native(NULL, "BT/C-USDT", n, sizeof n, NULL, 0) != QB_OK);
+    QB_CHECK(qb_binance_ops.to_native(NULL, "VERYLONGBASECOIN-VERYLONGQUOTECOIN", n, sizeof n, NULL,
+                                      0) != QB_OK);
 
     const char *natives[] = {"BTCUSDT", "ETHUSDT"};
+    const qb_exchange_cfg nt = {.tickers = false};
     qb_buf b = QB_BUF_INIT;
-    QB_CHECK_EQ_INT(qb_binance_ops.ws_url("wss://stream.binance.com:9443/stream", natives, 2, &b),
-                    QB_OK);
+    QB_CHECK_EQ_INT(
+        qb_binance_ops.ws_url(&nt, "wss://stream.binance.com:9443/stream", natives, 2, &b), QB_OK);
     qb_buf_append(&b, "", 1);
     QB_CHECK_EQ_STR((char *)b.data, "wss://stream.binance.com:9443/stream?streams="
                                     "btcusdt@depth@100ms/btcusdt@trade/"
                                     "ethusdt@depth@100ms/ethusdt@trade");
     qb_buf_reset(&b);
-    QB_CHECK_EQ_INT(qb_binance_ops.subscribe_msg("wss://x/stream", natives, 2, &b), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.subscribe_msg(&nt, "wss://x/stream", natives, 2, &b), QB_OK);
     QB_CHECK_EQ_INT(b.len, 0); /* all in the URL */
 
     /* Many symbols: a URL of at most ~2 KB, the rest in one SUBSCRIBE. */
@@ -323,7 +324,7 @@ QB_TEST(symbols_and_urls)
         snprintf(names[i], sizeof names[i], "SYM%03dUSDT", i);
         many[i] = names[i];
     }
-    QB_CHECK_EQ_INT(qb_binance_ops.ws_url("wss://x/stream", many, 300, &b), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.ws_url(&nt, "wss://x/stream", many, 300, &b), QB_OK);
     QB_CHECK(b.len <= 2048 && b.len > 1500);
     qb_buf_append(&b, "", 1);
     size_t in_url = 0;
@@ -331,7 +332,7 @@ QB_TEST(symbols_and_urls)
         in_url++;
     }
     qb_buf_reset(&b);
-    QB_CHECK_EQ_INT(qb_binance_ops.subscribe_msg("wss://x/stream", many, 300, &b), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.subscribe_msg(&nt, "wss://x/stream", many, 300, &b), QB_OK);
     qb_buf_append(&b, "", 1);
     size_t in_sub = 0;
     for (const char *q = (char *)b.data; (q = strstr(q, "@trade")) != NULL; q++) {
@@ -350,6 +351,91 @@ QB_TEST(symbols_and_urls)
     qb_buf_fini(&b);
     QB_CHECK(qb_exchange_find("binance") == &qb_binance_ops);
     QB_CHECK(qb_exchange_find("nope") == NULL);
+}
+
+/* Tickers on (the default): a third stream per symbol, in the URL and in
+ * the SUBSCRIBE for the symbols that do not fit. */
+QB_TEST(ticker_streams_and_parse)
+{
+    const qb_exchange_cfg tk = {.tickers = true};
+    const char *natives[] = {"BTCUSDT", "ETHUSDT"};
+    qb_buf b = QB_BUF_INIT;
+    QB_CHECK_EQ_INT(qb_binance_ops.ws_url(&tk, "wss://x/stream", natives, 2, &b), QB_OK);
+    qb_buf_append(&b, "", 1);
+    QB_CHECK_EQ_STR((char *)b.data, "wss://x/stream?streams="
+                                    "btcusdt@depth@100ms/btcusdt@trade/btcusdt@ticker/"
+                                    "ethusdt@depth@100ms/ethusdt@trade/ethusdt@ticker");
+    static char names[300][16];
+    const char *many[300];
+    for (int i = 0; i < 300; i++) {
+        snprintf(names[i], sizeof names[i], "SYM%03dUSDT", i);
+        many[i] = names[i];
+    }
+    qb_buf_reset(&b);
+    QB_CHECK_EQ_INT(qb_binance_ops.ws_url(&tk, "wss://x/stream", many, 300, &b), QB_OK);
+    QB_CHECK(b.len <= 2048);
+    qb_buf_append(&b, "", 1);
+    size_t url_t = 0, url_k = 0, sub_t = 0, sub_k = 0;
+    for (const char *q = (char *)b.data; (q = strstr(q, "@trade")) != NULL; q++) {
+        url_t++;
+    }
+    for (const char *q = (char *)b.data; (q = strstr(q, "@ticker")) != NULL; q++) {
+        url_k++;
+    }
+    qb_buf_reset(&b);
+    QB_CHECK_EQ_INT(qb_binance_ops.subscribe_msg(&tk, "wss://x/stream", many, 300, &b), QB_OK);
+    QB_CHECK(b.len > 0 && b.data[b.len - 1] == '\0'); /* each message NUL-terminated */
+    for (const char *q = (char *)b.data; (q = strstr(q, "@trade")) != NULL; q++) {
+        sub_t++;
+    }
+    for (const char *q = (char *)b.data; (q = strstr(q, "@ticker")) != NULL; q++) {
+        sub_k++;
+    }
+    QB_CHECK_EQ_INT(url_t + sub_t, 300);
+    QB_CHECK_EQ_INT(url_k + sub_k, 300);
+    QB_CHECK_EQ_INT(url_t, url_k);
+    qb_buf_fini(&b);
+
+    /* The doc's 24hrTicker payload, combined-stream form. */
+    qb_parser p;
+    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    const char *t =
+        "{\"stream\":\"bnbbtc@ticker\",\"data\":{\"e\":\"24hrTicker\",\"E\":1672515782136,"
+        "\"s\":\"BNBBTC\",\"p\":\"-0.0015\",\"P\":\"250.00\",\"w\":\"0.0018\",\"x\":\"0.0009\","
+        "\"c\":\"0.0025\",\"Q\":\"10\",\"b\":\"0.0024\",\"B\":\"10\",\"a\":\"0.0026\",\"A\":"
+        "\"100\","
+        "\"o\":\"0.0010\",\"h\":\"0.0025\",\"l\":\"0.0010\",\"v\":\"10000\",\"q\":\"18\",\"O\":0,"
+        "\"C\":86400000,\"F\":0,\"L\":18150,\"n\":18151}}";
+    qb_event ev;
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, strlen(t), &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_TICKER);
+    QB_CHECK_EQ_STR(ev.native, "BNBBTC");
+    QB_CHECK(qb_dec_identical(ev.ticker.last, dec("0.0025")));
+    QB_CHECK(ev.ticker.has_bid && ev.ticker.has_ask && ev.ticker.has_volume &&
+             ev.ticker.has_change);
+    QB_CHECK(qb_dec_identical(ev.ticker.bid, dec("0.0024")));
+    QB_CHECK(qb_dec_identical(ev.ticker.bid_qty, dec("10")));
+    QB_CHECK(qb_dec_identical(ev.ticker.ask, dec("0.0026")));
+    QB_CHECK(qb_dec_identical(ev.ticker.ask_qty, dec("100")));
+    QB_CHECK(qb_dec_identical(ev.ticker.volume_24h, dec("10000")));
+    QB_CHECK(qb_dec_identical(ev.ticker.change_24h, dec("-0.0015")));
+    QB_CHECK_EQ_INT(ev.exch_ts, 1672515782136ULL * 1000000ULL);
+    /* An empty bid side ("0") is absent, not a zero price. */
+    const char *t2 = "{\"e\":\"24hrTicker\",\"E\":1,\"s\":\"X\",\"c\":\"5\",\"b\":\"0\","
+                     "\"B\":\"0\",\"a\":\"6\",\"A\":\"1\",\"v\":\"0\",\"p\":\"0\"}";
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t2, strlen(t2), &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_TICKER);
+    QB_CHECK(!ev.ticker.has_bid && ev.ticker.has_ask);
+    const char *bad[] = {
+        "{\"e\":\"24hrTicker\",\"E\":1,\"s\":\"X\"}",                          /* no last */
+        "{\"e\":\"24hrTicker\",\"E\":1,\"s\":\"X\",\"c\":\"x\"}",              /* bad number */
+        "{\"e\":\"24hrTicker\",\"E\":1,\"s\":\"X\",\"c\":\"1\",\"v\":\"-1\"}", /* negative volume */
+        "{\"e\":\"24hrTicker\",\"s\":\"X\",\"c\":\"1\"}",                      /* no time */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        QB_CHECK(qb_binance_ops.parse(&p, bad[i], strlen(bad[i]), &ev) != QB_OK);
+    }
+    qb_parser_fini(&p);
 }
 
 QB_TEST(recorded_session_syncs_exactly)

@@ -1,0 +1,521 @@
+/*
+ * test_bithumb.c: the Bithumb websocket v1 adapter without network
+ * (adapters/bithumb.c, and sync.c's full-book mode qb_sync_on_full).
+ *
+ * Real/documented frames (QB_SHARED_DATA samples/bithumb_v1_*, skipped with
+ * 77 when absent): orderbook, trade, ticker, {"status":"UP"}, the request
+ * format. The heart of the file is the full-book -> delta conversion: a
+ * subscriber that applies only what the adapter publishes (the first
+ * snapshot, then the deltas) must hold exactly Bithumb's latest full book
+ * after every message. That is checked over thousands of random top-N books
+ * (added, changed, removed levels, unchanged books, books shrinking to
+ * empty, crossed books) against books built independently from each full
+ * message. Every prefix and single-byte mutation of every sample goes
+ * through the parser and the full-book sync (run under ASan+UBSan).
+ */
+#include "harness.h"
+
+#include "err.h"
+#include "exchange.h"
+#include "json.h"
+#include "log.h"
+#include "sync.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SAMPLES QB_SHARED_DATA "/samples/"
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    }
+    return buf;
+}
+
+static char *sample(const char *name, size_t *len)
+{
+    char path[512];
+    snprintf(path, sizeof path, SAMPLES "%s", name);
+    char *t = read_file(path, len);
+    if (t == NULL) {
+        QB_SKIP_ALL("shared exchange data not found at " SAMPLES);
+    }
+    return t;
+}
+
+static qb_dec dec(const char *s)
+{
+    qb_dec d = {0, 0};
+    int rc = qb_dec_parse(s, strlen(s), &d);
+    QB_CHECK_EQ_INT(rc, QB_OK);
+    return d;
+}
+
+/* ---- a subscriber: applies only what the sync publishes ------------------------- */
+
+typedef struct sub_owner {
+    qb_book *book; /* the subscriber's reconstruction */
+    int snapshots, deltas, states, wants;
+    size_t last_nb, last_na;
+    bool apply_failed;
+} sub_owner;
+
+static void sub_snapshot(qb_sync *s, const qb_event *snap)
+{
+    sub_owner *o = s->user;
+    o->snapshots++;
+    if (qb_book_replace(o->book, snap->bids, snap->n_bids, snap->asks, snap->n_asks) != QB_OK) {
+        o->apply_failed = true;
+    }
+}
+
+static void sub_delta(qb_sync *s, const qb_event *ev)
+{
+    sub_owner *o = s->user;
+    o->deltas++;
+    o->last_nb = ev->n_bids;
+    o->last_na = ev->n_asks;
+    if (qb_book_apply(o->book, ev->bids, ev->n_bids, ev->asks, ev->n_asks) != QB_OK) {
+        o->apply_failed = true;
+    }
+}
+
+static void sub_state(qb_sync *s, qb_feed_state st, const char *reason)
+{
+    ((sub_owner *)s->user)->states++;
+    (void)st;
+    (void)reason;
+}
+
+static void sub_want(qb_sync *s, uint32_t delay_ms)
+{
+    ((sub_owner *)s->user)->wants++;
+    (void)delay_ms;
+}
+
+static const qb_sync_ops sub_ops = {
+    .on_snapshot = sub_snapshot,
+    .on_delta = sub_delta,
+    .on_state = sub_state,
+    .want_snapshot = sub_want,
+};
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+QB_TEST(symbols_and_request)
+{
+    char n[QB_NATIVE_MAX], err[200];
+    QB_CHECK_EQ_INT(qb_bithumb_ops.to_native(NULL, "BTC-KRW", n, sizeof n, err, sizeof err), QB_OK);
+    QB_CHECK_EQ_STR(n, "KRW-BTC");
+    QB_CHECK_EQ_INT(qb_bithumb_ops.to_native(NULL, "eth-krw", n, sizeof n, err, sizeof err), QB_OK);
+    QB_CHECK_EQ_STR(n, "KRW-ETH");
+    QB_CHECK_EQ_INT(qb_bithumb_ops.to_native(NULL, "XRP-BTC", n, sizeof n, err, sizeof err), QB_OK);
+    QB_CHECK_EQ_STR(n, "BTC-XRP");
+    QB_CHECK_EQ_INT(qb_bithumb_ops.from_native(NULL, "KRW-BTC", n, sizeof n, err, sizeof err),
+                    QB_OK);
+    QB_CHECK_EQ_STR(n, "BTC-KRW");
+    const char *bad[] = {"BTCKRW", "-KRW", "BTC-", "A-B-C", "BTC_KRW-X", "KRW-BTC.3", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        QB_CHECK(qb_bithumb_ops.to_native(NULL, bad[i], n, sizeof n, err, sizeof err) != QB_OK);
+        QB_CHECK(qb_bithumb_ops.from_native(NULL, bad[i], n, sizeof n, err, sizeof err) != QB_OK);
+    }
+    QB_CHECK(strstr(err, "KRW-BTC") != NULL);
+    /* The native code given as a symbol: refused, with the fix. */
+    QB_CHECK_EQ_INT(qb_bithumb_ops.to_native(NULL, "KRW-BTC", n, sizeof n, err, sizeof err),
+                    QB_EINVAL);
+    QB_CHECK(strstr(err, "give BTC-KRW") != NULL);
+
+    /* The request: one JSON array, ticket, three types, format DEFAULT. */
+    const char *natives[] = {"KRW-BTC", "KRW-ETH"};
+    qb_exchange_cfg xc = {.tickers = true};
+    qb_buf b = QB_BUF_INIT;
+    QB_CHECK_EQ_INT(qb_bithumb_ops.subscribe_msg(&xc, "wss://x", natives, 2, &b), QB_OK);
+    QB_CHECK(b.len > 1 && b.data[b.len - 1] == '\0');
+    QB_CHECK_EQ_INT(strlen((char *)b.data), b.len - 1); /* exactly one message */
+    const char *m = (const char *)b.data;
+    QB_CHECK(strncmp(m, "[{\"ticket\":\"quotebus-", 20) == 0);
+    const char *tail = strstr(m, "\"},");
+    QB_CHECK(tail != NULL);
+    if (tail) {
+        QB_CHECK_EQ_STR(tail, "\"},{\"type\":\"orderbook\",\"codes\":[\"KRW-BTC\",\"KRW-ETH\"]},"
+                              "{\"type\":\"trade\",\"codes\":[\"KRW-BTC\",\"KRW-ETH\"]},"
+                              "{\"type\":\"ticker\",\"codes\":[\"KRW-BTC\",\"KRW-ETH\"]},"
+                              "{\"format\":\"DEFAULT\"}]");
+    }
+    jsmntok_t tok[64];
+    qb_json j;
+    QB_CHECK_EQ_INT(qb_json_parse(&j, m, b.len - 1, tok, 64), QB_OK);
+    QB_CHECK(qb_json_is_array(&j, 0) && j.tok[0].size == 5);
+    /* The doc's own sample has the same shape. */
+    size_t len;
+    char *doc = sample("bithumb_v1_subscribe_orderbook_doc_1.json", &len);
+    qb_json jd;
+    QB_CHECK_EQ_INT(qb_json_parse(&jd, doc, len, tok, 64), QB_OK);
+    QB_CHECK(qb_json_is_array(&jd, 0) && jd.tok[0].size == 3);
+    QB_CHECK(qb_json_get(&jd, qb_json_at(&jd, 0, 0), "ticket") >= 0);
+    QB_CHECK(qb_json_str_eq(&jd, qb_json_get(&jd, qb_json_at(&jd, 0, 1), "type"), "orderbook"));
+    QB_CHECK(qb_json_str_eq(&jd, qb_json_get(&jd, qb_json_at(&jd, 0, 2), "format"), "DEFAULT"));
+    free(doc);
+    /* Tickets differ per request; tickers off drops the ticker type. */
+    qb_buf b2 = QB_BUF_INIT;
+    xc.tickers = false;
+    QB_CHECK_EQ_INT(qb_bithumb_ops.subscribe_msg(&xc, "wss://x", natives, 1, &b2), QB_OK);
+    QB_CHECK(strstr((char *)b2.data, "ticker\"") == NULL);
+    const char *t1 = strstr((char *)b.data, "\"},"), *t2 = strstr((char *)b2.data, "\"},");
+    QB_CHECK(t1 && t2 &&
+             !((t1 - (char *)b.data) == (t2 - (char *)b2.data) &&
+               memcmp(b.data, b2.data, (size_t)(t1 - (char *)b.data)) == 0));
+    qb_buf_fini(&b);
+    qb_buf_fini(&b2);
+    QB_CHECK(qb_exchange_find("bithumb") == &qb_bithumb_ops);
+    QB_CHECK(qb_bithumb_ops.full_book && qb_bithumb_ops.keepalive_ms > 0 &&
+             qb_bithumb_ops.keepalive_ms < 120000);
+    QB_CHECK_EQ_STR(qb_bithumb_ops.keepalive_text, "PING");
+}
+
+QB_TEST(samples_parse)
+{
+    qb_parser p;
+    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    qb_event ev;
+    size_t len;
+    char *t = sample("bithumb_v1_orderbook_ccxt_1.json", &len);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_BOOK_FULL);
+    QB_CHECK_EQ_STR(ev.native, "KRW-BTC");
+    QB_CHECK_EQ_INT(ev.n_bids, 1);
+    QB_CHECK_EQ_INT(ev.n_asks, 1);
+    QB_CHECK(qb_dec_identical(ev.bids[0].price, dec("95339000")));
+    QB_CHECK(qb_dec_identical(ev.bids[0].size, dec("0.0024")));
+    QB_CHECK(qb_dec_identical(ev.asks[0].price, dec("95340000")));
+    QB_CHECK(qb_dec_identical(ev.asks[0].size, dec("0.0007")));
+    /* "1783657882348968": 16 digits, microseconds; also the book's id. */
+    QB_CHECK_EQ_INT(ev.exch_ts, 1783657882348968000ULL);
+    QB_CHECK_EQ_INT(ev.last_id, 1783657882348968ULL);
+    free(t);
+
+    t = sample("bithumb_v1_trade_ccxt_1.json", &len);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_TRADE);
+    QB_CHECK_EQ_STR(ev.native, "KRW-BTC");
+    QB_CHECK_EQ_INT(ev.n_trades, 1);
+    QB_CHECK_EQ_INT(ev.trades[0].id, 862683813820523888ULL);
+    QB_CHECK_EQ_INT(ev.trades[0].side, QB_SIDE_SELL); /* ASK: the taker sold */
+    QB_CHECK(qb_dec_identical(ev.trades[0].price, dec("95539000")));
+    QB_CHECK(qb_dec_identical(ev.trades[0].qty, dec("0.00022664")));
+    QB_CHECK_EQ_INT(ev.trades[0].ts, 1783658381138ULL * 1000000ULL);
+    /* BID: the taker bought. */
+    char *bid = strdup(t);
+    char *ab = strstr(bid, "\"ASK\"");
+    memcpy(ab, "\"BID\"", 5);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, bid, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.trades[0].side, QB_SIDE_BUY);
+    free(bid);
+    free(t);
+
+    t = sample("bithumb_v1_ticker_snapshot_doc_1.json", &len);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_TICKER);
+    QB_CHECK_EQ_STR(ev.native, "KRW-BTC");
+    QB_CHECK(qb_dec_identical(ev.ticker.last, dec("493100")));
+    QB_CHECK(ev.ticker.has_volume && qb_dec_identical(ev.ticker.volume_24h, dec("13380.57687512")));
+    /* signed_change_price is versus the previous day's close, not 24 h. */
+    QB_CHECK(!ev.ticker.has_change);
+    QB_CHECK(!ev.ticker.has_bid && !ev.ticker.has_ask);
+    QB_CHECK_EQ_INT(ev.exch_ts, 1725927377287ULL * 1000000ULL);
+    free(t);
+
+    t = sample("bithumb_v1_status_up_doc_1.json", &len);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_HEARTBEAT);
+    free(t);
+
+    const char *err = "{\"error\":{\"name\":\"INVALID_PARAM\",\"message\":\"bad codes\"}}";
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, err, strlen(err), &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_ERROR);
+    QB_CHECK_EQ_STR(ev.info, "error=INVALID_PARAM message=bad codes");
+    const char *other = "{\"type\":\"myTrade\",\"code\":\"KRW-BTC\"}";
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, other, strlen(other), &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_UNKNOWN);
+    /* A shorter side padded with zero units; a numeric ms timestamp. */
+    const char *pad = "{\"type\":\"orderbook\",\"code\":\"KRW-XRP\",\"timestamp\":1725927377287,"
+                      "\"orderbook_units\":[{\"ask_price\":801,\"bid_price\":800,\"ask_size\":5,"
+                      "\"bid_size\":7.5},{\"ask_price\":802,\"bid_price\":0,\"ask_size\":1,"
+                      "\"bid_size\":0}]}";
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, pad, strlen(pad), &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.n_bids, 1);
+    QB_CHECK_EQ_INT(ev.n_asks, 2);
+    QB_CHECK_EQ_INT(ev.exch_ts, 1725927377287ULL * 1000000ULL);
+
+    const char *bad[] = {
+        "",
+        "[]",
+        "{\"type\":\"orderbook\"}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\"}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW BTC\",\"orderbook_units\":[]}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"orderbook_units\":[{\"ask_price\":1}]}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"orderbook_units\":[{\"ask_price\":1,"
+        "\"bid_price\":1,\"ask_size\":-1,\"bid_size\":1}]}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"orderbook_units\":[{\"ask_price\":0,"
+        "\"bid_price\":1,\"ask_size\":1,\"bid_size\":1}]}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"orderbook_units\":[{\"ask_price\":\"1\","
+        "\"bid_price\":1,\"ask_size\":1,\"bid_size\":1}]}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"orderbook_units\":[[1,2,3,4]]}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"orderbook_units\":[],\"timestamp\":-5}",
+        "{\"type\":\"trade\",\"code\":\"KRW-BTC\",\"trade_price\":1,\"trade_volume\":1,"
+        "\"ask_bid\":\"X\",\"sequential_id\":1,\"trade_timestamp\":1}",
+        "{\"type\":\"trade\",\"code\":\"KRW-BTC\",\"trade_price\":1,\"trade_volume\":1,"
+        "\"ask_bid\":\"ASK\",\"trade_timestamp\":1}",
+        "{\"type\":\"trade\",\"code\":\"KRW-BTC\",\"trade_price\":1,\"trade_volume\":1,"
+        "\"ask_bid\":\"ASK\",\"sequential_id\":\"123456789012345678901234567\",\"trade_timestamp\":"
+        "1}",
+        "{\"type\":\"trade\",\"code\":\"KRW-BTC\",\"trade_price\":0,\"trade_volume\":1,"
+        "\"ask_bid\":\"ASK\",\"sequential_id\":1,\"trade_timestamp\":1}",
+        "{\"type\":\"trade\",\"code\":\"KRW-BTC\",\"trade_price\":1,\"trade_volume\":1,"
+        "\"ask_bid\":\"ASK\",\"sequential_id\":1}",
+        "{\"type\":\"ticker\",\"code\":\"KRW-BTC\"}",
+        "{\"type\":\"ticker\",\"code\":\"KRW-BTC\",\"trade_price\":1,\"acc_trade_volume_24h\":-2}",
+        "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"orderbook_units\":[{\"ask_price\":1,",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = qb_bithumb_ops.parse(&p, bad[i], strlen(bad[i]), &ev);
+        if (rc == QB_OK) {
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+        }
+        QB_CHECK(rc != QB_OK);
+    }
+    qb_parser_fini(&p);
+}
+
+/* ---- full books -> exact deltas ---------------------------------------------------- */
+
+static uint64_t rng_state = 88172645463325252ULL;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* A Bithumb-shaped orderbook message from price grids. */
+static void full_msg(qb_buf *out, const long *bp, const long *bs, const long *ap, const long *as,
+                     size_t n)
+{
+    qb_buf_reset(out);
+    qb_buf_appendf(out, "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"total_ask_size\":1,"
+                        "\"total_bid_size\":1,\"orderbook_units\":[");
+    for (size_t i = 0; i < n; i++) {
+        qb_buf_appendf(out,
+                       "%s{\"ask_price\":%ld,\"bid_price\":%ld,\"ask_size\":%ld.%04ld,"
+                       "\"bid_size\":%ld.%04ld}",
+                       i ? "," : "", ap[i], bp[i], as[i] / 10000, as[i] % 10000, bs[i] / 10000,
+                       bs[i] % 10000);
+    }
+    static unsigned long long ts = 1725927377287ULL;
+    qb_buf_appendf(out, "],\"timestamp\":%llu,\"stream_type\":\"REALTIME\"}", ++ts);
+}
+
+QB_TEST(full_books_become_exact_deltas)
+{
+    qb_parser p;
+    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    qb_sync_counters cnt = {0};
+    sub_owner own = {0};
+    own.book = qb_book_new(100);
+    qb_book *expect = qb_book_new(100);
+    qb_sync s;
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_none, &sub_ops, &own, &cnt, 100), QB_OK);
+    qb_sync_start(&s, QB_FEED_SYNCING, "");
+    qb_buf msg = QB_BUF_INIT;
+    qb_event ev;
+
+    /* Hand-made steps first: change, add, remove, unchanged. */
+    long bp[30], bs[30], ap[30], as[30];
+    for (int i = 0; i < 3; i++) {
+        bp[i] = 1000 - i;
+        ap[i] = 1001 + i;
+        bs[i] = as[i] = 10000 * (i + 1);
+    }
+    full_msg(&msg, bp, bs, ap, as, 3);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, (char *)msg.data, msg.len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
+    QB_CHECK_EQ_INT(own.snapshots, 1); /* the first full book is the snapshot */
+    QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
+    bs[0] = 5000; /* changed */
+    bp[2] = 997;  /* 998 removed, 997 added */
+    full_msg(&msg, bp, bs, ap, as, 3);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, (char *)msg.data, msg.len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
+    QB_CHECK_EQ_INT(own.deltas, 1);
+    QB_CHECK_EQ_INT(own.last_nb, 3); /* 1000 changed, 998 -> 0, 997 new */
+    QB_CHECK_EQ_INT(own.last_na, 0);
+    QB_CHECK(qb_book_equal(own.book, qb_sync_book(&s)));
+    qb_book_replace(expect, ev.bids, ev.n_bids, ev.asks, ev.n_asks);
+    QB_CHECK(qb_book_equal(own.book, expect));
+    /* Same book again: nothing published. */
+    uint64_t id = s.book_id;
+    ev.last_id++;
+    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
+    QB_CHECK_EQ_INT(own.deltas, 1);
+    QB_CHECK_EQ_INT(cnt.full_unchanged, 1);
+    QB_CHECK_EQ_INT(s.book_id, id + 1); /* the book id follows the messages */
+    /* Everything gone on one side. */
+    for (int i = 0; i < 3; i++) {
+        as[i] = 0;
+    }
+    full_msg(&msg, bp, bs, ap, as, 3);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, (char *)msg.data, msg.len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
+    QB_CHECK_EQ_INT(own.last_na, 3);
+    QB_CHECK_EQ_INT(qb_book_depth(own.book, QB_ASK), 0);
+
+    /* Random top-N books: each a random walk from the previous one. */
+    int unchanged = 0, resyncs_before = (int)cnt.resyncs;
+    long mid = 100000;
+    size_t n = 15;
+    for (int step = 0; step < 5000; step++) {
+        int mode = (int)(rnd() % 10);
+        if (mode == 0) {
+            /* unchanged */
+        } else {
+            mid += (long)(rnd() % 5) - 2;
+            n = 1 + rnd() % 30;
+            for (size_t i = 0; i < n; i++) {
+                long gap = 1 + (long)(rnd() % 3);
+                bp[i] = (i ? bp[i - 1] : mid) - gap;
+                ap[i] = (i ? ap[i - 1] : mid) + gap;
+                bs[i] = (rnd() % 4 == 0) ? bs[i] : (long)(rnd() % 50000);
+                as[i] = (rnd() % 4 == 0) ? as[i] : (long)(rnd() % 50000);
+            }
+            if (rnd() % 50 == 0) {
+                bp[0] = ap[0] + 5; /* crossed: the sync must refuse it */
+                bs[0] = as[0] = 10000;
+            }
+        }
+        full_msg(&msg, bp, bs, ap, as, n);
+        QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, (char *)msg.data, msg.len, &ev), QB_OK);
+        int before = own.deltas;
+        qb_sync_on_full(&s, &ev);
+        qb_book_replace(expect, ev.bids, ev.n_bids, ev.asks, ev.n_asks);
+        if (qb_book_crossed(expect)) {
+            QB_CHECK(s.state != QB_SYNC_LIVE);
+            continue;
+        }
+        QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
+        if (own.deltas == before) {
+            unchanged++;
+        }
+        /* The subscriber's book, built only from what was published,
+         * equals Bithumb's latest full book. */
+        if (!qb_book_equal(own.book, expect)) {
+            fprintf(stderr, "step %d: subscriber book differs\n", step);
+            QB_CHECK(false);
+            break;
+        }
+    }
+    QB_CHECK(!own.apply_failed);
+    QB_CHECK(unchanged > 100);
+    QB_CHECK((int)cnt.resyncs > resyncs_before); /* the crossed books */
+    QB_CHECK_EQ_INT(cnt.book_errors, 0);
+    printf("full books: %llu, unchanged %llu, snapshots %d, deltas %d, resyncs %llu\n",
+           (unsigned long long)cnt.full_books, (unsigned long long)cnt.full_unchanged,
+           own.snapshots, own.deltas, (unsigned long long)cnt.resyncs);
+    /* Stopped: ignored. */
+    qb_sync_stop(&s, QB_FEED_RESYNCING, "test");
+    int d = own.deltas, sn = own.snapshots;
+    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
+    QB_CHECK(own.deltas == d && own.snapshots == sn);
+    qb_buf_fini(&msg);
+    qb_sync_fini(&s);
+    qb_book_free(own.book);
+    qb_book_free(expect);
+    qb_parser_fini(&p);
+}
+
+QB_TEST(every_prefix_and_mutation)
+{
+    qb_parser p;
+    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    qb_sync_counters cnt = {0};
+    sub_owner own = {0};
+    own.book = qb_book_new(100);
+    qb_sync s;
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_none, &sub_ops, &own, &cnt, 100), QB_OK);
+    qb_sync_start(&s, QB_FEED_SYNCING, "");
+    const char *files[] = {"bithumb_v1_orderbook_ccxt_1.json", "bithumb_v1_trade_ccxt_1.json",
+                           "bithumb_v1_ticker_snapshot_doc_1.json",
+                           "bithumb_v1_status_up_doc_1.json"};
+    static const unsigned char subst[] = {'"', '[', ']', '{', '}',  ',', ':',  '0', '9',
+                                          '-', '.', 'e', ' ', '\\', 0,   0xff, 0x80};
+    unsigned long ok = 0, bad = 0;
+    char *buf = malloc(1 << 16);
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        size_t len;
+        char *js = sample(files[f], &len);
+        for (size_t n = 0; n <= len; n++) {
+            memcpy(buf, js, n); /* a copy, so ASan sees reads past the prefix */
+            qb_event ev;
+            if (qb_bithumb_ops.parse(&p, buf, n, &ev) == QB_OK) {
+                ok++;
+                if (ev.kind == QB_EV_BOOK_FULL) {
+                    qb_sync_on_full(&s, &ev);
+                }
+            } else {
+                bad++;
+            }
+        }
+        memcpy(buf, js, len);
+        for (size_t k = 0; k < len; k++) {
+            char orig = buf[k];
+            for (size_t m = 0; m <= sizeof subst; m++) {
+                buf[k] = m < sizeof subst ? (char)subst[m] : (char)(orig ^ 0x20);
+                qb_event ev;
+                if (qb_bithumb_ops.parse(&p, buf, len, &ev) == QB_OK) {
+                    ok++;
+                    if (ev.kind == QB_EV_BOOK_FULL) {
+                        qb_sync_on_full(&s, &ev);
+                        if (s.state == QB_SYNC_LIVE) {
+                            QB_CHECK(qb_book_equal(own.book, qb_sync_book(&s)));
+                        }
+                    }
+                } else {
+                    bad++;
+                }
+            }
+            buf[k] = orig;
+        }
+        free(js);
+    }
+    printf("fuzz: %lu parsed, %lu rejected\n", ok, bad);
+    QB_CHECK(ok > 0 && bad > 0);
+    QB_CHECK(!own.apply_failed);
+    free(buf);
+    qb_sync_fini(&s);
+    qb_book_free(own.book);
+    qb_parser_fini(&p);
+}
+
+int main(void)
+{
+    qb_log_set_level(QB_LOG_ERROR);
+    return qb_test_run_all();
+}
