@@ -13,7 +13,14 @@
  *                    generator, the replay engine, the per-event faults
  *                    (gap, dup, reorder, malformed, oversized), the dump
  *   exsim_<ex>.c     one file per exchange: an ops table (wire protocol:
- *                    URLs, subscribe messages, payload encoders, REST)
+ *                    URLs, subscribe messages, payload encoders, REST):
+ *                    exsim_binance.c, exsim_htx.c, exsim_bithumb.c
+ *
+ * One process serves several exchanges on one port (--exchange, default
+ * binance,htx,bithumb), routed by the request path: each ops table claims
+ * its paths (owns_path). Symbols and streams belong to one exchange (the
+ * same coin is an independent book per exchange), connections to the
+ * exchange whose path they opened.
  *
  * Data flow of one depth event:
  *
@@ -49,6 +56,7 @@ struct lws_vhost;
 #define QB__EXSIM_STREAM_MAX 96      /* stream name, NUL included */
 #define QB__EXSIM_MAX_ARGS 16        /* URL arguments kept per request */
 #define QB__EXSIM_STREAMS_PER_SYM 16 /* stream names per symbol (bounds sim->nstreams) */
+#define QB__EXSIM_PENDING_REQS 8     /* delayed req answers per connection */
 
 typedef struct qb__exsim qb__exsim;
 typedef struct qb__exsim_conn qb__exsim_conn;
@@ -63,6 +71,7 @@ typedef enum qb__exsim_kind {
     QB__EXSIM_K_OTHER = 2,    /* only replayed frames (tickers, klines, ...) */
     QB__EXSIM_K_DEPTH_1S = 3, /* book deltas merged per second (Binance @depth);
                                  replay: recorded frames only */
+    QB__EXSIM_K_TICKER = 4,   /* 24 h statistics, every --ticker-every events */
 } qb__exsim_kind;
 
 /* One depth event: the level changes of one exchange message. In replay
@@ -70,7 +79,8 @@ typedef enum qb__exsim_kind {
 typedef struct qb__exsim_event {
     uint64_t index;    /* 1-based depth event number of the symbol */
     uint64_t first_id; /* U */
-    uint64_t last_id;  /* u */
+    uint64_t last_id;  /* u (HTX: seqNum) */
+    uint64_t prev_id;  /* last_id of the previous event (HTX: prevSeqNum) */
     uint64_t time_ms;  /* E */
     size_t n_bids, n_asks;
     qb_level *bids; /* generator: QB__EXSIM_MAX_CHANGES each; replay: exact */
@@ -113,6 +123,22 @@ typedef struct qb__exsim_resp {
  * frames (gzip exchanges). */
 typedef struct qb__exsim_ops {
     const char *name; /* exchange id: "binance" */
+
+    /* Routing: true when this exchange serves the websocket path (ws) or
+     * the HTTP path (!ws). Paths never overlap between exchanges. */
+    bool (*owns_path)(const char *path, bool ws);
+    /* True when native is a well-formed symbol of this exchange
+     * (BTCUSDT, btcusdt, KRW-BTC). */
+    bool (*symbol_ok)(const char *native);
+    /* Writes the symbol's base and quote, upper case (market parameters). */
+    void (*base_quote)(const char *native, char *base, char *quote, size_t cap);
+    /* Market shape: book depth cap per side (0 = --max-levels; the smaller
+     * wins), sequence ids with jumps (HTX seqNum), empty "nothing changed"
+     * events (HTX mbp.150), tiny sizes now and then (exponent form). */
+    unsigned max_depth;
+    bool sparse_ids;
+    bool empty_events;
+    bool small_sizes;
 
     /* A websocket upgrade for req. With c == NULL only validates (the
      * handshake is refused when it returns nonzero, with an HTTP status in
@@ -157,9 +183,31 @@ typedef struct qb__exsim_ops {
      * reports the answer with qb__exsim_conn_pong(). */
     int (*encode_keepalive)(qb__exsim *sim, qb__exsim_conn *c, char *token, size_t cap, qb_buf *out,
                             bool *binary);
+
+    /* Optional: a 24 h ticker frame for st (K_TICKER) from sym's state. */
+    int (*encode_ticker)(qb__exsim *sim, const qb__exsim_stream *st, bool combined, qb_buf *out,
+                         bool *binary);
+    /* Optional (gzip exchanges): a frame that is not valid gzip, and one
+     * whose gzip inflates to about bytes (a bomb). */
+    int (*encode_corrupt)(qb__exsim *sim, const qb__exsim_stream *st, qb_buf *out, bool *binary);
+    int (*encode_bomb)(qb__exsim *sim, const qb__exsim_stream *st, size_t bytes, qb_buf *out,
+                       bool *binary);
+    /* Optional: per-connection timer work (delayed replies), called by the
+     * housekeeping timer for connections of this exchange. */
+    void (*conn_tick)(qb__exsim *sim, qb__exsim_conn *c, uint64_t now_ns);
+    /* Optional: sees every generated depth event of sym (already applied
+     * to the book) before the faults decide what is sent (HTX: the top-N
+     * projections of mbp.5/mbp.20). */
+    void (*on_event)(qb__exsim *sim, qb__exsim_sym *sym, const qb__exsim_event *ev);
+    /* Optional: releases the exchange's process-wide state at exit. */
+    void (*fini)(void);
 } qb__exsim_ops;
 
 extern const qb__exsim_ops qb__exsim_binance_ops;
+extern const qb__exsim_ops qb__exsim_htx_ops;
+extern const qb__exsim_ops qb__exsim_bithumb_ops;
+
+#define QB__EXSIM_MAX_EXCHANGES 3
 
 /* ---- options (exsim_main.c fills them) ---- */
 typedef struct qb__exsim_cfg {
@@ -171,7 +219,8 @@ typedef struct qb__exsim_cfg {
     char *stats_file;
     char *dump;
     char *replay;
-    char *exchange;
+    char **exchanges; /* --exchange list */
+    size_t nexchanges;
     int64_t seed;
     int64_t rate;
     int64_t trade_rate;
@@ -184,6 +233,18 @@ typedef struct qb__exsim_cfg {
     int64_t max_streams;
     int64_t max_symbols;
     int64_t max_client_msg_rate; /* client messages per second (0 = no limit) */
+    int64_t ticker_every;        /* a ticker after every N depth events (0 = none) */
+    /* HTX */
+    int64_t htx_ping_interval_ms;
+    int64_t htx_max_missed_pings;
+    int64_t htx_req_interval_ms;
+    int64_t req_fail;
+    int64_t corrupt_gzip_every;
+    int64_t gzip_bomb_every;
+    int64_t gzip_bomb_bytes;
+    /* Bithumb */
+    int64_t bithumb_idle_ms;
+    int64_t bithumb_units;
     /* faults */
     int64_t gap_every;
     int64_t dup_every;
@@ -234,7 +295,16 @@ typedef struct qb__exsim_cfg {
     X(fault_snapshot_fail)                                                                         \
     X(fault_snapshot_delay)                                                                        \
     X(fault_shutdown)                                                                              \
-    X(dumps_written)
+    X(dumps_written)                                                                               \
+    X(tickers_generated)                                                                           \
+    X(reqs_served)                                                                                 \
+    X(req_rate_limited)                                                                            \
+    X(fault_req_fail)                                                                              \
+    X(fault_corrupt_gzip)                                                                          \
+    X(fault_gzip_bomb)                                                                             \
+    X(idle_closes)                                                                                 \
+    X(text_pings)                                                                                  \
+    X(empty_updates)
 
 typedef struct qb__exsim_stats {
 #define QB__EXSIM_CNT_FIELD_(n) uint64_t n;
@@ -244,7 +314,10 @@ typedef struct qb__exsim_stats {
 
 /* ---- streams, symbols ---- */
 struct qb__exsim_stream {
+    const qb__exsim_ops *ops;        /* the exchange it belongs to */
     char name[QB__EXSIM_STREAM_MAX]; /* exactly as clients spell it */
+    unsigned param;                  /* exchange-specific (Bithumb: units, HTX: levels) */
+    void *xdata;                     /* exchange-specific state, free()d with the stream */
     qb__exsim_kind kind;
     qb__exsim_sym *sym;
     qb__exsim_conn **subs; /* subscribed connections */
@@ -261,20 +334,34 @@ typedef struct qb__exsim_replay_rec {
 } qb__exsim_replay_rec;
 
 struct qb__exsim_sym {
-    char name[QB__EXSIM_SYM_MAX]; /* native: BTCUSDT */
+    const qb__exsim_ops *ops;     /* the exchange it belongs to */
+    char name[QB__EXSIM_SYM_MAX]; /* native: BTCUSDT, btcusdt, KRW-BTC */
     qb_book *book;
-    uint64_t last_id;  /* lastUpdateId of the book */
-    uint64_t n_events; /* depth events generated (or replayed) */
+    size_t depth;          /* levels per side at most */
+    uint64_t last_time_ms; /* time of the last depth event */
+    uint64_t last_id;      /* lastUpdateId of the book */
+    uint64_t n_events;     /* depth events generated (or replayed) */
     uint64_t n_trades;
     bool active;   /* generating */
     bool finished; /* reached --events (or end of replay) */
     uint64_t start_ns;
     /* synthetic generator state (integers in units of 10^-8) */
     uint64_t rng;
-    int64_t mid;  /* in ticks */
-    int64_t tick; /* price tick, 1e-8 units */
-    int64_t lot;  /* quantity lot, 1e-8 units */
+    int64_t mid;     /* in ticks */
+    int64_t tick;    /* price tick, 1e-8 units */
+    int64_t lot;     /* quantity lot, 1e-8 units */
+    int64_t qty_max; /* lots */
     uint64_t next_trade_id;
+    uint64_t idrng; /* seqNum jumps and empty events (independent of rng) */
+    /* 24 h ticker state (1e-8 units; quote volume in 1e-16 units) */
+    int64_t t_open, t_high, t_low, t_last, t_prev_close;
+    int64_t t_vol;
+    unsigned __int128 t_quote_vol;
+    uint64_t t_count;
+    uint64_t t_last_trade_ms;
+    bool t_last_buyer_maker;
+    int64_t t_last_qty;
+    uint64_t n_tickers;
     /* reorder fault: the event held back, sent after the next one */
     qb__exsim_event *held;
     /* replay */
@@ -303,6 +390,7 @@ typedef struct qb__exsim_qent {
 
 struct qb__exsim_conn {
     qb__exsim *sim;
+    const qb__exsim_ops *ops; /* the exchange of its path */
     struct lws *wsi;
     uint64_t id;
     bool combined; /* /stream (wrapped) or /ws (raw) */
@@ -329,7 +417,27 @@ struct qb__exsim_conn {
     uint64_t last_ping_ns;
     uint64_t unanswered_since_ns; /* 0 = no ping outstanding */
     char ping_payload[32];
+    char ping_prev[32]; /* application pings: the one before (still valid) */
     bool want_ping;
+    /* keepalive policy (set from the exchange at open): websocket PINGs
+     * with a pong timeout (Binance), or application pings of which at most
+     * max_missed may go unanswered (HTX: 2) */
+    int64_t ping_interval_ms;
+    int64_t pong_timeout_ms;
+    int64_t max_missed_pings;
+    uint32_t missed_pings;
+    /* idle close (Bithumb: 120 s without traffic in either direction) */
+    int64_t idle_ms;
+    uint64_t last_traffic_ns;
+    /* request/reply state of the exchange (HTX req pacing, delayed and
+     * failing req; Bithumb: the one request of a connection) */
+    uint64_t last_req_ns;
+    struct qb__exsim_pending_req {
+        uint64_t due_ns;
+        char topic[QB__EXSIM_STREAM_MAX];
+        char id[72];
+    } reqq[QB__EXSIM_PENDING_REQS]; /* delayed req answers, in order */
+    size_t nreq;
     /* stall fault */
     bool stalled_once;
     bool stall_pending; /* the stall starts when its frame is written */
@@ -338,7 +446,9 @@ struct qb__exsim_conn {
 };
 
 struct qb__exsim {
-    const qb__exsim_ops *ops;
+    const qb__exsim_ops *ops; /* the first --exchange (replay, defaults) */
+    const qb__exsim_ops *exch[QB__EXSIM_MAX_EXCHANGES];
+    size_t nexch;
     qb__exsim_cfg *cfg;
     qb__exsim_stats st;
     struct lws_context *ctx;
@@ -352,6 +462,7 @@ struct qb__exsim {
     uint64_t next_conn_id;
     bool replay_mode;
     int64_t snapshot_fail_left;
+    int64_t req_fail_left;
     qb_buf scratch; /* frame encoding */
     bool dump_pending;
     bool stopping;
@@ -359,16 +470,17 @@ struct qb__exsim {
 
 /* ---- exsim_market.c ---- */
 
-/* Returns the symbol named native (created with a fresh synthetic book when
- * create is set, the mode allows it, the name is allowed and fewer than
- * --max-symbols exist), or NULL. */
-qb__exsim_sym *qb__exsim_sym_get(qb__exsim *sim, const char *native, bool create);
+/* Returns ops' symbol named native (created with a fresh synthetic book
+ * when create is set, the mode allows it, the name is allowed and fewer
+ * than --max-symbols exist), or NULL. */
+qb__exsim_sym *qb__exsim_sym_get(qb__exsim *sim, const qb__exsim_ops *ops, const char *native,
+                                 bool create);
 /* Starts generation (or replay) for sym if it is not running. */
 void qb__exsim_sym_activate(qb__exsim *sim, qb__exsim_sym *sym);
-/* Returns the stream named name (created when absent), or NULL on ENOMEM
+/* Returns ops' stream named name (created when absent), or NULL on ENOMEM
  * or when the simulator already holds --max-symbols * 16 streams. */
-qb__exsim_stream *qb__exsim_stream_get(qb__exsim *sim, const char *name, qb__exsim_sym *sym,
-                                       qb__exsim_kind kind);
+qb__exsim_stream *qb__exsim_stream_get(qb__exsim *sim, const qb__exsim_ops *ops, const char *name,
+                                       qb__exsim_sym *sym, qb__exsim_kind kind);
 /* The market timer: generates or replays what is due. Service thread. */
 void qb__exsim_market_start(qb__exsim *sim);
 void qb__exsim_market_stop(qb__exsim *sim);
@@ -390,6 +502,19 @@ int qb__exsim_replay_frame(qb__exsim *sim, qb__exsim_sym *sym, qb__exsim_stream 
 /* One malloc block holding an event and room for nb bids and na asks
  * (n_bids/n_asks start at 0). free() it. NULL on ENOMEM. */
 qb__exsim_event *qb__exsim_event_new(size_t nb, size_t na);
+
+/* Formats v (units of 10^-8) as a JSON number. QB__EXSIM_NUM_PLAIN:
+ * shortest plain decimal ("95340000", "0.0007"); QB__EXSIM_NUM_JAVA: like
+ * Java's Double.toString, the way HTX prints: at least one fractional
+ * digit ("716.0"), exponent form below 10^-3 and from 10^7 ("1.58E-4").
+ * Exact: the text denotes exactly v * 10^-8. */
+typedef enum { QB__EXSIM_NUM_PLAIN = 0, QB__EXSIM_NUM_JAVA = 1 } qb__exsim_numfmt;
+int qb__exsim_num(qb_buf *b, int64_t v, qb__exsim_numfmt fmt);
+/* The same for an unsigned 128-bit value in units of 10^-16, printed with
+ * at most 8 decimals (truncated; ticker turnover). */
+int qb__exsim_num128(qb_buf *b, unsigned __int128 v16);
+/* The depth event time stamp clock (ms since the epoch). */
+uint64_t qb__exsim_now_ms(void);
 
 /* Integer price/size in units of 10^-8 to a qb_dec of scale 8. */
 static inline qb_dec qb__exsim_dec8(int64_t v)
@@ -415,6 +540,8 @@ struct qb__exsim_frame {
     size_t len;    /* payload bytes (after LWS_PRE) */
     uint8_t buf[]; /* LWS_PRE + len */
 };
+/* An encoder returning QB_EEOF has nothing to send for that stream (HTX
+ * mbp.5: the top 5 did not change); the fan-out skips it silently. */
 /* Makes a frame from sim->scratch (which holds LWS_PRE + payload). */
 qb__exsim_frame *qb__exsim_frame_from_scratch(qb__exsim *sim, bool binary);
 void qb__exsim_frame_unref(qb__exsim_frame *f);
@@ -434,5 +561,7 @@ void qb__exsim_conn_close(qb__exsim_conn *c, int status, const char *reason);
 void qb__exsim_conn_pong(qb__exsim_conn *c, const void *payload, size_t len);
 /* Sends the exchange's shutdown notice and closes. */
 void qb__exsim_conn_shutdown(qb__exsim_conn *c);
+/* Queues the frame in sim->scratch (control reply, not an event). */
+void qb__exsim_conn_send_scratch(qb__exsim_conn *c, bool binary);
 
 #endif

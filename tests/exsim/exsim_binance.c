@@ -9,9 +9,10 @@
  *   streams: <sym>@depth@100ms (every event), <sym>@depth and
  *   <sym>@depth@1000ms (the changes of one second merged into one event:
  *   U = first U, u = last u, each level once with its final size),
- *   <sym>@trade; any other <sym>@<name> is accepted and carries only
- *   replayed frames. Symbols are lowercase in stream names, uppercase in "s".
- *   Control: {"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS"|
+ *   <sym>@trade, <sym>@ticker (24hrTicker every --ticker-every events);
+ *   any other <sym>@<name> is accepted and carries only replayed frames. Symbols are lowercase in
+ * stream names, uppercase in "s". Control:
+ * {"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS"|
  *   "SET_PROPERTY"|"GET_PROPERTY","params":[...],"id":N} -> {"result":...,
  *   "id":N}; errors {"code":N,"msg":"...","id":N}. At most --max-streams
  *   (1024) streams per connection: a longer URL is refused with HTTP 400, a
@@ -81,6 +82,8 @@ static bool binance_stream_parse(const char *name, size_t n, char *native, qb__e
         *kind = QB__EXSIM_K_DEPTH_1S;
     } else if (rl == 5 && memcmp(rest, "trade", 5) == 0) {
         *kind = QB__EXSIM_K_TRADE;
+    } else if (rl == 6 && memcmp(rest, "ticker", 6) == 0) {
+        *kind = QB__EXSIM_K_TICKER;
     } else {
         *kind = QB__EXSIM_K_OTHER;
     }
@@ -99,8 +102,8 @@ static qb__exsim_stream *binance_stream_for(qb__exsim *sim, const char *name, si
     }
     memcpy(nm, name, n);
     nm[n] = '\0';
-    qb__exsim_sym *sym = qb__exsim_sym_get(sim, native, true);
-    qb__exsim_stream *st = qb__exsim_stream_get(sim, nm, sym, kind);
+    qb__exsim_sym *sym = qb__exsim_sym_get(sim, &qb__exsim_binance_ops, native, true);
+    qb__exsim_stream *st = qb__exsim_stream_get(sim, &qb__exsim_binance_ops, nm, sym, kind);
     return st;
 }
 
@@ -460,7 +463,7 @@ static void binance_snapshot(qb__exsim *sim, const qb__exsim_req *req, qb__exsim
     }
     qb__exsim_sym *sym = NULL;
     if (strlen(symbol) < QB__EXSIM_SYM_MAX) {
-        sym = qb__exsim_sym_get(sim, symbol, true);
+        sym = qb__exsim_sym_get(sim, &qb__exsim_binance_ops, symbol, true);
     }
     if (sym == NULL) {
         binance_http_error(resp, 400, -1121, "Invalid symbol.");
@@ -664,6 +667,55 @@ static int binance_encode_oversized(qb__exsim *sim, const qb__exsim_stream *st, 
     return rc;
 }
 
+/* {"e":"24hrTicker",...}: the rolling 24 h statistics of the symbol. */
+static int binance_encode_ticker(qb__exsim *sim, const qb__exsim_stream *st, bool combined,
+                                 qb_buf *out, bool *binary)
+{
+    const qb__exsim_sym *s = st->sym;
+    if (s == NULL) {
+        return QB_EINVAL;
+    }
+    char o[QB_DEC_STR_MAX], h[QB_DEC_STR_MAX], l[QB_DEC_STR_MAX], c[QB_DEC_STR_MAX],
+        v[QB_DEC_STR_MAX], x[QB_DEC_STR_MAX], p[QB_DEC_STR_MAX], bp[QB_DEC_STR_MAX],
+        bq[QB_DEC_STR_MAX], ap[QB_DEC_STR_MAX], aq[QB_DEC_STR_MAX], lq[QB_DEC_STR_MAX];
+    qb_dec_format(qb__exsim_dec8(s->t_open), o, sizeof o);
+    qb_dec_format(qb__exsim_dec8(s->t_high), h, sizeof h);
+    qb_dec_format(qb__exsim_dec8(s->t_low), l, sizeof l);
+    qb_dec_format(qb__exsim_dec8(s->t_last), c, sizeof c);
+    qb_dec_format(qb__exsim_dec8(s->t_vol), v, sizeof v);
+    qb_dec_format(qb__exsim_dec8(s->t_prev_close), x, sizeof x);
+    qb_dec_format(qb__exsim_dec8(s->t_last - s->t_open), p, sizeof p);
+    qb_dec_format(qb__exsim_dec8(s->t_last_qty), lq, sizeof lq);
+    qb_level zero = {qb__exsim_dec8(0), qb__exsim_dec8(0)};
+    const qb_level *b0 = qb_book_depth(s->book, QB_BID) ? qb_book_levels(s->book, QB_BID) : &zero;
+    const qb_level *a0 = qb_book_depth(s->book, QB_ASK) ? qb_book_levels(s->book, QB_ASK) : &zero;
+    qb_dec_format(b0->price, bp, sizeof bp);
+    qb_dec_format(b0->size, bq, sizeof bq);
+    qb_dec_format(a0->price, ap, sizeof ap);
+    qb_dec_format(a0->size, aq, sizeof aq);
+    /* price change percent with 3 decimals, integers only */
+    int64_t pct1000 = s->t_open ? (s->t_last - s->t_open) * 100000 / s->t_open : 0;
+    unsigned long long now = qb__exsim_now_ms();
+    int rc = binance_wrap_open(out, st->name, combined);
+    rc = rc ? rc
+            : qb_buf_appendf(out,
+                             "{\"e\":\"24hrTicker\",\"E\":%llu,\"s\":\"%s\",\"p\":\"%s\","
+                             "\"P\":\"%s%lld.%03lld\",\"w\":\"%s\",\"x\":\"%s\",\"c\":\"%s\","
+                             "\"Q\":\"%s\",\"b\":\"%s\",\"B\":\"%s\",\"a\":\"%s\",\"A\":\"%s\","
+                             "\"o\":\"%s\",\"h\":\"%s\",\"l\":\"%s\",\"v\":\"%s\",\"q\":\"",
+                             now, s->name, p, pct1000 < 0 ? "-" : "",
+                             (long long)(pct1000 < 0 ? -pct1000 : pct1000) / 1000,
+                             (long long)(pct1000 < 0 ? -pct1000 : pct1000) % 1000, c, x, c, lq, bp,
+                             bq, ap, aq, o, h, l, v);
+    rc = rc ? rc : qb__exsim_num128(out, s->t_quote_vol);
+    rc = rc ? rc
+            : qb_buf_appendf(
+                  out, "\",\"O\":%llu,\"C\":%llu,\"F\":%llu,\"L\":%llu,\"n\":%llu}",
+                  now - 86400000ull, now, (unsigned long long)(s->next_trade_id - s->t_count),
+                  (unsigned long long)(s->next_trade_id - 1), (unsigned long long)s->t_count);
+    return rc ? rc : binance_wrap_close(out, combined);
+}
+
 /* ---- replay (cryptofeed capture) ---- */
 
 static int binance_parse_levels(const qb_json *j, int arr, qb_level *out, size_t *n)
@@ -778,7 +830,7 @@ static int binance_replay_frame(qb__exsim *sim, const char *line, size_t len)
     }
     memcpy(nm, sname, sl);
     nm[sl] = '\0';
-    qb__exsim_sym *sym = qb__exsim_sym_get(sim, native, false);
+    qb__exsim_sym *sym = qb__exsim_sym_get(sim, &qb__exsim_binance_ops, native, false);
     if (sym == NULL) {
         QB_WARN("exsim_replay_no_snapshot",
                 "sym=%s: frames before any REST snapshot; starting "
@@ -789,7 +841,7 @@ static int binance_replay_frame(qb__exsim *sim, const char *line, size_t len)
             return QB_ENOMEM;
         }
     }
-    qb__exsim_stream *st = qb__exsim_stream_get(sim, nm, sym, kind);
+    qb__exsim_stream *st = qb__exsim_stream_get(sim, &qb__exsim_binance_ops, nm, sym, kind);
     if (st == NULL) {
         return QB_ENOMEM;
     }
@@ -870,8 +922,42 @@ static int binance_replay_load(qb__exsim *sim, const char *path)
     return rc;
 }
 
+static bool binance_owns_path(const char *path, bool ws)
+{
+    if (!ws) {
+        return strncmp(path, "/api/", 5) == 0;
+    }
+    return strcmp(path, "/stream") == 0 || strcmp(path, "/stream/") == 0 ||
+           strcmp(path, "/ws") == 0 || strncmp(path, "/ws/", 4) == 0;
+}
+
+static bool binance_symbol_ok(const char *native)
+{
+    if (*native == '\0') {
+        return false;
+    }
+    for (const char *p = native; *p; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* BTCUSDT has no separator: the whole name is the "base" (the market
+ * parameters go by its prefix, BTC... or ETH...). */
+static void binance_base_quote(const char *native, char *base, char *quote, size_t cap)
+{
+    snprintf(base, cap, "%s", native);
+    quote[0] = '\0';
+}
+
 const qb__exsim_ops qb__exsim_binance_ops = {
     .name = "binance",
+    .owns_path = binance_owns_path,
+    .symbol_ok = binance_symbol_ok,
+    .base_quote = binance_base_quote,
+    .encode_ticker = binance_encode_ticker,
     .ws_open = binance_ws_open,
     .ws_message = binance_ws_message,
     .http_is_snapshot = binance_http_is_snapshot,

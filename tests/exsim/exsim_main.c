@@ -6,8 +6,11 @@
  * timer, connections, HTTP) runs inside it. The signal handler only sets a
  * flag and calls lws_cancel_service() to wake the loop. On SIGINT/SIGTERM
  * every connection is sent the exchange's shutdown notice (Binance
- * serverShutdown) and closed, for at most 500 ms, then --dump and
- * --stats-file are written.
+ * serverShutdown; HTX and Bithumb have none: a close) and closed, for at
+ * most 500 ms, then --dump and --stats-file are written.
+ *
+ * One process serves every exchange of --exchange (default all three) on
+ * one port; exsim_server.c routes by path.
  */
 #include "exsim.h"
 
@@ -36,10 +39,14 @@ static void main_on_signal(int sig)
     }
 }
 
+static const qb__exsim_ops *const main_all_ops[] = {&qb__exsim_bithumb_ops, &qb__exsim_htx_ops,
+                                                    &qb__exsim_binance_ops};
+
 static const qb__exsim_ops *main_find_ops(const char *name)
 {
-    static const qb__exsim_ops *const all[] = {&qb__exsim_binance_ops};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    const qb__exsim_ops *const *all = main_all_ops;
+    enum { MAIN_NOPS = sizeof main_all_ops / sizeof main_all_ops[0] };
+    for (size_t i = 0; i < MAIN_NOPS; i++) {
         if (strcmp(all[i]->name, name) == 0) {
             return all[i];
         }
@@ -52,7 +59,6 @@ int main(int argc, char **argv)
     qb__exsim_cfg cfg = {
         .host = "127.0.0.1",
         .port = 7790,
-        .exchange = "binance",
         .seed = 1,
         .rate = 10,
         .trade_rate = 2,
@@ -65,12 +71,22 @@ int main(int argc, char **argv)
         .max_symbols = 256,
         .oversized_bytes = 2 * 1024 * 1024,
         .snapshot_fail_status = 429,
+        .ticker_every = 10,
+        .htx_ping_interval_ms = 5000,
+        .htx_max_missed_pings = 2,
+        .htx_req_interval_ms = 100,
+        .gzip_bomb_bytes = 16 * 1024 * 1024,
+        .bithumb_idle_ms = 120000,
     };
     char *log_level = "info";
     qb_strlist symbols = {0};
+    qb_strlist exchanges = {0};
+    static const char *const main_default_exchanges[] = {"binance", "htx", "bithumb"};
+    qb_strlist_set_default(&exchanges, main_default_exchanges, 3);
 
     const qb_opt opts[] = {
-        {"exchange", QB_OPT_STR, &cfg.exchange, "NAME", "exchange protocol to speak (binance)"},
+        {"exchange", QB_OPT_LIST, &exchanges, "LIST",
+         "exchanges to serve on the one port, routed by path (default binance,htx,bithumb)"},
         {"host", QB_OPT_STR, &cfg.host, "ADDR", "address to listen on"},
         {"port", QB_OPT_INT, &cfg.port, "N", "port to listen on (0 = ephemeral)"},
         {"port-file", QB_OPT_STR, &cfg.port_file, "FILE", "write the listening port to FILE"},
@@ -126,6 +142,23 @@ int main(int argc, char **argv)
          "fault: answer depth snapshots this late"},
         {"shutdown-after", QB_OPT_INT, &cfg.shutdown_after, "N",
          "fault: send serverShutdown to a connection after N events, then close it"},
+        {"ticker-every", QB_OPT_INT, &cfg.ticker_every, "N",
+         "a ticker frame after every N depth events per symbol (0 = none)"},
+        {"htx-ping-interval-ms", QB_OPT_INT, &cfg.htx_ping_interval_ms, "MS",
+         "HTX: {\"ping\":ms} period (0 = no pings)"},
+        {"htx-max-missed-pings", QB_OPT_INT, &cfg.htx_max_missed_pings, "N",
+         "HTX: close when a ping is due and N pings are unanswered"},
+        {"htx-req-interval-ms", QB_OPT_INT, &cfg.htx_req_interval_ms, "MS",
+         "HTX: one req per MS per connection; faster ones get too-many-request"},
+        {"req-fail", QB_OPT_INT, &cfg.req_fail, "N",
+         "fault (HTX): the first N req snapshots answer status error"},
+        {"corrupt-gzip-every", QB_OPT_INT, &cfg.corrupt_gzip_every, "N",
+         "fault (HTX): a binary frame that is not valid gzip after every N-th depth event"},
+        {"gzip-bomb-every", QB_OPT_INT, &cfg.gzip_bomb_every, "N",
+         "fault (HTX): a small gzip frame inflating to --gzip-bomb-bytes after every N-th event"},
+        {"gzip-bomb-bytes", QB_OPT_INT, &cfg.gzip_bomb_bytes, "N", "inflated size of the bombs"},
+        {"bithumb-idle-ms", QB_OPT_INT, &cfg.bithumb_idle_ms, "MS",
+         "Bithumb: close a connection without traffic in either direction for MS (0 = never)"},
         {"log-level", QB_OPT_STR, &log_level, "LEVEL", "error, warn, info or debug"},
         {0},
     };
@@ -133,14 +166,21 @@ int main(int argc, char **argv)
         .name = "quotebus-exsim",
         .usage = "[OPTIONS]",
         .summary =
-            "Exchange simulator: serves an exchange's exact websocket and REST protocol (Binance\n"
-            "spot: /stream?streams=..., /ws/<stream>, SUBSCRIBE, server pings, GET /api/v3/depth)\n"
-            "from a deterministic synthetic market or a recorded capture, with fault injection.",
-        .footer = "Examples:\n"
-                  "  quotebus-exsim --port 7790            # ws://127.0.0.1:7790/stream, "
-                  "http://127.0.0.1:7790\n"
-                  "  quotebus-exsim --port 0 --port-file p --tls-cert c.pem --tls-key k.pem \\\n"
-                  "      --rate 2000 --events 20000 --dump books.jsonl --gap-every 500",
+            "Exchange simulator: serves exchanges' exact websocket and REST protocols on one "
+            "port,\n"
+            "routed by path: Binance spot (/stream?streams=..., /ws/<stream>, SUBSCRIBE, server\n"
+            "pings, GET /api/v3/depth), HTX (/feed and /ws: gzip binary frames, {\"ping\"},\n"
+            "sub/req/unsub, market.<sym>.mbp.150, trade.detail, detail, ticker) and Bithumb\n"
+            "(/websocket/v1: JSON array requests, full top-30 orderbook snapshots, trade, ticker,\n"
+            "PING -> {\"status\":\"UP\"}), from a deterministic synthetic market or a recorded\n"
+            "Binance capture, with fault injection.",
+        .footer =
+            "Examples:\n"
+            "  quotebus-exsim --port 7790   # binance ws://127.0.0.1:7790/stream, htx\n"
+            "      # ws://127.0.0.1:7790/feed, bithumb ws://127.0.0.1:7790/websocket/v1\n"
+            "  quotebus-exsim --exchange htx --port 0 --port-file p --corrupt-gzip-every 500\n"
+            "  quotebus-exsim --port 0 --port-file p --tls-cert c.pem --tls-key k.pem \\\n"
+            "      --rate 2000 --events 20000 --dump books.jsonl --gap-every 500",
     };
 
     qb_log_set_component("exsim");
@@ -167,15 +207,40 @@ int main(int argc, char **argv)
         exit_code = 2;
         goto out_opts;
     }
-    const qb__exsim_ops *ops = main_find_ops(cfg.exchange);
+    const qb__exsim_ops *ops = NULL;
+    const qb__exsim_ops *chosen[QB__EXSIM_MAX_EXCHANGES];
+    size_t nchosen = 0;
+    for (size_t i = 0; i < exchanges.n; i++) {
+        const qb__exsim_ops *o = main_find_ops(exchanges.v[i]);
+        if (o == NULL) {
+            fprintf(stderr,
+                    "quotebus-exsim: unknown --exchange '%s' (known: binance, htx, bithumb)\n",
+                    exchanges.v[i]);
+            exit_code = 2;
+            goto out_opts;
+        }
+        bool dup = false;
+        for (size_t k = 0; k < nchosen; k++) {
+            dup = dup || chosen[k] == o;
+        }
+        if (!dup) {
+            chosen[nchosen++] = o;
+        }
+        if (ops == NULL) {
+            ops = o;
+        }
+    }
     if (ops == NULL) {
-        fprintf(stderr, "quotebus-exsim: unknown --exchange '%s' (known: binance)\n", cfg.exchange);
+        fprintf(stderr, "quotebus-exsim: --exchange needs at least one exchange\n");
         exit_code = 2;
         goto out_opts;
     }
     if (cfg.rate <= 0 || cfg.trade_rate < 0 || cfg.max_levels <= 0 || cfg.port < 0 ||
         cfg.port > 65535 || cfg.max_queue < 16 || cfg.max_msg_bytes < 256 || cfg.max_streams <= 0 ||
         cfg.max_symbols <= 0 || cfg.oversized_bytes < 64 || cfg.events < 0 ||
+        cfg.ticker_every < 0 || cfg.htx_ping_interval_ms < 0 || cfg.htx_max_missed_pings < 0 ||
+        cfg.htx_req_interval_ms < 0 || cfg.req_fail < 0 || cfg.gzip_bomb_bytes < 1024 ||
+        cfg.bithumb_idle_ms < 0 ||
         (cfg.snapshot_fail_status != 429 && cfg.snapshot_fail_status != 500) ||
         ((cfg.tls_cert && *cfg.tls_cert) != (cfg.tls_key && *cfg.tls_key))) {
         fprintf(stderr,
@@ -190,9 +255,26 @@ int main(int argc, char **argv)
     qb__exsim sim;
     memset(&sim, 0, sizeof sim);
     sim.ops = ops;
+    /* routing order: fixed (bithumb, htx, binance), so HTX's bare /ws wins
+     * over Binance's when both are served */
+    for (size_t i = 0; i < sizeof main_all_ops / sizeof main_all_ops[0]; i++) {
+        for (size_t k = 0; k < nchosen; k++) {
+            if (chosen[k] == main_all_ops[i]) {
+                sim.exch[sim.nexch++] = chosen[k];
+            }
+        }
+    }
+    cfg.exchanges = exchanges.v;
+    cfg.nexchanges = exchanges.n;
     sim.cfg = &cfg;
     sim.snapshot_fail_left = cfg.snapshot_fail;
+    sim.req_fail_left = cfg.req_fail;
     sim.replay_mode = cfg.replay && *cfg.replay;
+    if (sim.replay_mode && ops->replay_load == NULL) {
+        fprintf(stderr, "quotebus-exsim: --replay is supported for --exchange binance only\n");
+        exit_code = 2;
+        goto out_sim;
+    }
     if (sim.replay_mode && (rc = ops->replay_load(&sim, cfg.replay)) != QB_OK) {
         QB_ERROR("exsim_replay_failed", "path=%s err=%s", cfg.replay, qb_strerror(rc));
         exit_code = 1;
@@ -246,6 +328,11 @@ out_ctx:
 out_sim:
     qb__exsim_market_free(&sim);
     qb_buf_fini(&sim.scratch);
+    for (size_t i = 0; i < sim.nexch; i++) {
+        if (sim.exch[i]->fini) {
+            sim.exch[i]->fini();
+        }
+    }
 out_opts:
     qb_opts_free(opts);
     return exit_code;

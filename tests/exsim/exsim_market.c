@@ -32,7 +32,21 @@
  * Faults (per symbol event index k, counted): --gap-every N skips sending
  * event k*N (the book still changes), --dup-every sends it twice,
  * --reorder-every holds it back and sends it after the next one,
- * --malformed-every / --oversized-every add a bad frame after it.
+ * --malformed-every / --oversized-every add a bad frame after it, and on
+ * gzip exchanges --corrupt-gzip-every / --gzip-bomb-every too.
+ *
+ * Exchanges shape the market through their ops table: the book depth cap
+ * (HTX mbp.150: 150, Bithumb: 30 units), sequence ids with jumps (HTX
+ * seqNum: id += levels + 1 + 0..39, prevSeqNum = the previous event's
+ * seqNum), "nothing changed" events with no levels (HTX, about 1 in 8,
+ * still a new seqNum), tiny sizes (HTX, about 1 size in 8 below 10^-3,
+ * printed in exponent form), and the price scale from base and quote
+ * (BTC-USDT about 60000 with tick 0.01; KRW-BTC about 90,000,000 KRW with
+ * tick 1000 KRW and sizes with 8 decimals). The id jumps and empty events
+ * come from their own PRNG state, so they never perturb the book's.
+ * Tickers: trades update a rolling 24 h state per symbol (open, high, low,
+ * last, volumes, count); every --ticker-every events it is sent to ticker
+ * streams.
  */
 #include "exsim.h"
 
@@ -80,13 +94,115 @@ static uint64_t market_now_ms(void)
     return qb_now_ns() / 1000000u;
 }
 
+uint64_t qb__exsim_now_ms(void)
+{
+    return market_now_ms();
+}
+
+/* ---- numbers ---- */
+
+int qb__exsim_num(qb_buf *b, int64_t v, qb__exsim_numfmt fmt)
+{
+    bool neg = v < 0;
+    uint64_t u = neg ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if (u == 0) {
+        return qb_buf_append(b, fmt == QB__EXSIM_NUM_JAVA ? "0.0" : "0", fmt ? 3 : 1);
+    }
+    /* digits of u and the decimal exponent: value = digits * 10^(exp10) */
+    char d[24];
+    int nd = snprintf(d, sizeof d, "%llu", (unsigned long long)u);
+    int exp10 = -8;
+    while (nd > 1 && d[nd - 1] == '0') {
+        nd--;
+        exp10++;
+    }
+    d[nd] = '\0';
+    /* position of the decimal point relative to d: value = 0.d * 10^point */
+    int point = nd + exp10; /* digits before the point */
+    char out[64];
+    size_t o = 0;
+    if (neg) {
+        out[o++] = '-';
+    }
+    bool sci = fmt == QB__EXSIM_NUM_JAVA && (point <= -2 || point >= 8);
+    if (sci) {
+        /* d[0].d[1..]E(point-1): 1.58E-4, 1.0E-5, 1.2345E7 */
+        out[o++] = d[0];
+        out[o++] = '.';
+        if (nd == 1) {
+            out[o++] = '0';
+        }
+        for (int i = 1; i < nd; i++) {
+            out[o++] = d[i];
+        }
+        o += (size_t)snprintf(out + o, sizeof out - o, "E%d", point - 1);
+    } else if (point <= 0) {
+        out[o++] = '0';
+        out[o++] = '.';
+        for (int i = 0; i < -point; i++) {
+            out[o++] = '0';
+        }
+        for (int i = 0; i < nd; i++) {
+            out[o++] = d[i];
+        }
+    } else if (point >= nd) {
+        for (int i = 0; i < nd; i++) {
+            out[o++] = d[i];
+        }
+        for (int i = nd; i < point; i++) {
+            out[o++] = '0';
+        }
+        if (fmt == QB__EXSIM_NUM_JAVA) {
+            out[o++] = '.';
+            out[o++] = '0';
+        }
+    } else {
+        for (int i = 0; i < nd; i++) {
+            if (i == point) {
+                out[o++] = '.';
+            }
+            out[o++] = d[i];
+        }
+    }
+    return qb_buf_append(b, out, o);
+}
+
+int qb__exsim_num128(qb_buf *b, unsigned __int128 v16)
+{
+    unsigned __int128 v8 = v16 / 100000000u; /* units of 10^-8 */
+    unsigned __int128 ip = v8 / 100000000u;
+    uint64_t fp = (uint64_t)(v8 % 100000000u);
+    char digits[48];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + (int)(ip % 10));
+        ip /= 10;
+    } while (ip > 0 && n < sizeof digits);
+    char out[64];
+    size_t o = 0;
+    while (n > 0) {
+        out[o++] = digits[--n];
+    }
+    if (fp != 0) {
+        char f[16];
+        int k = snprintf(f, sizeof f, "%08llu", (unsigned long long)fp);
+        while (k > 0 && f[k - 1] == '0') {
+            k--;
+        }
+        out[o++] = '.';
+        memcpy(out + o, f, (size_t)k);
+        o += (size_t)k;
+    }
+    return qb_buf_append(b, out, o);
+}
+
 /* ---- streams ---- */
 
-qb__exsim_stream *qb__exsim_stream_get(qb__exsim *sim, const char *name, qb__exsim_sym *sym,
-                                       qb__exsim_kind kind)
+qb__exsim_stream *qb__exsim_stream_get(qb__exsim *sim, const qb__exsim_ops *ops, const char *name,
+                                       qb__exsim_sym *sym, qb__exsim_kind kind)
 {
     for (qb__exsim_stream *st = sim->streams; st; st = st->next) {
-        if (strcmp(st->name, name) == 0) {
+        if (st->ops == ops && strcmp(st->name, name) == 0) {
             return st;
         }
     }
@@ -100,6 +216,7 @@ qb__exsim_stream *qb__exsim_stream_get(qb__exsim *sim, const char *name, qb__exs
         return NULL;
     }
     snprintf(st->name, sizeof st->name, "%s", name);
+    st->ops = ops;
     st->kind = kind;
     st->sym = sym;
     if (sym) {
@@ -123,17 +240,11 @@ qb__exsim_stream *qb__exsim_stream_get(qb__exsim *sim, const char *name, qb__exs
 
 /* ---- symbols and the synthetic book ---- */
 
-static bool market_name_ok(const qb__exsim *sim, const char *native)
+static bool market_name_ok(const qb__exsim *sim, const qb__exsim_ops *ops, const char *native)
 {
     size_t n = strlen(native);
-    if (n < 2 || n >= QB__EXSIM_SYM_MAX) {
+    if (n < 2 || n >= QB__EXSIM_SYM_MAX || !ops->symbol_ok(native)) {
         return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = native[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
-            return false;
-        }
     }
     if (sim->cfg->nsymbols == 0) {
         return true;
@@ -148,15 +259,31 @@ static bool market_name_ok(const qb__exsim *sim, const char *native)
 
 static int64_t market_qty(qb__exsim_sym *sym)
 {
-    return sym->lot * (int64_t)(1 + market_rnd(&sym->rng) % 20000);
+    if (sym->ops->small_sizes && market_rnd(&sym->rng) % 8 == 0) {
+        /* below 10^-3 for BTC: HTX prints these as 1.5E-4 */
+        return sym->lot * (int64_t)(1 + market_rnd(&sym->rng) % 99);
+    }
+    return sym->lot * (int64_t)(1 + market_rnd(&sym->rng) % (uint64_t)sym->qty_max);
 }
 
-static qb__exsim_sym *market_sym_alloc(qb__exsim *sim, const char *native, size_t max_levels)
+static size_t market_depth(const qb__exsim *sim, const qb__exsim_ops *ops)
+{
+    size_t d = (size_t)sim->cfg->max_levels;
+    if (ops->max_depth > 0 && ops->max_depth < d) {
+        d = ops->max_depth;
+    }
+    return d;
+}
+
+static qb__exsim_sym *market_sym_alloc(qb__exsim *sim, const qb__exsim_ops *ops, const char *native,
+                                       size_t max_levels)
 {
     qb__exsim_sym *sym = calloc(1, sizeof *sym);
     if (sym == NULL) {
         return NULL;
     }
+    sym->ops = ops;
+    sym->depth = market_depth(sim, ops);
     snprintf(sym->name, sizeof sym->name, "%s", native);
     sym->book = qb_book_new(max_levels);
     if (sym->book == NULL) {
@@ -177,11 +304,33 @@ static int market_sym_init(qb__exsim *sim, qb__exsim_sym *sym)
     sym->rng = h;
     uint64_t trng = h ^ 0x5851F42D4C957F2Dull;
     sym->next_trade_id = 100000000u + market_rnd(&trng) % 100000000u;
-    if (strncmp(sym->name, "BTC", 3) == 0) {
+    sym->idrng = h ^ 0x2127599BF4325C37ull;
+    char base[QB__EXSIM_SYM_MAX], quote[QB__EXSIM_SYM_MAX];
+    sym->ops->base_quote(sym->name, base, quote, sizeof base);
+    sym->qty_max = 20000;
+    if (strcmp(quote, "KRW") == 0) {
+        /* Korean won: integer prices, 1000 KRW ticks at these levels,
+         * sizes with 8 decimals */
+        sym->lot = 1;
+        if (strcmp(base, "BTC") == 0) {
+            sym->tick = 100000000000; /* 1000 KRW */
+            sym->mid = 90000 + (int64_t)(h % 201) - 100;
+            sym->qty_max = 20000000; /* 0.2 */
+        } else if (strcmp(base, "ETH") == 0) {
+            sym->tick = 100000000000;
+            sym->mid = 4500 + (int64_t)(h % 41) - 20;
+            sym->qty_max = 500000000; /* 5 */
+        } else {
+            sym->tick = 100000000; /* 1 KRW */
+            sym->mid = 1000 + (int64_t)(h % 401) - 200;
+            sym->lot = 1000;
+            sym->qty_max = 10000000;
+        }
+    } else if (strncmp(base, "BTC", 3) == 0) {
         sym->tick = 1000000; /* 0.01 */
         sym->mid = 6000000 + (int64_t)(h % 20001) - 10000;
         sym->lot = 1000; /* 0.00001 */
-    } else if (strncmp(sym->name, "ETH", 3) == 0) {
+    } else if (strncmp(base, "ETH", 3) == 0) {
         sym->tick = 1000000;
         sym->mid = 300000 + (int64_t)(h % 2001) - 1000;
         sym->lot = 10000;
@@ -191,7 +340,16 @@ static int market_sym_init(qb__exsim *sim, qb__exsim_sym *sym)
         sym->lot = 100000; /* 0.001 */
     }
     sym->last_id = 1000000000u + (h >> 8) % 1000000000u;
-    size_t depth0 = (size_t)sim->cfg->max_levels * 3 / 4;
+    if (sym->ops->sparse_ids) {
+        sym->last_id *= 100; /* HTX seqNums are about 10^11 */
+    }
+    /* the rolling 24 h ticker starts from a plausible day */
+    sym->t_open = sym->t_high = sym->t_low = sym->t_last = sym->mid * sym->tick;
+    sym->t_prev_close = sym->t_open - sym->tick * (int64_t)(h % 50);
+    sym->t_vol = sym->lot * sym->qty_max * 50;
+    sym->t_quote_vol = (unsigned __int128)sym->t_vol * (uint64_t)sym->t_open;
+    sym->t_count = 1000 + h % 1000;
+    size_t depth0 = sym->depth * 3 / 4;
     if (depth0 == 0) {
         depth0 = 1;
     }
@@ -214,14 +372,15 @@ static int market_sym_init(qb__exsim *sim, qb__exsim_sym *sym)
     return QB_OK;
 }
 
-qb__exsim_sym *qb__exsim_sym_get(qb__exsim *sim, const char *native, bool create)
+qb__exsim_sym *qb__exsim_sym_get(qb__exsim *sim, const qb__exsim_ops *ops, const char *native,
+                                 bool create)
 {
     for (qb__exsim_sym *s = sim->syms; s; s = s->next) {
-        if (strcmp(s->name, native) == 0) {
+        if (s->ops == ops && strcmp(s->name, native) == 0) {
             return s;
         }
     }
-    if (!create || sim->replay_mode || !market_name_ok(sim, native)) {
+    if (!create || sim->replay_mode || !market_name_ok(sim, ops, native)) {
         return NULL;
     }
     if (sim->nsyms >= (size_t)sim->cfg->max_symbols) {
@@ -231,14 +390,14 @@ qb__exsim_sym *qb__exsim_sym_get(qb__exsim *sim, const char *native, bool create
         return NULL;
     }
     qb__exsim_sym *sym =
-        market_sym_alloc(sim, native, (size_t)sim->cfg->max_levels + QB__EXSIM_MAX_CHANGES);
+        market_sym_alloc(sim, ops, native, market_depth(sim, ops) + QB__EXSIM_MAX_CHANGES);
     if (sym == NULL) {
         return NULL;
     }
     if (market_sym_init(sim, sym) != QB_OK) {
         QB_ERROR("exsim_book_init_failed", "sym=%s", native);
     }
-    QB_INFO("exsim_symbol_created", "sym=%s lastUpdateId=%llu", native,
+    QB_INFO("exsim_symbol_created", "exchange=%s sym=%s lastUpdateId=%llu", ops->name, native,
             (unsigned long long)sym->last_id);
     return sym;
 }
@@ -311,13 +470,37 @@ static int64_t market_best(const qb__exsim_sym *sym, qb_book_side side)
     return qb_book_levels(sym->book, side)[0].price.mant;
 }
 
+/* Numbers the event: Binance U..u consumes one id per level; HTX seqNum
+ * jumps (levels + 1 + 0..39), prevSeqNum is the previous seqNum. */
+static void market_number_event(qb__exsim_sym *sym, qb__exsim_event *ev, uint64_t jump)
+{
+    sym->n_events++;
+    ev->index = sym->n_events;
+    ev->prev_id = sym->last_id;
+    ev->first_id = sym->last_id + 1;
+    ev->last_id = sym->last_id + ev->n_bids + ev->n_asks;
+    if (sym->ops->sparse_ids) {
+        ev->last_id += 1 + jump;
+    }
+    sym->last_id = ev->last_id;
+    ev->time_ms = market_now_ms();
+    sym->last_time_ms = ev->time_ms;
+}
+
 static void market_gen_event(qb__exsim *sim, qb__exsim_sym *sym, qb__exsim_event *ev)
 {
     uint64_t *r = &sym->rng;
-    size_t max_levels = (size_t)sim->cfg->max_levels;
+    size_t max_levels = sym->depth;
     ev->n_bids = ev->n_asks = 0;
     ev->raw = NULL;
     ev->raw_len = 0;
+    uint64_t idr = market_rnd(&sym->idrng);
+    if (sym->ops->empty_events && idr % 8 == 0) {
+        /* HTX mbp.150: nothing changed in 100 ms, an update still comes */
+        sim->st.empty_updates++;
+        market_number_event(sym, ev, (idr >> 8) % 40);
+        return;
+    }
 
     /* Random walk of the mid; it stays at least 100 ticks above zero. */
     uint64_t step = market_rnd(r) % 3;
@@ -396,12 +579,7 @@ static void market_gen_event(qb__exsim *sim, qb__exsim_sym *sym, qb__exsim_event
             market_set(sym, ev, QB_BID, (sym->mid - 1) * sym->tick, market_qty(sym));
         }
     }
-    sym->n_events++;
-    ev->index = sym->n_events;
-    ev->first_id = sym->last_id + 1;
-    ev->last_id = sym->last_id + ev->n_bids + ev->n_asks;
-    sym->last_id = ev->last_id;
-    ev->time_ms = market_now_ms();
+    market_number_event(sym, ev, (idr >> 8) % 40);
 }
 
 /* ---- fan-out ---- */
@@ -414,26 +592,44 @@ typedef int (*market_encode_fn)(qb__exsim *sim, const qb__exsim_stream *st, cons
 static int market_enc_depth(qb__exsim *sim, const qb__exsim_stream *st, const void *item,
                             bool combined, qb_buf *out, bool *binary)
 {
-    return sim->ops->encode_depth(sim, st, item, combined, out, binary);
+    return st->ops->encode_depth(sim, st, item, combined, out, binary);
 }
 
 static int market_enc_trade(qb__exsim *sim, const qb__exsim_stream *st, const void *item,
                             bool combined, qb_buf *out, bool *binary)
 {
-    return sim->ops->encode_trade(sim, st, item, combined, out, binary);
+    return st->ops->encode_trade(sim, st, item, combined, out, binary);
+}
+
+static int market_enc_ticker(qb__exsim *sim, const qb__exsim_stream *st, const void *item,
+                             bool combined, qb_buf *out, bool *binary)
+{
+    return st->ops->encode_ticker(sim, st, combined, out, binary);
 }
 
 static int market_enc_malformed(qb__exsim *sim, const qb__exsim_stream *st, const void *item,
                                 bool combined, qb_buf *out, bool *binary)
 {
-    return sim->ops->encode_malformed(sim, st, combined, out, binary);
+    return st->ops->encode_malformed(sim, st, combined, out, binary);
 }
 
 static int market_enc_oversized(qb__exsim *sim, const qb__exsim_stream *st, const void *item,
                                 bool combined, qb_buf *out, bool *binary)
 {
-    return sim->ops->encode_oversized(sim, st, (size_t)sim->cfg->oversized_bytes, combined, out,
-                                      binary);
+    return st->ops->encode_oversized(sim, st, (size_t)sim->cfg->oversized_bytes, combined, out,
+                                     binary);
+}
+
+static int market_enc_corrupt(qb__exsim *sim, const qb__exsim_stream *st, const void *item,
+                              bool combined, qb_buf *out, bool *binary)
+{
+    return st->ops->encode_corrupt(sim, st, out, binary);
+}
+
+static int market_enc_bomb(qb__exsim *sim, const qb__exsim_stream *st, const void *item,
+                           bool combined, qb_buf *out, bool *binary)
+{
+    return st->ops->encode_bomb(sim, st, (size_t)sim->cfg->gzip_bomb_bytes, out, binary);
 }
 
 typedef struct market_raw_item {
@@ -445,7 +641,7 @@ static int market_enc_raw(qb__exsim *sim, const qb__exsim_stream *st, const void
                           bool combined, qb_buf *out, bool *binary)
 {
     const market_raw_item *it = item;
-    return sim->ops->encode_raw(sim, st, it->p, it->n, combined, out, binary);
+    return st->ops->encode_raw(sim, st, it->p, it->n, combined, out, binary);
 }
 
 static void market_fanout_stream(qb__exsim *sim, qb__exsim_stream *st, market_encode_fn enc,
@@ -468,6 +664,9 @@ static void market_fanout_stream(qb__exsim *sim, qb__exsim_stream *st, market_en
             }
             if (fr[form] == NULL) {
                 failed[form] = true;
+                if (rc == QB_EEOF) {
+                    continue; /* nothing to send on this stream */
+                }
                 QB_LOG_RL(QB_LOG_ERROR, "exsim_encode_failed", "stream=%s err=%s", st->name,
                           qb_errname(rc));
                 continue;
@@ -674,6 +873,29 @@ static void market_emit_event(qb__exsim *sim, qb__exsim_sym *sym, const qb__exsi
         market_fanout_kind(sim, sym, QB__EXSIM_K_DEPTH, market_enc_oversized, NULL, 0, 1);
         market_fanout_kind(sim, sym, QB__EXSIM_K_DEPTH_1S, market_enc_oversized, NULL, 0, 1);
     }
+    if (sym->ops->encode_corrupt && cfg->corrupt_gzip_every > 0 &&
+        k % (uint64_t)cfg->corrupt_gzip_every == 0) {
+        sim->st.fault_corrupt_gzip++;
+        market_fanout_kind(sim, sym, QB__EXSIM_K_DEPTH, market_enc_corrupt, NULL, 0, 1);
+    }
+    if (sym->ops->encode_bomb && cfg->gzip_bomb_every > 0 &&
+        k % (uint64_t)cfg->gzip_bomb_every == 0) {
+        sim->st.fault_gzip_bomb++;
+        market_fanout_kind(sim, sym, QB__EXSIM_K_DEPTH, market_enc_bomb, NULL, 0, 1);
+    }
+}
+
+/* Every --ticker-every events: the 24 h ticker to ticker streams. */
+static void market_gen_ticker(qb__exsim *sim, qb__exsim_sym *sym)
+{
+    const qb__exsim_cfg *cfg = sim->cfg;
+    if (cfg->ticker_every <= 0 || sym->n_events % (uint64_t)cfg->ticker_every != 0 ||
+        sym->ops->encode_ticker == NULL) {
+        return;
+    }
+    sym->n_tickers++;
+    sim->st.tickers_generated++;
+    market_fanout_kind(sim, sym, QB__EXSIM_K_TICKER, market_enc_ticker, NULL, 0, 1);
 }
 
 /* Trades follow depth events: after event i, trade j is due while
@@ -698,10 +920,21 @@ static void market_gen_trades(qb__exsim *sim, qb__exsim_sym *sym)
             best = sym->mid * sym->tick;
         }
         t.price = qb__exsim_dec8(best);
-        t.qty = qb__exsim_dec8(sym->lot * (int64_t)(1 + market_rnd(&s) % 1000));
+        t.qty = qb__exsim_dec8(sym->lot *
+                               (int64_t)(1 + market_rnd(&s) % (uint64_t)(sym->qty_max / 20)));
         t.id = sym->next_trade_id++;
         t.time_ms = market_now_ms();
         sym->n_trades++;
+        /* the rolling 24 h statistics */
+        sym->t_last = best;
+        sym->t_high = best > sym->t_high ? best : sym->t_high;
+        sym->t_low = best < sym->t_low ? best : sym->t_low;
+        sym->t_vol += t.qty.mant;
+        sym->t_quote_vol += (unsigned __int128)(uint64_t)t.qty.mant * (uint64_t)best;
+        sym->t_count++;
+        sym->t_last_trade_ms = t.time_ms;
+        sym->t_last_buyer_maker = t.buyer_maker;
+        sym->t_last_qty = t.qty.mant;
         sim->st.trades_generated++;
         market_fanout_kind(sim, sym, QB__EXSIM_K_TRADE, market_enc_trade, &t, QB__EXSIM_Q_TRADE, 1);
     }
@@ -718,7 +951,7 @@ qb__exsim_sym *qb__exsim_replay_symbol(qb__exsim *sim, const char *native, const
             sym = s;
         }
     }
-    if (sym == NULL && (sym = market_sym_alloc(sim, native, 0)) == NULL) {
+    if (sym == NULL && (sym = market_sym_alloc(sim, sim->ops, native, 0)) == NULL) {
         return NULL;
     }
     if (qb_book_replace(sym->book, bids, nb, asks, na) != QB_OK) {
@@ -814,8 +1047,9 @@ static void market_finish(qb__exsim *sim, qb__exsim_sym *sym)
     sym->finished = true;
     market_flush_held(sim, sym);
     market_agg_flush(sim, sym);
-    QB_INFO("exsim_generation_done", "sym=%s events=%llu lastUpdateId=%llu", sym->name,
-            (unsigned long long)sym->n_events, (unsigned long long)sym->last_id);
+    QB_INFO("exsim_generation_done", "exchange=%s sym=%s events=%llu lastUpdateId=%llu",
+            sym->ops->name, sym->name, (unsigned long long)sym->n_events,
+            (unsigned long long)sym->last_id);
     for (qb__exsim_sym *s = sim->syms; s; s = s->next) {
         if (s->active && !s->finished) {
             return;
@@ -867,8 +1101,12 @@ static void market_tick(lws_sorted_usec_list_t *sul)
                 eb.ev.bids = eb.b;
                 eb.ev.asks = eb.a;
                 market_gen_event(sim, sym, &eb.ev);
+                if (sym->ops->on_event) {
+                    sym->ops->on_event(sim, sym, &eb.ev);
+                }
                 market_emit_event(sim, sym, &eb.ev);
                 market_gen_trades(sim, sym);
+                market_gen_ticker(sim, sym);
                 produced = sym->n_events;
                 if (cfg->events > 0 && sym->n_events >= (uint64_t)cfg->events) {
                     market_finish(sim, sym);
@@ -903,6 +1141,7 @@ void qb__exsim_market_free(qb__exsim *sim)
         qb__exsim_stream *st = sim->streams;
         sim->streams = st->next;
         free(st->subs);
+        free(st->xdata);
         free(st);
     }
     sim->nstreams = 0;
@@ -945,6 +1184,36 @@ static int market_dump_levels(qb_buf *b, const qb_book *book, qb_book_side side)
     return rc;
 }
 
+static int market_sym_cmp(const qb__exsim_sym *a, const qb__exsim_sym *b)
+{
+    int c = strcmp(a->ops->name, b->ops->name);
+    return c ? c : strcmp(a->name, b->name);
+}
+
+static int market_dump_dec(qb_buf *b, const char *key, int64_t v)
+{
+    char t[QB_DEC_STR_MAX];
+    qb_dec_format(qb__exsim_dec8(v), t, sizeof t);
+    return qb_buf_appendf(b, "\"%s\":\"%s\",", key, t);
+}
+
+/* The final 24 h ticker state (what the last ticker frame said, when the
+ * last event sent one). */
+static int market_dump_ticker(qb_buf *b, const qb__exsim_sym *s)
+{
+    int rc = qb_buf_append(b, ",\"ticker\":{", 11);
+    rc = rc ? rc : market_dump_dec(b, "open", s->t_open);
+    rc = rc ? rc : market_dump_dec(b, "high", s->t_high);
+    rc = rc ? rc : market_dump_dec(b, "low", s->t_low);
+    rc = rc ? rc : market_dump_dec(b, "last", s->t_last);
+    rc = rc ? rc : market_dump_dec(b, "prev_close", s->t_prev_close);
+    rc = rc ? rc : market_dump_dec(b, "volume", s->t_vol);
+    rc = rc ? rc
+            : qb_buf_appendf(b, "\"count\":%llu,\"tickers\":%llu}", (unsigned long long)s->t_count,
+                             (unsigned long long)s->n_tickers);
+    return rc;
+}
+
 int qb__exsim_dump_write(qb__exsim *sim)
 {
     const char *path = sim->cfg->dump;
@@ -953,7 +1222,8 @@ int qb__exsim_dump_write(qb__exsim *sim)
     }
     qb_buf b = QB_BUF_INIT;
     int rc = QB_OK;
-    /* symbols in name order, so two dumps of one run diff cleanly */
+    /* symbols in (exchange, name) order, so two dumps of one run diff
+     * cleanly */
     qb__exsim_sym **v = calloc(sim->nsyms ? sim->nsyms : 1, sizeof *v);
     if (v == NULL) {
         return QB_ENOMEM;
@@ -961,7 +1231,7 @@ int qb__exsim_dump_write(qb__exsim *sim)
     size_t n = 0;
     for (qb__exsim_sym *s = sim->syms; s; s = s->next) {
         size_t j = n++;
-        while (j > 0 && strcmp(v[j - 1]->name, s->name) > 0) {
+        while (j > 0 && market_sym_cmp(v[j - 1], s) > 0) {
             v[j] = v[j - 1];
             j--;
         }
@@ -971,9 +1241,10 @@ int qb__exsim_dump_write(qb__exsim *sim)
         qb__exsim_sym *s = v[i];
         rc = qb_buf_appendf(&b,
                             "{\"exchange\":\"%s\",\"symbol\":\"%s\",\"lastUpdateId\":%llu,"
-                            "\"events\":%llu,\"trades\":%llu,\"bids\":",
-                            sim->ops->name, s->name, (unsigned long long)s->last_id,
-                            (unsigned long long)s->n_events, (unsigned long long)s->n_trades);
+                            "\"events\":%llu,\"trades\":%llu,\"time_ms\":%llu,\"bids\":",
+                            s->ops->name, s->name, (unsigned long long)s->last_id,
+                            (unsigned long long)s->n_events, (unsigned long long)s->n_trades,
+                            (unsigned long long)s->last_time_ms);
         if (rc == QB_OK) {
             rc = market_dump_levels(&b, s->book, QB_BID);
         }
@@ -982,6 +1253,9 @@ int qb__exsim_dump_write(qb__exsim *sim)
         }
         if (rc == QB_OK) {
             rc = market_dump_levels(&b, s->book, QB_ASK);
+        }
+        if (rc == QB_OK && !sim->replay_mode) {
+            rc = market_dump_ticker(&b, s);
         }
         if (rc == QB_OK) {
             rc = qb_buf_append(&b, "}\n", 2);

@@ -17,9 +17,19 @@
  * Per-connection faults live here because they count what one connection
  * was sent: --disconnect-every, --stall-after/--stall-ms, --shutdown-after.
  *
- * Pings: every --ping-interval-ms a PING with a fresh payload; the pong
- * must echo the latest payload; a ping left unanswered for
- * --pong-timeout-ms closes the connection (ping_timeouts).
+ * Routing: one port serves every --exchange; a websocket upgrade or an
+ * HTTP request goes to the first exchange, in the order bithumb, htx,
+ * binance, whose owns_path() claims its path: Bithumb /websocket/v1; HTX
+ * /feed and /ws; Binance /stream, /ws/<stream>, /api/v3/... (and the bare
+ * /ws, when HTX is not served). Anything else is 404.
+ *
+ * Keepalive, per exchange: websocket PINGs every --ping-interval-ms with a
+ * fresh payload, the pong must echo the latest one, a ping unanswered for
+ * --pong-timeout-ms closes (Binance); or application pings (HTX
+ * {"ping":ms}, encoded by the exchange) of which at most max_missed may
+ * be unanswered when the next is due (HTX: 2, then close; ping_timeouts).
+ * Bithumb: no server pings, but a connection without traffic in either
+ * direction for --bithumb-idle-ms is closed (idle_closes).
  *
  * HTTP: the request is parsed in LWS_CALLBACK_HTTP, answered by the ops
  * table (possibly after a --snapshot-delay-ms timer, or with an injected
@@ -227,7 +237,16 @@ static void server_queue_notice(qb__exsim_conn *c)
     qb__exsim *sim = c->sim;
     bool binary = false;
     qb_buf *b = qb__exsim_scratch(sim);
-    if (sim->ops->encode_shutdown(sim, c->combined, b, &binary) != QB_OK) {
+    if (c->ops == NULL || c->ops->encode_shutdown == NULL ||
+        c->ops->encode_shutdown(sim, c->combined, b, &binary) != QB_OK) {
+        /* no notice in this protocol (HTX, Bithumb): close once what is
+         * queued has been written */
+        if (c->qlen > 0) {
+            c->q[(c->qhead + c->qlen - 1) % c->qcap].flags |=
+                QB__EXSIM_Q_CLOSE | QB__EXSIM_Q_SHUTDOWN;
+        } else {
+            qb__exsim_conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutdown");
+        }
         return;
     }
     qb__exsim_frame *f = qb__exsim_frame_from_scratch(sim, binary);
@@ -291,6 +310,15 @@ bool qb__exsim_conn_queue(qb__exsim_conn *c, qb__exsim_frame *f, uint8_t flags)
         c->stall_pending = true;
     }
     return true;
+}
+
+void qb__exsim_conn_send_scratch(qb__exsim_conn *c, bool binary)
+{
+    qb__exsim_frame *f = qb__exsim_frame_from_scratch(c->sim, binary);
+    if (f) {
+        qb__exsim_conn_queue(c, f, 0);
+        qb__exsim_frame_unref(f);
+    }
 }
 
 void qb__exsim_conn_send_text(qb__exsim_conn *c, const char *text, size_t len)
@@ -380,10 +408,9 @@ static qb__exsim_conn *server_conn_new(qb__exsim *sim, struct lws *wsi)
     c->wsi = wsi;
     c->id = ++sim->next_conn_id;
     c->combined = true;
-    uint64_t now = qb_mono_ns();
-    if (sim->cfg->ping_interval_ms > 0) {
-        c->next_ping_ns = now + (uint64_t)sim->cfg->ping_interval_ms * 1000000u;
-    }
+    c->ping_interval_ms = sim->cfg->ping_interval_ms;
+    c->pong_timeout_ms = sim->cfg->pong_timeout_ms;
+    c->last_traffic_ns = qb_mono_ns();
     c->next = sim->conns;
     sim->conns = c;
     sim->st.connections++;
@@ -454,6 +481,7 @@ static int server_ws_writeable(qb__exsim *sim, struct lws *wsi, qb__exsim_conn *
         }
         sim->st.frames_sent++;
         sim->st.bytes_sent += f->len;
+        c->last_traffic_ns = now;
         if (e.flags & QB__EXSIM_Q_EVENT) {
             sim->st.events_sent++;
         }
@@ -497,6 +525,7 @@ static void server_ws_receive(qb__exsim *sim, struct lws *wsi, qb__exsim_conn *c
         qb_buf_reset(&c->rx);
         c->rx_too_big = false;
     }
+    c->last_traffic_ns = qb_mono_ns();
     if (c->closing || c->rx_too_big) {
         return;
     }
@@ -535,7 +564,7 @@ static void server_ws_receive(qb__exsim *sim, struct lws *wsi, qb__exsim_conn *c
     if (qb_buf_reserve(&c->rx, 1) == QB_OK) {
         c->rx.data[c->rx.len] = '\0';
     }
-    if (sim->ops->ws_message(sim, c, (const char *)c->rx.data, c->rx.len, binary) != 0) {
+    if (c->ops->ws_message(sim, c, (const char *)c->rx.data, c->rx.len, binary) != 0) {
         qb__exsim_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad request");
     }
     qb_buf_reset(&c->rx);
@@ -545,9 +574,13 @@ void qb__exsim_conn_pong(qb__exsim_conn *c, const void *in, size_t len)
 {
     qb__exsim *sim = c->sim;
     sim->st.pongs_received++;
-    size_t pl = strlen(c->ping_payload);
-    if (pl > 0 && len == pl && memcmp(in, c->ping_payload, pl) == 0) {
+    c->last_traffic_ns = qb_mono_ns();
+    size_t pl = strlen(c->ping_payload), ql = strlen(c->ping_prev);
+    if ((pl > 0 && len == pl && memcmp(in, c->ping_payload, pl) == 0) ||
+        (c->ops && c->ops->encode_keepalive && ql > 0 && len == ql &&
+         memcmp(in, c->ping_prev, ql) == 0)) {
         c->unanswered_since_ns = 0;
+        c->missed_pings = 0;
     } else {
         sim->st.pongs_unmatched++;
     }
@@ -567,21 +600,40 @@ static void server_resp_init(qb__exsim_resp *r)
     }
 }
 
+/* The exchange serving path (ws: a websocket upgrade), or NULL. */
+static const qb__exsim_ops *server_route(const qb__exsim *sim, const char *path, bool ws)
+{
+    for (size_t i = 0; i < sim->nexch; i++) {
+        if (sim->exch[i]->owns_path(path, ws)) {
+            return sim->exch[i];
+        }
+    }
+    return NULL;
+}
+
 /* Builds the response now (snapshot content is taken at this moment). */
 static void server_http_answer(qb__exsim *sim, server_pss *pss)
 {
     server_resp_init(&pss->resp);
+    const qb__exsim_ops *ops = server_route(sim, pss->req.path, false);
+    if (ops == NULL || ops->http_handle == NULL) {
+        pss->resp.status = 404;
+        qb_buf_appendf(&pss->resp.body, "{\"error\":\"not found\"}");
+        pss->phase = SERVER_HTTP_HEADERS;
+        lws_callback_on_writable(pss->wsi);
+        return;
+    }
     if (pss->is_snapshot && sim->snapshot_fail_left > 0) {
         sim->snapshot_fail_left--;
         sim->st.fault_snapshot_fail++;
         int status = (int)sim->cfg->snapshot_fail_status;
         pss->resp.status = status;
         pss->resp.retry_after = status == 429 ? 1 : 0;
-        sim->ops->http_fault(sim, status, &pss->resp);
+        ops->http_fault(sim, status, &pss->resp);
         QB_INFO("exsim_fault_snapshot_fail", "status=%d left=%lld", status,
                 (long long)sim->snapshot_fail_left);
     } else {
-        sim->ops->http_handle(sim, &pss->req, &pss->resp);
+        ops->http_handle(sim, &pss->req, &pss->resp);
         if (pss->is_snapshot && pss->resp.status == 200) {
             sim->st.snapshots_served++;
         }
@@ -624,7 +676,8 @@ static int server_http_request(qb__exsim *sim, struct lws *wsi, server_pss *pss,
         lws_callback_on_writable(wsi);
         return 0;
     }
-    pss->is_snapshot = sim->ops->http_is_snapshot(&pss->req);
+    const qb__exsim_ops *ops = server_route(sim, pss->req.path, false);
+    pss->is_snapshot = ops && ops->http_is_snapshot && ops->http_is_snapshot(&pss->req);
     QB_DEBUG("exsim_http_request", "path=%s snapshot=%d", pss->req.path, pss->is_snapshot);
     if (pss->is_snapshot && sim->cfg->snapshot_delay_ms > 0) {
         sim->st.fault_snapshot_delay++;
@@ -705,7 +758,13 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         int status = HTTP_STATUS_BAD_REQUEST;
         int rc = server_req_parse(wsi, &req, NULL);
         if (rc == QB_OK) {
-            rc = sim->ops->ws_open(sim, NULL, &req, &status);
+            const qb__exsim_ops *ops = server_route(sim, req.path, true);
+            if (ops == NULL) {
+                status = HTTP_STATUS_NOT_FOUND;
+                rc = -1;
+            } else {
+                rc = ops->ws_open(sim, NULL, &req, &status);
+            }
         }
         server_req_fini(&req);
         if (rc != 0) {
@@ -729,8 +788,18 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         int status = 0;
         int rc = server_req_parse(wsi, &req, NULL);
         if (rc == QB_OK) {
-            QB_INFO("exsim_conn_open", "conn=%llu path=%s", (unsigned long long)c->id, req.path);
-            rc = sim->ops->ws_open(sim, c, &req, &status);
+            c->ops = server_route(sim, req.path, true);
+            if (c->ops == NULL) {
+                c->ops = sim->ops; /* validated at upgrade; never here */
+                rc = -1;
+            } else {
+                QB_INFO("exsim_conn_open", "conn=%llu exchange=%s path=%s",
+                        (unsigned long long)c->id, c->ops->name, req.path);
+                rc = c->ops->ws_open(sim, c, &req, &status);
+            }
+            if (c->ping_interval_ms > 0) {
+                c->next_ping_ns = qb_mono_ns() + (uint64_t)c->ping_interval_ms * 1000000u;
+            }
         }
         server_req_fini(&req);
         if (rc != 0) {
@@ -826,12 +895,23 @@ static void server_app_ping(qb__exsim *sim, qb__exsim_conn *c, uint64_t now)
     bool binary = false;
     char token[sizeof c->ping_payload];
     qb_buf *b = qb__exsim_scratch(sim);
-    if (sim->ops->encode_keepalive(sim, c, token, sizeof token, b, &binary) != QB_OK) {
+    if (c->max_missed_pings > 0 && c->missed_pings >= (uint32_t)c->max_missed_pings) {
+        /* HTX: "if the server has sent 2 pings without a matching pong,
+         * it disconnects" */
+        sim->st.ping_timeouts++;
+        QB_WARN("exsim_pings_unanswered", "conn=%llu exchange=%s missed=%u",
+                (unsigned long long)c->id, c->ops->name, c->missed_pings);
+        qb__exsim_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "pings unanswered");
+        return;
+    }
+    if (c->ops->encode_keepalive(sim, c, token, sizeof token, b, &binary) != QB_OK) {
         return;
     }
     qb__exsim_frame *f = qb__exsim_frame_from_scratch(sim, binary);
     if (f && qb__exsim_conn_queue(c, f, 0)) {
+        memcpy(c->ping_prev, c->ping_payload, sizeof c->ping_prev);
         snprintf(c->ping_payload, sizeof c->ping_payload, "%s", token);
+        c->missed_pings++;
         c->ping_seq++;
         c->last_ping_ns = now;
         if (c->unanswered_since_ns == 0) {
@@ -845,7 +925,6 @@ static void server_app_ping(qb__exsim *sim, qb__exsim_conn *c, uint64_t now)
 void qb__exsim_server_housekeeping(qb__exsim *sim)
 {
     uint64_t now = qb_mono_ns();
-    const qb__exsim_cfg *cfg = sim->cfg;
     for (qb__exsim_conn *c = sim->conns; c; c = c->next) {
         if (c->close_now) {
             continue;
@@ -858,23 +937,34 @@ void qb__exsim_server_housekeeping(qb__exsim *sim)
             if (c->unanswered_since_ns) {
                 c->unanswered_since_ns = now;
             }
-            if (cfg->ping_interval_ms > 0) {
-                c->next_ping_ns = now + (uint64_t)cfg->ping_interval_ms * 1000000u;
+            if (c->ping_interval_ms > 0) {
+                c->next_ping_ns = now + (uint64_t)c->ping_interval_ms * 1000000u;
             }
+            c->last_traffic_ns = now;
             QB_INFO("exsim_stall_end", "conn=%llu", (unsigned long long)c->id);
             server_conn_wake(c);
         }
-        if (cfg->pong_timeout_ms > 0 && c->unanswered_since_ns &&
-            now - c->unanswered_since_ns >= (uint64_t)cfg->pong_timeout_ms * 1000000u) {
+        if (c->pong_timeout_ms > 0 && c->unanswered_since_ns &&
+            now - c->unanswered_since_ns >= (uint64_t)c->pong_timeout_ms * 1000000u) {
             sim->st.ping_timeouts++;
             QB_WARN("exsim_pong_timeout", "conn=%llu timeout_ms=%lld", (unsigned long long)c->id,
-                    (long long)cfg->pong_timeout_ms);
+                    (long long)c->pong_timeout_ms);
             qb__exsim_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "pong timeout");
             continue;
         }
-        if (cfg->ping_interval_ms > 0 && now >= c->next_ping_ns) {
-            c->next_ping_ns = now + (uint64_t)cfg->ping_interval_ms * 1000000u;
-            if (sim->ops->encode_keepalive) {
+        if (c->idle_ms > 0 && now - c->last_traffic_ns >= (uint64_t)c->idle_ms * 1000000u) {
+            sim->st.idle_closes++;
+            QB_WARN("exsim_idle_close", "conn=%llu exchange=%s idle_ms=%lld",
+                    (unsigned long long)c->id, c->ops ? c->ops->name : "?", (long long)c->idle_ms);
+            qb__exsim_conn_close(c, LWS_CLOSE_STATUS_NORMAL, "idle timeout");
+            continue;
+        }
+        if (c->ops && c->ops->conn_tick) {
+            c->ops->conn_tick(sim, c, now);
+        }
+        if (c->ping_interval_ms > 0 && c->next_ping_ns && now >= c->next_ping_ns) {
+            c->next_ping_ns = now + (uint64_t)c->ping_interval_ms * 1000000u;
+            if (c->ops && c->ops->encode_keepalive) {
                 server_app_ping(sim, c, now);
             } else {
                 c->want_ping = true;
@@ -956,9 +1046,14 @@ int qb__exsim_server_start(qb__exsim *sim)
                  cfg->host, (long long)cfg->port);
         return QB_ETRANSPORT;
     }
-    QB_INFO("exsim_listening", "exchange=%s url=%s://%s:%d/stream rest=%s://%s:%d", sim->ops->name,
-            info.ssl_cert_filepath ? "wss" : "ws", cfg->host, sim->port,
-            info.ssl_cert_filepath ? "https" : "http", cfg->host, sim->port);
+    for (size_t i = 0; i < sim->nexch; i++) {
+        const char *name = sim->exch[i]->name;
+        const char *path = strcmp(name, "htx") == 0       ? "/feed"
+                           : strcmp(name, "bithumb") == 0 ? "/websocket/v1"
+                                                          : "/stream";
+        QB_INFO("exsim_listening", "exchange=%s url=%s://%s:%d%s", name,
+                info.ssl_cert_filepath ? "wss" : "ws", cfg->host, sim->port, path);
+    }
     if (cfg->port_file && *cfg->port_file) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", cfg->port_file);

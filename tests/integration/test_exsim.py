@@ -249,12 +249,16 @@ class Book:
         return max(map(Decimal, self.bids)) >= min(map(Decimal, self.asks))
 
 
-def read_dump(path):
+def read_dump(path, exchange="binance"):
+    """{native symbol: dump line} of one exchange; "time_ms" (when the last
+    event was generated) is dropped: it is the only non-deterministic field."""
     out = {}
     with open(path) as f:
         for line in f:
             d = json.loads(line)
-            out[d["symbol"]] = d
+            d.pop("time_ms", None)
+            if d["exchange"] == exchange:
+                out[d["symbol"]] = d
     return out
 
 
