@@ -14,7 +14,7 @@ PACKAGES=(
   ca-certificates openssl
   # tests: Debian's Python with websockets and msgpack (what a user's machine has),
   # nngcat for raw NNG peers, tmux for terminal tests, JSON tooling for the demo
-  python3 python3-websockets python3-msgpack nng-utils jq procps
+  python3 python3-websockets python3-msgpack nng-utils jq procps tmux
   # benchmarks: the JSON parsers compared against jsmn, valgrind for instruction counts
   libcjson-dev libjansson-dev valgrind
 )

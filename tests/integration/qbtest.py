@@ -113,7 +113,8 @@ class Proc:
         self.p.wait(5)
 
     def stderr_text(self):
-        self.err.flush()
+        if not self.err.closed:
+            self.err.flush()
         with open(self.err_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 

@@ -1,0 +1,591 @@
+/*
+ * client.c: libquotebus's shared pieces: errors (the public table checked
+ * against the project's), version, decimals, message construction, the
+ * topic table, SUB socket options and the snapshot service client
+ * (request and reply parsing, PROTOCOL.md section 11).
+ *
+ * Threads: everything here is either pure or works on state owned by the
+ * caller's thread.
+ */
+#include "client_int.h"
+
+#include "decimal.h"
+
+#include <msgpack.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The public error table must be the project's, value for value and
+ * entry for entry. */
+#define CLIENT_ERR_CHECK_(name, value, text)                                                       \
+    _Static_assert((int)name == value, #name " differs between quotebus.h and err.h");
+QUOTEBUS_ERRORS(CLIENT_ERR_CHECK_)
+#undef CLIENT_ERR_CHECK_
+#define CLIENT_COUNT_(name, value, text) +1
+_Static_assert(0 QUOTEBUS_ERRORS(CLIENT_COUNT_) == 0 QB_ERRORS(CLIENT_COUNT_),
+               "quotebus.h and err.h list a different number of errors");
+#undef CLIENT_COUNT_
+
+/* Public value types share the internal layout, so arrays are copied
+ * wholesale. */
+_Static_assert(sizeof(qb_decimal) == sizeof(qb_dec) &&
+                   offsetof(qb_decimal, mantissa) == offsetof(qb_dec, mant) &&
+                   offsetof(qb_decimal, scale) == offsetof(qb_dec, scale),
+               "qb_decimal layout");
+_Static_assert(sizeof(qb_price_level) == sizeof(qb_level) &&
+                   offsetof(qb_price_level, size) == offsetof(qb_level, size),
+               "qb_price_level layout");
+_Static_assert((int)QB_STATUS_LIVE == (int)QB_FEED_LIVE &&
+                   (int)QB_STATUS_DOWN == (int)QB_FEED_DOWN &&
+                   (int)QB_STATUS_RESYNCING == (int)QB_FEED_RESYNCING,
+               "feed states");
+_Static_assert((int)QB_MESSAGE_TICKER == (int)QB_MSG_TICKER &&
+                   (int)QB_MESSAGE_SNAPSHOT == (int)QB_MSG_SNAPSHOT,
+               "message types");
+_Static_assert((int)QB_TAKER_SELL == (int)QB_SIDE_SELL, "sides");
+_Static_assert(QB_TOPIC_MAX_LEN == QB_TOPIC_MAX, "topic length");
+
+QB_API const char *qb_version(void)
+{
+    return QB_VERSION;
+}
+
+static qb_dec client_dec(qb_decimal d)
+{
+    return (qb_dec){d.mantissa, d.scale};
+}
+
+QB_API int qb_decimal_format(qb_decimal d, char *buf, size_t cap)
+{
+    return qb_dec_format(client_dec(d), buf, cap);
+}
+
+QB_API int qb_decimal_parse(const char *text, qb_decimal *out)
+{
+    qb_dec d;
+    if (text == NULL || out == NULL) {
+        return QB_EINVAL;
+    }
+    int rc = qb_dec_parse(text, strlen(text), &d);
+    if (rc == QB_OK) {
+        out->mantissa = d.mant;
+        out->scale = d.scale;
+    }
+    return rc;
+}
+
+QB_API int qb_decimal_cmp(qb_decimal a, qb_decimal b)
+{
+    return qb_dec_cmp(client_dec(a), client_dec(b));
+}
+
+QB_API const char *qb_message_type_name(qb_message_type t)
+{
+    return qb_msg_type_name((qb_msg_type)t);
+}
+
+QB_API const char *qb_feed_status_name(qb_feed_status s)
+{
+    return qb_feed_state_name((qb_feed_state)s);
+}
+
+QB_API const char *qb_taker_side_name(qb_taker_side s)
+{
+    return qb_side_name((qb_side)s);
+}
+
+QB_API const char *qb_mirror_state_name(qb_mirror_state s)
+{
+    switch (s) {
+    case QB_MIRROR_SYNCING:
+        return "syncing";
+    case QB_MIRROR_LIVE:
+        return "live";
+    case QB_MIRROR_RESYNCING:
+        return "resyncing";
+    }
+    return "unknown";
+}
+
+/* ---- messages --------------------------------------------------------- */
+
+static qb_decimal client_pub(qb_dec d)
+{
+    return (qb_decimal){d.mant, d.scale};
+}
+
+static char *client_put_str(char **p, qb_str s)
+{
+    char *r = *p;
+    if (s.n > 0) {
+        memcpy(r, s.p, s.n);
+    }
+    r[s.n] = '\0';
+    *p += s.n + 1;
+    return r;
+}
+
+int qbc_message_new(const qb_msg *m, qb_str topic, uint64_t gap, qb_message **out)
+{
+    size_t nlv = m->n_bids + m->n_asks;
+    size_t strs = topic.n + m->exchange.n + m->symbol.n + m->native.n + m->reason.n + 5;
+    size_t head =
+        (sizeof(qb_message) + _Alignof(qb_price_level) - 1) & ~(_Alignof(qb_price_level) - 1);
+    qb_message *r = calloc(1, head + nlv * sizeof(qb_price_level) + strs);
+    if (r == NULL) {
+        return QB_ENOMEM;
+    }
+    qb_price_level *lv = (qb_price_level *)((char *)r + head);
+    char *p = (char *)(lv + nlv);
+    r->type = (qb_message_type)m->type;
+    r->topic = client_put_str(&p, topic);
+    r->exchange = client_put_str(&p, m->exchange);
+    r->symbol = client_put_str(&p, m->symbol);
+    r->native_symbol = client_put_str(&p, m->native);
+    r->reason = client_put_str(&p, m->reason);
+    r->seq = m->seq;
+    r->exchange_ts_ns = m->exch_ts;
+    r->receive_ts_ns = m->recv_ts;
+    r->gap = gap;
+    if (m->type == QB_MSG_SNAPSHOT || m->type == QB_MSG_DELTA) {
+        r->first_id = m->first_id;
+        r->last_id = m->last_id;
+        if (m->n_bids) {
+            memcpy(lv, m->bids, m->n_bids * sizeof *lv);
+        }
+        if (m->n_asks) {
+            memcpy(lv + m->n_bids, m->asks, m->n_asks * sizeof *lv);
+        }
+        r->bids = lv;
+        r->n_bids = m->n_bids;
+        r->asks = lv + m->n_bids;
+        r->n_asks = m->n_asks;
+        r->refresh = m->refresh;
+    } else if (m->type == QB_MSG_TRADE) {
+        r->trade_id = m->trade_id;
+        r->price = client_pub(m->price);
+        r->qty = client_pub(m->qty);
+        r->side = (qb_taker_side)m->side;
+    } else if (m->type == QB_MSG_STATUS) {
+        r->status = (qb_feed_status)m->state;
+    } else if (m->type == QB_MSG_TICKER) {
+        const qb_ticker *t = &m->ticker;
+        r->last = client_pub(t->last);
+        r->bid = client_pub(t->bid);
+        r->bid_qty = client_pub(t->bid_qty);
+        r->ask = client_pub(t->ask);
+        r->ask_qty = client_pub(t->ask_qty);
+        r->volume_24h = client_pub(t->volume_24h);
+        r->change_24h = client_pub(t->change_24h);
+        r->has_bid = t->has_bid;
+        r->has_ask = t->has_ask;
+        r->has_volume = t->has_volume;
+        r->has_change = t->has_change;
+    }
+    *out = r;
+    return QB_OK;
+}
+
+QB_API void qb_message_free(qb_message *m)
+{
+    free(m);
+}
+
+/* ---- topic table ------------------------------------------------------ */
+
+static uint64_t client_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+void qbc_map_init(qbc_map *m, size_t max)
+{
+    memset(m, 0, sizeof *m);
+    m->max = max;
+}
+
+void qbc_map_fini(qbc_map *m)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        free(m->slots[i]);
+    }
+    free(m->slots);
+    m->slots = NULL;
+    m->cap = m->count = 0;
+}
+
+static size_t client_probe(qbc_map_entry **slots, size_t cap, const char *p, size_t n, uint64_t h)
+{
+    size_t i = (size_t)h & (cap - 1);
+    while (slots[i] != NULL &&
+           !(slots[i]->hash == h && slots[i]->len == n && memcmp(slots[i]->key, p, n) == 0)) {
+        i = (i + 1) & (cap - 1);
+    }
+    return i;
+}
+
+qbc_map_entry *qbc_map_find(const qbc_map *m, const char *key, size_t len)
+{
+    if (m->cap == 0) {
+        return NULL;
+    }
+    return m->slots[client_probe(m->slots, m->cap, key, len, client_hash(key, len))];
+}
+
+qbc_map_entry *qbc_map_get(qbc_map *m, const char *key, size_t len, bool *created)
+{
+    uint64_t h = client_hash(key, len);
+    *created = false;
+    if (m->cap > 0) {
+        size_t i = client_probe(m->slots, m->cap, key, len, h);
+        if (m->slots[i] != NULL) {
+            return m->slots[i];
+        }
+    }
+    if (m->count >= m->max) {
+        return NULL;
+    }
+    if ((m->count + 1) * 2 > m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 64;
+        qbc_map_entry **ns = calloc(ncap, sizeof *ns);
+        if (ns == NULL) {
+            return NULL;
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->slots[i] != NULL) {
+                ns[client_probe(ns, ncap, m->slots[i]->key, m->slots[i]->len, m->slots[i]->hash)] =
+                    m->slots[i];
+            }
+        }
+        free(m->slots);
+        m->slots = ns;
+        m->cap = ncap;
+    }
+    qbc_map_entry *e = calloc(1, sizeof *e + len + 1);
+    if (e == NULL) {
+        return NULL;
+    }
+    e->hash = h;
+    e->len = len;
+    memcpy(e->key, key, len);
+    m->slots[client_probe(m->slots, m->cap, key, len, h)] = e;
+    m->count++;
+    *created = true;
+    return e;
+}
+
+/* ---- sockets ---------------------------------------------------------- */
+
+size_t qbc_sub_len(const char *topic)
+{
+    size_t n = strlen(topic), dots = 0;
+    if (n > QB_TOPIC_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        dots += topic[i] == '.';
+    }
+    /* An exact topic includes its NUL terminator, so BTC-USDT never
+     * matches BTC-USDTX. */
+    return (dots == 2 && topic[n - 1] != '.') ? n + 1 : n;
+}
+
+int qbc_sub_options(nng_socket s)
+{
+    int rv;
+    /* RECVBUF: NNG's default queue (128) drops silently under load; 8192
+     * is its maximum. RECVMAXSZ: frames go up to QB_MSG_MAX_FRAME; NNG's
+     * 1 MiB default would drop the connection on a deep snapshot. */
+    if ((rv = nng_socket_set_int(s, NNG_OPT_RECVBUF, 8192)) != 0 ||
+        (rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, QB_MSG_MAX_FRAME)) != 0 ||
+        (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 100)) != 0 ||
+        (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 1000)) != 0) {
+        return qb_err_from_nng(rv);
+    }
+    return QB_OK;
+}
+
+typedef struct client_closer {
+    nng_socket s;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    bool abandoned; /* the waiter gave up: the helper frees the closer */
+} client_closer;
+
+static void client_closer_free(client_closer *c)
+{
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static void *client_closer_main(void *arg)
+{
+    client_closer *c = arg;
+    nng_close(c->s);
+    pthread_mutex_lock(&c->lock);
+    c->done = true;
+    bool abandoned = c->abandoned;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    if (abandoned) {
+        client_closer_free(c);
+    }
+    return NULL;
+}
+
+int qbc_close_socket(nng_socket s, int timeout_ms)
+{
+    client_closer *c = calloc(1, sizeof *c);
+    pthread_t th;
+    pthread_attr_t attr;
+    if (c == NULL) {
+        nng_close(s);
+        return QB_OK;
+    }
+    c->s = s;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rv = pthread_create(&th, &attr, client_closer_main, c);
+    pthread_attr_destroy(&attr);
+    if (rv != 0) {
+        client_closer_free(c);
+        nng_close(s);
+        return QB_OK;
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->lock);
+    while (!c->done) {
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) == ETIMEDOUT && !c->done) {
+            c->abandoned = true;
+            break;
+        }
+    }
+    bool done = c->done;
+    pthread_mutex_unlock(&c->lock);
+    if (done) {
+        client_closer_free(c);
+        return QB_OK;
+    }
+    return QB_ETIMEDOUT;
+}
+
+/* ---- snapshot service client ------------------------------------------ */
+
+static int client_write_cb(void *data, const char *p, size_t n)
+{
+    return qb_buf_append(data, p, n) == QB_OK ? 0 : -1;
+}
+
+static const msgpack_object *client_get(const msgpack_object *m, const char *key)
+{
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+            memcmp(k->via.str.ptr, key, n) == 0) {
+            return &m->via.map.ptr[i].val;
+        }
+    }
+    return NULL;
+}
+
+static void client_copy_str(char *dst, size_t cap, const msgpack_object *o)
+{
+    dst[0] = '\0';
+    if (o != NULL && o->type == MSGPACK_OBJECT_STR) {
+        size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
+        memcpy(dst, o->via.str.ptr, n);
+        dst[n] = '\0';
+    }
+}
+
+static bool client_state(const msgpack_object *o, qb_feed_state *out)
+{
+    static const qb_feed_state all[] = {QB_FEED_SYNCING, QB_FEED_LIVE, QB_FEED_STALE,
+                                        QB_FEED_RESYNCING, QB_FEED_DOWN};
+    if (o == NULL || o->type != MSGPACK_OBJECT_STR) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        const char *n = qb_feed_state_name(all[i]);
+        if (strlen(n) == o->via.str.size && memcmp(n, o->via.str.ptr, o->via.str.size) == 0) {
+            *out = all[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+int qbc_snap_parse(const void *data, size_t len, qbc_snap_reply *r)
+{
+    memset(r, 0, sizeof *r);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int rc = QB_EPARSE;
+    if (msgpack_unpack_next(&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
+        u.data.type != MSGPACK_OBJECT_MAP) {
+        goto out;
+    }
+    const msgpack_object *v = client_get(&u.data, "v");
+    const msgpack_object *ok = client_get(&u.data, "ok");
+    if (v == NULL || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || ok == NULL ||
+        ok->type != MSGPACK_OBJECT_BOOLEAN) {
+        goto out;
+    }
+    if (v->via.u64 != QB_PROTO_VERSION) {
+        rc = QB_EVERSION;
+        goto out;
+    }
+    r->ok = ok->via.boolean;
+    if (!r->ok) {
+        client_copy_str(r->code, sizeof r->code, client_get(&u.data, "code"));
+        client_copy_str(r->error, sizeof r->error, client_get(&u.data, "error"));
+        rc = QB_OK;
+        goto out;
+    }
+    const msgpack_object *t = client_get(&u.data, "truncated");
+    const msgpack_object *b = client_get(&u.data, "books");
+    if (b == NULL || b->type != MSGPACK_OBJECT_ARRAY) {
+        goto out;
+    }
+    r->truncated = t != NULL && t->type == MSGPACK_OBJECT_BOOLEAN && t->via.boolean;
+    if (b->via.array.size > 0) {
+        r->books = calloc(b->via.array.size, sizeof *r->books);
+        if (r->books == NULL) {
+            rc = QB_ENOMEM;
+            goto out;
+        }
+    }
+    for (uint32_t i = 0; i < b->via.array.size; i++) {
+        const msgpack_object *it = &b->via.array.ptr[i];
+        if (it->type != MSGPACK_OBJECT_MAP) {
+            goto bad;
+        }
+        const msgpack_object *topic = client_get(it, "topic");
+        const msgpack_object *valid = client_get(it, "valid");
+        const msgpack_object *seq = client_get(it, "seq");
+        const msgpack_object *frame = client_get(it, "frame");
+        const msgpack_object *age = client_get(it, "age_ms");
+        if (topic == NULL || topic->type != MSGPACK_OBJECT_STR || valid == NULL ||
+            valid->type != MSGPACK_OBJECT_BOOLEAN || seq == NULL ||
+            seq->type != MSGPACK_OBJECT_POSITIVE_INTEGER || frame == NULL) {
+            goto bad;
+        }
+        qbc_snap_book *sb = &r->books[r->n_books++];
+        /* str and bin objects reference the input (the reply message). */
+        sb->topic = (qb_str){topic->via.str.ptr, topic->via.str.size};
+        sb->valid = valid->via.boolean;
+        sb->seq = seq->via.u64;
+        sb->age_ms = age != NULL && age->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? age->via.u64 : 0;
+        sb->has_state = client_state(client_get(it, "state"), &sb->state);
+        if (sb->valid) {
+            if (frame->type != MSGPACK_OBJECT_BIN) {
+                goto bad;
+            }
+            sb->frame = frame->via.bin.ptr;
+            sb->frame_len = frame->via.bin.size;
+        }
+    }
+    rc = QB_OK;
+    goto out;
+bad:
+    free(r->books);
+    r->books = NULL;
+    r->n_books = 0;
+    rc = QB_EPARSE;
+out:
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+void qbc_snap_reply_fini(qbc_snap_reply *r)
+{
+    free(r->books);
+    if (r->msg != NULL) {
+        nng_msg_free(r->msg);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+int qbc_snap_request(nng_socket req, const char *topic, int timeout_ms, qbc_snap_reply *r)
+{
+    qb_buf b = QB_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, client_write_cb);
+    int prc = msgpack_pack_map(&pk, 3);
+    prc |= msgpack_pack_str_with_body(&pk, "v", 1);
+    prc |= msgpack_pack_uint32(&pk, QB_PROTO_VERSION);
+    prc |= msgpack_pack_str_with_body(&pk, "op", 2);
+    prc |= msgpack_pack_str_with_body(&pk, "snapshot", 8);
+    prc |= msgpack_pack_str_with_body(&pk, "topic", 5);
+    prc |= msgpack_pack_str_with_body(&pk, topic, strlen(topic));
+    nng_msg *m = NULL;
+    if (prc != 0 || nng_msg_alloc(&m, b.len) != 0) {
+        qb_buf_fini(&b);
+        return QB_ENOMEM;
+    }
+    memcpy(nng_msg_body(m), b.data, b.len);
+    qb_buf_fini(&b);
+    nng_aio *aio;
+    if (nng_aio_alloc(&aio, NULL, NULL) != 0) {
+        nng_msg_free(m);
+        return QB_ENOMEM;
+    }
+    /* One aio, one deadline for the send and the receive. A new request
+     * on a REQ socket abandons the previous one, so a late reply to a
+     * timed-out request is never mistaken for this one's. */
+    nng_aio_set_timeout(aio, timeout_ms);
+    nng_aio_set_msg(aio, m);
+    nng_send_aio(req, aio);
+    nng_aio_wait(aio);
+    int rv = nng_aio_result(aio);
+    if (rv != 0) {
+        nng_msg_free(nng_aio_get_msg(aio));
+        nng_aio_free(aio);
+        return rv == NNG_ETIMEDOUT ? QB_ETIMEDOUT : QB_ETRANSPORT;
+    }
+    nng_aio_set_timeout(aio, timeout_ms);
+    nng_recv_aio(req, aio);
+    nng_aio_wait(aio);
+    rv = nng_aio_result(aio);
+    if (rv != 0) {
+        nng_aio_free(aio);
+        return rv == NNG_ETIMEDOUT ? QB_ETIMEDOUT : QB_ETRANSPORT;
+    }
+    nng_msg *rep = nng_aio_get_msg(aio);
+    nng_aio_free(aio);
+    int rc = qbc_snap_parse(nng_msg_body(rep), nng_msg_len(rep), r);
+    if (rc != QB_OK) {
+        nng_msg_free(rep);
+        return rc;
+    }
+    r->msg = rep;
+    return QB_OK;
+}

@@ -1,0 +1,881 @@
+/*
+ * mirror.c: qb_mirror (quotebus.h): local exact copies of order books, kept
+ * by the late-joiner procedure of PROTOCOL.md section 11.3.
+ *
+ *   [SUB book.X + status.X] --frames--> mirror thread --lock--> books[] <--lock-- accessors
+ *   [REQ snapshot service ] <--requests-/     |
+ *                                             +--> on_change(topic), no lock held
+ *
+ * The procedure, per book:
+ *   1. Subscribe first (the SUB socket is connected before the first
+ *      request), so every delta after the snapshot is queued.
+ *   2. Request the snapshot (the configured topics/prefixes once at start,
+ *      then one exact topic per book that needs one). While the request is
+ *      in flight the stream's frames wait in the SUB socket's queue (8192
+ *      frames): that queue is the buffer of the procedure.
+ *   3. Apply the snapshot: replace the book, seq = the snapshot's seq, LIVE.
+ *   4. Read on: deltas with seq <= the book's seq are already in it and are
+ *      dropped (stale_dropped); seq + 1 is applied; anything else is a gap:
+ *      the book goes RESYNCING (its levels stay readable as the last exact
+ *      state) and is requested again, at once.
+ *   Stream snapshots (refresh or not) are applied too, so books heal within
+ *   ~1 s even when the snapshot service is absent or down.
+ *
+ * Why deltas received while a book has no snapshot can be dropped: the
+ * broker applies a frame to its book before forwarding it, so any snapshot
+ * requested after such a delta arrived already contains it.
+ *
+ * Failures: a request that times out or fails marks the service down for a
+ * backoff (250 ms doubling to 4 s) during which no request is sent and
+ * books heal from the stream only; a book the service does not know yet
+ * ("unknown_topic", or not valid at the broker) is retried with its own
+ * backoff (100 ms doubling to 1 s). At most MIRROR_REQUESTS_PER_TURN
+ * requests are sent before the thread reads the stream again, so a mass
+ * resync (broker restart) cannot starve the queue.
+ *
+ * Bounds: max_books books (policy "ignore": further topics are counted as
+ * untracked); each book at most QB_BOOK_DEFAULT_MAX_LEVELS per side (an
+ * overflow is a resync).
+ */
+#include "client_int.h"
+
+#include "book.h"
+#include "clock.h"
+#include "log.h"
+
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MIRROR_DEFAULT_MAX_BOOKS 10000
+#define MIRROR_DEFAULT_TIMEOUT_MS 2000
+#define MIRROR_TICK_MS 50
+#define MIRROR_REQUESTS_PER_TURN 8
+#define MIRROR_BOOK_BACKOFF_MIN_MS 100
+#define MIRROR_BOOK_BACKOFF_MAX_MS 1000
+#define MIRROR_SVC_BACKOFF_MIN_MS 250
+#define MIRROR_SVC_BACKOFF_MAX_MS 4000
+#define MIRROR_CONNECT_WAIT_MS 2000
+#define MIRROR_CLOSE_WAIT_MS 2000
+
+typedef struct mirror_book {
+    char topic[QB_TOPIC_MAX + 1];
+    size_t topic_len;
+    char ex[QB_NAME_MAX_LEN + 1];
+    char sym[QB_NAME_MAX_LEN + 1];
+    size_t index;
+    qb_book *book;
+    qb_mirror_state state;
+    uint64_t seq;
+    bool has_status;
+    qb_feed_state status;
+    uint64_t last_mono; /* qb_mono_ns of the last message */
+    uint64_t exch_ts;
+    uint64_t gaps, snapshots;
+    /* Mirror thread only: */
+    bool want; /* needs a snapshot from the service */
+    uint64_t next_try;
+    unsigned backoff_ms;
+} mirror_book;
+
+typedef struct mirror_prefix {
+    char *topic;
+    bool pending;
+    uint64_t next_try;
+} mirror_prefix;
+
+typedef struct mirror_counters {
+    _Atomic uint64_t frames, invalid, deltas, gaps, snapshot_requests, snapshot_failures,
+        service_snapshots, stream_snapshots, stale_dropped, untracked;
+} mirror_counters;
+
+struct qb_mirror {
+    char *connect;
+    char *snapshot; /* NULL: no service */
+    mirror_prefix *prefixes;
+    size_t n_prefixes;
+    qb_mirror_change_fn on_change;
+    void *arg;
+    int timeout_ms;
+    size_t max_books;
+
+    nng_socket sub, req;
+    bool sub_open, req_open;
+    atomic_int sub_pipes;
+    qb_decoder *dec;
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+
+    pthread_mutex_t lock; /* guards map, books, n_books and every book */
+    qbc_map map;          /* topic -> mirror_book* */
+    mirror_book **books;
+    size_t n_books, cap_books;
+
+    uint64_t svc_down_until; /* mirror thread only */
+    unsigned svc_backoff_ms;
+    mirror_counters c;
+};
+
+static void mirror_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static uint64_t mirror_ms(unsigned ms)
+{
+    return (uint64_t)ms * 1000000u;
+}
+
+static void mirror_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- book table (lock held) ------------------------------------------- */
+
+/* The book of a "book.<ex>.<sym>" topic, created on first sight; NULL when
+ * the topic is malformed, the table is full or memory is short. */
+static mirror_book *mirror_book_get(qb_mirror *m, const char *topic, size_t n)
+{
+    bool created;
+    if (n > QB_TOPIC_MAX || n < 5 || memcmp(topic, "book.", 5) != 0) {
+        return NULL;
+    }
+    qbc_map_entry *e = qbc_map_find(&m->map, topic, n);
+    if (e != NULL) {
+        return e->value;
+    }
+    const char *ex = topic + 5, *end = topic + n;
+    const char *dot = memchr(ex, '.', (size_t)(end - ex));
+    if (dot == NULL || dot == ex || dot + 1 >= end || (size_t)(dot - ex) > QB_NAME_MAX_LEN ||
+        (size_t)(end - dot - 1) > QB_NAME_MAX_LEN) {
+        return NULL;
+    }
+    if (m->n_books >= m->max_books) {
+        return NULL;
+    }
+    if (m->n_books == m->cap_books) {
+        size_t ncap = m->cap_books ? m->cap_books * 2 : 16;
+        mirror_book **nb = realloc(m->books, ncap * sizeof *nb);
+        if (nb == NULL) {
+            return NULL;
+        }
+        m->books = nb;
+        m->cap_books = ncap;
+    }
+    mirror_book *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        return NULL;
+    }
+    b->book = qb_book_new(0);
+    e = b->book ? qbc_map_get(&m->map, topic, n, &created) : NULL;
+    if (e == NULL) {
+        qb_book_free(b->book);
+        free(b);
+        return NULL;
+    }
+    e->value = b;
+    memcpy(b->topic, topic, n);
+    b->topic_len = n;
+    memcpy(b->ex, ex, (size_t)(dot - ex));
+    memcpy(b->sym, dot + 1, (size_t)(end - dot - 1));
+    b->index = m->n_books;
+    b->state = QB_MIRROR_SYNCING;
+    b->backoff_ms = MIRROR_BOOK_BACKOFF_MIN_MS;
+    m->books[m->n_books++] = b;
+    return b;
+}
+
+static mirror_book *mirror_book_find(qb_mirror *m, const char *topic)
+{
+    qbc_map_entry *e = qbc_map_find(&m->map, topic, strlen(topic));
+    return e ? e->value : NULL;
+}
+
+/* Schedules a snapshot request for b. now: at once; else after its backoff. */
+static void mirror_want(qb_mirror *m, mirror_book *b, bool now)
+{
+    if (m->snapshot == NULL) {
+        return;
+    }
+    uint64_t t = qb_mono_ns();
+    if (!b->want || now) {
+        b->want = true;
+        if (now) {
+            b->backoff_ms = MIRROR_BOOK_BACKOFF_MIN_MS;
+            b->next_try = t;
+        } else if (b->next_try < t) {
+            b->next_try = t;
+        }
+    }
+}
+
+static void mirror_backoff(mirror_book *b)
+{
+    b->next_try = qb_mono_ns() + mirror_ms(b->backoff_ms);
+    b->backoff_ms = b->backoff_ms * 2 > MIRROR_BOOK_BACKOFF_MAX_MS ? MIRROR_BOOK_BACKOFF_MAX_MS
+                                                                   : b->backoff_ms * 2;
+}
+
+/* Replaces b's levels with a snapshot's; LIVE at its seq. */
+static int mirror_replace(mirror_book *b, const qb_msg *msg)
+{
+    int rc = qb_book_replace(b->book, msg->bids, msg->n_bids, msg->asks, msg->n_asks);
+    if (rc != QB_OK || qb_book_crossed(b->book)) {
+        b->state = QB_MIRROR_RESYNCING;
+        return rc != QB_OK ? rc : QB_ECROSSED;
+    }
+    b->seq = msg->seq;
+    b->state = QB_MIRROR_LIVE;
+    b->want = false;
+    b->backoff_ms = MIRROR_BOOK_BACKOFF_MIN_MS;
+    b->snapshots++;
+    b->exch_ts = msg->exch_ts;
+    return QB_OK;
+}
+
+static void mirror_gap(qb_mirror *m, mirror_book *b, const char *why, uint64_t want_seq,
+                       uint64_t got_seq)
+{
+    b->gaps++;
+    mirror_add(&m->c.gaps, 1);
+    b->state = QB_MIRROR_RESYNCING;
+    QB_LOG_RL(QB_LOG_WARN, "mirror.gap", "topic=%s %s (expected seq %llu, got %llu): resyncing",
+              b->topic, why, (unsigned long long)want_seq, (unsigned long long)got_seq);
+    mirror_want(m, b, true);
+}
+
+/* Applies one stream message to b. Returns true when b changed. */
+static bool mirror_apply(qb_mirror *m, mirror_book *b, const qb_msg *msg, uint64_t now)
+{
+    if (msg->type == QB_MSG_STATUS) {
+        bool changed = !b->has_status || b->status != msg->state;
+        b->has_status = true;
+        b->status = msg->state;
+        return changed;
+    }
+    b->last_mono = now; /* the age of a book counts from its last book message */
+    if (msg->type == QB_MSG_SNAPSHOT) {
+        if (msg->refresh && b->state == QB_MIRROR_LIVE && msg->seq < b->seq) {
+            /* Older than our book (queued before a service snapshot). */
+            mirror_add(&m->c.stale_dropped, 1);
+            return false;
+        }
+        if (msg->refresh && b->state == QB_MIRROR_LIVE && msg->seq > b->seq) {
+            /* A refresh ahead of our book: deltas were lost on the way. */
+            b->gaps++;
+            mirror_add(&m->c.gaps, 1);
+        }
+        if (mirror_replace(b, msg) != QB_OK) {
+            mirror_want(m, b, true);
+        } else {
+            mirror_add(&m->c.stream_snapshots, 1);
+        }
+        return true;
+    }
+    if (msg->type != QB_MSG_DELTA) {
+        return false;
+    }
+    if (b->state != QB_MIRROR_LIVE) {
+        /* No exact book: the snapshot asked for (after this delta was
+         * received) will contain it. */
+        mirror_want(m, b, false);
+        return false;
+    }
+    if (msg->seq <= b->seq) {
+        mirror_add(&m->c.stale_dropped, 1);
+        return false;
+    }
+    if (msg->seq != b->seq + 1) {
+        mirror_gap(m, b, "sequence gap", b->seq + 1, msg->seq);
+        return true;
+    }
+    int rc = qb_book_apply(b->book, msg->bids, msg->n_bids, msg->asks, msg->n_asks);
+    if (rc != QB_OK || qb_book_crossed(b->book)) {
+        mirror_gap(m, b, rc != QB_OK ? "change not applicable" : "book crossed", b->seq + 1,
+                   msg->seq);
+        return true;
+    }
+    b->seq = msg->seq;
+    b->exch_ts = msg->exch_ts;
+    mirror_add(&m->c.deltas, 1);
+    return true;
+}
+
+static void mirror_notify(qb_mirror *m, const char *topic)
+{
+    if (m->on_change != NULL) {
+        m->on_change(m->arg, m, topic);
+    }
+}
+
+/* Processes one frame of the stream. */
+static void mirror_frame(qb_mirror *m, nng_msg *frame)
+{
+    qb_str topic;
+    qb_msg msg;
+    char changed_topic[QB_TOPIC_MAX + 1];
+    bool changed = false;
+    mirror_add(&m->c.frames, 1);
+    int rc = qb_decoder_begin(m->dec, nng_msg_body(frame), nng_msg_len(frame), &topic);
+    if (rc != QB_OK) {
+        mirror_add(&m->c.invalid, 1);
+        return;
+    }
+    /* status.<ex>.<sym> belongs to book.<ex>.<sym>. */
+    char book_topic[QB_TOPIC_MAX + 8];
+    size_t bn;
+    if (topic.n > 7 && memcmp(topic.p, "status.", 7) == 0) {
+        bn = (size_t)snprintf(book_topic, sizeof book_topic, "book.%.*s", (int)(topic.n - 7),
+                              topic.p + 7);
+    } else if (topic.n > 5 && memcmp(topic.p, "book.", 5) == 0 && topic.n <= QB_TOPIC_MAX) {
+        memcpy(book_topic, topic.p, topic.n);
+        book_topic[topic.n] = '\0';
+        bn = topic.n;
+    } else {
+        return; /* another kind: not ours */
+    }
+    uint64_t now = qb_mono_ns();
+    pthread_mutex_lock(&m->lock);
+    mirror_book *b = bn <= QB_TOPIC_MAX ? mirror_book_get(m, book_topic, bn) : NULL;
+    if (b == NULL) {
+        mirror_add(&m->c.untracked, 1);
+    } else {
+        while ((rc = qb_decoder_next(m->dec, &msg)) == QB_OK) {
+            changed |= mirror_apply(m, b, &msg, now);
+        }
+        if (rc != QB_EEOF) {
+            /* Maps before the bad one were applied; a bad book change
+             * cannot be trusted: resync. */
+            mirror_add(&m->c.invalid, 1);
+            if (b->state == QB_MIRROR_LIVE) {
+                mirror_gap(m, b, "invalid frame", b->seq + 1, 0);
+                changed = true;
+            }
+        }
+        memcpy(changed_topic, b->topic, b->topic_len + 1);
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (changed) {
+        mirror_notify(m, changed_topic);
+    }
+}
+
+/* ---- snapshot requests (mirror thread, no lock held) ------------------ */
+
+static bool mirror_svc_up(qb_mirror *m, uint64_t now)
+{
+    return m->snapshot != NULL && now >= m->svc_down_until;
+}
+
+static void mirror_svc_failed(qb_mirror *m, const char *topic, int rc)
+{
+    mirror_add(&m->c.snapshot_failures, 1);
+    m->svc_down_until = qb_mono_ns() + mirror_ms(m->svc_backoff_ms);
+    QB_LOG_RL(QB_LOG_WARN, "mirror.snapshot_failed",
+              "snapshot request for %s: %s; retrying in %u ms (books heal from the stream "
+              "meanwhile)",
+              topic, qb_strerror(rc), m->svc_backoff_ms);
+    m->svc_backoff_ms = m->svc_backoff_ms * 2 > MIRROR_SVC_BACKOFF_MAX_MS
+                            ? MIRROR_SVC_BACKOFF_MAX_MS
+                            : m->svc_backoff_ms * 2;
+}
+
+/* Applies the books of a successful reply; notifies each changed book. */
+static void mirror_apply_reply(qb_mirror *m, const qbc_snap_reply *r)
+{
+    for (size_t i = 0; i < r->n_books; i++) {
+        const qbc_snap_book *sb = &r->books[i];
+        char topic[QB_TOPIC_MAX + 1];
+        bool changed = false;
+        if (sb->topic.n > QB_TOPIC_MAX) {
+            continue;
+        }
+        memcpy(topic, sb->topic.p, sb->topic.n);
+        topic[sb->topic.n] = '\0';
+        uint64_t now = qb_mono_ns();
+        pthread_mutex_lock(&m->lock);
+        mirror_book *b = mirror_book_get(m, topic, sb->topic.n);
+        if (b == NULL) {
+            mirror_add(&m->c.untracked, 1);
+            pthread_mutex_unlock(&m->lock);
+            continue;
+        }
+        if (sb->has_state && (!b->has_status || b->status != sb->state)) {
+            b->has_status = true;
+            b->status = sb->state;
+            changed = true;
+        }
+        uint64_t age = mirror_ms((unsigned)(sb->age_ms > 3600000 ? 3600000 : sb->age_ms));
+        if (b->last_mono == 0 && now > age) {
+            b->last_mono = now - age;
+        }
+        qb_str ft;
+        qb_msg msg;
+        if (!sb->valid) {
+            /* The broker has no exact book right now (it is resyncing
+             * itself): retry later; a stream refresh may come first. */
+            if (b->state != QB_MIRROR_LIVE) {
+                b->want = true;
+                mirror_backoff(b);
+            }
+        } else if (qb_decoder_begin(m->dec, sb->frame, sb->frame_len, &ft) != QB_OK ||
+                   ft.n != sb->topic.n || memcmp(ft.p, sb->topic.p, ft.n) != 0 ||
+                   qb_decoder_next(m->dec, &msg) != QB_OK || msg.type != QB_MSG_SNAPSHOT) {
+            mirror_add(&m->c.invalid, 1);
+            QB_LOG_RL(QB_LOG_WARN, "mirror.bad_snapshot", "topic=%s: invalid frame in reply",
+                      topic);
+            b->want = true;
+            mirror_backoff(b);
+        } else if (b->state == QB_MIRROR_LIVE && msg.seq < b->seq) {
+            b->want = false; /* ours is newer already */
+        } else if (mirror_replace(b, &msg) == QB_OK) {
+            mirror_add(&m->c.service_snapshots, 1);
+            changed = true;
+        } else {
+            b->want = true;
+            mirror_backoff(b);
+            changed = true;
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (changed) {
+            mirror_notify(m, topic);
+        }
+    }
+}
+
+/* One request; returns false when the service failed (stop requesting). */
+static bool mirror_request(qb_mirror *m, const char *topic, mirror_book *b)
+{
+    qbc_snap_reply r;
+    mirror_add(&m->c.snapshot_requests, 1);
+    int rc = qbc_snap_request(m->req, topic, m->timeout_ms, &r);
+    if (rc != QB_OK) {
+        mirror_svc_failed(m, topic, rc);
+        if (b != NULL) {
+            pthread_mutex_lock(&m->lock);
+            b->next_try = m->svc_down_until;
+            pthread_mutex_unlock(&m->lock);
+        }
+        return false;
+    }
+    m->svc_backoff_ms = MIRROR_SVC_BACKOFF_MIN_MS;
+    if (r.ok) {
+        mirror_apply_reply(m, &r);
+    } else {
+        mirror_add(&m->c.snapshot_failures, 1);
+        if (strcmp(r.code, "unknown_topic") != 0) {
+            QB_LOG_RL(QB_LOG_WARN, "mirror.snapshot_error", "snapshot request for %s: %s: %s",
+                      topic, r.code, r.error);
+        }
+    }
+    if (b != NULL) {
+        pthread_mutex_lock(&m->lock);
+        if (b->want) { /* not satisfied: unknown yet, or not valid */
+            mirror_backoff(b);
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+    qbc_snap_reply_fini(&r);
+    return true;
+}
+
+static void mirror_requests(qb_mirror *m)
+{
+    uint64_t now = qb_mono_ns();
+    int budget = MIRROR_REQUESTS_PER_TURN;
+    for (size_t i = 0; i < m->n_prefixes && budget > 0; i++) {
+        mirror_prefix *p = &m->prefixes[i];
+        if (!p->pending || !mirror_svc_up(m, now)) {
+            continue;
+        }
+        budget--;
+        if (mirror_request(m, p->topic, NULL)) {
+            p->pending = false;
+        }
+        now = qb_mono_ns();
+    }
+    /* Books wanting a snapshot, oldest index first; a snapshot of the
+     * exact topic each. */
+    for (size_t i = 0; budget > 0 && mirror_svc_up(m, now); i++) {
+        char topic[QB_TOPIC_MAX + 1];
+        mirror_book *b = NULL;
+        pthread_mutex_lock(&m->lock);
+        for (; i < m->n_books; i++) {
+            if (m->books[i]->want && m->books[i]->next_try <= now) {
+                b = m->books[i];
+                memcpy(topic, b->topic, b->topic_len + 1);
+                break;
+            }
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (b == NULL) {
+            break;
+        }
+        budget--;
+        mirror_request(m, topic, b);
+        now = qb_mono_ns();
+    }
+}
+
+/* ---- thread ----------------------------------------------------------- */
+
+static void *mirror_main(void *arg)
+{
+    qb_mirror *m = arg;
+    /* Subscribe first: wait (bounded) until the SUB socket is connected,
+     * so the first snapshot is followed by every delta after it. */
+    for (int waited = 0; waited < MIRROR_CONNECT_WAIT_MS && atomic_load(&m->sub_pipes) == 0 &&
+                         !atomic_load(&m->stop);
+         waited += 10) {
+        mirror_sleep_ms(10);
+    }
+    while (!atomic_load(&m->stop)) {
+        mirror_requests(m);
+        /* Drain what is queued, then wait a tick. */
+        for (int n = 0; n < 4096 && !atomic_load(&m->stop); n++) {
+            nng_msg *frame;
+            int rv = nng_recvmsg(m->sub, &frame, n == 0 ? 0 : NNG_FLAG_NONBLOCK);
+            if (rv != 0) {
+                break;
+            }
+            mirror_frame(m, frame);
+            nng_msg_free(frame);
+            if ((n & 255) == 255) {
+                mirror_requests(m); /* a gap found mid-queue is healed promptly */
+            }
+        }
+    }
+    return NULL;
+}
+
+static void mirror_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    qb_mirror *m = arg;
+    atomic_fetch_add(&m->sub_pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+}
+
+static void mirror_free(qb_mirror *m)
+{
+    /* Bounded close: NNG 1.5.2 can hang closing a SUB socket while frames
+     * arrive (see qbc_close_socket). Our pipe callbacks go first. */
+    if (m->sub_open) {
+        nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_POST, NULL, NULL);
+        nng_pipe_notify(m->sub, NNG_PIPE_EV_REM_POST, NULL, NULL);
+        if (qbc_close_socket(m->sub, MIRROR_CLOSE_WAIT_MS) != QB_OK) {
+            QB_WARN("mirror.close_stuck",
+                    "NNG did not close the subscriber socket within %d ms (NNG 1.5.2 defect, "
+                    "nanomsg/nng#1543); abandoned to NNG",
+                    MIRROR_CLOSE_WAIT_MS);
+        }
+    }
+    if (m->req_open && qbc_close_socket(m->req, MIRROR_CLOSE_WAIT_MS) != QB_OK) {
+        QB_WARN("mirror.close_stuck", "NNG did not close the snapshot socket within %d ms",
+                MIRROR_CLOSE_WAIT_MS);
+    }
+    for (size_t i = 0; i < m->n_books; i++) {
+        qb_book_free(m->books[i]->book);
+        free(m->books[i]);
+    }
+    free(m->books);
+    qbc_map_fini(&m->map);
+    for (size_t i = 0; i < m->n_prefixes; i++) {
+        free(m->prefixes[i].topic);
+    }
+    free(m->prefixes);
+    free(m->connect);
+    free(m->snapshot);
+    qb_decoder_free(m->dec);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static int mirror_subscribe(qb_mirror *m, const char *topic)
+{
+    char st[QB_TOPIC_MAX + 8];
+    size_t n = qbc_sub_len(topic);
+    snprintf(st, sizeof st, "status.%s", topic + 5);
+    size_t sn = qbc_sub_len(st);
+    if (n == 0 || sn == 0) {
+        return QB_EINVAL;
+    }
+    if (nng_socket_set(m->sub, NNG_OPT_SUB_SUBSCRIBE, topic, n) != 0 ||
+        nng_socket_set(m->sub, NNG_OPT_SUB_SUBSCRIBE, st, sn) != 0) {
+        return QB_ETRANSPORT;
+    }
+    return QB_OK;
+}
+
+static int mirror_dial_rc(int rv)
+{
+    return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP || rv == NNG_EINVAL ? QB_EINVAL
+                                                                         : QB_ETRANSPORT;
+}
+
+QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
+{
+    if (cfg == NULL || out == NULL || cfg->n_topics == 0 || cfg->topics == NULL) {
+        return QB_EINVAL;
+    }
+    for (size_t i = 0; i < cfg->n_topics; i++) {
+        const char *t = cfg->topics[i];
+        if (t == NULL || strncmp(t, "book.", 5) != 0 || strlen(t) > QB_TOPIC_MAX) {
+            return QB_EINVAL;
+        }
+    }
+    qb_mirror *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return QB_ENOMEM;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    atomic_init(&m->stop, false);
+    atomic_init(&m->sub_pipes, 0);
+    m->on_change = cfg->on_change;
+    m->arg = cfg->arg;
+    m->timeout_ms =
+        cfg->snapshot_timeout_ms > 0 ? cfg->snapshot_timeout_ms : MIRROR_DEFAULT_TIMEOUT_MS;
+    m->max_books = cfg->max_books ? cfg->max_books : MIRROR_DEFAULT_MAX_BOOKS;
+    m->svc_backoff_ms = MIRROR_SVC_BACKOFF_MIN_MS;
+    qbc_map_init(&m->map, m->max_books);
+    int rc = QB_ENOMEM, rv;
+    m->connect = strdup(cfg->connect ? cfg->connect : QB_DEFAULT_PUB_URL);
+    const char *snap = cfg->snapshot ? cfg->snapshot : QB_DEFAULT_SNAPSHOT_URL;
+    m->snapshot = snap[0] ? strdup(snap) : NULL;
+    m->prefixes = calloc(cfg->n_topics, sizeof *m->prefixes);
+    m->dec = qb_decoder_new();
+    if (m->connect == NULL || (snap[0] && m->snapshot == NULL) || m->prefixes == NULL ||
+        m->dec == NULL) {
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_topics; i++) {
+        m->prefixes[i].topic = strdup(cfg->topics[i]);
+        if (m->prefixes[i].topic == NULL) {
+            goto fail;
+        }
+        m->prefixes[i].pending = m->snapshot != NULL;
+        m->n_prefixes++;
+    }
+    if ((rv = nng_sub0_open(&m->sub)) != 0) {
+        rc = qb_err_from_nng(rv);
+        goto fail;
+    }
+    m->sub_open = true;
+    if ((rc = qbc_sub_options(m->sub)) != QB_OK ||
+        (rc = nng_socket_set_ms(m->sub, NNG_OPT_RECVTIMEO, MIRROR_TICK_MS) ? QB_ETRANSPORT
+                                                                           : QB_OK) != QB_OK) {
+        goto fail;
+    }
+    for (size_t i = 0; i < m->n_prefixes; i++) {
+        if ((rc = mirror_subscribe(m, m->prefixes[i].topic)) != QB_OK) {
+            goto fail;
+        }
+    }
+    nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_POST, mirror_pipe_cb, m);
+    nng_pipe_notify(m->sub, NNG_PIPE_EV_REM_POST, mirror_pipe_cb, m);
+    if ((rv = nng_dial(m->sub, m->connect, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+        rc = mirror_dial_rc(rv);
+        goto fail;
+    }
+    if (m->snapshot != NULL) {
+        if ((rv = nng_req0_open(&m->req)) != 0) {
+            rc = qb_err_from_nng(rv);
+            goto fail;
+        }
+        m->req_open = true;
+        /* Replies are bounded by the service (8 MiB by default). */
+        if ((rv = nng_socket_set_size(m->req, NNG_OPT_RECVMAXSZ, 2 * (size_t)QB_MSG_MAX_FRAME)) ||
+            (rv = nng_socket_set_ms(m->req, NNG_OPT_RECONNMINT, 100)) ||
+            (rv = nng_socket_set_ms(m->req, NNG_OPT_RECONNMAXT, 1000))) {
+            rc = QB_ETRANSPORT;
+            goto fail;
+        }
+        if ((rv = nng_dial(m->req, m->snapshot, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+            rc = mirror_dial_rc(rv);
+            goto fail;
+        }
+    }
+    /* The mirror's thread takes no signals: they stay with the
+     * application's threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rv = pthread_create(&m->thread, NULL, mirror_main, m);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rv != 0) {
+        rc = QB_ENOMEM;
+        goto fail;
+    }
+    m->thread_started = true;
+    *out = m;
+    return QB_OK;
+fail:
+    mirror_free(m);
+    return rc;
+}
+
+QB_API void qb_mirror_close(qb_mirror *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    atomic_store(&m->stop, true);
+    if (m->thread_started) {
+        pthread_join(m->thread, NULL);
+    }
+    mirror_free(m);
+}
+
+/* ---- accessors (any thread) ------------------------------------------- */
+
+static qb_price_level mirror_level(const qb_level *l)
+{
+    qb_price_level r;
+    memcpy(&r, l, sizeof r);
+    return r;
+}
+
+static void mirror_info_fill(const mirror_book *b, uint64_t now, qb_book_info *o)
+{
+    memset(o, 0, sizeof *o);
+    memcpy(o->topic, b->topic, b->topic_len + 1);
+    snprintf(o->exchange, sizeof o->exchange, "%s", b->ex);
+    snprintf(o->symbol, sizeof o->symbol, "%s", b->sym);
+    o->state = b->state;
+    o->has_status = b->has_status;
+    o->status = (qb_feed_status)b->status;
+    o->seq = b->seq;
+    if (b->state != QB_MIRROR_SYNCING) {
+        o->n_bids = qb_book_depth(b->book, QB_BID);
+        o->n_asks = qb_book_depth(b->book, QB_ASK);
+        if (o->n_bids > 0) {
+            o->has_bid = true;
+            o->best_bid = mirror_level(qb_book_levels(b->book, QB_BID));
+        }
+        if (o->n_asks > 0) {
+            o->has_ask = true;
+            o->best_ask = mirror_level(qb_book_levels(b->book, QB_ASK));
+        }
+    }
+    o->exchange_ts_ns = b->exch_ts;
+    o->age_ms = b->last_mono == 0 || now < b->last_mono ? 0 : (now - b->last_mono) / 1000000u;
+    o->gaps = b->gaps;
+    o->snapshots = b->snapshots;
+}
+
+QB_API int qb_mirror_info(qb_mirror *m, const char *topic, qb_book_info *out)
+{
+    if (m == NULL || topic == NULL || out == NULL) {
+        return QB_EINVAL;
+    }
+    uint64_t now = qb_mono_ns();
+    pthread_mutex_lock(&m->lock);
+    mirror_book *b = mirror_book_find(m, topic);
+    if (b != NULL) {
+        mirror_info_fill(b, now, out);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return b != NULL ? QB_OK : QB_ENOTFOUND;
+}
+
+QB_API int qb_mirror_levels(qb_mirror *m, const char *topic, qb_book_side_sel side,
+                            qb_price_level *out, size_t max, size_t *n_out, uint64_t *seq_out)
+{
+    if (m == NULL || topic == NULL || n_out == NULL || (out == NULL && max > 0) ||
+        (side != QB_BIDS && side != QB_ASKS)) {
+        return QB_EINVAL;
+    }
+    pthread_mutex_lock(&m->lock);
+    mirror_book *b = mirror_book_find(m, topic);
+    if (b != NULL) {
+        qb_book_side s = side == QB_BIDS ? QB_BID : QB_ASK;
+        size_t n = b->state == QB_MIRROR_SYNCING ? 0 : qb_book_depth(b->book, s);
+        if (n > max) {
+            n = max;
+        }
+        if (n > 0) {
+            memcpy(out, qb_book_levels(b->book, s), n * sizeof *out);
+        }
+        *n_out = n;
+        if (seq_out != NULL) {
+            *seq_out = b->seq;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    return b != NULL ? QB_OK : QB_ENOTFOUND;
+}
+
+QB_API size_t qb_mirror_list(qb_mirror *m, qb_book_info *out, size_t max)
+{
+    if (m == NULL) {
+        return 0;
+    }
+    uint64_t now = qb_mono_ns();
+    pthread_mutex_lock(&m->lock);
+    size_t n = m->n_books;
+    for (size_t i = 0; i < n && i < max && out != NULL; i++) {
+        mirror_info_fill(m->books[i], now, &out[i]);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+QB_API int qb_mirror_wait_live(qb_mirror *m, const char *topic, int timeout_ms)
+{
+    if (m == NULL) {
+        return QB_EINVAL;
+    }
+    uint64_t deadline = qb_mono_ns() + mirror_ms(timeout_ms > 0 ? (unsigned)timeout_ms : 0);
+    for (;;) {
+        bool live;
+        pthread_mutex_lock(&m->lock);
+        if (topic != NULL) {
+            mirror_book *b = mirror_book_find(m, topic);
+            live = b != NULL && b->state == QB_MIRROR_LIVE;
+        } else {
+            live = m->n_books > 0;
+            for (size_t i = 0; live && i < m->n_books; i++) {
+                live = m->books[i]->state == QB_MIRROR_LIVE;
+            }
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (live) {
+            return QB_OK;
+        }
+        if (qb_mono_ns() >= deadline) {
+            return QB_ETIMEDOUT;
+        }
+        mirror_sleep_ms(5);
+    }
+}
+
+QB_API void qb_mirror_stats_get(qb_mirror *m, qb_mirror_stats *out)
+{
+    mirror_counters *c = &m->c;
+    out->frames = atomic_load(&c->frames);
+    out->invalid = atomic_load(&c->invalid);
+    out->deltas = atomic_load(&c->deltas);
+    out->gaps = atomic_load(&c->gaps);
+    out->snapshot_requests = atomic_load(&c->snapshot_requests);
+    out->snapshot_failures = atomic_load(&c->snapshot_failures);
+    out->service_snapshots = atomic_load(&c->service_snapshots);
+    out->stream_snapshots = atomic_load(&c->stream_snapshots);
+    out->stale_dropped = atomic_load(&c->stale_dropped);
+    out->untracked = atomic_load(&c->untracked);
+    pthread_mutex_lock(&m->lock);
+    out->books = m->n_books;
+    uint64_t live = 0;
+    for (size_t i = 0; i < m->n_books; i++) {
+        live += m->books[i]->state == QB_MIRROR_LIVE;
+    }
+    out->books_live = live;
+    pthread_mutex_unlock(&m->lock);
+}
