@@ -17,6 +17,8 @@ PACKAGES=(
   python3 python3-websockets python3-msgpack nng-utils jq procps tmux
   # benchmarks: the JSON parsers compared against jsmn, valgrind for instruction counts
   libcjson-dev libjansson-dev valgrind
+  # fuzzing: clang with libFuzzer and the sanitizer runtimes (tests/fuzz/run-fuzzers.sh)
+  clang libclang-rt-14-dev
 )
 
 missing=()
