@@ -27,6 +27,8 @@
 #include "err.h"
 #include "log.h"
 #include "msg.h"
+#include "nngclose.h"
+#include "snapshot.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
@@ -106,6 +108,8 @@ struct qb_broker {
     qb_topics *topics;
     qb_decoder *dec;
     broker_counters c;
+    qb_broker_tap_fn tap; /* guarded by lock */
+    void *tap_arg;
     broker_gate drop_gates[BROKER_DROP_KINDS];
     broker_gate ev_gates[BROKER_EV_KINDS];
 };
@@ -375,6 +379,9 @@ static void broker_apply(qb_broker *b, const char *frame, size_t len)
     }
     while (qb_decoder_next(b->dec, &m) == QB_OK) {
         broker_add(&b->c.messages_in, 1);
+        if (m.type == QB_MSG_STATUS && m.state == QB_FEED_RESYNCING) {
+            broker_add(&b->c.resyncs, 1);
+        }
         unsigned ev = qb_topics_apply(b->topics, topic, &m, now);
         if (ev == 0 || ev == QB_TOPICS_NEW) {
             continue;
@@ -429,6 +436,11 @@ static void broker_handle(qb_broker *b, nng_msg *msg)
     }
     pthread_mutex_lock(&b->lock);
     broker_apply(b, frame, len);
+    /* Under the lock: whoever copies a book sees it at least as new as
+     * every frame already handed to the tap (ws.c relies on it). */
+    if (b->tap != NULL) {
+        b->tap(b->tap_arg, frame, len);
+    }
     pthread_mutex_unlock(&b->lock);
 
     /* The same message goes out: pub0 clones it by reference per pipe.
@@ -529,89 +541,6 @@ static int broker_nng_fail(const char *what, int rv)
     return qb_err_from_nng(rv);
 }
 
-/* NNG 1.5.2 can deadlock in nng_close() when a message is in flight on a
- * pipe as the socket closes (nanomsg/nng#1543, fixed after 1.5.2; seen here
- * in a few percent of closes under live traffic). So a close runs on a
- * helper thread and is waited for at most ms: past that, the socket is
- * abandoned (it holds no memory of ours) and shutdown goes on; the process
- * is about to exit anyway. Returns true when the close completed. */
-typedef struct broker_closer {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    nng_socket s;
-    bool done;
-    bool abandoned;
-} broker_closer;
-
-static void *broker_closer_main(void *arg)
-{
-    broker_closer *c = arg;
-    nng_close(c->s);
-    pthread_mutex_lock(&c->mu);
-    c->done = true;
-    bool abandoned = c->abandoned;
-    pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    if (abandoned) {
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
-        free(c);
-    }
-    return NULL;
-}
-
-static bool broker_close_bounded(nng_socket s, const char *what, unsigned ms)
-{
-    broker_closer *c = calloc(1, sizeof *c);
-    pthread_t t;
-    if (c == NULL) {
-        nng_close(s);
-        return true;
-    }
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    c->s = s;
-    if (pthread_create(&t, NULL, broker_closer_main, c) != 0) {
-        nng_close(s);
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
-        free(c);
-        return true;
-    }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += ms / 1000;
-    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&c->mu);
-    while (!c->done) {
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) != 0) {
-            break;
-        }
-    }
-    bool done = c->done;
-    if (!done) {
-        c->abandoned = true; /* the helper frees c if it ever returns */
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (done) {
-        pthread_join(t, NULL);
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
-        free(c);
-        return true;
-    }
-    pthread_detach(t);
-    QB_WARN("broker.close_stuck",
-            "%s socket: nng_close did not return in %u ms (NNG 1.5.2 close race, "
-            "nanomsg/nng#1543); abandoning it",
-            what, ms);
-    return false;
-}
-
 int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
 {
     if (cfg == NULL || cfg->n_ingest == 0 || cfg->n_pub == 0) {
@@ -683,7 +612,7 @@ void qb_broker_free(qb_broker *b)
     }
     /* The ingest thread sees the stop flag within a receive tick; the
      * sockets are closed only once no receive is pending on them, which
-     * makes NNG 1.5.2's close race (broker_close_bounded) rarer. */
+     * makes NNG 1.5.2's close race (qb_nng_close_bounded) rarer. */
     if (b->thread_started) {
         atomic_store_explicit(&b->stop, true, memory_order_release);
         struct timespec dl;
@@ -693,14 +622,15 @@ void qb_broker_free(qb_broker *b)
             /* Stuck inside NNG: it may still touch b, so b is
              * deliberately not freed (the process is exiting). */
             QB_WARN("broker.ingest_stuck", "ingest thread did not stop; leaving it");
+            qb_nng_note_abandoned();
             return;
         }
     }
     if (b->ingest_open) {
-        broker_close_bounded(b->ingest, "ingest", BROKER_CLOSE_MS);
+        qb_nng_close_bounded(b->ingest, "ingest", BROKER_CLOSE_MS);
     }
     if (b->pub_open) {
-        broker_close_bounded(b->pub, "pub", BROKER_CLOSE_MS);
+        qb_nng_close_bounded(b->pub, "pub", BROKER_CLOSE_MS);
     }
     qb_decoder_free(b->dec);
     qb_topics_free(b->topics);
@@ -733,6 +663,153 @@ int qb_broker_topic_get(qb_broker *b, const char *topic, qb_topic_info *info, qb
         *info = tmp;
     }
     return rc;
+}
+
+void qb_broker_set_tap(qb_broker *b, qb_broker_tap_fn fn, void *arg)
+{
+    pthread_mutex_lock(&b->lock);
+    b->tap = fn;
+    b->tap_arg = arg;
+    pthread_mutex_unlock(&b->lock);
+}
+
+int qb_broker_each_topic(qb_broker *b, qb_topics_each_fn fn, void *arg)
+{
+    pthread_mutex_lock(&b->lock);
+    int rc = qb_topics_each(b->topics, fn, arg);
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+/* Splits "book.<ex>.<sym>"; false when topic is not one. */
+static bool broker_split_book(qb_str t, qb_str *ex, qb_str *sym)
+{
+    if (t.n < 5 || memcmp(t.p, "book.", 5) != 0) {
+        return false;
+    }
+    const char *p = t.p + 5, *end = t.p + t.n;
+    const char *dot = memchr(p, '.', (size_t)(end - p));
+    if (dot == NULL || dot == p || dot + 1 >= end) {
+        return false;
+    }
+    *ex = (qb_str){p, (size_t)(dot - p)};
+    *sym = (qb_str){dot + 1, (size_t)(end - dot - 1)};
+    return true;
+}
+
+int qb_broker_snapshot_frame(qb_broker *b, qb_str topic, qb_buf *scratch, qb_buf *out)
+{
+    qb_str ex, sym;
+    if (!broker_split_book(topic, &ex, &sym)) {
+        return QB_ENOTFOUND;
+    }
+    qb_topic_info info;
+    size_t nb = 0, na = 0;
+    int rc;
+    /* Under the lock: a memcpy of the levels and the fields; the encoding
+     * happens after. */
+    pthread_mutex_lock(&b->lock);
+    rc = qb_topics_info(b->topics, topic, &info);
+    const qb_book *book = rc == QB_OK ? qb_topics_book(b->topics, topic) : NULL;
+    if (rc == QB_OK && (book == NULL || !info.book_valid || !info.has_seq)) {
+        rc = QB_ENOTFOUND;
+    }
+    if (rc == QB_OK) {
+        nb = qb_book_depth(book, QB_BID);
+        na = qb_book_depth(book, QB_ASK);
+        qb_buf_reset(scratch);
+        rc = qb_buf_reserve(scratch, (nb + na) * sizeof(qb_level));
+        if (rc == QB_OK) {
+            memcpy(scratch->data, qb_book_levels(book, QB_BID), nb * sizeof(qb_level));
+            memcpy(scratch->data + nb * sizeof(qb_level), qb_book_levels(book, QB_ASK),
+                   na * sizeof(qb_level));
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (rc != QB_OK) {
+        return rc;
+    }
+    const qb_level *lv = (const qb_level *)(const void *)scratch->data;
+    qb_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = QB_MSG_SNAPSHOT;
+    m.version = QB_PROTO_VERSION;
+    m.exchange = ex;
+    m.symbol = sym;
+    m.native = info.nsym[0] ? (qb_str){info.nsym, strlen(info.nsym)} : sym;
+    m.seq = info.last_seq;
+    m.exch_ts = info.exch_ts;
+    m.recv_ts = info.recv_ts;
+    m.first_id = info.last_id;
+    m.last_id = info.last_id;
+    m.bids = lv;
+    m.n_bids = nb;
+    m.asks = lv + nb;
+    m.n_asks = na;
+    m.refresh = true;
+    return qb_msg_encode(&m, out);
+}
+
+/* qb_snapshot_collect_fn: under the lock, every matching book. */
+typedef struct broker_collect {
+    qb_str prefix;
+    bool exact;
+    qb_snapshot_sink *sink;
+    uint64_t now;
+    int rc;
+    const qb_topics *topics;
+} broker_collect;
+
+static int broker_collect_one(void *arg, qb_str topic, const qb_topic_info *info,
+                              const qb_book *book)
+{
+    broker_collect *bc = arg;
+    if (book == NULL || topic.n < bc->prefix.n ||
+        memcmp(topic.p, bc->prefix.p, bc->prefix.n) != 0 ||
+        (bc->exact && topic.n != bc->prefix.n)) {
+        return 0;
+    }
+    qb_snapshot_book sb = {
+        .topic = topic,
+        .nsym = {info->nsym, strlen(info->nsym)},
+        .seq = info->last_seq,
+        .last_id = info->last_id,
+        .exch_ts = info->exch_ts,
+        .recv_ts = info->recv_ts,
+        .age_ns = bc->now - info->last_update_ns,
+        .valid = info->book_valid && info->has_seq,
+        .has_state = false,
+        .bids = qb_book_levels(book, QB_BID),
+        .n_bids = qb_book_depth(book, QB_BID),
+        .asks = qb_book_levels(book, QB_ASK),
+        .n_asks = qb_book_depth(book, QB_ASK),
+    };
+    /* The feed state is the instrument's status topic's. */
+    char st[QB_TOPIC_MAX + 8];
+    qb_topic_info si;
+    int sl = snprintf(st, sizeof st, "status.%.*s", (int)(topic.n - 5), topic.p + 5);
+    if (sl > 0 && qb_topics_info(bc->topics, (qb_str){st, (size_t)sl}, &si) == QB_OK &&
+        si.has_status) {
+        sb.has_state = true;
+        sb.state = si.feed_state;
+    }
+    int rc = qb_snapshot_sink_add(bc->sink, &sb);
+    if (rc == QB_ETOOBIG || rc == QB_ENOMEM) {
+        bc->rc = rc == QB_ENOMEM ? rc : QB_OK;
+        return 1; /* reply full (marked truncated) or out of memory: stop */
+    }
+    return 0;
+}
+
+int qb_broker_snapshot_collect(void *arg, qb_str prefix, bool exact, qb_snapshot_sink *sink)
+{
+    qb_broker *b = arg;
+    broker_collect bc = {prefix, exact, sink, qb_mono_ns(), QB_OK, NULL};
+    pthread_mutex_lock(&b->lock);
+    bc.topics = b->topics;
+    qb_topics_each(b->topics, broker_collect_one, &bc);
+    pthread_mutex_unlock(&b->lock);
+    return bc.rc;
 }
 
 int qb_broker_stats_write(const qb_broker_stats *s, const char *extra_json, const char *path)

@@ -21,13 +21,21 @@
  * sees the gap by seq); the topic table holds at most max_topics topics
  * ("forward without state").
  *
- * Threads: qb_broker_new/qb_broker_free on one thread; qb_broker_stats_get
- * and qb_broker_topic_get from any thread.
+ * Readers of the books on other threads (the websocket endpoint ws.h, the
+ * snapshot service snapshot.h) take the one state lock, which the ingest
+ * thread holds only while it applies a frame (and hands it to the tap, so
+ * a copied book is never older than a frame already handed over); they
+ * hold it for a memcpy of the levels and encode after unlocking.
+ *
+ * Threads: qb_broker_new/qb_broker_free on one thread; qb_broker_stats_get,
+ * qb_broker_topic_get, qb_broker_each_topic, qb_broker_snapshot_frame and
+ * qb_broker_set_tap from any thread.
  */
 #ifndef QB_BROKER_H
 #define QB_BROKER_H
 
 #include "book.h"
+#include "buf.h"
 #include "topics.h"
 
 #include <stddef.h>
@@ -59,6 +67,7 @@ typedef struct qb_broker_config {
     X(bad_version, "frames dropped: unsupported schema version")                                   \
     X(oversized, "frames dropped: over QB_MSG_MAX_FRAME or too many levels")                       \
     X(bad_topic, "frames dropped: malformed topic, or topic not matching its message")             \
+    X(resyncs, "status messages with state resyncing")                                             \
     X(ingest_gaps, "seq jumps on ingest (messages the broker missed)")                             \
     X(duplicates, "messages with seq <= the last one (not applied)")                               \
     X(crossed, "books found crossed after a change (invalid until the next snapshot)")             \
@@ -104,5 +113,31 @@ int qb_broker_topic_get(qb_broker *b, const char *topic, qb_topic_info *info, qb
  * extra_json, which may be NULL or "") to path atomically: path.tmp, then
  * rename. QB_OK or QB_EIO. */
 int qb_broker_stats_write(const qb_broker_stats *s, const char *extra_json, const char *path);
+
+/* Called by the ingest thread for every valid frame, after its messages
+ * are applied to the books and under the state lock (so a book copied
+ * with qb_broker_snapshot_frame() is never older than a frame already
+ * handed over). Must be quick and must not call back into the broker. */
+typedef void (*qb_broker_tap_fn)(void *arg, const void *frame, size_t len);
+
+/* Sets (or with fn NULL clears) the tap. After it returns, the previous tap
+ * is never called again. Any thread. */
+void qb_broker_set_tap(qb_broker *b, qb_broker_tap_fn fn, void *arg);
+
+/* Calls fn for every tracked topic under the state lock (qb_topics_each);
+ * fn must be quick and must not call into the broker. Any thread. */
+int qb_broker_each_topic(qb_broker *b, qb_topics_each_fn fn, void *arg);
+
+/* Appends one snapshot frame (refresh=true, seq = the last applied seq, lid
+ * = the book's version) of the broker's current book of topic to out.
+ * scratch holds the copied levels (reused between calls). QB_OK,
+ * QB_ENOTFOUND (not a book topic, unknown, or its book not valid), or
+ * QB_ENOMEM. The lock is held for a memcpy of the levels only. Any thread. */
+int qb_broker_snapshot_frame(qb_broker *b, qb_str topic, qb_buf *scratch, qb_buf *out);
+
+/* The snapshot service's collect callback (snapshot.h, arg = the broker):
+ * adds every book topic matching prefix to sink, under the state lock. */
+struct qb_snapshot_sink;
+int qb_broker_snapshot_collect(void *arg, qb_str prefix, bool exact, struct qb_snapshot_sink *sink);
 
 #endif

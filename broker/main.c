@@ -3,20 +3,29 @@
  * and fan-out core (broker.h) and, unless --no-spawn, supervises the
  * adapters (supervisor.h) - and in --demo the exchange simulator too.
  *
+ * Also the HTTP/websocket endpoint (ws.h, its own lws service thread, fed
+ * by the ingest thread through the broker's tap) and the snapshot service
+ * (snapshot.h, on NNG's threads), both reading the broker's books under
+ * its state lock.
+ *
  * Threads: the main thread owns signals (SIGINT, SIGTERM, SIGCHLD are
  * blocked in every thread and taken here with sigtimedwait), the children,
  * the stats file (every 500 ms) and the stats log line (every 10 s); the
  * ingest thread (broker.c) and NNG's own threads move the messages.
  *
- * Shutdown: stop the children (SIGTERM, 5 s, SIGKILL), stop the core (close
+ * Shutdown: stop the children (SIGTERM, 5 s, SIGKILL), clear the tap, stop
+ * the websocket endpoint and the snapshot service, stop the core (close
  * ingest, join, close pub), write the stats file a last time, free all.
  */
 #include "broker.h"
+#include "snapshot.h"
 #include "supervisor.h"
+#include "ws.h"
 
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "nngclose.h"
 #include "opts.h"
 
 #include <arpa/inet.h>
@@ -49,13 +58,24 @@ static const qb_prog main_prog = {
         "snapshot each second, so every subscriber is complete again within about 1 s.",
     .footer =
         "Examples:\n"
-        "  quotebus-broker                        main job: Binance BTC-USDT and ETH-USDT, live\n"
+        "  quotebus-broker                        main job: Binance, HTX (BTC-USDT, ETH-USDT) and\n"
+        "                                         Bithumb (BTC-KRW, ETH-KRW), live\n"
         "  quotebus-broker --demo                 offline demo with the exchange simulator\n"
         "  quotebus-sub book.binance.             (another terminal) print Binance books as JSON\n"
         "  quotebus-broker --adapter binance:BTC-USDT,ETH-USDT,SOL-USDT --adapter htx:BTC-USDT\n"
         "  quotebus-broker --no-spawn --ingest ipc:///run/qb/in.ipc --pub tcp://0.0.0.0:7781\n"
+        "  quotebus-broker --demo                 then open http://127.0.0.1:7780/ in a browser\n"
+        "  quotebus-broker --http-listen 0.0.0.0:7780 --http-origin https://desk.example \\\n"
+        "        --http-token s3cret --http-cert cert.pem --http-key key.pem\n"
         "  quotebus-broker --config broker.json   with broker.json like\n"
         "      {\"adapter\": [\"binance:BTC-USDT,ETH-USDT\"], \"stats-file\": \"/tmp/qb.json\"}\n"
+        "\n"
+        "HTTP (--http-listen, default 127.0.0.1:7780): / the live order book page, /ws the\n"
+        "websocket (JSON, or msgpack with subprotocol quotebus.msgpack.v1; proto/PROTOCOL.md),\n"
+        "/metrics (Prometheus text), /health (JSON). A websocket client that falls behind\n"
+        "gets its pending book updates replaced by a fresh snapshot (\"conflated\": true);\n"
+        "one that stays behind past --http-slow-ms is closed (4001).\n"
+        "The snapshot service (--snapshot, NNG REP) answers late joiners with current books.\n"
         "\n"
         "Addresses are NNG URLs (ipc://PATH, tcp://HOST:PORT); directories of ipc paths are\n"
         "created. Exit status: 0 after SIGINT/SIGTERM, 1 when a socket cannot be set up,\n"
@@ -73,17 +93,106 @@ typedef struct main_opts {
     int64_t max_topics;
     char *stats_file;
     char *log_level;
+    char *http_listen;
+    char *web_root;
+    qb_strlist http_origins;
+    char *http_token;
+    char *http_cert;
+    char *http_key;
+    int64_t http_max_clients;
+    int64_t http_max_subs;
+    int64_t http_max_msg;
+    int64_t http_rate;
+    int64_t http_queue_soft;
+    int64_t http_queue_hard;
+    int64_t http_soft_ms;
+    int64_t http_slow_ms;
+    int64_t http_idle_s;
+    qb_strlist snapshot;
+    /* derived */
+    char http_host[256];
+    int http_port;
+    char web_root_found[4096];
 } main_opts;
+
+/* "HOST:PORT" ("[::1]:7780" for IPv6) into host and port. */
+static int main_hostport(const char *s, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || colon[1] == '\0') {
+        return QB_EINVAL;
+    }
+    const char *h = s;
+    size_t hn = (size_t)(colon - s);
+    if (h[0] == '[' && hn >= 2 && h[hn - 1] == ']') {
+        h++;
+        hn -= 2;
+    }
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || p <= 0 || p > 65535 || hn == 0 || hn >= cap) {
+        return QB_EINVAL;
+    }
+    memcpy(host, h, hn);
+    host[hn] = '\0';
+    *port = (int)p;
+    return QB_OK;
+}
+
+/* The page's directory: --web-root, else the installed share directory
+ * next to the binary (<prefix>/bin/../share/quotebus/web), the configured
+ * install prefix, then the source tree this binary was built from. */
+static void main_web_root(main_opts *o)
+{
+    o->web_root_found[0] = '\0';
+    if (o->web_root != NULL) {
+        snprintf(o->web_root_found, sizeof o->web_root_found, "%s", o->web_root);
+        return;
+    }
+    char exe[3000];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char cand[3][4096];
+    size_t nc = 0;
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(cand[nc++], sizeof cand[0], "%s/../share/quotebus/web", exe);
+        }
+    }
+#ifdef QB_WEB_INSTALL_DIR
+    snprintf(cand[nc++], sizeof cand[0], "%s", QB_WEB_INSTALL_DIR);
+#endif
+#ifdef QB_WEB_SOURCE_DIR
+    snprintf(cand[nc++], sizeof cand[0], "%s", QB_WEB_SOURCE_DIR);
+#endif
+    for (size_t i = 0; i < nc; i++) {
+        char idx[4200];
+        snprintf(idx, sizeof idx, "%s/index.html", cand[i]);
+        if (access(idx, R_OK) == 0) {
+            char *real = realpath(cand[i], NULL);
+            snprintf(o->web_root_found, sizeof o->web_root_found, "%s", real ? real : cand[i]);
+            free(real);
+            return;
+        }
+    }
+}
 
 static int main_parse(main_opts *o, const qb_opt *table, int argc, char **argv)
 {
     static const char *const def_ingest[] = {"ipc:///tmp/quotebus/ingest.ipc",
                                              "tcp://127.0.0.1:7783"};
     static const char *const def_pub[] = {"ipc:///tmp/quotebus/pub.ipc", "tcp://127.0.0.1:7781"};
-    static const char *const def_adapter[] = {"binance:BTC-USDT,ETH-USDT"};
-    if (qb_strlist_set_default(&o->ingest, def_ingest, 2) != QB_OK ||
+    /* Binance, HTX and Bithumb side by side: global and Korean prices of
+     * the same coins (quotebus-top BTC compares them). */
+    static const char *const def_adapter[] = {"binance:BTC-USDT,ETH-USDT", "htx:BTC-USDT,ETH-USDT",
+                                              "bithumb:BTC-KRW,ETH-KRW"};
+    static const char *const def_snapshot[] = {QB_SNAPSHOT_DEFAULT_IPC, QB_SNAPSHOT_DEFAULT_TCP};
+    if (qb_strlist_set_default(&o->snapshot, def_snapshot, 2) != QB_OK ||
+        qb_strlist_set_default(&o->ingest, def_ingest, 2) != QB_OK ||
         qb_strlist_set_default(&o->pub, def_pub, 2) != QB_OK ||
-        qb_strlist_set_default(&o->adapters, def_adapter, 1) != QB_OK) {
+        qb_strlist_set_default(&o->adapters, def_adapter, 3) != QB_OK) {
         return QB_ENOMEM;
     }
     int pos = 0;
@@ -110,6 +219,46 @@ static int main_parse(main_opts *o, const qb_opt *table, int argc, char **argv)
     }
     if (o->max_topics <= 0) {
         fprintf(stderr, "quotebus-broker: --max-topics must be positive\n");
+        return QB_EINVAL;
+    }
+    if (o->http_listen == NULL || strcmp(o->http_listen, "off") != 0) {
+        const char *hl = o->http_listen ? o->http_listen : "127.0.0.1:7780";
+        if (main_hostport(hl, o->http_host, sizeof o->http_host, &o->http_port) != QB_OK) {
+            fprintf(stderr, "quotebus-broker: --http-listen must be HOST:PORT or off\n");
+            return QB_EINVAL;
+        }
+    }
+    if ((o->http_cert == NULL) != (o->http_key == NULL)) {
+        fprintf(stderr, "quotebus-broker: --http-cert and --http-key go together\n");
+        return QB_EINVAL;
+    }
+    const struct {
+        const char *name;
+        int64_t v, min;
+    } lims[] = {
+        {"--http-max-clients", o->http_max_clients, 1},
+        {"--http-max-subs", o->http_max_subs, 1},
+        {"--http-max-msg", o->http_max_msg, 256},
+        {"--http-rate", o->http_rate, 1},
+        {"--http-queue-soft", o->http_queue_soft, 4096},
+        {"--http-queue-hard", o->http_queue_hard, 4096},
+        {"--http-slow-ms", o->http_slow_ms, 100},
+        {"--http-soft-ms", o->http_soft_ms, 1},
+        {"--http-idle", o->http_idle_s, 1},
+    };
+    for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
+        if (lims[i].v < lims[i].min || lims[i].v > (int64_t)1 << 40) {
+            fprintf(stderr, "quotebus-broker: %s must be at least %lld\n", lims[i].name,
+                    (long long)lims[i].min);
+            return QB_EINVAL;
+        }
+    }
+    if (o->http_queue_hard < o->http_queue_soft) {
+        fprintf(stderr, "quotebus-broker: --http-queue-hard must be >= --http-queue-soft\n");
+        return QB_EINVAL;
+    }
+    if (o->http_idle_s > 30000) {
+        fprintf(stderr, "quotebus-broker: --http-idle must be at most 30000 s\n");
         return QB_EINVAL;
     }
     if (o->log_level != NULL) {
@@ -170,7 +319,7 @@ static int main_children(const main_opts *o, qb_super *sup, char *demo_ws, char 
         if (rc != QB_OK) {
             return rc;
         }
-        snprintf(demo_ws, cap, "ws://127.0.0.1:%lld/stream", (long long)o->demo_port);
+        snprintf(demo_ws, cap, "ws://127.0.0.1:%lld", (long long)o->demo_port);
         snprintf(demo_rest, cap, "http://127.0.0.1:%lld", (long long)o->demo_port);
     }
     for (size_t i = 0; i < o->adapters.n; i++) {
@@ -194,11 +343,21 @@ static int main_children(const main_opts *o, qb_super *sup, char *demo_ws, char 
             argv[k++] = "--log-level";
             argv[k++] = o->log_level;
         }
+        char ex_ws[192];
         if (o->demo) {
+            /* One simulator serves every exchange, routed by path like the
+             * real endpoints: Binance /stream (+ REST), HTX /feed, Bithumb
+             * /websocket/v1 (tests/exsim/README.md). */
+            const char *path = strcmp(ex, "htx") == 0       ? "/feed"
+                               : strcmp(ex, "bithumb") == 0 ? "/websocket/v1"
+                                                            : "/stream";
+            snprintf(ex_ws, sizeof ex_ws, "%s%s", demo_ws, path);
             argv[k++] = "--ws-url";
-            argv[k++] = demo_ws;
-            argv[k++] = "--rest-url";
-            argv[k++] = demo_rest;
+            argv[k++] = ex_ws;
+            if (strcmp(ex, "binance") == 0) {
+                argv[k++] = "--rest-url";
+                argv[k++] = demo_rest;
+            }
         }
         if (o->adapter_args.n > 64) {
             fprintf(stderr, "quotebus-broker: at most 64 --adapter-arg values\n");
@@ -220,18 +379,42 @@ static int main_children(const main_opts *o, qb_super *sup, char *demo_ws, char 
     return QB_OK;
 }
 
-static void main_write_stats(qb_broker *b, qb_super *sup, const char *path, uint64_t start_ms)
+static void main_write_stats(qb_broker *b, qb_super *sup, qb_ws *ws, qb_snapshot *snap,
+                             const char *path, uint64_t start_ms)
 {
     qb_broker_stats s;
     qb_broker_stats_get(b, &s);
-    char extra[256];
-    snprintf(extra, sizeof extra,
-             "\"adapter_starts\": %llu, \"adapter_restarts\": %llu, \"children_running\": %zu, "
-             "\"uptime_ms\": %llu",
-             (unsigned long long)(sup ? qb_super_starts(sup, "adapter") : 0),
-             (unsigned long long)(sup ? qb_super_restarts(sup, "adapter") : 0),
-             sup ? qb_super_running(sup, "") : (size_t)0,
-             (unsigned long long)(qb_mono_ns() / 1000000u - start_ms));
+    char extra[8192];
+    int k = snprintf(extra, sizeof extra,
+                     "\"adapter_starts\": %llu, \"adapter_restarts\": %llu, "
+                     "\"children_running\": %zu, \"uptime_ms\": %llu",
+                     (unsigned long long)(sup ? qb_super_starts(sup, "adapter") : 0),
+                     (unsigned long long)(sup ? qb_super_restarts(sup, "adapter") : 0),
+                     sup ? qb_super_running(sup, "") : (size_t)0,
+                     (unsigned long long)(qb_mono_ns() / 1000000u - start_ms));
+    if (ws != NULL) {
+        qb_ws_stats w;
+        qb_ws_stats_get(ws, &w);
+#define MAIN_WS_(name, help)                                                                       \
+    k += snprintf(extra + k, sizeof extra - (size_t)k, ", \"" #name "\": %llu",                    \
+                  (unsigned long long)w.name);
+        QB_WS_STATS(MAIN_WS_)
+#undef MAIN_WS_
+#define MAIN_WSQ_(name, help)                                                                      \
+    k += snprintf(extra + k, sizeof extra - (size_t)k, ", \"" #name "\": %llu",                    \
+                  (unsigned long long)w.q.name);
+        QB_WSQ_STATS(MAIN_WSQ_)
+#undef MAIN_WSQ_
+    }
+    if (snap != NULL) {
+        qb_snapshot_stats ss;
+        qb_snapshot_stats_get(snap, &ss);
+#define MAIN_SNAP_(name, help)                                                                     \
+    k += snprintf(extra + k, sizeof extra - (size_t)k, ", \"" #name "\": %llu",                    \
+                  (unsigned long long)ss.name);
+        QB_SNAPSHOT_STATS(MAIN_SNAP_)
+#undef MAIN_SNAP_
+    }
     if (path != NULL && qb_broker_stats_write(&s, extra, path) != QB_OK) {
         QB_LOG_RL(QB_LOG_WARN, "broker.stats_write_failed", "%s: %s", path, strerror(errno));
     }
@@ -289,7 +472,19 @@ static bool main_wait_port(int port, uint64_t timeout_ms, const sigset_t *sigs, 
 int main(int argc, char **argv)
 {
     qb_log_set_component("broker");
-    main_opts o = {.demo_port = 7790, .max_topics = QB_TOPICS_DEFAULT_MAX};
+    main_opts o = {
+        .demo_port = 7790,
+        .max_topics = QB_TOPICS_DEFAULT_MAX,
+        .http_max_clients = 1000,
+        .http_max_subs = 256,
+        .http_max_msg = 64 * 1024,
+        .http_rate = 50,
+        .http_queue_soft = 4 << 20,
+        .http_queue_hard = 16 << 20,
+        .http_soft_ms = 1000,
+        .http_slow_ms = 30000,
+        .http_idle_s = 30,
+    };
     const qb_opt table[] = {
         {"ingest", QB_OPT_LIST, &o.ingest, "ADDR",
          "listen for adapters (NNG SUB) on these addresses; repeatable"},
@@ -310,6 +505,38 @@ int main(int argc, char **argv)
          "rewrite this JSON file of counters every 500 ms and at exit"},
         {"log-level", QB_OPT_STR, &o.log_level, "LEVEL",
          "error, warn, info or debug (default info; passed on to adapters)"},
+        {"snapshot", QB_OPT_LIST, &o.snapshot, "ADDR",
+         "serve snapshots (NNG REP) on these addresses; repeatable; \"off\" disables"},
+        {"http-listen", QB_OPT_STR, &o.http_listen, "HOST:PORT",
+         "serve the page, /ws, /metrics, /health here; \"off\" disables (default "
+         "127.0.0.1:7780)"},
+        {"web-root", QB_OPT_STR, &o.web_root, "DIR",
+         "directory of the web page (default: <prefix>/share/quotebus/web, else the source "
+         "tree's clients/web)"},
+        {"http-origin", QB_OPT_LIST, &o.http_origins, "ORIGIN",
+         "also accept websockets from this Origin (e.g. http://localhost:8000; * for any); "
+         "default same-origin only"},
+        {"http-token", QB_OPT_STR, &o.http_token, "TOKEN",
+         "require this bearer token on /ws and /metrics (Authorization: Bearer or ?token=)"},
+        {"http-cert", QB_OPT_STR, &o.http_cert, "PEM", "TLS certificate: serve https/wss"},
+        {"http-key", QB_OPT_STR, &o.http_key, "PEM", "TLS private key for --http-cert"},
+        {"http-max-clients", QB_OPT_INT, &o.http_max_clients, "N",
+         "most websocket clients; more are closed with 1013"},
+        {"http-max-subs", QB_OPT_INT, &o.http_max_subs, "N",
+         "most subscriptions per websocket client"},
+        {"http-max-msg", QB_OPT_INT, &o.http_max_msg, "BYTES",
+         "largest websocket request; larger closes with 1009"},
+        {"http-rate", QB_OPT_INT, &o.http_rate, "N", "websocket requests per second per client"},
+        {"http-queue-soft", QB_OPT_INT, &o.http_queue_soft, "BYTES",
+         "a client with this many bytes queued for --http-soft-ms is conflated"},
+        {"http-soft-ms", QB_OPT_INT, &o.http_soft_ms, "MS",
+         "how long a client may stay over --http-queue-soft before conflation"},
+        {"http-queue-hard", QB_OPT_INT, &o.http_queue_hard, "BYTES",
+         "a client with this many bytes queued is conflated at once"},
+        {"http-slow-ms", QB_OPT_INT, &o.http_slow_ms, "MS",
+         "a client behind (over the soft limit, conflated) this long is closed with 4001"},
+        {"http-idle", QB_OPT_INT, &o.http_idle_s, "SECONDS",
+         "ping an idle websocket after this long, hang up after twice"},
         {0},
     };
     int rc = main_parse(&o, table, argc, argv);
@@ -331,6 +558,8 @@ int main(int argc, char **argv)
     int exit_code = 0;
     qb_super *sup = NULL;
     qb_broker *b = NULL;
+    qb_ws *ws = NULL;
+    qb_snapshot *snap = NULL;
     uint64_t start_ms = qb_mono_ns() / 1000000u;
     char demo_ws[128] = "", demo_rest[128] = "";
     bool spawn = !o.no_spawn;
@@ -359,6 +588,81 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    bool snap_off = o.snapshot.n == 0 || (o.snapshot.n == 1 && strcmp(o.snapshot.v[0], "off") == 0);
+    if (!snap_off) {
+        qb_snapshot_config scfg = {
+            .urls = (const char *const *)o.snapshot.v,
+            .n_urls = o.snapshot.n,
+            .collect = qb_broker_snapshot_collect,
+            .collect_arg = b,
+        };
+        rc = qb_snapshot_new(&scfg, &snap);
+        if (rc != QB_OK && o.snapshot.from_default) {
+            /* The default addresses are shared by every broker on the
+             * machine (tests run several): busy defaults are not fatal. */
+            QB_WARN("broker.snapshot_off", "snapshot service not started: the default addresses "
+                                           "are busy (another broker?); give --snapshot ADDR");
+        } else if (rc != QB_OK) {
+            fprintf(stderr,
+                    "quotebus-broker: cannot start the snapshot service: %s (see the log "
+                    "above; --snapshot off disables it)\n",
+                    qb_strerror(rc));
+            exit_code = 1;
+            goto out;
+        }
+    }
+    if (o.http_port != 0) {
+        main_web_root(&o);
+        if (o.web_root_found[0] == '\0') {
+            QB_WARN("broker.no_web_root", "the web page was not found (--web-root DIR); / will "
+                                          "answer 404");
+        } else {
+            QB_INFO("broker.web_root", "serving the page from %s", o.web_root_found);
+        }
+        qb_ws_config wcfg = {
+            .host = o.http_host,
+            .port = o.http_port,
+            .web_root = o.web_root_found[0] ? o.web_root_found : NULL,
+            .origins = (const char *const *)o.http_origins.v,
+            .n_origins = o.http_origins.n,
+            .token = o.http_token,
+            .cert = o.http_cert,
+            .key = o.http_key,
+            .max_clients = (size_t)o.http_max_clients,
+            .max_msg = (size_t)o.http_max_msg,
+            .idle_s = (unsigned)o.http_idle_s,
+            .limits =
+                {
+                    .max_subs = (size_t)o.http_max_subs,
+                    .soft_bytes = (size_t)o.http_queue_soft,
+                    .hard_bytes = (size_t)o.http_queue_hard,
+                    .soft_ms = (uint64_t)o.http_soft_ms,
+                    .hard_ms = (uint64_t)o.http_slow_ms,
+                    .rate = (uint32_t)o.http_rate,
+                    .max_topics = (size_t)o.max_topics,
+                },
+            .broker = b,
+            .snapshot = snap,
+        };
+        rc = qb_ws_new(&wcfg, &ws);
+        if (rc == QB_ETRANSPORT && o.http_listen == NULL && o.http_cert == NULL) {
+            QB_WARN("broker.http_off", "HTTP/websocket endpoint not started: the default "
+                                       "127.0.0.1:7780 is busy (another broker?); give "
+                                       "--http-listen HOST:PORT");
+            ws = NULL;
+        } else if (rc != QB_OK) {
+            fprintf(stderr,
+                    "quotebus-broker: cannot serve HTTP on %s:%d: %s (see the log above; "
+                    "--http-listen off disables it)\n",
+                    o.http_host, o.http_port, qb_strerror(rc));
+            exit_code = 1;
+            goto out;
+        }
+        if (ws != NULL) {
+            qb_broker_set_tap(b, qb_ws_offer, ws);
+        }
+    }
+
     char where[1024];
     size_t k = 0;
     where[0] = '\0';
@@ -375,6 +679,11 @@ int main(int argc, char **argv)
     }
     printf("quotebus-broker %s%s: subscribers connect to %s \xe2\x80\x94 try: %s\n", QB_VERSION,
            o.demo ? " (offline demo: simulated exchange, no internet needed)" : "", where, hint);
+    if (ws != NULL) {
+        printf("quotebus-broker: live order books in the browser: http%s://%s%s%s:%d/\n",
+               o.http_cert ? "s" : "", strchr(o.http_host, ':') ? "[" : "", o.http_host,
+               strchr(o.http_host, ':') ? "]" : "", o.http_port);
+    }
     fflush(stdout);
     QB_INFO("broker.started", "version=%s pub=%s ingest=%s spawn=%s demo=%s", QB_VERSION, where,
             o.ingest.v[0], spawn ? "yes" : "no", o.demo ? "yes" : "no");
@@ -392,7 +701,7 @@ int main(int argc, char **argv)
             qb_super_poll(sup, now);
         }
         if (now >= next_stats) {
-            main_write_stats(b, sup, o.stats_file, start_ms);
+            main_write_stats(b, sup, ws, snap, o.stats_file, start_ms);
             next_stats = now + MAIN_STATS_INTERVAL_MS;
         }
         if (now >= next_summary) {
@@ -412,8 +721,17 @@ out:
         qb_super_stop(sup, MAIN_STOP_GRACE_MS);
     }
     if (b != NULL) {
+        /* The last stats file, with the endpoint's counters, before the
+         * endpoint goes. */
+        qb_broker_set_tap(b, NULL, NULL);
+        main_write_stats(b, sup, ws, snap, o.stats_file, start_ms);
+    }
+    qb_ws_free(ws);
+    ws = NULL;
+    qb_snapshot_free(snap);
+    snap = NULL;
+    if (b != NULL) {
         qb_broker_stats final;
-        main_write_stats(b, sup, o.stats_file, start_ms);
         qb_broker_stats_get(b, &final);
         qb_broker_free(b);
         QB_INFO("broker.stopped", "frames_in=%llu frames_out=%llu",
@@ -421,5 +739,9 @@ out:
     }
     qb_super_free(sup);
     qb_opts_free(table);
+    /* NNG frees the pipes of closed sockets on its reaper thread, possibly
+     * after nng_close() returned: wait for it (unless a close was
+     * abandoned), so nothing is left for a leak checker. */
+    qb_nng_fini();
     return exit_code;
 }

@@ -33,6 +33,10 @@ typedef struct topics_entry {
     bool book_valid;
     bool has_status;
     qb_feed_state feed_state;
+    uint64_t last_id, exch_ts, recv_ts, resyncs;
+    uint8_t nsym_len, reason_len;
+    char nsym[QB_TOPICS_NSYM_MAX + 1];
+    char reason[QB_TOPICS_REASON_MAX + 1];
     size_t len;
     char topic[]; /* len bytes and a NUL */
 } topics_entry;
@@ -225,12 +229,22 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
     unsigned ev = created ? QB_TOPICS_NEW : 0;
     e->messages++;
     e->last_update_ns = now_ns;
+    /* The native symbol rarely changes: compare before copying. */
+    size_t nl = m->native.n > QB_TOPICS_NSYM_MAX ? QB_TOPICS_NSYM_MAX : m->native.n;
+    if (nl != e->nsym_len || memcmp(e->nsym, m->native.p, nl) != 0) {
+        memcpy(e->nsym, m->native.p, nl);
+        e->nsym[nl] = '\0';
+        e->nsym_len = (uint8_t)nl;
+    }
 
     if (m->type == QB_MSG_SNAPSHOT && e->is_book) {
         /* A snapshot (refresh or not) replaces the book and rebases. */
         int rc = qb_book_replace(e->book, m->bids, m->n_bids, m->asks, m->n_asks);
         e->has_seq = true;
         e->last_seq = m->seq;
+        e->last_id = m->last_id;
+        e->exch_ts = m->exch_ts;
+        e->recv_ts = m->recv_ts;
         unsigned bad = topics_check_book(t, e, rc);
         if (bad == 0) {
             topics_set_valid(t, e, true);
@@ -241,6 +255,13 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
     bool was_first = !e->has_seq;
     unsigned seq_ev = topics_check_seq(e, m->seq);
     ev |= seq_ev;
+    if (!(seq_ev & QB_TOPICS_DUPLICATE)) {
+        /* The book's version: the last message applied (or skipped by a
+         * gap, when the book is invalid anyway). */
+        e->last_id = m->last_id;
+        e->exch_ts = m->exch_ts;
+        e->recv_ts = m->recv_ts;
+    }
     if (m->type == QB_MSG_DELTA && e->is_book) {
         if (seq_ev & QB_TOPICS_GAP) {
             topics_set_valid(t, e, false);
@@ -254,6 +275,11 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
     if (m->type == QB_MSG_STATUS && !(seq_ev & QB_TOPICS_DUPLICATE)) {
         e->has_status = true;
         e->feed_state = m->state;
+        e->resyncs += m->state == QB_FEED_RESYNCING;
+        size_t rl = m->reason.n > QB_TOPICS_REASON_MAX ? QB_TOPICS_REASON_MAX : m->reason.n;
+        memcpy(e->reason, m->reason.p, rl);
+        e->reason[rl] = '\0';
+        e->reason_len = (uint8_t)rl;
     }
     return ev;
 }
@@ -273,12 +299,8 @@ size_t qb_topics_books_valid(const qb_topics *t)
     return t->books_valid;
 }
 
-int qb_topics_info(const qb_topics *t, qb_str topic, qb_topic_info *info)
+static void topics_info_of(const topics_entry *e, qb_topic_info *info)
 {
-    const topics_entry *e = topics_find(t, topic);
-    if (e == NULL) {
-        return QB_ENOTFOUND;
-    }
     *info = (qb_topic_info){
         .last_seq = e->last_seq,
         .last_update_ns = e->last_update_ns,
@@ -288,8 +310,40 @@ int qb_topics_info(const qb_topics *t, qb_str topic, qb_topic_info *info)
         .book_valid = e->book_valid,
         .has_status = e->has_status,
         .feed_state = e->feed_state,
+        .last_id = e->last_id,
+        .exch_ts = e->exch_ts,
+        .recv_ts = e->recv_ts,
+        .resyncs = e->resyncs,
     };
+    memcpy(info->nsym, e->nsym, (size_t)e->nsym_len + 1);
+    memcpy(info->reason, e->reason, (size_t)e->reason_len + 1);
+}
+
+int qb_topics_info(const qb_topics *t, qb_str topic, qb_topic_info *info)
+{
+    const topics_entry *e = topics_find(t, topic);
+    if (e == NULL) {
+        return QB_ENOTFOUND;
+    }
+    topics_info_of(e, info);
     return QB_OK;
+}
+
+int qb_topics_each(const qb_topics *t, qb_topics_each_fn fn, void *arg)
+{
+    qb_topic_info info;
+    for (size_t i = 0; i < t->cap; i++) {
+        const topics_entry *e = t->slots[i];
+        if (e == NULL) {
+            continue;
+        }
+        topics_info_of(e, &info);
+        int rc = fn(arg, (qb_str){e->topic, e->len}, &info, e->book);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
 }
 
 const qb_book *qb_topics_book(const qb_topics *t, qb_str topic)

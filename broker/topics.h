@@ -35,6 +35,8 @@
 #include <stdint.h>
 
 #define QB_TOPICS_DEFAULT_MAX 100000
+#define QB_TOPICS_NSYM_MAX 63    /* longer native symbols are cut */
+#define QB_TOPICS_REASON_MAX 127 /* longer status reasons are cut */
 
 typedef struct qb_topics qb_topics;
 
@@ -58,6 +60,12 @@ typedef struct qb_topic_info {
     bool book_valid; /* book topics: in sequence since a good snapshot */
     bool has_status; /* status topics: a status message was seen */
     qb_feed_state feed_state;
+    uint64_t last_id;                      /* book topics: lid of the last message applied */
+    uint64_t exch_ts;                      /* ets of the last message (0 unknown) */
+    uint64_t recv_ts;                      /* rts of the last message */
+    uint64_t resyncs;                      /* status topics: status messages with state resyncing */
+    char nsym[QB_TOPICS_NSYM_MAX + 1];     /* native symbol of the last message */
+    char reason[QB_TOPICS_REASON_MAX + 1]; /* status topics: last reason */
 } qb_topic_info;
 
 /* Returns a new empty table holding at most max_topics topics (0 means
@@ -84,5 +92,12 @@ int qb_topics_info(const qb_topics *t, qb_str topic, qb_topic_info *info);
 /* The book of a book topic (valid or not), or NULL when the topic is not a
  * tracked book topic. Owned by the table; valid until the next apply. */
 const qb_book *qb_topics_book(const qb_topics *t, qb_str topic);
+
+/* Calls fn for every tracked topic (in no particular order) with its state
+ * and, for book topics, its book (NULL otherwise), until fn returns
+ * non-zero (returned). Views are valid during the call only. */
+typedef int (*qb_topics_each_fn)(void *arg, qb_str topic, const qb_topic_info *info,
+                                 const qb_book *book);
+int qb_topics_each(const qb_topics *t, qb_topics_each_fn fn, void *arg);
 
 #endif

@@ -24,9 +24,11 @@
  * program normally. Everything is freed on exit.
  */
 #include "clock.h"
+#include "dialer.h"
 #include "err.h"
 #include "log.h"
 #include "msg.h"
+#include "nngclose.h"
 #include "opts.h"
 
 #include <nng/nng.h>
@@ -267,73 +269,6 @@ static uint64_t sub_now_ms(void)
     return qb_mono_ns() / 1000000u;
 }
 
-/* NNG 1.5.2 can deadlock in nng_close() when a message is in flight on a
- * pipe as the socket closes (nanomsg/nng#1543, fixed after 1.5.2; a few
- * percent of closes under live traffic). The close runs on a helper thread
- * and is waited for at most SUB_CLOSE_MS; past that the socket is abandoned
- * (it holds none of our memory) and the program exits normally. */
-typedef struct sub_closer {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    nng_socket s;
-    bool done;
-    bool abandoned;
-} sub_closer;
-
-static void *sub_closer_main(void *arg)
-{
-    sub_closer *c = arg;
-    nng_close(c->s);
-    pthread_mutex_lock(&c->mu);
-    c->done = true;
-    bool abandoned = c->abandoned;
-    pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    if (abandoned) {
-        free(c);
-    }
-    return NULL;
-}
-
-static void sub_close_bounded(nng_socket s)
-{
-    sub_closer *c = calloc(1, sizeof *c);
-    pthread_t t;
-    if (c == NULL) {
-        nng_close(s);
-        return;
-    }
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    c->s = s;
-    if (pthread_create(&t, NULL, sub_closer_main, c) != 0) {
-        nng_close(s);
-        free(c);
-        return;
-    }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += SUB_CLOSE_MS / 1000;
-    pthread_mutex_lock(&c->mu);
-    while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &dl) == 0) {
-    }
-    bool done = c->done;
-    c->abandoned = !done;
-    pthread_mutex_unlock(&c->mu);
-    if (done) {
-        pthread_join(t, NULL);
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
-        free(c);
-        return;
-    }
-    pthread_detach(t);
-    QB_WARN("sub.close_stuck",
-            "nng_close did not return in %d ms (NNG 1.5.2 close race, nanomsg/nng#1543); "
-            "exiting without it",
-            SUB_CLOSE_MS);
-}
-
 static int sub_parse(sub_opts *o, const qb_opt *table, int argc, char **argv, int *first)
 {
     int rc = qb_opts_parse(&sub_prog, table, argc, argv, first);
@@ -481,6 +416,7 @@ int main(int argc, char **argv)
     qb_decoder *dec = qb_decoder_new();
     nng_socket s;
     bool open = false;
+    qb_dialer *dialer = NULL;
     int rv;
     if (dec == NULL) {
         fprintf(stderr, "quotebus-sub: out of memory\n");
@@ -498,9 +434,7 @@ int main(int argc, char **argv)
      * limit would drop the connection on a large snapshot. */
     if ((rv = nng_socket_set_int(s, NNG_OPT_RECVBUF, (int)o.recv_buf)) != 0 ||
         (rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, QB_MSG_MAX_FRAME)) != 0 ||
-        (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, SUB_TICK_MS)) != 0 ||
-        (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 100)) != 0 ||
-        (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 1000)) != 0) {
+        (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, SUB_TICK_MS)) != 0) {
         fprintf(stderr, "quotebus-sub: socket options: %s\n", nng_strerror(rv));
         exit_code = 1;
         goto out;
@@ -511,11 +445,12 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    /* Non-blocking dial: start even when the broker is not up yet; NNG
-     * redials in the background (also after a broker restart). */
-    if ((rv = nng_dial(s, o.connect, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-        fprintf(stderr, "quotebus-sub: connect %s: %s\n", o.connect, nng_strerror(rv));
-        exit_code = rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? 2 : 1;
+    /* Non-blocking dial with a watchdog (common/dialer.h): start even when
+     * the broker is not up yet; redials in the background (also after a
+     * broker restart), every connect and loss logged. */
+    if ((rv = qb_dialer_start(s, o.connect, "broker", &dialer)) != QB_OK) {
+        fprintf(stderr, "quotebus-sub: connect %s: %s\n", o.connect, qb_strerror(rv));
+        exit_code = rv == QB_EINVAL || rv == QB_EUNSUPPORTED ? 2 : 1;
         goto out;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -579,8 +514,13 @@ int main(int argc, char **argv)
             (unsigned long long)c.out_of_order, (unsigned long long)c.invalid);
     sub_write_stats(o.stats_file, &c);
 out:
-    if (open) {
-        sub_close_bounded(s);
+    /* The bounded close first (NNG 1.5.2 close race, common/nngclose.h);
+     * qb_dialer_stop's own nng_close then finds the socket closed. When the
+     * close was abandoned, the dialer is left alone too: its pipe callback
+     * may still run, and the process is exiting. */
+    if (open && qb_nng_close_bounded(s, "sub", SUB_CLOSE_MS)) {
+        qb_dialer_stop(dialer);
+        qb_nng_fini();
     }
     qb_decoder_free(dec);
     qb_buf_fini(&line);

@@ -196,6 +196,14 @@ class Stack:
         return p
 
     def broker(self, extra=(), name="broker"):
+        extra = list(extra)
+        # Keep test brokers off the machine-wide default ports (HTTP 7780,
+        # snapshot tcp 7782) so tests run in parallel; tests that need them
+        # pass their own addresses.
+        if "--snapshot" not in extra:
+            extra += ["--snapshot", "ipc://%s/%s-snapshot.ipc" % (self.tmp, name)]
+        if "--http-listen" not in extra:
+            extra += ["--http-listen", "off"]
         argv = [os.path.join(self.bin, "quotebus-broker"), "--no-spawn",
                 "--ingest", self.ingest, "--pub", self.pub,
                 "--stats-file", self.path(name + ".stats")] + list(extra)

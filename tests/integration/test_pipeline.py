@@ -188,7 +188,8 @@ def case_rogue_ingest(st):
 
 
 def case_demo(st):
-    """quotebus-broker --demo runs the whole stack offline: books flow."""
+    """quotebus-broker --demo runs the whole stack offline (simulator and the
+    default adapters: Binance, HTX, Bithumb): books flow for all three."""
     import socket
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -196,14 +197,18 @@ def case_demo(st):
     s.close()
     broker = st.start("demo", [os.path.join(st.bin, "quotebus-broker"), "--demo",
                                "--demo-port", str(port), "--ingest", st.ingest, "--pub", st.pub,
+                               "--snapshot", "ipc://%s/snapshot.ipc" % st.tmp,
+                               "--http-listen", "off",
                                "--stats-file", st.path("demo.stats")])
-    sub = st.sub(["book.binance."])
-    r = qbtest.Reader(sub)
+    sub = st.sub(["book."])
+    r = qbtest.Reader(sub, multi=True)
+    want = [("binance", "BTC-USDT"), ("binance", "ETH-USDT"), ("htx", "BTC-USDT"),
+            ("htx", "ETH-USDT"), ("bithumb", "BTC-KRW"), ("bithumb", "ETH-KRW")]
 
     def ok():
         r.poll()
-        return all(s in r.books and r.books[s].valid and r.books[s].deltas > 20 for s in SYMS)
-    wait_for(ok, 60, "live demo books for %s" % SYMS)
+        return all(k in r.xbooks and r.xbooks[k].valid and r.xbooks[k].deltas > 5 for k in want)
+    wait_for(ok, 90, "live demo books for all three exchanges %s" % want)
     check_no_crash(broker)
     stop_clean(sub, broker)
 
