@@ -349,7 +349,7 @@ QB_TEST(full_books_become_exact_deltas)
     qb_event ev;
 
     /* Hand-made steps first: change, add, remove, unchanged. */
-    long bp[30], bs[30], ap[30], as[30];
+    long bp[30] = {0}, bs[30] = {0}, ap[30] = {0}, as[30] = {0};
     for (int i = 0; i < 3; i++) {
         bp[i] = 1000 - i;
         ap[i] = 1001 + i;
