@@ -153,7 +153,9 @@ async def test_htx_book(h):
     dump = os.path.join(h.tmp, "htx.dump")
     sim = h.start("htxbook", ["--exchange", "htx", "--rate", "1000", "--events", str(events),
                               "--seed", "5", "--trade-rate", "60", "--ticker-every", "10",
-                              "--htx-ping-interval-ms", "500", "--dump", dump])
+                              "--htx-ping-interval-ms", "1000", "--dump", dump])
+    # 1 s pings, closed after 2 unanswered: this client answers while it
+    # reads, so it has ~2 s even on a loaded 2-core machine under ASan.
     syms = ["btcusdt", "ethusdt"]
     async with h.connect(sim, "/feed") as ws:
         cl = Client(ws)
@@ -292,7 +294,7 @@ async def test_htx_book(h):
     check(stats["empty"] > 50 and stats["onesided"] > 100 and stats["expo"] > 20, f"{stats}")
     check(stats["trades"] > 50 and 0 < stats["big_ids"] < stats["trades"], f"{stats}")
     st = sim.wait_stats(lambda x: x["reqs_served"] == 2)
-    check(st["ping_timeouts"] == 0 and st["pongs_received"] >= 2 and
+    check(st["ping_timeouts"] == 0 and st["pongs_received"] >= 1 and
           st["pongs_unmatched"] == 0, f"ping stats {st}")
     sim.stop()
     print(f"  htx book: {stats['updates']} updates ({stats['empty']} empty, "
