@@ -40,7 +40,10 @@
  * QB_FETCH_MIN_INTERVAL_MS between two starts, a watchdog of
  * QB_FETCH_TIMEOUT_MS, and on failure (HTTP 429/418/5xx, network error,
  * malformed body) exponential backoff 1 s doubling to 60 s with jitter,
- * never earlier than the server's Retry-After.
+ * never earlier than the server's Retry-After. Every start also takes a
+ * token of the process-wide snapshot budget (a->budget, budget.c), and a
+ * 429/418 answer pauses the snapshot requests of every instrument until its
+ * Retry-After (418 without one: 120 s); a deferred start is rescheduled.
  */
 #include "adapter_int.h"
 
@@ -103,12 +106,27 @@ static void adapter_publish_book(qb_inst *in, bool refresh, uint64_t recv_ts, ui
     in->book_published = true;
 }
 
+/* " (suppressed=N)" for a rate-limited line after N dropped ones, else "".
+ * One static buffer: the lws service thread is the only caller. */
+static const char *adapter_suppressed(uint64_t n)
+{
+    static char buf[40];
+    if (n == 0) {
+        return "";
+    }
+    snprintf(buf, sizeof buf, " (suppressed=%llu)", (unsigned long long)n);
+    return buf;
+}
+
 static void adapter_sync_on_snapshot(qb_sync *s, const qb_event *snap)
 {
     qb_inst *in = s->user;
-    QB_INFO("snapshot_applied", "symbol=%s lastUpdateId=%llu bids=%zu asks=%zu", in->symbol,
-            (unsigned long long)snap->last_id, qb_book_depth(s->book, QB_BID),
-            qb_book_depth(s->book, QB_ASK));
+    uint64_t sup;
+    if (qb_log_get_level() >= QB_LOG_INFO && qb_log_rl_allow(&in->log_rl, &sup)) {
+        QB_INFO("snapshot_applied", "symbol=%s lastUpdateId=%llu bids=%zu asks=%zu%s", in->symbol,
+                (unsigned long long)snap->last_id, qb_book_depth(s->book, QB_BID),
+                qb_book_depth(s->book, QB_ASK), adapter_suppressed(sup));
+    }
     adapter_publish_book(in, false, snap->recv_ts ? snap->recv_ts : qb_now_ns(), snap->exch_ts);
 }
 
@@ -140,9 +158,12 @@ static void adapter_sync_on_delta(qb_sync *s, const qb_event *ev)
 static void adapter_sync_on_state(qb_sync *s, qb_feed_state st, const char *reason)
 {
     qb_inst *in = s->user;
-    qb_log(st == QB_FEED_LIVE || st == QB_FEED_SYNCING ? QB_LOG_INFO : QB_LOG_WARN, "feed_state",
-           "symbol=%s state=%s%s%s", in->symbol, qb_feed_state_name(st),
-           reason[0] ? " reason=" : "", reason);
+    qb_log_level lvl = st == QB_FEED_LIVE || st == QB_FEED_SYNCING ? QB_LOG_INFO : QB_LOG_WARN;
+    uint64_t sup;
+    if (lvl <= qb_log_get_level() && qb_log_rl_allow(&in->log_rl, &sup)) {
+        qb_log(lvl, "feed_state", "symbol=%s state=%s%s%s%s", in->symbol, qb_feed_state_name(st),
+               reason[0] ? " reason=" : "", reason, adapter_suppressed(sup));
+    }
     qb_msg m;
     adapter_msg_init(in, &m, QB_MSG_STATUS);
     m.seq = ++in->status_seq;
@@ -240,7 +261,10 @@ static void adapter_rest_cb(void *user, int status, const char *body, size_t len
         }
         excerpt[n] = '\0';
         snprintf(why, sizeof why, "snapshot HTTP %d%s%s", status, n ? ": " : "", excerpt);
-        adapter_fetch_failed(in, QB_FEED_RESYNCING, why, retry_after_ms);
+        /* 429/418 pause every snapshot request of the process (budget.c). */
+        uint32_t block_ms = qb_budget_http(&a->budget, status, retry_after_ms, qb_mono_ns());
+        adapter_fetch_failed(in, QB_FEED_RESYNCING, why,
+                             block_ms > retry_after_ms ? block_ms : retry_after_ms);
         return;
     }
     qb_event ev;
@@ -287,6 +311,17 @@ static void adapter_fetch_cb(lws_sorted_usec_list_t *sul)
         /* Queue policy "retry later": with many symbols, starting every
          * snapshot at once would trip the exchange's per-IP weight limit. */
         adapter_fetch_schedule(in, qb__adapter_rand(a, 50, 150));
+        return;
+    }
+    /* The process-wide snapshot budget and any 429/418 pause (budget.c). */
+    uint64_t budget_ns = qb_budget_snapshot(&a->budget, qb_mono_ns());
+    if (budget_ns) {
+        uint64_t ms = budget_ns / 1000000u + 1;
+        ms += qb__adapter_rand(a, 0, ms / 10 + 50);
+        QB_LOG_RL(QB_LOG_WARN, "snapshot_budget",
+                  "symbol=%s snapshot budget exhausted, next attempt in %llu s", in->symbol,
+                  (unsigned long long)((ms + 999) / 1000));
+        adapter_fetch_schedule(in, ms);
         return;
     }
     if (a->ops->snapshot_url == NULL) {
@@ -765,6 +800,9 @@ static void adapter_write_stats(qb_adapter *a)
     STAT("buffer_overflows", s->buffer_overflows);
     STAT("book_errors", s->book_errors);
     STAT("reconnects", c->reconnects);
+    STAT("budget_waits", a->budget.budget_waits);
+    STAT("http_429", a->budget.http_429);
+    STAT("http_418", a->budget.http_418);
     STAT("connects", c->connects);
     STAT("disconnects", c->disconnects);
     STAT("connect_errors", c->connect_errors);
@@ -929,6 +967,10 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     if (a->cfg.keepalive_ms == 0) {
         a->cfg.keepalive_ms = ops->keepalive_ms;
     }
+    qb_budget_init(&a->budget,
+                   a->cfg.max_connects_per_min ? a->cfg.max_connects_per_min : ops->connects_per_min,
+                   a->cfg.max_snapshots_per_min ? a->cfg.max_snapshots_per_min
+                                                : ops->snapshots_per_min);
     if (a->cfg.max_body == 0) {
         a->cfg.max_body = QB_ADAPTER_MAX_BODY_DEFAULT;
     }

@@ -46,6 +46,8 @@ typedef struct qb_adapter_cfg {
     qb_exchange_cfg xcfg;  /* exchange-specific: HTX levels, symbol map, tickers */
     uint64_t keepalive_ms; /* client keepalive period; 0: the exchange's default
                               (ops->keepalive_ms; exchanges without one ignore it) */
+    uint32_t max_connects_per_min;  /* process connect budget; 0: ops->connects_per_min */
+    uint32_t max_snapshots_per_min; /* snapshot request budget; 0: ops->snapshots_per_min */
 } qb_adapter_cfg;
 
 #define QB_ADAPTER_MAX_BODY_DEFAULT (8u << 20)

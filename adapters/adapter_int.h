@@ -17,7 +17,9 @@
 #define QB_ADAPTER_INT_H
 
 #include "adapter.h"
+#include "budget.h"
 #include "sync.h"
+#include "log.h"
 
 #include <libwebsockets.h>
 #include <nng/nng.h>
@@ -95,6 +97,11 @@ typedef struct qb_inst {
     uint64_t last_update_mono; /* last depth event or trade */
     lws_sorted_usec_list_t sul_fetch;
     lws_sorted_usec_list_t sul_stale;
+    /* The instrument's state-change lines (feed_state, snapshot_applied):
+     * one limiter per instrument, so a storm of bad frames that resyncs
+     * the books over and over (HTX: every undecodable frame) cannot flood
+     * the log; the states still reach the bus, every one of them. */
+    qb_log_rl log_rl;
 } qb_inst;
 
 /* ---- ws_conn.c ------------------------------------------------------------ */
@@ -176,6 +183,7 @@ struct qb_adapter {
     qb_pub_counters pcnt;
     uint64_t rng;
     unsigned fetch_inflight; /* snapshot GETs in flight, all instruments */
+    qb_budget budget;        /* connect / snapshot budgets of the process (budget.c) */
     volatile sig_atomic_t stop;
     bool stopping;
     lws_sorted_usec_list_t sul_refresh;

@@ -496,6 +496,10 @@ const qb_exchange_ops qb_binance_ops = {
     .streams_per_symbol = 2,
     .ticker_streams = 1,
     .max_depth_limit = 5000,
+    /* 300 connection attempts per 5 min per IP: stay at 60/min. REST
+     * weight 6000/min, a depth-1000 snapshot weighs 50: at most ~100/min. */
+    .connects_per_min = 60,
+    .snapshots_per_min = 100,
     .default_symbols = "BTC-USDT,ETH-USDT",
     .to_native = binance_to_native,
     .from_native = NULL,

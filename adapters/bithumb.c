@@ -392,6 +392,10 @@ const qb_exchange_ops qb_bithumb_ops = {
     .full_book = true,
     .resync_on_lost_frame = false,
     .ws_request_interval_ms = 0,
+    /* 10 connection requests per second per IP (429 beyond): 30/min. No
+     * snapshot requests (every book message is a full book). */
+    .connects_per_min = 30,
+    .snapshots_per_min = 0,
     .keepalive_ms = 30000,
     .keepalive_text = "PING",
     .to_native = bithumb_to_native,

@@ -168,6 +168,10 @@ typedef struct qb_exchange_ops {
     uint32_t ws_request_interval_ms; /* min gap between snapshot requests per connection */
     uint32_t keepalive_ms;           /* send keepalive_text this often (0: never) */
     const char *keepalive_text;
+    /* Per-process budgets (budget.c), shared by all connections; 0 unlimited.
+     * --max-connects-per-min / --max-snapshots-per-min override them. */
+    uint32_t connects_per_min;  /* websocket connection attempts */
+    uint32_t snapshots_per_min; /* snapshot requests (REST or websocket req) */
 
     /* Normalized "BTC-USDT" -> native "BTCUSDT". QB_OK, QB_EINVAL (with a
      * reason in err when err is not NULL). */

@@ -680,6 +680,10 @@ const qb_exchange_ops qb_htx_ops = {
     /* "one req per 100 ms per connection", measured by the server on
      * arrival: 10 % margin for jitter between our queue and its clock. */
     .ws_request_interval_ms = 110,
+    /* Connection limits not published: conservative. Snapshot "req"s are
+     * also paced per connection (ws_request_interval_ms). */
+    .connects_per_min = 20,
+    .snapshots_per_min = 300,
     .keepalive_ms = 0, /* the server pings; we answer */
     .keepalive_text = NULL,
     .to_native = htx_to_native,

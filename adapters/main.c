@@ -69,7 +69,7 @@ static const char main_footer[] =
     "deltas_dropped_stale, gaps, resyncs, snapshots_ok, snapshots_failed, crossed,\n"
     "reconnects, published, trades, trades_duplicate, tickers, bad_gzip,\n"
     "gzip_oversized, lost_frame_resyncs, pongs, heartbeats, keepalives,\n"
-    "requests_paced, requests_rate_limited, empty_updates, full_books, full_unchanged, ...) and "
+    "requests_paced, requests_rate_limited, empty_updates, budget_waits, http_429, http_418, full_books, full_unchanged, ...) and "
     "\"symbols\": {SYM: "
     "{state,\n"
     "last_update_id, bids, asks, ...}}.";
@@ -82,6 +82,7 @@ int main(int argc, char **argv)
     qb_strlist symbols = {0}, symbol_map = {0};
     bool no_tickers = false;
     int64_t levels = 150, keepalive_ms = 0;
+    int64_t max_connects_per_min = 0, max_snapshots_per_min = 0;
     int64_t depth_limit = 1000, streams_per_conn = 1024;
     int64_t max_conn_age_ms = (23 * 60 + 30) * 60 * 1000LL;
     int64_t stale_ms = 30000, refresh_ms = 1000, max_frame = 1 << 20, max_levels = 20000;
@@ -122,6 +123,13 @@ int main(int argc, char **argv)
          "largest websocket message accepted, and for htx the largest inflated frame; "
          "larger ones are dropped and counted"},
         {"max-levels", QB_OPT_INT, &max_levels, "N", "book levels per side (at most 20000)"},
+        {"max-connects-per-min", QB_OPT_INT, &max_connects_per_min, "N",
+         "websocket connection attempts per minute, all connections of the process "
+         "(0: the exchange default: binance 60, htx 20, bithumb 30); beyond it attempts "
+         "wait"},
+        {"max-snapshots-per-min", QB_OPT_INT, &max_snapshots_per_min, "N",
+         "snapshot requests per minute, all symbols (0: the exchange default: binance 100, "
+         "htx 300); HTTP 429/418 Retry-After pauses every snapshot request"},
         {"stats-file", QB_OPT_STR, &stats_file, "PATH",
          "write JSON counters here every 500 ms and at exit"},
         {"log-level", QB_OPT_STR, &log_level, "LEVEL", "error, warn, info or debug"},
@@ -197,7 +205,9 @@ int main(int argc, char **argv)
     }
     if (symbols.n == 0 || depth_limit < 1 || streams_per_conn < 1 || max_conn_age_ms < 0 ||
         stale_ms < 0 || refresh_ms < 0 || max_frame < 1024 || max_frame > (1LL << 30) ||
-        max_levels < 1 || max_levels > 20000 || keepalive_ms < 0) {
+        max_levels < 1 || max_levels > 20000 || keepalive_ms < 0 ||
+        max_connects_per_min < 0 || max_connects_per_min > 1000000 || max_snapshots_per_min < 0 ||
+        max_snapshots_per_min > 1000000) {
         fprintf(stderr, "quotebus-adapter: an option is out of range, see --help\n");
         code = 2;
         goto out;
@@ -223,6 +233,8 @@ int main(int argc, char **argv)
         .max_levels = (size_t)max_levels,
         .max_body = QB_ADAPTER_MAX_BODY_DEFAULT,
         .keepalive_ms = (uint64_t)keepalive_ms,
+        .max_connects_per_min = (uint32_t)max_connects_per_min,
+        .max_snapshots_per_min = (uint32_t)max_snapshots_per_min,
         .xcfg =
             {
                 .levels = (unsigned)levels,

@@ -165,8 +165,8 @@ static uint32_t rest_retry_after(struct lws *wsi)
             return 0;
         }
         s = s * 10 + (uint64_t)(v[k] - '0');
-        if (s > 3600) {
-            s = 3600;
+        if (s > 3 * 86400) {
+            s = 3 * 86400; /* Binance 418 bans last from 2 min up to 3 days: honoured */
         }
     }
     return (uint32_t)(s * 1000);

@@ -11,6 +11,11 @@
  * - The backoff's attempt counter resets only after a connection stayed up
  *   QB_WS_HEALTHY_MS (30 s): a server that accepts and drops at once still
  *   backs off.
+ * - Every attempt, immediate ones included, first takes a token from the
+ *   process-wide connect budget (a->budget, budget.c; ops->connects_per_min
+ *   or --max-connects-per-min): without one it waits for the token (+jitter)
+ *   and the instruments go down with "reconnect budget exhausted, next
+ *   attempt in N s" (counted budget_waits).
  * - Proactive reconnect after max_conn_age_ms (Binance closes at 24 h) and
  *   on serverShutdown: close and reconnect at once, no backoff.
  * - Server pings: lws 4.1 answers PING frames itself on client connections
@@ -142,6 +147,21 @@ static void wsconn_connect_cb(lws_sorted_usec_list_t *sul)
     qb_wsconn *c = lws_container_of(sul, qb_wsconn, sul_connect);
     c->retry_pending = false;
     if (c->a->stopping || c->wsi) {
+        return;
+    }
+    /* The process-wide connect budget (budget.c): an attempt beyond it
+     * waits for its token, with jitter so waiting connections spread. */
+    uint64_t wait_ns = qb_budget_connect(&c->a->budget, qb_mono_ns());
+    if (wait_ns) {
+        uint64_t ms = wait_ns / 1000000u + 1;
+        ms += qb__adapter_rand(c->a, 0, ms / 10 + 50);
+        char reason[QB_EVENT_INFO_MAX];
+        snprintf(reason, sizeof reason, "reconnect budget exhausted, next attempt in %llu s",
+                 (unsigned long long)((ms + 999) / 1000));
+        QB_LOG_RL(QB_LOG_WARN, "ws_connect_budget", "conn=%u %s (%u per min)", c->idx, reason,
+                  c->a->budget.connects.per_min);
+        qb__adapter_on_conn_down(c, QB_FEED_DOWN, reason);
+        wsconn_schedule(c, ms);
         return;
     }
     /* lws_parse_uri cuts its input: work on a copy that lives as long as

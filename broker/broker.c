@@ -112,6 +112,12 @@ struct qb_broker {
     void *tap_arg;
     broker_gate drop_gates[BROKER_DROP_KINDS];
     broker_gate ev_gates[BROKER_EV_KINDS];
+    char *self_url;           /* the ingest address qb_broker_publish dials */
+    pthread_mutex_t self_lock; /* guards self, self_open */
+    nng_socket self;          /* PUB dialing our own ingest (opened on first use) */
+    bool self_open;
+    _Atomic uint64_t adapter_restarts;   /* set by the supervisor's owner */
+    _Atomic uint64_t adapter_hung_kills;
 };
 
 /* Single writer per counter (the ingest thread, or NNG's pipe callbacks for
@@ -551,7 +557,19 @@ int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
         return QB_ENOMEM;
     }
     pthread_mutex_init(&b->lock, NULL);
+    pthread_mutex_init(&b->self_lock, NULL);
     int rc = QB_ENOMEM;
+    /* The local ipc:// address if any: qb_broker_publish dials it. */
+    const char *self_url = cfg->ingest_urls[0];
+    for (size_t i = 0; i < cfg->n_ingest; i++) {
+        if (strncmp(cfg->ingest_urls[i], "ipc://", 6) == 0) {
+            self_url = cfg->ingest_urls[i];
+            break;
+        }
+    }
+    if ((b->self_url = strdup(self_url)) == NULL) {
+        goto fail;
+    }
     int rv;
     if ((b->topics = qb_topics_new(cfg->max_topics)) == NULL ||
         (b->dec = qb_decoder_new()) == NULL) {
@@ -626,6 +644,9 @@ void qb_broker_free(qb_broker *b)
             return;
         }
     }
+    if (b->self_open) {
+        qb_nng_close_bounded(b->self, "self", BROKER_CLOSE_MS);
+    }
     if (b->ingest_open) {
         qb_nng_close_bounded(b->ingest, "ingest", BROKER_CLOSE_MS);
     }
@@ -635,7 +656,49 @@ void qb_broker_free(qb_broker *b)
     qb_decoder_free(b->dec);
     qb_topics_free(b->topics);
     pthread_mutex_destroy(&b->lock);
+    pthread_mutex_destroy(&b->self_lock);
+    free(b->self_url);
     free(b);
+}
+
+int qb_broker_publish(qb_broker *b, const void *frame, size_t len)
+{
+    pthread_mutex_lock(&b->self_lock);
+    int rv = 0;
+    if (!b->self_open) {
+        if ((rv = nng_pub0_open(&b->self)) == 0) {
+            b->self_open = true;
+            if ((rv = nng_socket_set_int(b->self, NNG_OPT_SENDBUF, QB_BROKER_SENDBUF)) == 0) {
+                rv = nng_dial(b->self, b->self_url, NULL, 0); /* synchronous: connected */
+            }
+            if (rv != 0) {
+                qb_nng_close_bounded(b->self, "self", BROKER_CLOSE_MS);
+                b->self_open = false;
+            }
+        }
+    }
+    if (rv == 0) {
+        rv = nng_send(b->self, (void *)frame, len, 0);
+    }
+    pthread_mutex_unlock(&b->self_lock);
+    if (rv != 0) {
+        QB_LOG_RL(QB_LOG_WARN, "broker.self_publish_failed", "%s: %s", b->self_url,
+                  nng_strerror(rv));
+        return QB_ETRANSPORT;
+    }
+    return QB_OK;
+}
+
+void qb_broker_set_adapter_counts(qb_broker *b, uint64_t restarts, uint64_t hung_kills)
+{
+    atomic_store_explicit(&b->adapter_restarts, restarts, memory_order_relaxed);
+    atomic_store_explicit(&b->adapter_hung_kills, hung_kills, memory_order_relaxed);
+}
+
+void qb_broker_adapter_counts(qb_broker *b, uint64_t *restarts, uint64_t *hung_kills)
+{
+    *restarts = atomic_load_explicit(&b->adapter_restarts, memory_order_relaxed);
+    *hung_kills = atomic_load_explicit(&b->adapter_hung_kills, memory_order_relaxed);
 }
 
 void qb_broker_stats_get(qb_broker *b, qb_broker_stats *out)

@@ -101,6 +101,20 @@ int qb_broker_new(const qb_broker_config *cfg, qb_broker **out);
  * broker.close_stuck) so that shutdown always completes. */
 void qb_broker_free(qb_broker *b);
 
+/* Publishes a frame the broker itself encoded (qb_msg_encode; the
+ * supervisor's status messages) through its own ingest, like an adapter:
+ * it is validated, applied to the topic state and fanned out in order with
+ * every other frame. The first call opens a PUB socket dialing the ingest
+ * (the ipc:// address if any), synchronously. frame is copied. QB_OK or
+ * QB_ETRANSPORT (logged, rate-limited). Any thread. */
+int qb_broker_publish(qb_broker *b, const void *frame, size_t len);
+
+/* The supervisor's adapter counters, set by its owner (main) and read by
+ * /metrics (quotebus_adapter_restarts_total, ..._hung_kills_total). Any
+ * thread. */
+void qb_broker_set_adapter_counts(qb_broker *b, uint64_t restarts, uint64_t hung_kills);
+void qb_broker_adapter_counts(qb_broker *b, uint64_t *restarts, uint64_t *hung_kills);
+
 /* Copies the current counters. Any thread. */
 void qb_broker_stats_get(qb_broker *b, qb_broker_stats *out);
 

@@ -13,6 +13,12 @@
  * the stats file (every 500 ms) and the stats log line (every 10 s); the
  * ingest thread (broker.c) and NNG's own threads move the messages.
  *
+ * Hung adapters: every tick, an adapter alive but with no frame of its
+ * exchange on ingest (any topic "<kind>.<ex>.*", the topic state's last
+ * update) for --adapter-silence-ms since its start is SIGKILLed; the
+ * supervisor restarts it. Its exits and restarts are published on its
+ * status topics through the broker's own ingest (PROTOCOL.md 4.5).
+ *
  * Shutdown: stop the children (SIGTERM, 5 s, SIGKILL), clear the tap, stop
  * the websocket endpoint and the snapshot service, stop the core (close
  * ingest, join, close pub), write the stats file a last time, free all.
@@ -43,6 +49,24 @@
 #define MAIN_STATS_INTERVAL_MS 500
 #define MAIN_SUMMARY_INTERVAL_MS 10000
 #define MAIN_STOP_GRACE_MS 5000
+#define MAIN_MAX_ADAPTERS 16
+
+/* One spawned adapter, for the hung check and the supervisor's statuses. */
+typedef struct main_adapter {
+    size_t idx;       /* child index in the supervisor */
+    char ex[64];      /* exchange id */
+    const char *syms; /* "BTC-USDT,ETH-USDT" (points into the options), or NULL */
+    uint64_t starts;
+} main_adapter;
+
+/* The supervisor event callback's state (main thread only). */
+typedef struct main_sup_ctx {
+    qb_broker *b; /* NULL until the broker runs */
+    main_adapter ad[MAIN_MAX_ADAPTERS];
+    size_t n_ad;
+    uint64_t silence_ms; /* --adapter-silence-ms; 0 disables */
+    qb_buf frame;
+} main_sup_ctx;
 
 static const qb_prog main_prog = {
     .name = "quotebus-broker",
@@ -91,6 +115,7 @@ typedef struct main_opts {
     bool demo;
     int64_t demo_port;
     int64_t max_topics;
+    int64_t adapter_silence_ms;
     char *stats_file;
     char *log_level;
     char *http_listen;
@@ -297,7 +322,8 @@ static int main_adapter_spec(const char *spec, char *ex, size_t cap, const char 
 }
 
 /* Adds the simulator (demo) and the adapters to the supervisor. */
-static int main_children(const main_opts *o, qb_super *sup, char *demo_ws, char *demo_rest,
+static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, char *demo_ws,
+                         char *demo_rest,
                          size_t cap)
 {
     char adapter_bin[4096];
@@ -371,6 +397,15 @@ static int main_children(const main_opts *o, qb_super *sup, char *demo_ws, char 
         argv[k++] = ex;
         argv[k] = NULL;
         snprintf(name, sizeof name, "adapter %s", ex);
+        if (ctx->n_ad == MAIN_MAX_ADAPTERS) {
+            fprintf(stderr, "quotebus-broker: at most %d --adapter values\n", MAIN_MAX_ADAPTERS);
+            return QB_EINVAL;
+        }
+        main_adapter *ma = &ctx->ad[ctx->n_ad];
+        ma->idx = (o->demo ? 1 : 0) + ctx->n_ad;
+        snprintf(ma->ex, sizeof ma->ex, "%s", ex);
+        ma->syms = syms;
+        ctx->n_ad++;
         int rc = qb_super_add(sup, name, argv);
         if (rc != QB_OK) {
             return rc;
@@ -379,17 +414,150 @@ static int main_children(const main_opts *o, qb_super *sup, char *demo_ws, char 
     return QB_OK;
 }
 
+/* Publishes, for every symbol of adapter a, a status message the broker
+ * itself encodes: state, reason, seq = the topic's last seq + 1. */
+static void main_sup_status(main_sup_ctx *ctx, const main_adapter *a, qb_feed_state state,
+                            const char *reason)
+{
+    if (ctx->b == NULL || a->syms == NULL) {
+        return;
+    }
+    const char *p = a->syms;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char sym[64], topic[160];
+        if (n > 0 && n < sizeof sym) {
+            memcpy(sym, p, n);
+            sym[n] = '\0';
+            qb_str exs = {a->ex, strlen(a->ex)}, syms = {sym, n};
+            qb_topic_info info;
+            uint64_t seq = 1;
+            char nsym[QB_TOPICS_NSYM_MAX + 1];
+            snprintf(nsym, sizeof nsym, "%s", sym);
+            if (qb_topic_format(topic, sizeof topic, "status", exs, syms) > 0 &&
+                qb_broker_topic_get(ctx->b, topic, &info, NULL) == QB_OK) {
+                seq = info.last_seq + 1;
+                if (info.nsym[0] != '\0') {
+                    snprintf(nsym, sizeof nsym, "%s", info.nsym);
+                }
+            }
+            qb_msg m = {
+                .type = QB_MSG_STATUS,
+                .version = QB_PROTO_VERSION,
+                .exchange = exs,
+                .symbol = syms,
+                .native = {nsym, strlen(nsym)},
+                .seq = seq,
+                .recv_ts = qb_now_ns(),
+                .state = state,
+                .reason = {reason, strlen(reason)},
+            };
+            qb_buf_reset(&ctx->frame);
+            if (qb_msg_encode(&m, &ctx->frame) == QB_OK) {
+                (void)qb_broker_publish(ctx->b, ctx->frame.data, ctx->frame.len);
+            }
+        }
+        p += n;
+        if (*p == ',') {
+            p++;
+        }
+    }
+}
+
+/* qb_super_event_fn: every start after the first and every exit of an
+ * adapter becomes a status message on its topics (PROTOCOL.md 4.5). */
+static void main_sup_event(void *arg, size_t i, qb_super_event ev, const char *detail,
+                           uint64_t delay_ms)
+{
+    main_sup_ctx *ctx = arg;
+    main_adapter *a = NULL;
+    for (size_t k = 0; k < ctx->n_ad; k++) {
+        if (ctx->ad[k].idx == i) {
+            a = &ctx->ad[k];
+        }
+    }
+    if (a == NULL) {
+        return;
+    }
+    char reason[256];
+    if (ev == QB_SUPER_START) {
+        if (a->starts++ == 0) {
+            return; /* the first start: the adapter's own statuses say syncing */
+        }
+        snprintf(reason, sizeof reason, "adapter restarted: %s", detail);
+        main_sup_status(ctx, a, QB_FEED_SYNCING, reason);
+    } else if (delay_ms != UINT64_MAX) {
+        snprintf(reason, sizeof reason, "adapter %s; restarting in %llu ms", detail,
+                 (unsigned long long)delay_ms);
+        main_sup_status(ctx, a, QB_FEED_DOWN, reason);
+    }
+}
+
+typedef struct main_last {
+    const char *ex;
+    uint64_t last_ns;
+} main_last;
+
+/* qb_topics_each_fn: the newest frame of topics "<kind>.<ex>.<sym>". */
+static int main_last_each(void *arg, qb_str topic, const qb_topic_info *info, const qb_book *book)
+{
+    (void)book;
+    main_last *l = arg;
+    const char *d = memchr(topic.p, '.', topic.n);
+    size_t el = strlen(l->ex);
+    if (d != NULL && (size_t)(topic.p + topic.n - d) > el + 1 && memcmp(d + 1, l->ex, el) == 0 &&
+        d[1 + el] == '.' && info->last_update_ns > l->last_ns) {
+        l->last_ns = info->last_update_ns;
+    }
+    return 0;
+}
+
+/* Kills (SIGKILL, then the usual backoff) every running adapter that has
+ * sent nothing for --adapter-silence-ms since its start. */
+static void main_check_hung(main_sup_ctx *ctx, qb_super *sup, uint64_t now_ms)
+{
+    if (ctx->silence_ms == 0 || ctx->b == NULL) {
+        return;
+    }
+    for (size_t k = 0; k < ctx->n_ad; k++) {
+        main_adapter *a = &ctx->ad[k];
+        uint64_t started = qb_super_started_ms(sup, a->idx);
+        if (started == 0) {
+            continue;
+        }
+        main_last l = {a->ex, 0};
+        qb_broker_each_topic(ctx->b, main_last_each, &l);
+        uint64_t last = l.last_ns / 1000000u;
+        if (last < started) {
+            last = started;
+        }
+        if (now_ms > last && now_ms - last >= ctx->silence_ms) {
+            char reason[128];
+            snprintf(reason, sizeof reason, "hung: silent for %llu s, killed",
+                     (unsigned long long)((now_ms - last) / 1000u));
+            qb_super_kill(sup, a->idx, reason);
+        }
+    }
+}
+
 static void main_write_stats(qb_broker *b, qb_super *sup, qb_ws *ws, qb_snapshot *snap,
                              const char *path, uint64_t start_ms)
 {
     qb_broker_stats s;
     qb_broker_stats_get(b, &s);
+    if (sup != NULL) {
+        qb_broker_set_adapter_counts(b, qb_super_restarts(sup, "adapter"),
+                                     qb_super_hung_kills(sup, "adapter"));
+    }
     char extra[8192];
     int k = snprintf(extra, sizeof extra,
                      "\"adapter_starts\": %llu, \"adapter_restarts\": %llu, "
+                     "\"adapter_hung_kills\": %llu, "
                      "\"children_running\": %zu, \"uptime_ms\": %llu",
                      (unsigned long long)(sup ? qb_super_starts(sup, "adapter") : 0),
                      (unsigned long long)(sup ? qb_super_restarts(sup, "adapter") : 0),
+                     (unsigned long long)(sup ? qb_super_hung_kills(sup, "adapter") : 0),
                      sup ? qb_super_running(sup, "") : (size_t)0,
                      (unsigned long long)(qb_mono_ns() / 1000000u - start_ms));
     if (ws != NULL) {
@@ -475,6 +643,7 @@ int main(int argc, char **argv)
     main_opts o = {
         .demo_port = 7790,
         .max_topics = QB_TOPICS_DEFAULT_MAX,
+        .adapter_silence_ms = 60000,
         .http_max_clients = 1000,
         .http_max_subs = 256,
         .http_max_msg = 64 * 1024,
@@ -499,6 +668,8 @@ int main(int argc, char **argv)
         {"demo", QB_OPT_BOOL, &o.demo, NULL,
          "offline demo: also start quotebus-exsim and point the adapters at it"},
         {"demo-port", QB_OPT_INT, &o.demo_port, "PORT", "port of the demo simulator"},
+        {"adapter-silence-ms", QB_OPT_INT, &o.adapter_silence_ms, "MS",
+         "kill and restart an adapter alive but silent this long (default 60000; 0: never)"},
         {"max-topics", QB_OPT_INT, &o.max_topics, "N",
          "most topics with state; more are forwarded without state"},
         {"stats-file", QB_OPT_STR, &o.stats_file, "PATH",
@@ -562,13 +733,16 @@ int main(int argc, char **argv)
     qb_snapshot *snap = NULL;
     uint64_t start_ms = qb_mono_ns() / 1000000u;
     char demo_ws[128] = "", demo_rest[128] = "";
+    main_sup_ctx sup_ctx;
+    memset(&sup_ctx, 0, sizeof sup_ctx);
+    sup_ctx.silence_ms = o.adapter_silence_ms > 0 ? (uint64_t)o.adapter_silence_ms : 0;
     bool spawn = !o.no_spawn;
     if (spawn) {
         if ((sup = qb_super_new(NULL)) == NULL) {
             exit_code = 1;
             goto out;
         }
-        rc = main_children(&o, sup, demo_ws, demo_rest, sizeof demo_ws);
+        rc = main_children(&o, sup, &sup_ctx, demo_ws, demo_rest, sizeof demo_ws);
         if (rc != QB_OK) {
             exit_code = rc == QB_EINVAL ? 2 : 1;
             goto out;
@@ -586,6 +760,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "quotebus-broker: cannot start: %s (see the log above)\n", qb_strerror(rc));
         exit_code = 1;
         goto out;
+    }
+    sup_ctx.b = b;
+    if (sup != NULL) {
+        qb_super_set_event_cb(sup, main_sup_event, &sup_ctx);
     }
 
     bool snap_off = o.snapshot.n == 0 || (o.snapshot.n == 1 && strcmp(o.snapshot.v[0], "off") == 0);
@@ -699,6 +877,7 @@ int main(int argc, char **argv)
         uint64_t now = qb_mono_ns() / 1000000u;
         if (sup != NULL) {
             qb_super_poll(sup, now);
+            main_check_hung(&sup_ctx, sup, now);
         }
         if (now >= next_stats) {
             main_write_stats(b, sup, ws, snap, o.stats_file, start_ms);
@@ -718,6 +897,7 @@ int main(int argc, char **argv)
 
 out:
     if (sup != NULL) {
+        qb_super_set_event_cb(sup, NULL, NULL);
         qb_super_stop(sup, MAIN_STOP_GRACE_MS);
     }
     if (b != NULL) {
@@ -738,6 +918,7 @@ out:
                 (unsigned long long) final.frames_in, (unsigned long long) final.frames_out);
     }
     qb_super_free(sup);
+    qb_buf_fini(&sup_ctx.frame);
     qb_opts_free(table);
     /* NNG frees the pipes of closed sockets on its reaper thread, possibly
      * after nng_close() returned: wait for it (unless a close was

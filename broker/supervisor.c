@@ -46,6 +46,8 @@ typedef struct supervisor_child {
     uint64_t backoff_ms; /* next delay */
     uint64_t starts;
     uint64_t restarts;
+    uint64_t hung_kills;
+    char kill_reason[128]; /* set by qb_super_kill until the exit is reaped */
 } supervisor_child;
 
 struct qb_super {
@@ -53,6 +55,8 @@ struct qb_super {
     supervisor_child *kids;
     size_t n;
     bool stopping;
+    qb_super_event_fn event_fn;
+    void *event_arg;
 };
 
 qb_super *qb_super_new(const qb_super_policy *policy)
@@ -176,7 +180,11 @@ static void supervisor_start(qb_super *s, supervisor_child *c, uint64_t now_ms)
     }
     QB_INFO("child.start", "name=\"%s\" pid=%d start=%llu cmd=\"%s\"", c->name, (int)pid,
             (unsigned long long)c->starts, cmd);
-    (void)s;
+    if (s->event_fn != NULL) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "started (pid %d)", (int)pid);
+        s->event_fn(s->event_arg, (size_t)(c - s->kids), QB_SUPER_START, detail, 0);
+    }
 }
 
 static void supervisor_describe(int status, char *out, size_t cap)
@@ -184,7 +192,7 @@ static void supervisor_describe(int status, char *out, size_t cap)
     if (WIFEXITED(status)) {
         snprintf(out, cap, "exit code %d", WEXITSTATUS(status));
     } else if (WIFSIGNALED(status)) {
-        snprintf(out, cap, "killed by signal %d (%s)", WTERMSIG(status),
+        snprintf(out, cap, "exited with signal %d (%s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
     } else {
         snprintf(out, cap, "status 0x%x", status);
@@ -193,14 +201,23 @@ static void supervisor_describe(int status, char *out, size_t cap)
 
 static void supervisor_exited(qb_super *s, supervisor_child *c, int status, uint64_t now_ms)
 {
-    char why[96];
-    supervisor_describe(status, why, sizeof why);
+    char why[160];
+    if (c->kill_reason[0] != '\0') {
+        snprintf(why, sizeof why, "%s", c->kill_reason);
+        c->kill_reason[0] = '\0';
+    } else {
+        supervisor_describe(status, why, sizeof why);
+    }
     uint64_t ran = now_ms - c->started_ms;
     c->pid = -1;
+    size_t idx = (size_t)(c - s->kids);
     if (s->stopping) {
         QB_INFO("child.exit", "name=\"%s\" %s after %llu ms (stopping)", c->name, why,
                 (unsigned long long)ran);
         c->state = SUPERVISOR_STOPPED;
+        if (s->event_fn != NULL) {
+            s->event_fn(s->event_arg, idx, QB_SUPER_EXIT, why, UINT64_MAX);
+        }
         return;
     }
     if (ran >= s->policy.healthy_ms) {
@@ -211,6 +228,9 @@ static void supervisor_exited(qb_super *s, supervisor_child *c, int status, uint
             (unsigned long long)c->backoff_ms);
     c->state = SUPERVISOR_WAITING;
     c->due_ms = now_ms + c->backoff_ms;
+    if (s->event_fn != NULL) {
+        s->event_fn(s->event_arg, idx, QB_SUPER_EXIT, why, c->backoff_ms);
+    }
     c->backoff_ms *= 2;
     if (c->backoff_ms > s->policy.backoff_max_ms) {
         c->backoff_ms = s->policy.backoff_max_ms;
@@ -333,6 +353,43 @@ int qb_super_pid(const qb_super *s, size_t i)
         return -1;
     }
     return (int)s->kids[i].pid;
+}
+
+void qb_super_set_event_cb(qb_super *s, qb_super_event_fn fn, void *arg)
+{
+    s->event_fn = fn;
+    s->event_arg = arg;
+}
+
+int qb_super_kill(qb_super *s, size_t i, const char *reason)
+{
+    if (i >= s->n || s->kids[i].state != SUPERVISOR_RUNNING) {
+        return QB_ENOTFOUND;
+    }
+    supervisor_child *c = &s->kids[i];
+    snprintf(c->kill_reason, sizeof c->kill_reason, "%s", reason ? reason : "killed");
+    c->hung_kills++;
+    QB_WARN("child.hung", "name=\"%s\" pid=%d %s: SIGKILL", c->name, (int)c->pid,
+            c->kill_reason);
+    kill(c->pid, SIGKILL);
+    return QB_OK;
+}
+
+uint64_t qb_super_hung_kills(const qb_super *s, const char *prefix)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        n += supervisor_match(&s->kids[i], prefix) ? s->kids[i].hung_kills : 0;
+    }
+    return n;
+}
+
+uint64_t qb_super_started_ms(const qb_super *s, size_t i)
+{
+    if (i >= s->n || s->kids[i].state != SUPERVISOR_RUNNING) {
+        return 0;
+    }
+    return s->kids[i].started_ms;
 }
 
 int qb_super_find_binary(const char *name, char *out, size_t cap)

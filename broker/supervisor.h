@@ -8,7 +8,10 @@
  * Every start, exit and scheduled restart is logged with a stable id
  * (child.start, child.exit, child.restart). A child gets SIGTERM when the
  * broker dies (PR_SET_PDEATHSIG), so a kill -9 of the broker never leaves
- * orphan adapters that would publish beside their replacements.
+ * orphan adapters that would publish beside their replacements. The owner
+ * kills a hung child with qb_super_kill (counted as a hung kill; restarted
+ * through the same backoff) and hears of every start and exit through the
+ * event callback (main.c turns them into status messages on the bus).
  *
  * Threads: the main thread only (the owner of SIGCHLD handling).
  */
@@ -20,6 +23,19 @@
 #include <stdint.h>
 
 typedef struct qb_super qb_super;
+
+/* What happened to a child, for the event callback. */
+typedef enum qb_super_event {
+    QB_SUPER_START = 0, /* started (first time or again); detail "started (pid N)" */
+    QB_SUPER_EXIT,      /* exited; detail "exited with signal 9", "exit code 1" or, after
+                         * qb_super_kill, the reason given to it; delay_ms = restart delay
+                         * (UINT64_MAX while stopping: no restart) */
+} qb_super_event;
+
+/* Called on the main thread from qb_super_poll / qb_super_stop, for child
+ * i (order of qb_super_add). detail is valid during the call only. */
+typedef void (*qb_super_event_fn)(void *arg, size_t i, qb_super_event ev, const char *detail,
+                                  uint64_t delay_ms);
 
 typedef struct qb_super_policy {
     uint64_t backoff_min_ms; /* first restart delay; default 1000 */
@@ -57,6 +73,22 @@ size_t qb_super_running(const qb_super *s, const char *prefix);
 
 /* The pid of child i (in order of qb_super_add), or -1 when not running. */
 int qb_super_pid(const qb_super *s, size_t i);
+
+/* Sets (fn NULL: clears) the event callback. */
+void qb_super_set_event_cb(qb_super *s, qb_super_event_fn fn, void *arg);
+
+/* SIGKILLs running child i (a hung one) and counts it in
+ * qb_super_hung_kills; reason (copied) becomes the detail of its
+ * QB_SUPER_EXIT event. Its restart then goes through the usual backoff.
+ * QB_OK, or QB_ENOTFOUND when child i is not running. */
+int qb_super_kill(qb_super *s, size_t i, const char *reason);
+
+/* Hung kills so far of the children whose name begins with prefix. */
+uint64_t qb_super_hung_kills(const qb_super *s, const char *prefix);
+
+/* The monotonic ms at which running child i was started, or 0 when not
+ * running. */
+uint64_t qb_super_started_ms(const qb_super *s, size_t i);
 
 /* Finds an executable: next to /proc/self/exe first, then on PATH. Writes
  * its path to out and returns QB_OK, or QB_ENOTFOUND. */

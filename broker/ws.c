@@ -377,6 +377,11 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
     M_("resyncs_total", "counter", "status messages with state resyncing", b.resyncs);
     M_("duplicates_total", "counter", "duplicate or old messages on ingest", b.duplicates);
     M_("crossed_total", "counter", "books found crossed", b.crossed);
+    uint64_t a_restarts, a_hung;
+    qb_broker_adapter_counts(ws->broker, &a_restarts, &a_hung);
+    M_("adapter_restarts_total", "counter", "adapter restarts by the supervisor", a_restarts);
+    M_("adapter_hung_kills_total", "counter", "adapters killed as hung (alive but silent)",
+       a_hung);
     qb_buf_appendf(o, "# HELP quotebus_drops_total messages dropped, by kind\n"
                       "# TYPE quotebus_drops_total counter\n");
     const struct {

@@ -24,6 +24,7 @@
  * program normally. Everything is freed on exit.
  */
 #include "clock.h"
+#include "book.h"
 #include "dialer.h"
 #include "err.h"
 #include "log.h"
@@ -72,6 +73,9 @@ static const qb_prog sub_prog = {
 
 typedef struct sub_opts {
     char *connect;
+    char *book;
+    char *snapshot;
+    int64_t depth;
     int64_t count;
     int64_t timeout_ms;
     int64_t duration_ms;
@@ -275,7 +279,11 @@ static int sub_parse(sub_opts *o, const qb_opt *table, int argc, char **argv, in
     if (rc != QB_OK) {
         return rc;
     }
-    if (*first >= argc) {
+    if (o->book != NULL && *first < argc) {
+        fprintf(stderr, "quotebus-sub: --book TOPIC takes no TOPIC_PREFIX arguments\n");
+        return QB_EINVAL;
+    }
+    if (*first >= argc && o->book == NULL) {
         fprintf(stderr, "quotebus-sub: give at least one TOPIC_PREFIX, e.g. book. (see --help)\n");
         return QB_EINVAL;
     }
@@ -370,10 +378,15 @@ static bool sub_frame(nng_msg *msg, qb_decoder *dec, sub_seqs *seqs, sub_counter
 int main(int argc, char **argv)
 {
     qb_log_set_component("sub");
-    sub_opts o = {.connect = "ipc:///tmp/quotebus/pub.ipc", .recv_buf = 8192};
+    sub_opts o = {.connect = "ipc:///tmp/quotebus/pub.ipc", .recv_buf = 8192, .depth = 10};
     const qb_opt table[] = {
         {"connect", QB_OPT_STR, &o.connect, "ADDR", "the broker's publish address (NNG URL)"},
         {"count", QB_OPT_INT, &o.count, "N", "exit after N messages (0: never)"},
+        {"book", QB_OPT_STR, &o.book, "TOPIC",
+         "mirror this book (libquotebus) and print its top --depth levels on each change"},
+        {"depth", QB_OPT_INT, &o.depth, "N", "--book: levels per side (default 10)"},
+        {"snapshot", QB_OPT_STR, &o.snapshot, "ADDR",
+         "--book: the broker's snapshot service (default ipc:///tmp/quotebus/snapshot.ipc)"},
         {"timeout-ms", QB_OPT_INT, &o.timeout_ms, "MS",
          "exit after MS milliseconds without a message (0: never)"},
         {"duration-ms", QB_OPT_INT, &o.duration_ms, "MS", "exit after MS milliseconds (0: never)"},
@@ -408,6 +421,14 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    if (o.book != NULL) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        int brc = sub_book_run(o.connect, o.snapshot, o.book, o.depth, o.duration_ms, o.count,
+                               &sub_stop_sig);
+        qb_opts_free(table);
+        return brc;
+    }
 
     int exit_code = 0;
     sub_counters c = {0};
