@@ -168,7 +168,7 @@ def case_htx_exact(st):
     """Clean run: exact books at the final seqNum, trades, tickers, pings."""
     n = 6000
     sim, broker, adapter, readers, syms = pipeline(
-        st, "htx", ["--htx-ping-interval-ms", "500"], n)
+        st, "htx", ["--htx-ping-interval-ms", "1500"], n)
     dump = qbtest.wait_books_exact_ex(readers, sim.dump_path, "htx", syms)
     check_alive(sim, broker, adapter)
     no_gaps(readers)

@@ -155,9 +155,9 @@ async def test_htx_book(h):
     dump = os.path.join(h.tmp, "htx.dump")
     sim = h.start("htxbook", ["--exchange", "htx", "--rate", "1000", "--events", str(events),
                               "--seed", "5", "--trade-rate", "60", "--ticker-every", "10",
-                              "--htx-ping-interval-ms", "1000", "--dump", dump])
-    # 1 s pings, closed after 2 unanswered: this client answers while it
-    # reads, so it has ~2 s even on a loaded 2-core machine under ASan.
+                              "--htx-ping-interval-ms", "2000", "--dump", dump])
+    # 2 s pings, closed after 2 unanswered: this client answers while it
+    # reads, so it has ~4 s even on a loaded 2-core machine under ASan.
     syms = ["btcusdt", "ethusdt"]
     async with h.connect(sim, "/feed") as ws:
         cl = Client(ws)
