@@ -4,10 +4,11 @@
  *
  * jsmn tokenizes into a caller-supplied token array and allocates nothing:
  * the parse of an exchange frame costs no malloc, and a nesting bomb or a
- * huge document only runs out of tokens (QB_ETOOBIG), never out of stack or
- * memory. Tokens are views into the caller's text, which must stay alive
- * while they are used. jsmn is built in strict mode (JSMN_STRICT): keys must
- * be strings and primitives must start like numbers, true, false or null.
+ * huge document only runs out of tokens or depth (QB_ETOOBIG), never out of
+ * stack, memory or time (depth is checked first, in linear time). Tokens
+ * are views into the caller's text, which must stay alive while they are
+ * used. jsmn is built in strict mode (JSMN_STRICT): keys must be strings
+ * and primitives must start like numbers, true, false or null.
  * Numbers are validated later by their consumer (qb_dec_parse, qb_json_u64).
  */
 #ifndef QB_JSON_H
@@ -36,9 +37,14 @@ typedef struct qb_json {
     int ntok;
 } qb_json;
 
+/* Deepest nesting of arrays and objects accepted. Exchange messages nest
+ * at most 5 deep, config files and websocket requests 3. */
+#define QB_JSON_MAX_DEPTH 64
+
 /* Tokenizes js[0..len). The document must be one object or array covering
  * all non-space input. Returns QB_OK, QB_EPARSE (malformed or truncated), or
- * QB_ETOOBIG (more than cap tokens). */
+ * QB_ETOOBIG (more than cap tokens, or nested deeper than QB_JSON_MAX_DEPTH:
+ * a nesting bomb is rejected in linear time). */
 int qb_json_parse(qb_json *j, const char *js, size_t len, jsmntok_t *tokens, int cap);
 
 /* Index of the token after the whole subtree rooted at i. */

@@ -253,6 +253,10 @@ typedef struct qb__exsim_cfg {
     int64_t oversized_every;
     int64_t oversized_bytes;
     int64_t disconnect_every;
+    int64_t disconnect_random_ms;     /* random drops: each connection lives ~U(MS/2, 3MS/2) */
+    int64_t disconnect_random_for_ms; /* ... during the first MS of the run (0 = always) */
+    int64_t bad_input_every;          /* a bad frame after every N-th depth event */
+    unsigned bad_input_kinds;         /* QB__EXSIM_BAD_* bits, cycled through in order */
     int64_t stall_after;
     int64_t stall_ms;
     int64_t snapshot_fail;
@@ -262,6 +266,15 @@ typedef struct qb__exsim_cfg {
     char **symbols; /* allowed symbols (NULL/0 = any) */
     size_t nsymbols;
 } qb__exsim_cfg;
+
+/* --bad-input-kinds: frames no correct client may apply (exsim_market.c). */
+enum {
+    QB__EXSIM_BAD_TRUNCATED = 1u << 0, /* the event's real frame cut in half, then the whole one */
+    QB__EXSIM_BAD_UTF8 = 1u << 1,      /* invalid UTF-8 in the strings of a depth-shaped frame */
+    QB__EXSIM_BAD_NEST = 1u << 2,      /* a JSON nesting bomb where the levels go */
+    QB__EXSIM_BAD_BIGNUM = 1u << 3,    /* numbers of thousands of digits (price, id, time) */
+    QB__EXSIM_BAD_ALL = 0xfu,
+};
 
 /* ---- counters (the --stats-file object) ---- */
 #define QB__EXSIM_COUNTERS(X)                                                                      \
@@ -290,6 +303,12 @@ typedef struct qb__exsim_cfg {
     X(fault_malformed)                                                                             \
     X(fault_oversized)                                                                             \
     X(fault_disconnect)                                                                            \
+    X(fault_disconnect_random)                                                                     \
+    X(fault_bad_input)                                                                             \
+    X(fault_bad_truncated)                                                                         \
+    X(fault_bad_utf8)                                                                              \
+    X(fault_bad_nest)                                                                              \
+    X(fault_bad_bignum)                                                                            \
     X(fault_stall)                                                                                 \
     X(fault_stall_dropped)                                                                         \
     X(fault_snapshot_fail)                                                                         \
@@ -438,6 +457,8 @@ struct qb__exsim_conn {
         char id[72];
     } reqq[QB__EXSIM_PENDING_REQS]; /* delayed req answers, in order */
     size_t nreq;
+    /* random disconnect fault: when this connection is dropped (0: not yet drawn) */
+    uint64_t random_drop_ns;
     /* stall fault */
     bool stalled_once;
     bool stall_pending; /* the stall starts when its frame is written */

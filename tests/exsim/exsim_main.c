@@ -81,6 +81,9 @@ int main(int argc, char **argv)
     char *log_level = "info";
     qb_strlist symbols = {0};
     qb_strlist exchanges = {0};
+    qb_strlist bad_kinds = {0};
+    static const char *const main_default_bad_kinds[] = {"truncated", "utf8", "nest", "bignum"};
+    qb_strlist_set_default(&bad_kinds, main_default_bad_kinds, 4);
     static const char *const main_default_exchanges[] = {"binance", "htx", "bithumb"};
     qb_strlist_set_default(&exchanges, main_default_exchanges, 3);
 
@@ -131,13 +134,24 @@ int main(int argc, char **argv)
         {"oversized-bytes", QB_OPT_INT, &cfg.oversized_bytes, "N", "size of the oversized frames"},
         {"disconnect-every", QB_OPT_INT, &cfg.disconnect_every, "N",
          "fault: close each connection after it was sent N events"},
+        {"disconnect-random-ms", QB_OPT_INT, &cfg.disconnect_random_ms, "MS",
+         "fault: drop each connection at random after MS/2..3MS/2 (its successors too)"},
+        {"disconnect-random-for-ms", QB_OPT_INT, &cfg.disconnect_random_for_ms, "MS",
+         "fault: --disconnect-random-ms only during the first MS ms of the run (0 = for ever)"},
+        {"bad-input-every", QB_OPT_INT, &cfg.bad_input_every, "N",
+         "fault: a bad frame after every N-th depth event, cycling through --bad-input-kinds"},
+        {"bad-input-kinds", QB_OPT_LIST, &bad_kinds, "LIST",
+         "truncated (a copy of the event's frame cut in half), utf8 (invalid UTF-8), nest (JSON "
+         "nesting bomb), "
+         "bignum (numbers of thousands of digits)"},
         {"stall-after", QB_OPT_INT, &cfg.stall_after, "N",
          "fault: after N events a connection gets nothing (pings included) for --stall-ms"},
         {"stall-ms", QB_OPT_INT, &cfg.stall_ms, "MS", "length of the stall"},
         {"snapshot-fail", QB_OPT_INT, &cfg.snapshot_fail, "N",
          "fault: the first N depth snapshot requests fail"},
         {"snapshot-fail-status", QB_OPT_INT, &cfg.snapshot_fail_status, "CODE",
-         "HTTP status of failed snapshots: 429 (with Retry-After: 1) or 500"},
+         "HTTP status of failed snapshots: 429 (with Retry-After: 1), 500, or 0: 429 and 500 "
+         "alternately"},
         {"snapshot-delay-ms", QB_OPT_INT, &cfg.snapshot_delay_ms, "MS",
          "fault: answer depth snapshots this late"},
         {"shutdown-after", QB_OPT_INT, &cfg.shutdown_after, "N",
@@ -207,6 +221,24 @@ int main(int argc, char **argv)
         exit_code = 2;
         goto out_opts;
     }
+    static const char *const main_bad_names[] = {"truncated", "utf8", "nest", "bignum"};
+    for (size_t i = 0; i < bad_kinds.n; i++) {
+        unsigned bit = 0;
+        for (unsigned k = 0; k < 4; k++) {
+            if (strcmp(bad_kinds.v[i], main_bad_names[k]) == 0) {
+                bit = 1u << k;
+            }
+        }
+        if (bit == 0) {
+            fprintf(stderr,
+                    "quotebus-exsim: unknown --bad-input-kinds '%s' (known: truncated, utf8, "
+                    "nest, bignum)\n",
+                    bad_kinds.v[i]);
+            exit_code = 2;
+            goto out_opts;
+        }
+        cfg.bad_input_kinds |= bit;
+    }
     const qb__exsim_ops *ops = NULL;
     const qb__exsim_ops *chosen[QB__EXSIM_MAX_EXCHANGES];
     size_t nchosen = 0;
@@ -240,8 +272,10 @@ int main(int argc, char **argv)
         cfg.max_symbols <= 0 || cfg.oversized_bytes < 64 || cfg.events < 0 ||
         cfg.ticker_every < 0 || cfg.htx_ping_interval_ms < 0 || cfg.htx_max_missed_pings < 0 ||
         cfg.htx_req_interval_ms < 0 || cfg.req_fail < 0 || cfg.gzip_bomb_bytes < 1024 ||
-        cfg.bithumb_idle_ms < 0 ||
-        (cfg.snapshot_fail_status != 429 && cfg.snapshot_fail_status != 500) ||
+        cfg.bithumb_idle_ms < 0 || cfg.disconnect_random_ms < 0 ||
+        cfg.disconnect_random_for_ms < 0 || cfg.bad_input_every < 0 ||
+        (cfg.snapshot_fail_status != 429 && cfg.snapshot_fail_status != 500 &&
+         cfg.snapshot_fail_status != 0) ||
         ((cfg.tls_cert && *cfg.tls_cert) != (cfg.tls_key && *cfg.tls_key))) {
         fprintf(stderr,
                 "quotebus-exsim: invalid option values (rate > 0, max-levels > 0, port 0-65535, "

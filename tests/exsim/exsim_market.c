@@ -632,6 +632,167 @@ static int market_enc_bomb(qb__exsim *sim, const qb__exsim_stream *st, const voi
     return st->ops->encode_bomb(sim, st, (size_t)sim->cfg->gzip_bomb_bytes, out, binary);
 }
 
+/* ---- --bad-input-every: frames no correct client may apply ----
+ *
+ * Each is shaped like a depth message of the stream's exchange (so it goes
+ * down the parser's real paths) with ids a correct client drops as stale
+ * (Binance U=u=1, HTX seqNum 1) or, for Bithumb whose every orderbook
+ * message replaces the book, content that must be rejected as a whole:
+ *   truncated  the event's own frame (just sent whole) cut in half; for
+ *              HTX that is a truncated gzip member;
+ *   utf8       invalid UTF-8 (overlong, lone surrogate, 0xff) in strings;
+ *   nest       a nesting bomb of MARKET_BAD_NEST arrays where levels go;
+ *   bignum     numbers of thousands of digits in prices and ids. */
+#define MARKET_BAD_NEST 30000
+#define MARKET_BAD_DIGITS 4000
+
+typedef struct market_bad_item {
+    unsigned kind; /* one QB__EXSIM_BAD_* bit */
+    const qb__exsim_event *ev;
+} market_bad_item;
+
+static int market_bad_repeat(qb_buf *b, char ch, size_t n)
+{
+    int rc = qb_buf_reserve(b, n);
+    for (size_t i = 0; rc == QB_OK && i < n; i++) {
+        b->data[b->len++] = (uint8_t)ch;
+    }
+    return rc;
+}
+
+/* The bad part: levels for Binance and HTX, the orderbook_units (utf8,
+ * nest) or the timestamp (bignum) for Bithumb. */
+static int market_bad_value(qb_buf *b, unsigned kind, bool quoted)
+{
+    int rc = QB_OK;
+    switch (kind) {
+    case QB__EXSIM_BAD_UTF8:
+        return qb_buf_appendf(b, "[[\"1\xc3\x28\",\"\xed\xa0\x80\xc0\xaf\xff\"]]");
+    case QB__EXSIM_BAD_NEST:
+        rc = market_bad_repeat(b, '[', MARKET_BAD_NEST);
+        return rc ? rc : market_bad_repeat(b, ']', MARKET_BAD_NEST);
+    case QB__EXSIM_BAD_BIGNUM:
+        rc = qb_buf_appendf(b, "%s", quoted ? "[[\"9" : "[[9");
+        rc = rc ? rc : market_bad_repeat(b, '7', MARKET_BAD_DIGITS);
+        rc = rc ? rc : qb_buf_append(b, ".", 1);
+        rc = rc ? rc : market_bad_repeat(b, '3', MARKET_BAD_DIGITS);
+        return rc ? rc : qb_buf_appendf(b, "%s", quoted ? "\",\"1\"]]" : ",1]]");
+    }
+    return QB_EINVAL;
+}
+
+static int market_enc_bad(qb__exsim *sim, const qb__exsim_stream *st, const void *item,
+                          bool combined, qb_buf *out, bool *binary)
+{
+    const market_bad_item *bi = item;
+    const char *ex = st->ops->name;
+    const char *sym = st->sym ? st->sym->name : "";
+    unsigned long long ms = (unsigned long long)(qb_now_ns() / 1000000u);
+    if (bi->kind == QB__EXSIM_BAD_TRUNCATED) {
+        qb_buf whole = {0};
+        int rc = st->ops->encode_depth(sim, st, bi->ev, combined, &whole, binary);
+        if (rc == QB_OK) {
+            rc = qb_buf_append(out, whole.data, whole.len > 1 ? whole.len / 2 : 0);
+        }
+        qb_buf_fini(&whole);
+        return rc;
+    }
+    qb_buf p = {0};
+    int rc;
+    if (strcmp(ex, "bithumb") == 0) {
+        rc = qb_buf_appendf(&p, "{\"type\":\"orderbook\",\"code\":\"%s\",\"timestamp\":", sym);
+        if (bi->kind == QB__EXSIM_BAD_BIGNUM) {
+            rc = rc ? rc : qb_buf_append(&p, "1", 1);
+            rc = rc ? rc : market_bad_repeat(&p, '0', MARKET_BAD_DIGITS);
+            rc = rc ? rc : qb_buf_appendf(&p, ",\"orderbook_units\":[{\"ask_price\":1");
+            rc = rc ? rc : market_bad_repeat(&p, '1', MARKET_BAD_DIGITS);
+            rc = rc ? rc : qb_buf_appendf(&p, ",\"bid_price\":1,\"ask_size\":1,\"bid_size\":1}]");
+        } else if (bi->kind == QB__EXSIM_BAD_UTF8) {
+            rc = rc ? rc
+                    : qb_buf_appendf(&p,
+                                     "%llu,\"orderbook_units\":[{\"ask_price\":\"2\xff\xfe\","
+                                     "\"bid_price\":\"1\xc0\xaf\",\"ask_size\":1,"
+                                     "\"bid_size\":\"\xed\xa0\x80\"}]",
+                                     ms);
+        } else {
+            rc = rc ? rc : qb_buf_appendf(&p, "%llu,\"orderbook_units\":", ms);
+            rc = rc ? rc : market_bad_value(&p, bi->kind, false);
+        }
+        rc = rc ? rc
+                : qb_buf_appendf(&p, ",\"total_ask_size\":1,\"total_bid_size\":1,\"level\":0,"
+                                     "\"stream_type\":\"REALTIME\"}");
+    } else if (strcmp(ex, "htx") == 0) {
+        if (bi->kind == QB__EXSIM_BAD_UTF8) {
+            /* the channel itself is not UTF-8 */
+            rc = qb_buf_appendf(&p,
+                                "{\"ch\":\"market.\xff%s\xc0\xaf.mbp.150\",\"ts\":%llu,"
+                                "\"tick\":{\"seqNum\":1,\"prevSeqNum\":0,\"bids\":",
+                                sym, ms);
+        } else {
+            rc = qb_buf_appendf(&p, "{\"ch\":\"%s\",\"ts\":%llu,\"tick\":{\"seqNum\":", st->name,
+                                ms);
+            if (bi->kind == QB__EXSIM_BAD_BIGNUM) {
+                rc = rc ? rc : qb_buf_append(&p, "1", 1);
+                rc = rc ? rc : market_bad_repeat(&p, '0', MARKET_BAD_DIGITS);
+            } else {
+                rc = rc ? rc : qb_buf_append(&p, "1", 1);
+            }
+            rc = rc ? rc : qb_buf_appendf(&p, ",\"prevSeqNum\":0,\"bids\":");
+        }
+        rc = rc ? rc : market_bad_value(&p, bi->kind, false);
+        rc = rc ? rc : qb_buf_appendf(&p, ",\"asks\":[]}}");
+    } else {
+        rc = qb_buf_appendf(&p,
+                            "{\"e\":\"depthUpdate\",\"E\":%llu,\"s\":\"%s\",\"U\":1,\"u\":1,"
+                            "\"b\":",
+                            ms, sym);
+        rc = rc ? rc : market_bad_value(&p, bi->kind, true);
+        rc = rc ? rc : qb_buf_appendf(&p, ",\"a\":[]}");
+    }
+    if (rc == QB_OK) {
+        rc = st->ops->encode_raw(sim, st, (const char *)p.data, p.len, combined, out, binary);
+    }
+    qb_buf_fini(&p);
+    return rc;
+}
+
+static void market_fanout_kind(qb__exsim *sim, qb__exsim_sym *sym, qb__exsim_kind kind,
+                               market_encode_fn enc, const void *item, uint8_t flags, int copies);
+
+/* After every --bad-input-every-th event: the next kind of the cycle. */
+static void market_bad_input(qb__exsim *sim, qb__exsim_sym *sym, const qb__exsim_event *ev)
+{
+    const qb__exsim_cfg *cfg = sim->cfg;
+    uint64_t k = ev->index;
+    if (cfg->bad_input_every <= 0 || cfg->bad_input_kinds == 0 ||
+        k % (uint64_t)cfg->bad_input_every != 0) {
+        return;
+    }
+    unsigned kinds[4], n = 0;
+    for (unsigned b = 0; b < 4; b++) {
+        if (cfg->bad_input_kinds & (1u << b)) {
+            kinds[n++] = 1u << b;
+        }
+    }
+    market_bad_item bi = {kinds[(k / (uint64_t)cfg->bad_input_every) % n], ev};
+    sim->st.fault_bad_input++;
+    switch (bi.kind) {
+    case QB__EXSIM_BAD_TRUNCATED:
+        sim->st.fault_bad_truncated++;
+        break;
+    case QB__EXSIM_BAD_UTF8:
+        sim->st.fault_bad_utf8++;
+        break;
+    case QB__EXSIM_BAD_NEST:
+        sim->st.fault_bad_nest++;
+        break;
+    default:
+        sim->st.fault_bad_bignum++;
+        break;
+    }
+    market_fanout_kind(sim, sym, QB__EXSIM_K_DEPTH, market_enc_bad, &bi, 0, 1);
+}
+
 typedef struct market_raw_item {
     const char *p;
     size_t n;
@@ -883,6 +1044,7 @@ static void market_emit_event(qb__exsim *sim, qb__exsim_sym *sym, const qb__exsi
         sim->st.fault_gzip_bomb++;
         market_fanout_kind(sim, sym, QB__EXSIM_K_DEPTH, market_enc_bomb, NULL, 0, 1);
     }
+    market_bad_input(sim, sym, ev);
 }
 
 /* Every --ticker-every events: the 24 h ticker to ticker streams. */

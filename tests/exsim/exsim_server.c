@@ -15,7 +15,9 @@
  *                            -> conn B ring [f f]   -> ...
  *
  * Per-connection faults live here because they count what one connection
- * was sent: --disconnect-every, --stall-after/--stall-ms, --shutdown-after.
+ * was sent: --disconnect-every, --stall-after/--stall-ms, --shutdown-after;
+ * and --disconnect-random-ms (a storm of drops at random times, checked by
+ * the housekeeping timer).
  *
  * Routing: one port serves every --exchange; a websocket upgrade or an
  * HTTP request goes to the first exchange, in the order bithumb, htx,
@@ -79,6 +81,8 @@ static struct {
     lws_sorted_usec_list_t sul;
     qb__exsim *sim;
     uint64_t last_stats_ns;
+    uint64_t start_ns; /* --disconnect-random-for-ms counts from here */
+    uint64_t rng;      /* xorshift64 state of the random disconnects (from --seed) */
 } server_hk;
 
 /* ---- frames ---- */
@@ -627,15 +631,22 @@ static void server_http_answer(qb__exsim *sim, server_pss *pss)
         sim->snapshot_fail_left--;
         sim->st.fault_snapshot_fail++;
         int status = (int)sim->cfg->snapshot_fail_status;
+        if (status == 0) {
+            /* 429 and 500 alternately: the first failure is a 429 */
+            status = sim->st.fault_snapshot_fail % 2 ? 429 : 500;
+        }
         pss->resp.status = status;
         pss->resp.retry_after = status == 429 ? 1 : 0;
         ops->http_fault(sim, status, &pss->resp);
-        QB_INFO("exsim_fault_snapshot_fail", "status=%d left=%lld", status,
-                (long long)sim->snapshot_fail_left);
+        const char *sym = qb__exsim_req_arg(&pss->req, "symbol");
+        QB_INFO("exsim_fault_snapshot_fail", "status=%d left=%lld symbol=%s", status,
+                (long long)sim->snapshot_fail_left, sym ? sym : "-");
     } else {
         ops->http_handle(sim, &pss->req, &pss->resp);
         if (pss->is_snapshot && pss->resp.status == 200) {
             sim->st.snapshots_served++;
+            const char *sym = qb__exsim_req_arg(&pss->req, "symbol");
+            QB_INFO("exsim_snapshot_served", "symbol=%s", sym ? sym : "-");
         }
     }
     pss->phase = SERVER_HTTP_HEADERS;
@@ -922,10 +933,46 @@ static void server_app_ping(qb__exsim *sim, qb__exsim_conn *c, uint64_t now)
     qb__exsim_frame_unref(f);
 }
 
+/* --disconnect-random-ms: each websocket connection is dropped (close
+ * 1001, as an exchange's load balancer would) after a uniform random
+ * lifetime of MS/2..3MS/2, drawn when it is first seen; its reconnections
+ * get fresh draws. With --disconnect-random-for-ms, only during that first
+ * part of the run: the storm ends and the clients must heal. */
+static void server_random_drop(qb__exsim *sim, qb__exsim_conn *c, uint64_t now)
+{
+    const qb__exsim_cfg *cfg = sim->cfg;
+    if (cfg->disconnect_random_ms <= 0 || c->wsi == NULL) {
+        return;
+    }
+    if (cfg->disconnect_random_for_ms > 0 &&
+        now - server_hk.start_ns >= (uint64_t)cfg->disconnect_random_for_ms * 1000000u) {
+        return;
+    }
+    if (c->random_drop_ns == 0) {
+        uint64_t x = server_hk.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        server_hk.rng = x;
+        uint64_t mean = (uint64_t)cfg->disconnect_random_ms * 1000000u;
+        c->random_drop_ns = now + mean / 2 + x % (mean + 1);
+        return;
+    }
+    if (now >= c->random_drop_ns) {
+        sim->st.fault_disconnect_random++;
+        QB_INFO("exsim_fault_disconnect_random", "conn=%llu", (unsigned long long)c->id);
+        qb__exsim_conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "random disconnect");
+    }
+}
+
 void qb__exsim_server_housekeeping(qb__exsim *sim)
 {
     uint64_t now = qb_mono_ns();
     for (qb__exsim_conn *c = sim->conns; c; c = c->next) {
+        if (c->close_now) {
+            continue;
+        }
+        server_random_drop(sim, c, now);
         if (c->close_now) {
             continue;
         }
@@ -1069,6 +1116,8 @@ int qb__exsim_server_start(qb__exsim *sim)
         }
     }
     server_hk.last_stats_ns = qb_mono_ns();
+    server_hk.start_ns = server_hk.last_stats_ns;
+    server_hk.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)cfg->seed;
     qb__exsim_stats_write(sim);
     lws_sul_schedule(sim->ctx, 0, &server_hk.sul, server_hk_tick, SERVER_HOUSEKEEPING_US);
     return QB_OK;

@@ -179,7 +179,7 @@ def case_htx_exact(st):
                                                "empty_updates", "pongs", "bad_gzip")})
     if a.get("gaps", 0) or a.get("reconnects", 0):
         fail("gaps or reconnects on a clean run: %s" % a)
-    if s.get("ping_timeouts", 0) != 0 or s.get("pongs_received", 0) < 5:
+    if s.get("ping_timeouts", 0) != 0 or s.get("pongs_received", 0) < 1 or s.get("pongs_received", 0) < s.get("pings_sent", 0) - 1:
         fail("the adapter must answer HTX pings: simulator %s" %
              {k: s.get(k) for k in ("pings_sent", "pongs_received", "ping_timeouts")})
     if s.get("reqs_served", 0) != len(syms):
