@@ -210,6 +210,15 @@ static unsigned topics_check_seq(topics_entry *e, uint64_t seq)
         e->last_seq = seq;
         return 0;
     }
+    if (seq == 1 && e->last_seq >= 1) {
+        /* A publisher that restarted (an adapter restarted by the
+         * supervisor) numbers its topics from 1 again: rebase, as a
+         * snapshot would, so the broker's view of the feed (status in
+         * /metrics, /health, the snapshot service) follows it at once
+         * instead of ignoring it as duplicates until the seq catches up. */
+        e->last_seq = seq;
+        return 0;
+    }
     if (seq <= e->last_seq) {
         return QB_TOPICS_DUPLICATE;
     }

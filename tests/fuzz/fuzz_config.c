@@ -21,6 +21,11 @@
 static char fc_path[64];
 static int fc_fd = -1;
 
+static void fc_cleanup(void)
+{
+    unlink(fc_path);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (fc_fd < 0) {
@@ -29,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fc_fd < 0) {
             abort();
         }
+        atexit(fc_cleanup);
     }
     if (ftruncate(fc_fd, 0) != 0 || pwrite(fc_fd, data, size, 0) != (ssize_t)size) {
         abort();
