@@ -106,7 +106,13 @@ def main(args):
                            "exited with signal 9" in m.get("reason", ""), "status down (crash)")
         log("crash status: %s" % down[0]["reason"])
         wait_status(r, mark, lambda m: m["state"] == "live", "adapter live after crash", 120)
-        st_now = stats(stats_path)
+        # The stats file is rewritten every 500 ms, and a "live" seen right
+        # after the crash can be a late copy from before it: wait for the
+        # second restart to be counted rather than read once.
+        def counted():
+            x = stats(stats_path)
+            return x if x.get("adapter_restarts", 0) >= 2 else None
+        st_now = wait_for(counted, 60, "second adapter restart counted")
         if st_now.get("adapter_hung_kills") != 1 or st_now.get("adapter_restarts", 0) < 2:
             fail("counters: %s" % {k: st_now.get(k) for k in
                                    ("adapter_hung_kills", "adapter_restarts")})
