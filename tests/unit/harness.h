@@ -68,6 +68,30 @@ static int qb_test_failed_;
         exit(77);                                                                                  \
     } while (0)
 
+/* Reads a whole file into a NUL-terminated malloc'ed buffer (the caller
+ * frees it); *len gets its length. NULL when it cannot be read. */
+static inline char *qb_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    }
+    return buf;
+}
+
 static inline int qb_test_run_all(void)
 {
     int passed = 0, failed = 0;

@@ -29,27 +29,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
 
 typedef struct rec_line {
     const char *payload;
@@ -280,7 +259,7 @@ static void need_recording(void)
         return;
     }
     size_t len;
-    rec_text = read_file(REC_FILE, &len);
+    rec_text = qb_test_read_file(REC_FILE, &len);
     if (rec_text == NULL) {
         QB_SKIP_ALL("shared exchange data not found at " REC_FILE);
     }
@@ -726,7 +705,7 @@ QB_TEST(trades_shutdown_control_error)
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
     qb_event ev;
     size_t len;
-    char *t = read_file(SAMPLES "binance_trade_doc_1.json", &len);
+    char *t = qb_test_read_file(SAMPLES "binance_trade_doc_1.json", &len);
     if (t == NULL) {
         QB_SKIP_ALL("shared exchange data not found at " SAMPLES);
     }
@@ -753,7 +732,7 @@ QB_TEST(trades_shutdown_control_error)
     for (int i = 0; i < 2; i++) {
         char path[512];
         snprintf(path, sizeof path, SAMPLES "%s", files[i]);
-        t = read_file(path, &len);
+        t = qb_test_read_file(path, &len);
         QB_CHECK(t != NULL);
         if (t) {
             QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, len, &ev), QB_OK);
@@ -761,7 +740,7 @@ QB_TEST(trades_shutdown_control_error)
             free(t);
         }
     }
-    t = read_file(SAMPLES "binance_subscribe_response_doc_1.json", &len);
+    t = qb_test_read_file(SAMPLES "binance_subscribe_response_doc_1.json", &len);
     QB_CHECK(t != NULL);
     if (t) {
         QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, len, &ev), QB_OK);
@@ -781,7 +760,7 @@ QB_TEST(trades_shutdown_control_error)
     for (int i = 0; i < 4; i++) {
         char path[512];
         snprintf(path, sizeof path, SAMPLES "%s", others[i]);
-        t = read_file(path, &len);
+        t = qb_test_read_file(path, &len);
         QB_CHECK(t != NULL);
         if (t) {
             QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, len, &ev), QB_OK);
@@ -790,7 +769,7 @@ QB_TEST(trades_shutdown_control_error)
         }
     }
     /* The doc's snapshot sample. */
-    t = read_file(SAMPLES "binance_rest_depth_snapshot_doc_1.json", &len);
+    t = qb_test_read_file(SAMPLES "binance_rest_depth_snapshot_doc_1.json", &len);
     QB_CHECK(t != NULL);
     if (t) {
         QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(&p, t, len, &ev), QB_OK);

@@ -28,33 +28,12 @@
 
 #define SAMPLES QB_SHARED_DATA "/samples/"
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
 
 static char *sample(const char *name, size_t *len)
 {
     char path[512];
     snprintf(path, sizeof path, SAMPLES "%s", name);
-    char *t = read_file(path, len);
+    char *t = qb_test_read_file(path, len);
     if (t == NULL) {
         QB_SKIP_ALL("shared exchange data not found at " SAMPLES);
     }

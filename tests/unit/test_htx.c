@@ -40,33 +40,12 @@
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
 
 static char *sample(const char *name, size_t *len)
 {
     char path[512];
     snprintf(path, sizeof path, SAMPLES "%s", name);
-    char *t = read_file(path, len);
+    char *t = qb_test_read_file(path, len);
     if (t == NULL) {
         QB_SKIP_ALL("shared exchange data not found at " SAMPLES);
     }
@@ -326,11 +305,11 @@ QB_TEST(real_gzip_frames_inflate_to_their_json)
         char name[128];
         size_t glen, jlen;
         snprintf(name, sizeof name, "%s.gzip.bin", gz_names[i]);
-        char *gz = read_file(SAMPLES "huobi_ping_real_1.gzip.bin", &glen);
+        char *gz = qb_test_read_file(SAMPLES "huobi_ping_real_1.gzip.bin", &glen);
         free(gz);
         char path[512];
         snprintf(path, sizeof path, SAMPLES "%s", name);
-        gz = read_file(path, &glen);
+        gz = qb_test_read_file(path, &glen);
         if (gz == NULL) {
             QB_SKIP_ALL("shared exchange data not found at " SAMPLES);
         }
@@ -379,7 +358,7 @@ QB_TEST(inflate_rejects_bad_gzip)
     QB_CHECK_EQ_INT(qb_inflate_new(&z), QB_OK);
     qb_buf out = QB_BUF_INIT;
     size_t glen;
-    uint8_t *gz = (uint8_t *)read_file(SAMPLES "huobi_trade_detail_real_1.gzip.bin", &glen);
+    uint8_t *gz = (uint8_t *)qb_test_read_file(SAMPLES "huobi_trade_detail_real_1.gzip.bin", &glen);
     if (gz == NULL) {
         QB_SKIP_ALL("shared exchange data not found at " SAMPLES);
     }
@@ -465,7 +444,7 @@ QB_TEST(every_gzip_prefix_and_mutation)
         char path[512];
         size_t glen;
         snprintf(path, sizeof path, SAMPLES "%s.gzip.bin", gz_names[i]);
-        uint8_t *gz = (uint8_t *)read_file(path, &glen);
+        uint8_t *gz = (uint8_t *)qb_test_read_file(path, &glen);
         if (gz == NULL) {
             QB_SKIP_ALL("shared exchange data not found at " SAMPLES);
         }
@@ -508,7 +487,7 @@ QB_TEST(every_gzip_prefix_and_mutation)
 QB_TEST(recorded_session_pings_trades_exponents)
 {
     size_t len;
-    char *text = read_file(REC_FILE, &len);
+    char *text = qb_test_read_file(REC_FILE, &len);
     if (text == NULL) {
         QB_SKIP_ALL("shared exchange data not found at " REC_FILE);
     }

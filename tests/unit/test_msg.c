@@ -903,22 +903,6 @@ QB_TEST(json_form)
 
 /* ---- the worked examples of PROTOCOL.md ------------------------------- */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    fclose(f);
-    s[got] = 0;
-    *len = got;
-    return s;
-}
 
 /* The body of the next fenced block with info string `info` at or after p;
  * *end gets the position after the closing fence. */
@@ -943,7 +927,7 @@ static const char *fence(const char *p, const char *info, size_t *n, const char 
 QB_TEST(protocol_md_examples)
 {
     size_t len;
-    char *doc = read_file(QB_SOURCE_DIR "/proto/PROTOCOL.md", &len);
+    char *doc = qb_test_read_file(QB_SOURCE_DIR "/proto/PROTOCOL.md", &len);
     QB_CHECK(doc != NULL);
     if (doc == NULL) {
         return;
