@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qbtest  # noqa: E402
-from qbtest import fail, log, skip, stats, wait_for  # noqa: E402
+from qbtest import fail, log, skip, stats  # noqa: E402
 
 USDT = ["BTC-USDT", "ETH-USDT"]
 KRW = ["BTC-KRW", "ETH-KRW"]

@@ -429,7 +429,7 @@ async def test_client_rate(h):
     check(ids == list(range(len(ids))) and len(ids) <= 5, f"replies {replies}")
     sim.wait_stats(lambda s: s["rate_limit_closes"] == 1)
     sim.stop()
-    print(f"  client rate limit: the 6th message in a second closed the connection (1008)")
+    print("  client rate limit: the 6th message in a second closed the connection (1008)")
 
 
 async def test_small_book_raw(h):
@@ -916,11 +916,9 @@ async def test_replay(h):
     print(f"  replay: {len(events)} recorded events, book == reference (u={ref.last})")
 
 
-async def run_all(h, only):
-    tests = [test_main_book, test_gap, test_dup_reorder, test_malformed_oversized,
-             test_conn_faults, test_snapshot_faults, test_pings, test_bad_input, test_replay,
-             test_determinism, test_small_book_raw, test_slow_consumer, test_depth_1s,
-             test_client_rate]
+async def run_tests(h, tests, only):
+    """Runs each test coroutine (or those named in only), reports and
+    counts failures, and kills whatever a failed test left running."""
     failed = 0
     for t in tests:
         if only and t.__name__ not in only:
@@ -939,7 +937,10 @@ async def run_all(h, only):
     return failed
 
 
-def main():
+def run_main(tests):
+    """The command line shared by the simulator's test programs: --bin-dir,
+    --keep, and test function names to run only those. Returns the exit
+    status (0 pass, 1 fail, 77 skip)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", default=os.environ.get("QB_BIN_DIR"))
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
@@ -956,11 +957,18 @@ def main():
     h = Harness(a.bin_dir)
     failed = 1
     try:
-        failed = asyncio.run(run_all(h, a.only))
+        failed = asyncio.run(run_tests(h, tests, a.only))
     finally:
         h.cleanup(keep=a.keep)
     print("PASS" if failed == 0 else f"FAILED: {failed} test(s)")
     return 0 if failed == 0 else 1
+
+
+def main():
+    return run_main([test_main_book, test_gap, test_dup_reorder, test_malformed_oversized,
+                     test_conn_faults, test_snapshot_faults, test_pings, test_bad_input,
+                     test_replay, test_determinism, test_small_book_raw, test_slow_consumer,
+                     test_depth_1s, test_client_rate])
 
 
 if __name__ == "__main__":

@@ -20,15 +20,11 @@ TLS with the test CA:
 Usage: test_exsim_bithumb.py --bin-dir DIR [test names]. Exit 0 pass, 1 fail,
 77 skipped.
 """
-import argparse
 import asyncio
 import json
 import os
-import shutil
-import signal
 import sys
 import time
-import traceback
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -305,46 +301,9 @@ async def test_bithumb_faults(h):
     print("  bithumb faults: gaps skip snapshots, malformed/oversized counted, disconnect")
 
 
-async def run_all(h, only):
-    tests = [test_bithumb_requests, test_bithumb_idle, test_bithumb_faults, test_bithumb_book]
-    failed = 0
-    for t in tests:
-        if only and t.__name__ not in only:
-            continue
-        print(f"{t.__name__} ...", flush=True)
-        try:
-            await t(h)
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print(f"FAIL {t.__name__}: {e}")
-            traceback.print_exc()
-        for p in list(h.procs):
-            if p.proc.poll() is None:
-                p.kill()
-    return failed
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", default=os.environ.get("QB_BIN_DIR"))
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("only", nargs="*")
-    a = ap.parse_args()
-    if not a.bin_dir:
-        print("FAIL: --bin-dir required")
-        return 1
-    if shutil.which("openssl") is None:
-        print("SKIP: openssl CLI not found")
-        return 77
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    h = tx.Harness(a.bin_dir)
-    failed = 1
-    try:
-        failed = asyncio.run(run_all(h, a.only))
-    finally:
-        h.cleanup(keep=a.keep)
-    print("PASS" if failed == 0 else f"FAILED: {failed} test(s)")
-    return 0 if failed == 0 else 1
+    return tx.run_main([test_bithumb_requests, test_bithumb_idle, test_bithumb_faults,
+                       test_bithumb_book])
 
 
 if __name__ == "__main__":

@@ -22,17 +22,13 @@ zlib from the standard library), over TLS with the test CA, on /feed:
 Usage: test_exsim_htx.py --bin-dir DIR [test names]. Exit 0 pass, 1 fail,
 77 skipped (python3-websockets or openssl missing).
 """
-import argparse
 import asyncio
 import gzip
 import json
 import os
 import re
-import shutil
-import signal
 import sys
 import time
-import traceback
 import zlib
 from decimal import Decimal
 
@@ -279,7 +275,7 @@ async def test_htx_book(h):
                 last_ticker = tk
             else:
                 raise Fail(f"unexpected channel {ch}")
-        check(cl.pings >= 1, f"no ping in the run")
+        check(cl.pings >= 1, "no ping in the run")
     d = read_dump(dump, "htx")
     for s in syms:
         check(d[s]["events"] == events and d[s]["lastUpdateId"] == books[s].seq,
@@ -577,47 +573,9 @@ async def test_routing(h):
     print("  routing: one port serves binance, htx, bithumb; dump names exchange + symbol")
 
 
-async def run_all(h, only):
-    tests = [test_routing, test_htx_control, test_htx_pings, test_htx_faults, test_htx_mbp5,
-             test_htx_book]
-    failed = 0
-    for t in tests:
-        if only and t.__name__ not in only:
-            continue
-        print(f"{t.__name__} ...", flush=True)
-        try:
-            await t(h)
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print(f"FAIL {t.__name__}: {e}")
-            traceback.print_exc()
-        for p in list(h.procs):
-            if p.proc.poll() is None:
-                p.kill()
-    return failed
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", default=os.environ.get("QB_BIN_DIR"))
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("only", nargs="*")
-    a = ap.parse_args()
-    if not a.bin_dir:
-        print("FAIL: --bin-dir required")
-        return 1
-    if shutil.which("openssl") is None:
-        print("SKIP: openssl CLI not found")
-        return 77
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    h = tx.Harness(a.bin_dir)
-    failed = 1
-    try:
-        failed = asyncio.run(run_all(h, a.only))
-    finally:
-        h.cleanup(keep=a.keep)
-    print("PASS" if failed == 0 else f"FAILED: {failed} test(s)")
-    return 0 if failed == 0 else 1
+    return tx.run_main([test_routing, test_htx_control, test_htx_pings, test_htx_faults, test_htx_mbp5,
+                       test_htx_book])
 
 
 if __name__ == "__main__":

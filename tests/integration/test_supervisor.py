@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qbtest  # noqa: E402
