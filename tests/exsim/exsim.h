@@ -224,6 +224,7 @@ typedef struct qb__exsim_cfg {
     int64_t seed;
     int64_t rate;
     int64_t trade_rate;
+    int64_t changes; /* level changes per generated event; 0 = 1..4 at random */
     int64_t events;
     int64_t max_levels;
     int64_t ping_interval_ms;

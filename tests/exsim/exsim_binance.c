@@ -5,7 +5,8 @@
  * Websocket (shared/exchange-protocols.md section 1):
  *   /stream?streams=<s1>/<s2>/...   combined: {"stream":"<s>","data":{...}}
  *   /stream                         combined, streams added by SUBSCRIBE
- *   /ws/<stream>  or  /ws           raw payloads
+ *   /ws/<stream>  or  /ws           raw payloads (/ws/<name without @>,
+ *                                   e.g. ccxt's /ws/0: no stream until SUBSCRIBE)
  *   streams: <sym>@depth@100ms (every event), <sym>@depth and
  *   <sym>@depth@1000ms (the changes of one second merged into one event:
  *   U = first U, u = last u, each level once with its final size),
@@ -182,7 +183,9 @@ static int binance_ws_open(qb__exsim *sim, qb__exsim_conn *c, const qb__exsim_re
             c->combined = false;
         }
         const char *name = path[3] == '/' ? path + 4 : "";
-        if (*name == '\0') {
+        /* "/ws/<anything without @>" is a raw connection with no stream yet
+         * (streams come by SUBSCRIBE): ccxt connects to /ws/0, /ws/1, ... */
+        if (*name == '\0' || strchr(name, '@') == NULL) {
             return 0;
         }
         qb__exsim_kind kind;

@@ -98,6 +98,8 @@ int main(int argc, char **argv)
         {"seed", QB_OPT_INT, &cfg.seed, "N", "seed of the synthetic market"},
         {"rate", QB_OPT_INT, &cfg.rate, "N", "depth events (replay: frames) per second per symbol"},
         {"trade-rate", QB_OPT_INT, &cfg.trade_rate, "N", "trades per second per symbol (0 = none)"},
+        {"changes", QB_OPT_INT, &cfg.changes, "N",
+         "random level changes per depth event, 1..40 (0 = 1 to 4 at random, the default)"},
         {"events", QB_OPT_INT, &cfg.events, "N",
          "stop after N depth events per symbol, then write --dump (0 = never stop)"},
         {"max-levels", QB_OPT_INT, &cfg.max_levels, "N", "maximum book depth per side"},
@@ -267,7 +269,7 @@ int main(int argc, char **argv)
         exit_code = 2;
         goto out_opts;
     }
-    if (cfg.rate <= 0 || cfg.trade_rate < 0 || cfg.max_levels <= 0 || cfg.port < 0 ||
+    if (cfg.rate <= 0 || cfg.trade_rate < 0 || cfg.changes < 0 || cfg.changes > 40 || cfg.max_levels <= 0 || cfg.port < 0 ||
         cfg.port > 65535 || cfg.max_queue < 16 || cfg.max_msg_bytes < 256 || cfg.max_streams <= 0 ||
         cfg.max_symbols <= 0 || cfg.oversized_bytes < 64 || cfg.events < 0 ||
         cfg.ticker_every < 0 || cfg.htx_ping_interval_ms < 0 || cfg.htx_max_missed_pings < 0 ||

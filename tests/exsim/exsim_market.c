@@ -21,7 +21,7 @@
  *                                 (random walk, +-1 tick per event)
  *
  * Each event: the mid moves; levels the mid crossed are removed (the "market
- * took them"); 1-4 random changes, half near the top and half anywhere
+ * took them"); 1-4 random changes (--changes N: N), half near the top and half anywhere
  * (insert at some distance from the mid, change a size, delete a level);
  * levels beyond --max-levels are removed explicitly (size 0 is sent), so
  * books stay about --max-levels deep. Inserts are clamped to stay strictly
@@ -520,7 +520,13 @@ static void market_gen_event(qb__exsim *sim, qb__exsim_sym *sym, qb__exsim_event
         }
     }
 
+    /* --changes N: exactly N random changes (busy symbols send tens of
+     * levels per 100 ms event); default 1 to 4. The random draw happens
+     * either way, so the default market stays the same sequence. */
     unsigned nch = 1 + (unsigned)(market_rnd(r) % 4);
+    if (sim->cfg->changes > 0) {
+        nch = (unsigned)sim->cfg->changes;
+    }
     for (unsigned c = 0; c < nch; c++) {
         qb_book_side side = (market_rnd(r) & 1) ? QB_ASK : QB_BID;
         unsigned what = (unsigned)(market_rnd(r) % 100);

@@ -411,6 +411,30 @@ async def test_depth_1s(h):
     print(f"  @depth: 1 s merged events ({spans[0]} ids each), same book as @depth@100ms")
 
 
+async def test_changes_ws0(h):
+    """--changes N makes busy-symbol events (N random changes each, plus the
+    levels the mid crossed); /ws/0 (ccxt's URL) is a raw connection whose
+    streams come by SUBSCRIBE."""
+    sim = h.start("changes", ["--rate", "50", "--trade-rate", "0", "--changes", "20"],
+                  tls=False)
+    async with h.connect(sim, "/ws/0") as ws:
+        await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@depth@100ms"],
+                                  "id": 1}))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        check(ack == {"result": None, "id": 1}, f"/ws/0 SUBSCRIBE answer: {ack}")
+        sizes = []
+        while len(sizes) < 20:
+            d = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            check_depth("/ws/0", d, "BTCUSDT")
+            sizes.append(len(d["b"]) + len(d["a"]))
+    # N distinct changes, fewer when two land on the same price or one is
+    # skipped because the event is full; never the default's 1..4
+    check(min(sizes) >= 10 and sum(sizes) / len(sizes) >= 15,
+          f"--changes 20: levels per event {sizes}")
+    sim.stop()
+    print(f"  --changes 20: {min(sizes)}..{max(sizes)} levels per event; /ws/0 + SUBSCRIBE")
+
+
 async def test_client_rate(h):
     """--max-client-msg-rate 5 (Binance's limit): the 6th message in a second closes."""
     sim = h.start("msgrate", ["--max-client-msg-rate", "5"], tls=False)
@@ -968,7 +992,7 @@ def main():
     return run_main([test_main_book, test_gap, test_dup_reorder, test_malformed_oversized,
                      test_conn_faults, test_snapshot_faults, test_pings, test_bad_input,
                      test_replay, test_determinism, test_small_book_raw, test_slow_consumer,
-                     test_depth_1s, test_client_rate])
+                     test_depth_1s, test_client_rate, test_changes_ws0])
 
 
 if __name__ == "__main__":
