@@ -19,6 +19,7 @@
 #   BUILD     build directory with quotebus-exsim/-adapter/-broker [<repo>/build-bench8]
 #   NO_BUILD  1: use the binaries already built
 #   RATE      depth events per second [20000]
+#   CHANGES   random level changes per event (exsim --changes; 0 = 1..4, tiny events) [20]
 #   WARMUP    seconds after the consumer is live before the window [5]
 #   SECS      measurement window, seconds [30]
 #   CLIENTS   which consumers [python ccxt quotebus]
@@ -30,6 +31,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 BUILD=${BUILD:-$root/build-bench8}
 RATE=${RATE:-20000}
+CHANGES=${CHANGES:-20}
 WARMUP=${WARMUP:-5}
 SECS=${SECS:-30}
 CLIENTS=${CLIENTS-"python ccxt quotebus"}
@@ -82,7 +84,7 @@ exsim_start() {
     rm -f "$tmp/$name.port"
     "$B/quotebus-exsim" --exchange binance --host 127.0.0.1 --port 0 --port-file "$tmp/$name.port" \
         --tls-cert "$tmp/certs/server.pem" --tls-key "$tmp/certs/server.key" \
-        --symbols BTCUSDT --rate "$RATE" --events "$EVENTS" --trade-rate 0 --ticker-every 0 \
+        --symbols BTCUSDT --rate "$RATE" --changes "$CHANGES" --events "$EVENTS" --trade-rate 0 --ticker-every 0 \
         --max-queue $((EVENTS + 1000)) --dump "$tmp/$name.dump" --stats-file "$tmp/$name.exsim.stats" \
         --log-level warn 2>"$tmp/$name.exsim.log" &
     EPID=$!
@@ -222,7 +224,7 @@ done
     echo "## What users run today (issue 8 part 6): one Binance feed, three consumers"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, build $BUILD. quotebus-exsim (wss, test CA),"
-    echo "BTCUSDT depth at $RATE events/s ($EVENTS events, then the feed stops), warm-up $WARMUP s,"
+    echo "BTCUSDT depth at $RATE events/s of about $CHANGES level changes ($EVENTS events, then the feed stops), warm-up $WARMUP s,"
     echo "window $SECS s; consumers run one after the other, each on a fresh simulator."
     echo
     $PY - "$tmp" $CLIENTS <<'EOF'
