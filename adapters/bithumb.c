@@ -191,6 +191,51 @@ static int bithumb_num(const qb_json *j, int obj, const char *key, qb_dec *out)
     return qb__parse_dec(j, i, out);
 }
 
+/* A number token of a unit (a primitive: strings are refused). */
+static int bithumb_num_tok(const qb_json *j, int i, qb_dec *out)
+{
+    if (i < 0 || j->tok[i].type != JSMN_PRIMITIVE) {
+        return QB_EPARSE;
+    }
+    return qb__parse_dec(j, i, out);
+}
+
+/* One orderbook unit {"ask_price","bid_price","ask_size","bid_size"} in
+ * one pass over its keys (measured: four qb_json_get lookups per unit were
+ * a fifth of a Bithumb message). The first occurrence of a key counts and
+ * the fields are checked in the order bid_price, bid_size, ask_price,
+ * ask_size, as four lookups would. */
+static int bithumb_unit(const qb_json *j, int obj, qb_level *b, qb_level *a)
+{
+    int bp = -1, bs = -1, ap = -1, as = -1;
+    int i = obj + 1;
+    for (int k = 0; k < j->tok[obj].size && i + 1 < j->ntok; k++) {
+        const jsmntok_t *key = &j->tok[i];
+        const char *t = j->js + key->start;
+        int kl = key->end - key->start;
+        int *slot = NULL;
+        if (key->type == JSMN_STRING && (kl == 9 || kl == 8) && t[3] == '_') {
+            bool bid = memcmp(t, "bid", 3) == 0;
+            if (bid || memcmp(t, "ask", 3) == 0) {
+                if (kl == 9 && memcmp(t + 4, "price", 5) == 0) {
+                    slot = bid ? &bp : &ap;
+                } else if (kl == 8 && memcmp(t + 4, "size", 4) == 0) {
+                    slot = bid ? &bs : &as;
+                }
+            }
+        }
+        if (slot != NULL && *slot < 0) {
+            *slot = i + 1;
+        }
+        i = qb_json_skip(j, i + 1);
+    }
+    int rc = bithumb_num_tok(j, bp, &b->price);
+    rc = rc ? rc : bithumb_num_tok(j, bs, &b->size);
+    rc = rc ? rc : bithumb_num_tok(j, ap, &a->price);
+    rc = rc ? rc : bithumb_num_tok(j, as, &a->size);
+    return rc;
+}
+
 static int bithumb_orderbook(qb_parser *p, const qb_json *j, qb_event *ev)
 {
     int rc = bithumb_code(j, 0, ev);
@@ -212,10 +257,7 @@ static int bithumb_orderbook(qb_parser *p, const qb_json *j, qb_event *ev)
             return QB_EPARSE;
         }
         qb_level b, a;
-        rc = bithumb_num(j, i, "bid_price", &b.price);
-        rc = rc ? rc : bithumb_num(j, i, "bid_size", &b.size);
-        rc = rc ? rc : bithumb_num(j, i, "ask_price", &a.price);
-        rc = rc ? rc : bithumb_num(j, i, "ask_size", &a.size);
+        rc = bithumb_unit(j, i, &b, &a);
         if (rc != QB_OK) {
             return rc;
         }

@@ -67,6 +67,15 @@ int qb__parse_dec(const qb_json *j, int i, qb_dec *out)
     return qb_dec_parse(s, n, out);
 }
 
+/* A decimal from a string or primitive token known to be in range. */
+static inline int exchange_tok_dec(const qb_json *j, const jsmntok_t *t, qb_dec *out)
+{
+    if (t->type != JSMN_STRING && t->type != JSMN_PRIMITIVE) {
+        return QB_EPARSE;
+    }
+    return qb_dec_parse(j->js + t->start, (size_t)(t->end - t->start), out);
+}
+
 int qb__parse_levels(const qb_json *j, int arr, qb_level *out, size_t cap, size_t *n)
 {
     if (!qb_json_is_array(j, arr)) {
@@ -76,17 +85,20 @@ int qb__parse_levels(const qb_json *j, int arr, qb_level *out, size_t cap, size_
     if (count > cap) {
         return QB_ETOOBIG;
     }
+    const jsmntok_t *tok = j->tok;
     int i = arr + 1;
     for (size_t k = 0; k < count; k++) {
         /* Each level is ["price","size"] (Binance may add fields in the
-         * future: extra elements are ignored). */
-        if (!qb_json_is_array(j, i) || j->tok[i].size < 2) {
+         * future: extra elements are ignored). A complete parse holds the
+         * level's tokens: a two-element array of scalars is i, i+1, i+2. */
+        if (i + 2 >= j->ntok || tok[i].type != JSMN_ARRAY || tok[i].size < 2) {
             return QB_EPARSE;
         }
         qb_level lv;
-        int rc = qb__parse_dec(j, i + 1, &lv.price);
+        int rc = exchange_tok_dec(j, &tok[i + 1], &lv.price);
         if (rc == QB_OK) {
-            rc = qb__parse_dec(j, qb_json_skip(j, i + 1), &lv.size);
+            /* the price is a scalar, so the size token follows it */
+            rc = exchange_tok_dec(j, &tok[i + 2], &lv.size);
         }
         if (rc != QB_OK) {
             return rc;
@@ -95,7 +107,7 @@ int qb__parse_levels(const qb_json *j, int arr, qb_level *out, size_t cap, size_
             return QB_ERANGE;
         }
         out[k] = lv;
-        i = qb_json_skip(j, i);
+        i = tok[i].size == 2 ? i + 3 : qb_json_skip(j, i);
     }
     *n = count;
     return QB_OK;

@@ -15,30 +15,51 @@
 
 #include <string.h>
 
-/* True when the tokens form exactly one complete value: every object has a
- * value for each key and nothing follows the root. jsmn accepts {"a"} as an
- * object of one key with no value; counting children catches it. */
-static bool json_complete(const jsmntok_t *t, int n)
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* Largest number of '[' / '{' bytes for which jsmn runs before the depth is
+ * known: even if they all nest, jsmn's closing brackets then cost at most
+ * JSON_OPENERS_TRUSTED^2 / 2 parent-link steps (~33k: tens of microseconds). */
+#define JSON_OPENERS_TRUSTED 256
+
+/* Counts the '[' and '{' bytes of js (inside strings too: an upper bound on
+ * the nesting depth), stopping early once past `stop`. ('[' | 0x20) ==
+ * ('{' | 0x20) and no other byte ORs to 0x7B. SSE2: 16 bytes per step. */
+static size_t json_count_openers(const char *js, size_t len, size_t stop)
 {
-    long pending = 1;
-    int i = 0;
-    for (; i < n && pending > 0; i++) {
-        pending--;
-        if (t[i].type == JSMN_OBJECT) {
-            pending += 2L * t[i].size;
-        } else if (t[i].type == JSMN_ARRAY) {
-            pending += t[i].size;
+    size_t n = 0, i = 0;
+#if defined(__SSE2__)
+    const __m128i lower = _mm_set1_epi8(0x20), open = _mm_set1_epi8(0x7B);
+    while (len - i >= 16 && n <= stop) {
+        /* up to 255 blocks per byte accumulator, then sum it (psadbw) */
+        size_t blocks = (len - i) / 16;
+        if (blocks > 64) {
+            blocks = 64;
         }
+        __m128i acc = _mm_setzero_si128();
+        for (size_t b = 0; b < blocks; b++, i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(js + i));
+            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_or_si128(v, lower), open));
+        }
+        __m128i sum = _mm_sad_epu8(acc, _mm_setzero_si128());
+        n += (size_t)_mm_cvtsi128_si32(sum) + (size_t)_mm_extract_epi16(sum, 4);
     }
-    return pending == 0 && i == n;
+#endif
+    for (; i < len; i++) {
+        n += (js[i] | 0x20) == 0x7B;
+    }
+    return n;
 }
 
 /* False when js nests arrays/objects deeper than QB_JSON_MAX_DEPTH outside
- * strings. Linear; run before jsmn because jsmn's closing bracket walks up
- * the parent links through every already-closed token of the current
- * branch: quadratic in the depth (measured: a 60 KB "[[[...]]]" frame cost
- * 0.8 s of CPU, 3 s under ASan; the adapter fell minutes behind a feed with
- * one such frame a second). Bounded depth makes jsmn O(len * depth). */
+ * strings. Linear; run before jsmn when the document has many brackets,
+ * because jsmn's closing bracket walks up the parent links through every
+ * already-closed token of the current branch: quadratic in the depth
+ * (measured: a 60 KB "[[[...]]]" frame cost 0.8 s of CPU, 3 s under ASan;
+ * the adapter fell minutes behind a feed with one such frame a second).
+ * Bounded depth makes jsmn O(len * depth). */
 static bool json_depth_ok(const char *js, size_t len)
 {
     int depth = 0;
@@ -64,9 +85,85 @@ static bool json_depth_ok(const char *js, size_t len)
     return true;
 }
 
+/* True when the tokens form exactly one complete value: every object has a
+ * value for each key and nothing follows the root. jsmn accepts {"a"} as an
+ * object of one key with no value; counting children catches it. */
+static bool json_complete(const jsmntok_t *t, int n)
+{
+    long pending = 1;
+    int i = 0;
+    for (; i < n && pending > 0; i++) {
+        pending--;
+        if (t[i].type == JSMN_OBJECT) {
+            pending += 2L * t[i].size;
+        } else if (t[i].type == JSMN_ARRAY) {
+            pending += t[i].size;
+        }
+    }
+    return pending == 0 && i == n;
+}
+
+/* One walk over the tokens of a successful jsmn parse: QB_EPARSE unless
+ * they form exactly one complete value (every object has a value for each
+ * key and nothing follows the root: jsmn accepts {"a"} as an object of one
+ * key with no value; counting children catches it), QB_ETOOBIG when
+ * containers nest deeper than QB_JSON_MAX_DEPTH (for a complete document
+ * the same depth json_depth_ok measures on the text). The stack holds the
+ * children still expected by each open container. */
+static int json_check_tokens(const jsmntok_t *t, int n)
+{
+    long left[QB_JSON_MAX_DEPTH + 1];
+    int depth = 0;
+    left[0] = 1; /* the root value */
+    for (int i = 0; i < n; i++) {
+        while (depth > 0 && left[depth] == 0) {
+            depth--; /* containers complete before token i */
+        }
+        if (left[depth] == 0) {
+            return QB_EPARSE; /* a token after the root value */
+        }
+        left[depth]--;
+        long kids;
+        if (t[i].type == JSMN_OBJECT) {
+            kids = 2L * t[i].size;
+        } else if (t[i].type == JSMN_ARRAY) {
+            kids = t[i].size;
+        } else {
+            continue;
+        }
+        if (depth == QB_JSON_MAX_DEPTH) {
+            return QB_ETOOBIG;
+        }
+        left[++depth] = kids;
+    }
+    for (; depth >= 0; depth--) {
+        if (left[depth] != 0) {
+            return QB_EPARSE; /* a key without value, or a missing value */
+        }
+    }
+    return QB_OK;
+}
+
+/* The result of a parse of js that failed with rc: a document nested too
+ * deep reports QB_ETOOBIG whatever else is wrong with it, as when the depth
+ * was checked before jsmn ran. */
+static int json_fail(const char *js, size_t len, size_t openers, int rc)
+{
+    if (openers > QB_JSON_MAX_DEPTH && !json_depth_ok(js, len)) {
+        return QB_ETOOBIG;
+    }
+    return rc;
+}
+
 int qb_json_parse(qb_json *j, const char *js, size_t len, jsmntok_t *tokens, int cap)
 {
-    if (!json_depth_ok(js, len)) {
+    /* Depth protection in linear time without a second pass over every
+     * byte of an ordinary frame: a document with few brackets cannot be a
+     * costly nesting bomb, so jsmn runs first and the depth is checked on
+     * its tokens; only a document with many brackets (big snapshots, or a
+     * bomb) gets the exact text scan before jsmn. */
+    size_t openers = json_count_openers(js, len, JSON_OPENERS_TRUSTED);
+    if (openers > JSON_OPENERS_TRUSTED && !json_depth_ok(js, len)) {
         return QB_ETOOBIG; /* too complex, like a document past cap tokens */
     }
     jsmn_parser p;
@@ -76,21 +173,27 @@ int qb_json_parse(qb_json *j, const char *js, size_t len, jsmntok_t *tokens, int
         return QB_ETOOBIG;
     }
     if (n <= 0) {
-        return QB_EPARSE;
+        return json_fail(js, len, openers, QB_EPARSE);
     }
     if (tokens[0].type != JSMN_OBJECT && tokens[0].type != JSMN_ARRAY) {
-        return QB_EPARSE;
+        return json_fail(js, len, openers, QB_EPARSE);
     }
     /* jsmn stops at the end of the first value in strict mode only for
      * primitives; reject trailing garbage and a second top-level value. */
     for (size_t k = (size_t)tokens[0].end; k < len; k++) {
         char c = js[k];
         if (c != ' ' && c != '\n' && c != '\r' && c != '\t' && c != '\0') {
-            return QB_EPARSE;
+            return json_fail(js, len, openers, QB_EPARSE);
         }
     }
-    if (!json_complete(tokens, n)) {
-        return QB_EPARSE;
+    /* With at most QB_JSON_MAX_DEPTH brackets in the text the depth cannot
+     * be exceeded: completeness is all there is to check. */
+    bool ok = openers <= QB_JSON_MAX_DEPTH ? json_complete(tokens, n)
+                                           : json_check_tokens(tokens, n) == QB_OK;
+    if (!ok) {
+        /* Incomplete, or nested too deep: json_fail tells which from the
+         * text (a malformed token stream could mislead the token depth). */
+        return json_fail(js, len, openers, QB_EPARSE);
     }
     j->js = js;
     j->len = len;
@@ -101,19 +204,42 @@ int qb_json_parse(qb_json *j, const char *js, size_t len, jsmntok_t *tokens, int
 
 int qb_json_skip(const qb_json *j, int i)
 {
-    /* Iterative: pending counts the tokens still to visit in the subtree. */
-    int pending = 1;
-    while (pending > 0 && i < j->ntok) {
-        const jsmntok_t *t = &j->tok[i];
-        pending--;
-        if (t->type == JSMN_OBJECT) {
-            pending += t->size * 2;
-        } else if (t->type == JSMN_ARRAY) {
-            pending += t->size;
-        }
-        i++;
+    if (i < 0 || i >= j->ntok) {
+        return i;
     }
-    return i;
+    const jsmntok_t *t = j->tok;
+    if (t[i].type != JSMN_OBJECT && t[i].type != JSMN_ARRAY) {
+        return i + 1;
+    }
+    /* Tokens are in document order and a parse that succeeded closed every
+     * container, so the subtree of i is the run of tokens that start before
+     * i ends: find the first token starting at or after t[i].end by
+     * galloping then bisecting, O(log subtree) instead of a walk over it
+     * (a key lookup past a 1000-level array no longer visits its 3000
+     * tokens). */
+    int end = t[i].end, n = j->ntok;
+    int lo = i + 1, hi, step = 1;
+    for (;;) {
+        hi = lo + step - 1;
+        if (hi >= n) {
+            hi = n;
+            break;
+        }
+        if (t[hi].start >= end) {
+            break;
+        }
+        lo = hi + 1;
+        step *= 2;
+    }
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (t[mid].start >= end) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return lo;
 }
 
 int qb_json_get(const qb_json *j, int obj, const char *key)

@@ -5,7 +5,9 @@
  * jsmn tokenizes into a caller-supplied token array and allocates nothing:
  * the parse of an exchange frame costs no malloc, and a nesting bomb or a
  * huge document only runs out of tokens or depth (QB_ETOOBIG), never out of
- * stack, memory or time (depth is checked first, in linear time). Tokens
+ * stack, memory or time (depth is bounded in linear time: a frame with more
+ * than a few hundred brackets has its depth checked before jsmn runs, any
+ * other on jsmn's tokens). Tokens
  * are views into the caller's text, which must stay alive while they are
  * used. jsmn is built in strict mode (JSMN_STRICT): keys must be strings
  * and primitives must start like numbers, true, false or null.

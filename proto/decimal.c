@@ -19,6 +19,13 @@
  * needed: "100000000000000000000" (21 digits) is {10^18, -2}, just as
  * "1E+20" would be. A zero keeps the text's scale, clamped to the range.
  *
+ * qb_dec_parse first tries a fast path for the exchanges' plain
+ * "[-]digits[.digits]" of at most 18 digits (eight digits at a time with
+ * SWAR arithmetic where possible): such a number is exactly its digits over
+ * 10^(fraction length), what the general parser gives too. Anything else
+ * (exponents, 19+ digits, junk) goes to the general parser, so every
+ * rejection is the general parser's. test_decimal cross-checks the two.
+ *
  * Comparison across scales uses the adjusted exponent (digit count minus
  * scale) first, so no value is ever scaled beyond 19 digits. Pure functions,
  * no allocation, any thread.
@@ -68,7 +75,129 @@ static inline char decimal_digit_at(const char *ip, size_t ni, const char *fp, s
     return k < ni ? ip[k] : fp[k - ni];
 }
 
+/* Byte mask (0x80 in each byte) of the bytes of v that are not '0'..'9'.
+ * A carry out of a byte >= 0xFA can only mark bytes after it, which are
+ * past the first non-digit anyway. */
+static inline uint64_t decimal_swar_nondigits(uint64_t v)
+{
+    uint64_t hi = (v & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull;
+    uint64_t hi6 = ((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull;
+    uint64_t x = hi | hi6; /* non-zero high nibble: not a digit */
+    return ((x + 0x7F7F7F7F7F7F7F7Full) | x) & 0x8080808080808080ull;
+}
+
+/* The value of 8 digit values (0..9 per byte), the lowest byte most
+ * significant (SWAR: three multiplications instead of eight). */
+static inline uint64_t decimal_swar_value(uint64_t v)
+{
+    v = (v * 10) + (v >> 8);
+    v = (((v & 0x000000FF000000FFull) * (100 + (1000000ull << 32))) +
+         (((v >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32)))) >>
+        32;
+    return (uint32_t)v;
+}
+
+/* Appends the k (1..8) digits held in the low k bytes of v (as text, the
+ * first digit lowest) to *m. Moved to the top bytes, the zero bytes below
+ * them are leading zeros of an 8-digit number. */
+static inline void decimal_swar_append(uint64_t *m, uint64_t v, unsigned k)
+{
+    v = (v - 0x3030303030303030ull) << (8 * (8 - k));
+    *m = *m * decimal_pow10[k] + decimal_swar_value(v);
+}
+
+/* Consumes the digits from p (stopping at the first non-digit or at end)
+ * into *m; returns where it stopped. s is the start of the whole text: the
+ * last bytes are read as one 8-byte word ending at end when the text is at
+ * least 8 bytes long. The caller bounds the digit count (no overflow
+ * check here: at most 19 digits fit in 64 bits). */
+__attribute__((always_inline)) static inline const char *
+decimal_fast_digits(const char *s, const char *p, const char *end, uint64_t *m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    while (end - p >= 8) {
+        memcpy(&v, p, 8);
+        uint64_t nondig = decimal_swar_nondigits(v);
+        unsigned k = nondig ? (unsigned)__builtin_ctzll(nondig) / 8 : 8;
+        if (k == 0) {
+            return p;
+        }
+        decimal_swar_append(m, v, k);
+        p += k;
+        if (k < 8) {
+            return p;
+        }
+    }
+    size_t r = (size_t)(end - p);
+    if (r > 0 && end - s >= 8) {
+        /* The r bytes left, in the low bytes; the zero bytes above them
+         * count as non-digits. */
+        memcpy(&v, end - 8, 8);
+        v >>= 8 * (8 - r);
+        uint64_t nondig = decimal_swar_nondigits(v);
+        unsigned k = (unsigned)__builtin_ctzll(nondig) / 8; /* nondig != 0: r < 8 */
+        if (k > 0) {
+            decimal_swar_append(m, v, k);
+        }
+        return p + k;
+    }
+#else
+    (void)s;
+#endif
+    while (p < end) {
+        unsigned d = (unsigned)(unsigned char)*p - '0';
+        if (d > 9) {
+            break;
+        }
+        *m = *m * 10 + d;
+        p++;
+    }
+    return p;
+}
+
+/* The exchanges' plain "[-]digits[.digits]" with at most 18 digits: the
+ * result is every digit as the mantissa and the fraction length as the
+ * scale, exactly what the general parser below gives for such text (no
+ * digit is dropped: 18 digits fit in 63 bits and the scale is <= 18).
+ * False for anything else (exponent, no digits, more digits, junk), which
+ * the general parser then accepts or rejects. */
+static inline bool decimal_parse_fast(const char *s, size_t len, qb_dec *out)
+{
+    const char *p = s, *end = s + len;
+    bool neg = false;
+    if (*p == '-' || *p == '+') {
+        neg = *p == '-';
+        p++;
+    }
+    if (end - p > 19) {
+        return false; /* more than 18 digits and a point */
+    }
+    uint64_t m = 0;
+    const char *q = decimal_fast_digits(s, p, end, &m);
+    size_t nd = (size_t)(q - p), nf = 0;
+    if (q < end && *q == '.') {
+        const char *f = q + 1;
+        q = decimal_fast_digits(s, f, end, &m);
+        nf = (size_t)(q - f);
+        nd += nf;
+    }
+    if (q != end || nd == 0 || nd > 18) {
+        return false;
+    }
+    *out = (qb_dec){neg ? -(int64_t)m : (int64_t)m, (int8_t)nf};
+    return true;
+}
+
 int qb_dec_parse(const char *s, size_t len, qb_dec *out)
+{
+    if (s != NULL && len != 0 && decimal_parse_fast(s, len, out)) {
+        return QB_OK;
+    }
+    return qb__dec_parse_general(s, len, out);
+}
+
+int qb__dec_parse_general(const char *s, size_t len, qb_dec *out)
 {
     if (s == NULL || len == 0) {
         return QB_EPARSE;

@@ -33,6 +33,9 @@ typedef struct qb_dec {
  * The whole of s[0..len) must be the number. Returns QB_OK, QB_EPARSE or
  * QB_ERANGE; *out is written only on success. */
 int qb_dec_parse(const char *s, size_t len, qb_dec *out);
+/* The general parser alone, without qb_dec_parse's fast path for plain
+ * "[-]digits[.digits]" (same results; for tests that cross-check them). */
+int qb__dec_parse_general(const char *s, size_t len, qb_dec *out);
 
 /* Writes plain decimal text (no exponent) with exactly max(scale,0) digits
  * after the point, NUL-terminated. Returns the length written, or -1 when

@@ -290,6 +290,103 @@ QB_TEST(random_ops_match_reference)
     qb_book_free(b);
 }
 
+/* Deep book, changes mostly near the top (as exchanges send them) and some
+ * at the bottom: exercises the two-ended moves of book.c (front room, back
+ * room, re-centring, and the longer move when a full side has no room),
+ * against the reference model, for a roomy and a tight max_levels. */
+static void top_heavy_run(size_t max_levels, int ops)
+{
+    qb_book *b = qb_book_new(max_levels);
+    static ref_side ref[2];
+    ref[0].n = ref[1].n = 0;
+    int erange = 0;
+    for (int op = 0; op < ops; op++) {
+        qb_book_side side = (qb_book_side)(rnd() & 1);
+        uint64_t r = rnd() % 100;
+        int64_t k; /* distance from the best possible price, 0..499 */
+        if (r < 70) {
+            k = (int64_t)(rnd() % 40);
+        } else if (r < 85) {
+            k = 460 + (int64_t)(rnd() % 40);
+        } else {
+            k = (int64_t)(rnd() % 500);
+        }
+        qb_dec price = side == QB_BID ? D(1000 - k, 2) : D(1001 + k, 2);
+        /* few deletions while filling, then balanced */
+        bool del = (op < ops / 4) ? rnd() % 20 == 0 : rnd() % 2 == 0;
+        qb_dec size = del ? D(0, 8) : D((int64_t)(rnd() % 100000) + 1, 4);
+        int rc = qb_book_set(b, side, price, size);
+        if (rc == QB_ERANGE) {
+            QB_CHECK(ref[side].n == max_levels);
+            erange++;
+            continue;
+        }
+        QB_CHECK_EQ_INT(rc, QB_OK);
+        ref_set(&ref[side], price, size);
+        if (op % 53 == 0 || op > ops - 500) {
+            QB_CHECK(ref_matches(&ref[QB_BID], b, QB_BID));
+            QB_CHECK(ref_matches(&ref[QB_ASK], b, QB_ASK));
+        }
+        if (op == ops / 2) {
+            /* a replace in the middle of the run, then more moves on it */
+            QB_CHECK_EQ_INT(qb_book_replace(b, ref[0].lv, ref[0].n, ref[1].lv, ref[1].n), QB_OK);
+        }
+        if (qb_test_failed_) {
+            fprintf(stderr, "  max_levels %zu at op %d\n", max_levels, op);
+            break;
+        }
+    }
+    if (max_levels < 500) {
+        QB_CHECK(erange > 0);
+    }
+    qb_book_clear(b);
+    QB_CHECK_EQ_INT(qb_book_depth(b, QB_BID), 0);
+    QB_CHECK_EQ_INT(qb_book_set(b, QB_BID, D(5, 0), D(1, 0)), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_set(b, QB_BID, D(6, 0), D(1, 0)), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_levels(b, QB_BID)[0].price.mant, 6);
+    qb_book_free(b);
+}
+
+QB_TEST(top_heavy_ops_match_reference)
+{
+    top_heavy_run(500, 60000); /* never full: room at both ends */
+    top_heavy_run(300, 60000); /* full often: no room, longer moves */
+    top_heavy_run(67, 20000);  /* just past the initial allocation */
+}
+
+/* Replace with levels already best first (the copy path) gives the same
+ * book as from a shuffled order (the sort path): size-0 levels skipped,
+ * mixed scales compared by value, and searches afterwards still exact. */
+QB_TEST(replace_sorted_input_same_as_shuffled)
+{
+    qb_level bids[6] = {L(1005, 1, 1, 0), L(10040, 2, 0, 0), L(1003, 1, 2, 0),
+                        L(10025, 2, 3, 0), L(100, 0, 4, 0), L(99, 0, 0, 8)};
+    qb_level asks[4] = {L(1006, 1, 5, 0), L(10070, 2, 6, 0), L(1008, 1, 7, 0), L(101, 0, 8, 0)};
+    qb_level bids_shuf[6] = {bids[3], bids[0], bids[5], bids[1], bids[4], bids[2]};
+    qb_level asks_shuf[4] = {asks[2], asks[0], asks[3], asks[1]};
+    qb_book *a = qb_book_new(0), *b = qb_book_new(0);
+    QB_CHECK_EQ_INT(qb_book_replace(a, bids, 6, asks, 4), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_replace(b, bids_shuf, 6, asks_shuf, 4), QB_OK);
+    QB_CHECK(qb_book_equal(a, b));
+    QB_CHECK_EQ_INT(qb_book_depth(a, QB_BID), 4);
+    QB_CHECK_EQ_INT(qb_book_depth(a, QB_ASK), 4);
+    QB_CHECK_EQ_INT(qb_book_levels(a, QB_BID)[3].price.mant, 100);
+    QB_CHECK_EQ_INT(qb_book_get(a, QB_BID, D(100250, 3)).mant, 3);
+    QB_CHECK_EQ_INT(qb_book_set(a, QB_BID, D(10030, 2), D(0, 0)), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_depth(a, QB_BID), 3);
+    /* one scale everywhere, then another scale arrives by overwrite */
+    qb_level one[3] = {L(300, 2, 1, 0), L(200, 2, 1, 0), L(100, 2, 1, 0)};
+    QB_CHECK_EQ_INT(qb_book_replace(a, one, 3, NULL, 0), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_set(a, QB_BID, D(2, 0), D(9, 0)), QB_OK); /* 2 == 2.00 */
+    QB_CHECK_EQ_INT(qb_book_depth(a, QB_BID), 3);
+    QB_CHECK_EQ_INT(qb_book_get(a, QB_BID, D(200, 2)).mant, 9);
+    QB_CHECK_EQ_INT(qb_book_set(a, QB_BID, D(250, 2), D(5, 0)), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_levels(a, QB_BID)[1].price.mant, 250);
+    QB_CHECK_EQ_INT(qb_book_get(a, QB_BID, D(25, 1)).mant, 5);
+    qb_book_free(a);
+    qb_book_free(b);
+}
+
 int main(void)
 {
     return qb_test_run_all();

@@ -2,7 +2,8 @@
  * test_decimal.c: proto/decimal.c. Parsing (exponents, trailing zeros,
  * 18/19 significant digits, overflow, invalid text), formatting (round trips
  * to the same text, INT64 boundaries), comparison across scales, rescale and
- * add.
+ * add. qb_dec_parse's fast path against the general parser
+ * (qb__dec_parse_general) on edge cases and on random strings.
  */
 #include "decimal.h"
 #include "err.h"
@@ -416,6 +417,80 @@ QB_TEST(add_exact_or_erange)
     QB_CHECK_EQ_INT(qb_dec_add((qb_dec){INT64_MAX, 0}, (qb_dec){-INT64_MAX, 0}, &r), QB_OK);
     QB_CHECK(qb_dec_is_zero(r));
     QB_CHECK(qb_dec_is_neg((qb_dec){-1, 3}) && !qb_dec_is_neg((qb_dec){0, 3}));
+}
+
+static uint64_t fast_rnd_state = 0x2545F4914F6CDD1Dull;
+static uint64_t fast_rnd(void)
+{
+    fast_rnd_state ^= fast_rnd_state << 13;
+    fast_rnd_state ^= fast_rnd_state >> 7;
+    fast_rnd_state ^= fast_rnd_state << 17;
+    return fast_rnd_state;
+}
+
+/* qb_dec_parse (fast path first) and the general parser agree exactly:
+ * same return code, same mantissa and scale on success. */
+static bool fast_matches_general(const char *s, size_t n)
+{
+    qb_dec a = {777, 77}, b = {777, 77};
+    int ra = qb_dec_parse(s, n, &a);
+    int rb = qb__dec_parse_general(s, n, &b);
+    if (ra != rb || (ra == QB_OK && !qb_dec_identical(a, b))) {
+        fprintf(stderr, "  '%.*s': parse %d {%lld,%d} general %d {%lld,%d}\n", (int)n, s, ra,
+                (long long)a.mant, a.scale, rb, (long long)b.mant, b.scale);
+        return false;
+    }
+    return true;
+}
+
+QB_TEST(parse_fast_path_matches_general)
+{
+    static const char *const edge[] = {
+        "0", "-0", "+0", "0.0", "-0.00000000", "00000000", "000000000000000000",
+        "0000000000000000000", "1", "12345678", "123456789", "1234567.8", "12345678.12345678",
+        "59999.99000000", "0.12345600", "99999999999999999.9", "999999999999999999",
+        "9999999999999999999", "99999999999999999999", "9223372036854775807",
+        "9223372036854775808", "123456789012345678", "1234567890123456789",
+        "12345678901234567.8", "1.23456789012345678", "1.234567890123456789",
+        "0.00000000000000000001", "0.000000000000000000000000000001", "1.", ".5", ".", "-", "+",
+        "", "--1", "1.2.3", "1e5", "1E+5", "12345678e1", "1234567812345678e-3", "1 ", " 1", "0x10",
+        "1,5", "123456789a", "12345678:", "1234567/", "-12345678.9", "+12345678.9",
+        "00000000.00000001", "1.000000000000000000000000000000000", "95339000", "12.3456",
+    };
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        QB_CHECK(fast_matches_general(edge[i], strlen(edge[i])));
+    }
+    /* Random strings over the characters that matter: digits (often many,
+     * so the 8-at-a-time path and the 18/19-digit edges are hit), '.', signs,
+     * exponents and a few others. */
+    static const char alphabet[] = "0123456789012345678901234567890123456789..-+eE/:a ";
+    char buf[48];
+    for (int i = 0; i < 400000; i++) {
+        uint64_t r = fast_rnd();
+        size_t n = 1 + (size_t)(r % 40);
+        int mode = (int)((r >> 8) % 4);
+        for (size_t k = 0; k < n; k++) {
+            uint64_t c = fast_rnd();
+            if (mode == 0) {
+                buf[k] = alphabet[c % (sizeof alphabet - 1)];
+            } else {
+                buf[k] = (char)('0' + c % 10); /* digits, one '.' and a sign below */
+            }
+        }
+        if (mode >= 1 && n > 1) {
+            buf[(size_t)((r >> 16) % n)] = '.';
+        }
+        if (mode == 2) {
+            buf[0] = (r >> 24) & 1 ? '-' : '+';
+        }
+        if (mode == 3 && n > 2 && ((r >> 28) & 3) == 0) {
+            buf[n - 2] = 'e'; /* exponent after a plain-looking prefix */
+        }
+        if (!fast_matches_general(buf, n)) {
+            QB_CHECK(false);
+            break;
+        }
+    }
 }
 
 int main(void)

@@ -270,6 +270,148 @@ QB_TEST(u64_i64_bool_ranges)
 #undef AT
 }
 
+/* Depth limit on both paths of qb_json_parse: few brackets (checked on the
+ * tokens after jsmn) and many (checked on the text before jsmn); the same
+ * answer either way, QB_ETOOBIG winning over other faults. */
+static int nest(char *s, int depth, const char *open, const char *close, const char *leaf)
+{
+    int n = 0;
+    for (int i = 0; i < depth; i++) {
+        n += sprintf(s + n, "%s", open);
+    }
+    n += sprintf(s + n, "%s", leaf);
+    for (int i = 0; i < depth; i++) {
+        n += sprintf(s + n, "%s", close);
+    }
+    return n;
+}
+
+QB_TEST(depth_limit_both_paths)
+{
+    static char s[65536];
+    qb_json j;
+    int n = nest(s, QB_JSON_MAX_DEPTH, "[", "]", "1");
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, tok, NTOK), QB_OK);
+    n = nest(s, QB_JSON_MAX_DEPTH + 1, "[", "]", "1");
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, tok, NTOK), QB_ETOOBIG);
+    n = nest(s, QB_JSON_MAX_DEPTH, "{\"a\":", "}", "1");
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, tok, NTOK), QB_OK);
+    n = nest(s, QB_JSON_MAX_DEPTH + 1, "{\"a\":", "}", "1");
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, tok, NTOK), QB_ETOOBIG);
+    /* too deep and malformed / unterminated / trailing junk: too deep */
+    n = nest(s, 100, "[", "]", "1");
+    s[n - 1] = '}';
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, tok, NTOK), QB_ETOOBIG);
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, 100, tok, NTOK), QB_ETOOBIG);
+    n = nest(s, 70, "[", "]", "1");
+    memcpy(s + n, " x", 3);
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n + 2, tok, NTOK), QB_ETOOBIG);
+    /* a NUL ends jsmn's input; a bomb after it is still too deep */
+    n = sprintf(s, "[1]");
+    s[n++] = '\0';
+    n += nest(s + n, 70, "[", "]", "1");
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, tok, NTOK), QB_ETOOBIG);
+    /* malformed but shallow: EPARSE on both paths */
+    QB_CHECK_EQ_INT(qb_json_parse(&j, "[[1]]]", 6, tok, NTOK), QB_EPARSE);
+    QB_CHECK_EQ_INT(qb_json_parse(&j, "{\"a\"}", 5, tok, NTOK), QB_EPARSE);
+    /* many brackets, all shallow (inside strings or side by side): OK */
+    n = sprintf(s, "[\"");
+    for (int i = 0; i < 1000; i++) {
+        s[n++] = (i & 1) ? '{' : '[';
+    }
+    n += sprintf(s + n, "\"");
+    for (int i = 0; i < 1000; i++) {
+        n += sprintf(s + n, ",[[1],{\"k\":[2]}]");
+    }
+    n += sprintf(s + n, "]");
+    static jsmntok_t big[8192];
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, big, 8192), QB_OK);
+    /* a deep one among many brackets: the text scan rejects it */
+    n -= 1;
+    n += sprintf(s + n, ",");
+    n += nest(s + n, 70, "[", "]", "1");
+    n += sprintf(s + n, "]");
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, big, 8192), QB_ETOOBIG);
+}
+
+/* The subtree walk qb_json_skip used to do, as the reference. */
+static int skip_ref(const qb_json *j, int i)
+{
+    int pending = 1;
+    while (pending > 0 && i < j->ntok) {
+        const jsmntok_t *t = &j->tok[i];
+        pending--;
+        if (t->type == JSMN_OBJECT) {
+            pending += t->size * 2;
+        } else if (t->type == JSMN_ARRAY) {
+            pending += t->size;
+        }
+        i++;
+    }
+    return i;
+}
+
+QB_TEST(skip_matches_subtree_walk)
+{
+    static const char *const docs[] = {
+        "[]",
+        "{}",
+        "[[]]",
+        "[{},[],{\"a\":[]}]",
+        "{\"a\":{\"b\":{\"c\":[1,2,[3,[4,[]]]]}},\"d\":\"}]\"}",
+        "[1,\"x\",true,null,[[[[]]]],{\"k\":{\"k\":{}}},[1,[2,[3]]],\"\\\"]\"]",
+        "{\"stream\":\"s\",\"data\":{\"e\":\"depthUpdate\",\"b\":[[\"1\",\"2\"],[\"3\",\"4\"]],"
+        "\"a\":[],\"u\":5}}",
+    };
+    for (size_t d = 0; d < sizeof docs / sizeof docs[0]; d++) {
+        qb_json j;
+        QB_CHECK_EQ_INT(qb_json_parse(&j, docs[d], strlen(docs[d]), tok, NTOK), QB_OK);
+        for (int i = 0; i <= j.ntok; i++) {
+            QB_CHECK_EQ_INT(qb_json_skip(&j, i), skip_ref(&j, i));
+        }
+    }
+    /* a generated document with wide and deep parts */
+    static char s[200000];
+    static jsmntok_t big[40000];
+    uint64_t x = 12345;
+    int n = 0, depth = 0;
+    s[n++] = '[';
+    depth = 1;
+    bool first = true;
+    for (int k = 0; k < 20000 && n < 190000; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int r = (int)(x % 10);
+        if (r < 3 && depth < 40) {
+            n += sprintf(s + n, "%s[", first ? "" : ",");
+            depth++;
+            first = true;
+        } else if (r < 5 && depth > 1) {
+            s[n++] = ']';
+            depth--;
+            first = false;
+        } else if (r < 6) {
+            n += sprintf(s + n, "%s{\"k\":[1,{}],\"v\":2}", first ? "" : ",");
+            first = false;
+        } else {
+            n += sprintf(s + n, "%s%d", first ? "" : ",", r);
+            first = false;
+        }
+    }
+    while (depth-- > 0) {
+        s[n++] = ']';
+    }
+    qb_json j;
+    QB_CHECK_EQ_INT(qb_json_parse(&j, s, (size_t)n, big, 40000), QB_OK);
+    for (int i = 0; i < j.ntok; i++) {
+        if (qb_json_skip(&j, i) != skip_ref(&j, i)) {
+            QB_CHECK_EQ_INT(qb_json_skip(&j, i), skip_ref(&j, i));
+            break;
+        }
+    }
+}
+
 int main(void)
 {
     return qb_test_run_all();
