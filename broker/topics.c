@@ -34,6 +34,8 @@ typedef struct topics_entry {
     bool has_status;
     qb_feed_state feed_state;
     uint64_t last_id, exch_ts, recv_ts, resyncs;
+    uint64_t state_changes[QB_TOPICS_NSTATES];
+    uint64_t state_since_ns;
     uint8_t nsym_len, reason_len;
     char nsym[QB_TOPICS_NSYM_MAX + 1];
     char reason[QB_TOPICS_REASON_MAX + 1];
@@ -282,6 +284,13 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
         return ev;
     }
     if (m->type == QB_MSG_STATUS && !(seq_ev & QB_TOPICS_DUPLICATE)) {
+        if (!e->has_status || e->feed_state != m->state) {
+            /* The decoder accepts only known states; the bound is a guard. */
+            if ((unsigned)m->state < QB_TOPICS_NSTATES) {
+                e->state_changes[m->state]++;
+            }
+            e->state_since_ns = now_ns;
+        }
         e->has_status = true;
         e->feed_state = m->state;
         e->resyncs += m->state == QB_FEED_RESYNCING;
@@ -323,7 +332,9 @@ static void topics_info_of(const topics_entry *e, qb_topic_info *info)
         .exch_ts = e->exch_ts,
         .recv_ts = e->recv_ts,
         .resyncs = e->resyncs,
+        .state_since_ns = e->state_since_ns,
     };
+    memcpy(info->state_changes, e->state_changes, sizeof info->state_changes);
     memcpy(info->nsym, e->nsym, (size_t)e->nsym_len + 1);
     memcpy(info->reason, e->reason, (size_t)e->reason_len + 1);
 }

@@ -19,7 +19,9 @@
  * is invalid until the next snapshot). A book that is crossed after a
  * snapshot or delta, or that a change cannot be applied to, is invalid until
  * the next snapshot. Other topics (trade, status, ticker) follow the same
- * seq rules without a book.
+ * seq rules without a book. A status topic also keeps its current state and
+ * reason, and counts transitions per state (issue 7: every feed state change
+ * is visible in /metrics with its reason).
  *
  * Threads: a table belongs to one thread at a time (the broker's ingest
  * thread; readers from other threads go through qb_broker's lock).
@@ -37,6 +39,7 @@
 #define QB_TOPICS_DEFAULT_MAX 100000
 #define QB_TOPICS_NSYM_MAX 63    /* longer native symbols are cut */
 #define QB_TOPICS_REASON_MAX 127 /* longer status reasons are cut */
+#define QB_TOPICS_NSTATES 5      /* qb_feed_state values counted (QB_FEED_SYNCING..DOWN) */
 
 typedef struct qb_topics qb_topics;
 
@@ -60,10 +63,14 @@ typedef struct qb_topic_info {
     bool book_valid; /* book topics: in sequence since a good snapshot */
     bool has_status; /* status topics: a status message was seen */
     qb_feed_state feed_state;
-    uint64_t last_id;                      /* book topics: lid of the last message applied */
-    uint64_t exch_ts;                      /* ets of the last message (0 unknown) */
-    uint64_t recv_ts;                      /* rts of the last message */
-    uint64_t resyncs;                      /* status topics: status messages with state resyncing */
+    uint64_t last_id;        /* book topics: lid of the last message applied */
+    uint64_t exch_ts;        /* ets of the last message (0 unknown) */
+    uint64_t recv_ts;        /* rts of the last message */
+    uint64_t resyncs;        /* status topics: status messages with state resyncing */
+    uint64_t state_since_ns; /* status topics: qb_mono_ns() of the last transition */
+    /* Status topics: transitions into each state, indexed by qb_feed_state
+     * (the first status counts; the same state with a new reason does not). */
+    uint64_t state_changes[QB_TOPICS_NSTATES];
     char nsym[QB_TOPICS_NSYM_MAX + 1];     /* native symbol of the last message */
     char reason[QB_TOPICS_REASON_MAX + 1]; /* status topics: last reason */
 } qb_topic_info;

@@ -213,7 +213,9 @@ typedef struct ws_inst {
     bool has_state, has_book, book_valid;
     qb_feed_state state;
     uint64_t seq, age_ns, resyncs;
-    unsigned kinds; /* bit per kind: book, trade, status, ticker */
+    uint64_t state_changes[QB_TOPICS_NSTATES];
+    uint64_t state_age_ns; /* time in the current state */
+    unsigned kinds;        /* bit per kind: book, trade, status, ticker */
 } ws_inst;
 
 typedef struct ws_insts {
@@ -288,6 +290,8 @@ static int ws_inst_one(void *arg, qb_str topic, const qb_topic_info *info, const
         in->state = info->feed_state;
         in->resyncs = info->resyncs;
         memcpy(in->reason, info->reason, sizeof in->reason);
+        memcpy(in->state_changes, info->state_changes, sizeof in->state_changes);
+        in->state_age_ns = a->now > info->state_since_ns ? a->now - info->state_since_ns : 0;
     }
     return 0;
 }
@@ -357,6 +361,37 @@ static void ws_op_wake(void *arg, qb_wsq_client *c)
 }
 
 /* ---- HTTP ------------------------------------------------------------- */
+
+/* Appends s as a Prometheus label value (text format 0.0.4): backslash,
+ * double quote and line feed escaped; other control bytes and bytes >= 0x80
+ * become '?' (a reason is an adapter's text, cut at QB_TOPICS_REASON_MAX
+ * bytes, possibly inside a UTF-8 sequence; the same policy as the JSON). */
+static void ws_prom_label(qb_buf *o, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\\' || ch == '"') {
+            char e[2] = {'\\', (char)ch};
+            qb_buf_append(o, e, 2);
+        } else if (ch == '\n') {
+            qb_buf_append(o, "\\n", 2);
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            qb_buf_append(o, "?", 1);
+        } else {
+            qb_buf_append(o, s, 1);
+        }
+    }
+}
+
+/* Appends `{exchange="..",symbol=".."` (no closing brace) for in. */
+static void ws_prom_inst(qb_buf *o, const ws_inst *in)
+{
+    qb_buf_append(o, "{exchange=\"", 11);
+    ws_prom_label(o, in->ex);
+    qb_buf_append(o, "\",symbol=\"", 10);
+    ws_prom_label(o, in->sym);
+    qb_buf_append(o, "\"", 1);
+}
 
 static void ws_metrics(qb_ws *ws, qb_buf *o)
 {
@@ -485,9 +520,47 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
     qb_buf_appendf(o, "# HELP quotebus_instrument_state feed state of the instrument (1 for "
                       "the current state)\n# TYPE quotebus_instrument_state gauge\n");
     for (size_t i = 0; i < a.n; i++) {
-        qb_buf_appendf(o,
-                       "quotebus_instrument_state{exchange=\"%s\",symbol=\"%s\",state=\"%s\"} 1\n",
-                       a.v[i].ex, a.v[i].sym, ws_state_name(&a.v[i]));
+        qb_buf_append(o, "quotebus_instrument_state", 25);
+        ws_prom_inst(o, &a.v[i]);
+        qb_buf_appendf(o, ",state=\"%s\"} 1\n", ws_state_name(&a.v[i]));
+    }
+    /* The reason of the current state (issue 7): an info-style gauge, one
+     * series per instrument; the reason label changes with the state. */
+    qb_buf_appendf(o, "# HELP quotebus_instrument_state_info current feed state of the "
+                      "instrument with the reason of its last status message (always 1)\n"
+                      "# TYPE quotebus_instrument_state_info gauge\n");
+    for (size_t i = 0; i < a.n; i++) {
+        qb_buf_append(o, "quotebus_instrument_state_info", 30);
+        ws_prom_inst(o, &a.v[i]);
+        qb_buf_appendf(o, ",state=\"%s\",reason=\"", ws_state_name(&a.v[i]));
+        ws_prom_label(o, a.v[i].reason);
+        qb_buf_append(o, "\"} 1\n", 5);
+    }
+    qb_buf_appendf(o, "# HELP quotebus_instrument_state_seconds time since the instrument "
+                      "entered its current feed state\n"
+                      "# TYPE quotebus_instrument_state_seconds gauge\n");
+    for (size_t i = 0; i < a.n; i++) {
+        if (a.v[i].has_state) {
+            qb_buf_append(o, "quotebus_instrument_state_seconds", 33);
+            ws_prom_inst(o, &a.v[i]);
+            qb_buf_appendf(o, "} %llu.%03llu\n",
+                           (unsigned long long)(a.v[i].state_age_ns / 1000000000u),
+                           (unsigned long long)(a.v[i].state_age_ns / 1000000u % 1000u));
+        }
+    }
+    qb_buf_appendf(o, "# HELP quotebus_instrument_state_changes_total feed state transitions "
+                      "into each state, from the status messages\n"
+                      "# TYPE quotebus_instrument_state_changes_total counter\n");
+    for (size_t i = 0; i < a.n; i++) {
+        if (!a.v[i].has_state) {
+            continue;
+        }
+        for (int k = 0; k < QB_TOPICS_NSTATES; k++) {
+            qb_buf_append(o, "quotebus_instrument_state_changes_total", 39);
+            ws_prom_inst(o, &a.v[i]);
+            qb_buf_appendf(o, ",state=\"%s\"} %llu\n", qb_feed_state_name((qb_feed_state)k),
+                           (unsigned long long)a.v[i].state_changes[k]);
+        }
     }
     qb_buf_appendf(o, "# HELP quotebus_instrument_book_valid 1 when the broker's book is in "
                       "sequence\n# TYPE quotebus_instrument_book_valid gauge\n");
@@ -520,12 +593,34 @@ static void ws_health(qb_ws *ws, qb_buf *o)
     qb_buf_appendf(o,
                    "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_s\":%llu,\"books\":%llu,"
                    "\"books_valid\":%llu,\"instruments\":%zu,\"instruments_not_live\":%zu,"
-                   "\"ingest_publishers\":%llu,\"ws_clients\":%llu}\n",
+                   "\"ingest_publishers\":%llu,\"ws_clients\":%llu,\"not_live\":[",
                    ok ? "ok" : "degraded", QB_VERSION,
                    (unsigned long long)((qb_mono_ns() - ws->start_ns) / 1000000000u),
                    (unsigned long long)b.books, (unsigned long long)b.books_valid, a.n, not_live,
                    (unsigned long long)(b.ingest_connects - b.ingest_disconnects),
                    (unsigned long long)qb_wsq_stats_get(ws->q)->ws_clients);
+    /* Which feeds are not live, and why (issue 7): the last status reason
+     * and the time in that state; also books out of sequence. Bounded by
+     * the number of instruments the broker tracks. */
+    size_t k = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        const ws_inst *in = &a.v[i];
+        bool bad_state = in->has_state && in->state != QB_FEED_LIVE;
+        bool bad_book = in->has_book && !in->book_valid;
+        if (!bad_state && !bad_book) {
+            continue;
+        }
+        qb_buf_appendf(o, "%s{\"ex\":", k++ ? "," : "");
+        qb_wsq_json_str(o, in->ex, strlen(in->ex));
+        qb_buf_append(o, ",\"sym\":", 7);
+        qb_wsq_json_str(o, in->sym, strlen(in->sym));
+        qb_buf_appendf(o, ",\"state\":\"%s\",\"reason\":", ws_state_name(in));
+        qb_wsq_json_str(o, in->reason, strlen(in->reason));
+        qb_buf_appendf(o, ",\"since_s\":%llu,\"book_valid\":%s}",
+                       (unsigned long long)(in->state_age_ns / 1000000000u),
+                       !in->has_book || in->book_valid ? "true" : "false");
+    }
+    qb_buf_append(o, "]}\n", 3);
     free(a.v);
 }
 

@@ -381,6 +381,9 @@ function feedState(ex, sym) {
     if (!b || !b.everValid) {
         return upstream || 'syncing';
     }
+    if (upstream === 'down') {
+        return 'down';           // the upstream error says more than the book's gap
+    }
     if (!b.valid) {
         return 'resyncing';
     }
@@ -505,11 +508,24 @@ function renderLadder(b) {
     $('ladder-mid').classList.toggle('crossed', spread !== null && spread.startsWith('-'));
 }
 
-function badge(el, state) {
+// A state badge; its tooltip is the reason of the last status message
+// (issue 7: every state is shown with its reason).
+function badge(el, state, reason) {
     setText(el, state);
     if (el.dataset.state !== state) {
         el.dataset.state = state;
     }
+    const title = reason ? state + ': ' + reason : '';
+    if (el.title !== title) {
+        el.title = title;
+    }
+}
+
+// The reason to show beside feedState(ex, sym): the upstream's own, when
+// the upstream state is the one shown.
+function feedReason(ex, sym, state) {
+    const st = S.status.get(`${ex}.${sym}`);
+    return st && st.state === state ? st.reason : '';
 }
 
 function renderVenues() {
@@ -533,7 +549,8 @@ function renderVenues() {
         setText(tr.cells[0], ex);
         setText(tr.cells[1], bb ? bb.px : '–');
         setText(tr.cells[2], ba ? ba.px : '–');
-        badge(tr.cells[3].firstChild, feedState(ex, S.sym));
+        const fs = feedState(ex, S.sym);
+        badge(tr.cells[3].firstChild, fs, feedReason(ex, S.sym, fs));
     });
     const c = consolidated();
     setText($('cons-sym'), S.sym);
@@ -595,7 +612,8 @@ function render() {
     const topic = S.ex && S.sym ? `book.${S.ex}.${S.sym}` : '';
     const b = topic ? S.books.get(topic) : null;
     setText($('ladder-topic'), topic);
-    badge($('feed-status'), topic ? feedState(S.ex, S.sym) : 'syncing');
+    const fs = topic ? feedState(S.ex, S.sym) : 'syncing';
+    badge($('feed-status'), fs, topic ? feedReason(S.ex, S.sym, fs) : '');
     setText($('book-seq'), b && b.valid ? String(b.seq) : '–');
     setText($('book-age'), b && b.lastMsgAt ? ((Date.now() - b.lastMsgAt) / 1000).toFixed(1) + ' s' : '–');
     setText($('book-conflated'), String(b ? b.conflated : 0));

@@ -12,6 +12,8 @@
 //   - switching the symbol shows the other book, exactly;
 //   - kill -9 of the broker: the page shows it is reconnecting; after a
 //     restart it is live again by itself with the exact book, still updating;
+//   - kill -9 of the simulator: the feed is shown "down" with the upstream
+//     error as the note and as the badge's tooltip;
 //   - no JavaScript error on the page.
 // Screenshots go to --artifacts DIR (paths printed).
 //
@@ -456,11 +458,31 @@ async function main() {
                   15000, 'the page with ?token= to be live with a book');
     log('with ?token=: live, book shown');
 
+    // Issue 7: a feed state is shown with its reason. The exchange goes
+    // away (kill -9 of the simulator): the adapter reports "down" with the
+    // connect error; the badge says down, the note and the badge's tooltip
+    // give the reason.
+    log('kill -9 of the simulator (upstream unreachable)');
+    killGroup(sim, 'SIGKILL');
+    await waitFor(async () => (await text('feed-status')) === 'down', 30000,
+                  'the feed to be shown down');
+    const downNote = await text('book-note');
+    const downTitle = await page.getByTestId('feed-status').getAttribute('title');
+    if (!downNote.startsWith('down: upstream unreachable') || await page.getByTestId('book-note').isHidden()) {
+        fail(`the note does not give the down reason: ${JSON.stringify(downNote)}`);
+    }
+    if (!downTitle || !downTitle.startsWith('down: upstream unreachable')) {
+        fail(`the feed badge has no reason tooltip: ${JSON.stringify(downTitle)}`);
+    }
+    const badgeColor = await page.getByTestId('feed-status').evaluate((el) => getComputedStyle(el).color);
+    log(`down shown: note ${JSON.stringify(downNote)}, badge color ${badgeColor}`);
+    await shot('page-down.png');
+
     if (pageErrors.length) {
         fail('errors on the page:\n' + pageErrors.join('\n'));
     }
     const feeders = htx ? [adapter, htx] : [adapter];
-    for (const p of [...feeders, broker, sim]) {
+    for (const p of [...feeders, broker]) {
         if (p.exited !== null) {
             fail(`${p.qbName} died (${p.exited}):\n${tail(p.qbName)}`);
         }
@@ -468,7 +490,7 @@ async function main() {
     // Clean exits (under AddressSanitizer this is also the leak check).
     await browser.close();
     browser = null;
-    for (const p of [...feeders, broker, sim]) {
+    for (const p of [...feeders, broker]) {
         const rc = await stop(p);
         if (rc !== 0) {
             fail(`${p.qbName} exited ${rc} on SIGTERM:\n${tail(p.qbName)}`);

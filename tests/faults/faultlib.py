@@ -25,6 +25,36 @@ from qbtest import fail, log, skip, stats, wait_for  # noqa: E402,F401
 _help_cache = {}
 
 
+class RestartAwareBook(qbtest.Book):
+    """qbtest.Book plus the rule a client needs when a publisher restarts
+    (the fault suite kills adapters and brokers): on one stream a book
+    topic's seq only goes up, so a delta with a seq BELOW the last one is a
+    restarted publisher numbering from 1 again, not a duplicate. The old book
+    says nothing about the new stream: it is invalid until the next snapshot
+    (a subscriber that reconnects to a new broker after the new adapter's
+    first snapshot would otherwise apply the new stream's deltas to the old
+    book once their seq passes the old one, before the next refresh).
+    qbtest.Book treats every seq <= last as a duplicate; so does
+    clients/lib/mirror.c (reported in issue 7)."""
+
+    def __init__(self):
+        super().__init__()
+        self.restarts = 0
+
+    def on(self, m):
+        if m["type"] == "delta" and self.seq is not None and m["seq"] < self.seq:
+            self.restarts += 1
+            self.valid = False
+            self.seq = m["seq"]
+            return
+        super().on(m)
+
+
+# Every qbtest.Reader of the fault suite and the soak test keeps its books
+# with the restart rule (Reader looks the class up in qbtest at each new book).
+qbtest.Book = RestartAwareBook
+
+
 def bin_help(bin_dir, name):
     key = (bin_dir, name)
     if key not in _help_cache:
@@ -360,3 +390,188 @@ class RawWs:
             self.s.close()
         except OSError:
             pass
+
+
+# ---------------------------------------------------------------- /metrics and /health
+
+def prom_parse(text):
+    """Parses Prometheus text format 0.0.4 samples: [(name, {label: value}, value str)].
+    Label values are unescaped (backslash, double quote, \\n); a line that is
+    neither a comment, blank, nor a well-formed sample raises ValueError, so
+    a test fails on an unescaped reason."""
+    out = []
+    for ln in text.split("\n"):
+        if not ln or ln.startswith("#"):
+            continue
+        try:
+            out.append(_prom_line(ln))
+        except (IndexError, ValueError) as e:
+            raise ValueError("bad sample line %r: %s" % (ln, e))
+    return out
+
+
+def _prom_line(ln):
+    i = 0
+    while i < len(ln) and (ln[i].isalnum() or ln[i] in "_:"):
+        i += 1
+    name = ln[:i]
+    if not name:
+        raise ValueError("no metric name")
+    labels = {}
+    if i < len(ln) and ln[i] == "{":
+        i += 1
+        while ln[i] != "}":
+            j = ln.index("=", i)
+            key = ln[i:j]
+            if not key.replace("_", "a").isalnum() or ln[j + 1] != '"':
+                raise ValueError("bad label %r" % key)
+            k, val = j + 2, []
+            while ln[k] != '"':
+                if ln[k] == "\\":
+                    esc = ln[k + 1]
+                    if esc not in '\\"n':
+                        raise ValueError("bad escape")
+                    val.append("\n" if esc == "n" else esc)
+                    k += 2
+                else:
+                    val.append(ln[k])
+                    k += 1
+            labels[key] = "".join(val)
+            i = k + 1
+            if ln[i] == ",":
+                i += 1
+            elif ln[i] != "}":
+                raise ValueError("bad label list")
+        i += 1
+    rest = ln[i:].split()
+    if len(rest) not in (1, 2) or ln[i] != " ":
+        raise ValueError("bad sample value")
+    float(rest[0])
+    return (name, labels, rest[0])
+
+
+def http_get(port, path, timeout=5):
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+        return r.read().decode("utf-8")
+
+
+def metrics(port, timeout=5):
+    """The broker's /metrics parsed (prom_parse), or None when unreachable."""
+    try:
+        return prom_parse(http_get(port, "/metrics", timeout))
+    except OSError:
+        return None
+
+
+def health(port, timeout=5):
+    import json
+    try:
+        return json.loads(http_get(port, "/health", timeout))
+    except OSError:
+        return None
+
+
+def inst_states(samples, exchange):
+    """{symbol: (state, reason)} from quotebus_instrument_state_info."""
+    return {lb["symbol"]: (lb["state"], lb.get("reason", "")) for n, lb, v in samples
+            if n == "quotebus_instrument_state_info" and lb.get("exchange") == exchange}
+
+
+def state_changes(samples, exchange, symbol):
+    """{state: count} from quotebus_instrument_state_changes_total."""
+    return {lb["state"]: int(v) for n, lb, v in samples
+            if n == "quotebus_instrument_state_changes_total" and lb.get("exchange") == exchange
+            and lb.get("symbol") == symbol}
+
+
+class MetricsWatcher:
+    """Polls the broker's /metrics (and /health) in a thread every interval
+    seconds and records every distinct (symbol, state, reason) of the
+    exchange's quotebus_instrument_state_info it saw, and every /health
+    not_live entry: a short-lived state cannot slip between two test polls."""
+
+    def __init__(self, port, exchange, interval=0.1):
+        self.port = port
+        self.exchange = exchange
+        self.interval = interval
+        self.seen = []          # [(t, sym, state, reason)] in order, distinct per change
+        self.health_seen = []   # [(sym, state, reason)] distinct
+        self.errors = []        # parse errors (ValueError text)
+        self.polls = 0
+        self._last = {}
+        self._stop = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                m = metrics(self.port)
+                h = health(self.port)
+            except ValueError as e:
+                self.errors.append(str(e))
+                m = h = None
+            if m is not None:
+                self.polls += 1
+                for sym, sr in sorted(inst_states(m, self.exchange).items()):
+                    if self._last.get(sym) != sr:
+                        self._last[sym] = sr
+                        self.seen.append((time.time(), sym, sr[0], sr[1]))
+            if h is not None:
+                for e in h.get("not_live", []):
+                    if e.get("ex") == self.exchange:
+                        x = (e.get("sym"), e.get("state"), e.get("reason", ""))
+                        if x not in self.health_seen:
+                            self.health_seen.append(x)
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self.th.join(10)
+
+    def states(self, sym):
+        return [(s, r) for t, y, s, r in self.seen if y == sym]
+
+
+def expect_state(watcher, readers, sym, state, reason_has, what):
+    """Fails unless the bus (every reader's status messages) and /metrics
+    (the watcher) both showed sym in state with a reason containing one of
+    reason_has (a string or a tuple of strings). Returns the bus reasons."""
+    if isinstance(reason_has, str):
+        reason_has = (reason_has,)
+
+    def match(reason):
+        return any(x in reason for x in reason_has)
+    for r in readers:
+        bus = [x for x in statuses(r, sym) if x[1] == state]
+        if not any(match(x[2]) for x in bus):
+            fail("%s: %s: no status %s on the bus with a reason naming %s; statuses: %s"
+                 % (r.proc.name, what, state, reason_has, statuses(r, sym)[:20]))
+    # The bus may be ahead of the watcher's last poll: give it time (a
+    # loaded machine), the history keeps what it saw.
+    deadline = time.time() + 15
+    while not any(x[0] == state and match(x[1]) for x in watcher.states(sym)) and \
+            time.time() < deadline:
+        time.sleep(0.1)
+    met = [x for x in watcher.states(sym) if x[0] == state]
+    if not any(match(x[1]) for x in met):
+        fail("%s: /metrics never showed quotebus_instrument_state_info %s for %s with a "
+             "reason naming %s (%d polls); it showed: %s"
+             % (what, state, sym, reason_has, watcher.polls, watcher.states(sym)[:20]))
+    if watcher.errors:
+        fail("/metrics is not valid Prometheus text: %s" % watcher.errors[:3])
+    return [x[2] for x in statuses(readers[0], sym) if x[1] == state]
+
+
+def expect_health(watcher, state, reason_has, what, timeout=15):
+    """Fails unless /health listed a not-live feed of the watcher's exchange
+    in state with a reason containing reason_has (waits for the watcher)."""
+    def seen():
+        return any(x[1] == state and reason_has in x[2] for x in watcher.health_seen)
+    deadline = time.time() + timeout
+    while not seen() and time.time() < deadline:
+        time.sleep(0.1)
+    if not seen():
+        fail("%s: /health never listed a %s feed with a reason naming %r: %s"
+             % (what, state, reason_has, watcher.health_seen[:20]))

@@ -27,11 +27,19 @@ Cases (one CTest test each; usage: test_faults.py --bin-dir DIR --case NAME):
   disconnect_storm    the simulator drops every connection at random (lifetime
                       0.75-2.25 s) for 15 s: books heal, and the number of
                       upstream connections stays within the adapter's documented
-                      reconnect backoff (500 ms doubling, -25 % jitter)
+                      reconnect backoff (500 ms doubling, -25 % jitter); each drop
+                      is "resyncing" naming the lost connection (bus, /metrics),
+                      live again at the end
   stall               the connection goes silent (no data, no pings) for 6 s:
-                      "stale" is published, then "live" again; books exact
+                      "stale" with its reason on the bus, in /metrics
+                      (state_info, state_changes_total) and /health, then "live"
+                      again everywhere; books exact
+  upstream_down       the simulator is killed: "resyncing" (connection lost), then
+                      "down" with the connect error on the bus, /metrics, /health;
+                      a simulator back on the port: live again, books exact
   snapshot_fail       the REST snapshot answers 429 (Retry-After: 1) and 500
-                      alternately 6 times, then recovers; books exact
+                      alternately 6 times, then recovers: "resyncing" naming the
+                      HTTP failure (bus, /metrics, /health), then live; books exact
   bad_input_binance   truncated frames, invalid UTF-8, JSON nesting bombs, numbers
   bad_input_htx       with thousands of digits, malformed and oversized frames (HTX:
   bad_input_bithumb   also corrupt gzip and gzip bombs): counted, never applied,
@@ -65,9 +73,10 @@ SCALE = float(os.environ.get("QB_FAULTS_SCALE", "1"))
 HEAL_S = 15
 
 
-def sim_for(st, events, rate=2000, extra=(), exchange="binance", trade_rate=50):
+def sim_for(st, events, rate=2000, extra=(), exchange="binance", trade_rate=50, name="exsim"):
     return st.exsim(["--exchange", exchange, "--rate", str(rate), "--trade-rate",
-                     str(trade_rate), "--events", str(events), "--seed", "11"] + list(extra))
+                     str(trade_rate), "--events", str(events), "--seed", "11"] + list(extra),
+                    name=name)
 
 
 def wait_deltas(readers, n, timeout=60):
@@ -236,6 +245,9 @@ def case_both_kill(st):
     broker2 = fl.plain_broker(st, name="broker2")
     adapter2 = st.adapter(sim, SYMS, name="adapter2")
     exact(readers, sim)
+    log("publisher restarts detected by the subscribers' books (a new stream's deltas "
+        "before its first snapshot): %s" % [sum(getattr(b, "restarts", 0)
+                                                 for b in r.books.values()) for r in readers])
     fl.check_alive(*[r.proc for r in readers])
     fl.stop_clean(*[r.proc for r in readers], adapter2, broker2, sim)
 
@@ -264,13 +276,28 @@ def case_disconnect_storm(st):
     sim = sim_for(st, events, rate=rate, extra=[
         "--disconnect-random-ms", str(life_ms),
         "--disconnect-random-for-ms", str(int(storm_s * 1000))])
-    broker = fl.plain_broker(st)
+    broker, port, watcher = http_broker(st)
     readers = fl.readers_for(st, 2)
     time.sleep(0.3)
     adapter = st.adapter(sim, SYMS)
     t0 = time.time()
-    wait_for(lambda: time.time() - t0 > storm_s, storm_s + 5, "the storm to end")
-    s_storm = stats(sim.stats_path)
+    try:
+        fl.poll_until(readers, lambda: time.time() - t0 > storm_s, storm_s + 5,
+                      "the storm to end")
+        s_storm = stats(sim.stats_path)
+        # Each drop: resyncing with the reason (connection lost, then the
+        # new snapshot after the reconnect) everywhere, and live at the end.
+        expect_live_again(watcher, readers, port, SYMS, "resyncing", "disconnect_storm")
+        for sym in SYMS:
+            fl.expect_state(watcher, readers, sym, "resyncing",
+                            ("connection lost", "reconnected"), "disconnect_storm")
+            for r in readers:
+                if not any(x[1] == "resyncing" and "connection lost" in x[2]
+                           for x in fl.statuses(r, sym)):
+                    fail("%s: no resyncing status names the lost connection for %s"
+                         % (r.proc.name, sym))
+    finally:
+        watcher.stop()
     exact(readers, sim, timeout=storm_s + 120)
     s = stats(sim.stats_path)
     a = stats(adapter.stats_path)
@@ -291,26 +318,71 @@ def case_disconnect_storm(st):
     fl.stop_clean(*[r.proc for r in readers], adapter, broker, sim)
 
 
+def http_broker(st, extra=()):
+    """A --no-spawn broker with /metrics and /health on a free port, and a
+    MetricsWatcher on it. Returns (broker, port, watcher)."""
+    port = fl.free_port()
+    broker = fl.plain_broker(st, extra=["--http-listen", "127.0.0.1:%d" % port] + list(extra))
+    wait_for(lambda: _can_connect(port), 15, "the broker's HTTP port")
+    return broker, port, fl.MetricsWatcher(port, "binance")
+
+
+def expect_live_again(watcher, readers, port, symbols, after_state, what, live_min=2):
+    """Every symbol back to live after after_state: on the bus (a live status
+    after the last after_state one), in /metrics (state_info live, transition
+    counters for after_state and live) and in /health (not listed)."""
+    def bus_ok():
+        for r in readers:
+            for sym in symbols:
+                states = [x[1] for x in fl.statuses(r, sym)]
+                if after_state not in states:
+                    return False
+                last = len(states) - 1 - states[::-1].index(after_state)
+                if "live" not in states[last + 1:]:
+                    return False
+        return True
+    fl.poll_until(readers, bus_ok, HEAL_S + 45, "%s: live again on the bus after %s"
+                  % (what, after_state))
+    deadline = time.time() + HEAL_S
+    while True:
+        m = fl.metrics(port) or []
+        cur = fl.inst_states(m, "binance")
+        h = fl.health(port) or {}
+        listed = [e for e in h.get("not_live", []) if e.get("ex") == "binance"]
+        if all(cur.get(sym, ("",))[0] == "live" for sym in symbols) and not listed:
+            break
+        if time.time() > deadline:
+            fail("%s: the bus says live again, but /metrics says %s and /health lists %s"
+                 % (what, cur, listed))
+        time.sleep(0.2)
+    for sym in symbols:
+        ch = fl.state_changes(m, "binance", sym)
+        if ch.get(after_state, 0) < 1 or ch.get("live", 0) < live_min:
+            fail("%s: quotebus_instrument_state_changes_total for %s does not count the "
+                 "transitions to %s and back to live: %s" % (what, sym, after_state, ch))
+    log("%s: /metrics transitions %s" % (what, {sym: fl.state_changes(m, "binance", sym)
+                                                for sym in symbols}))
+
+
 def case_stall(st):
+    """Connected but silent: stale with its reason on the bus, in /metrics
+    and in /health, then live again everywhere; books exact."""
     stall_ms = 6000
     sim = sim_for(st, 16000, rate=1000, extra=["--stall-after", "3000", "--stall-ms",
                                               str(stall_ms), "--ping-interval-ms", "1000"])
-    broker = fl.plain_broker(st)
+    broker, port, watcher = http_broker(st)
     readers = fl.readers_for(st, 2)
     time.sleep(0.3)
     adapter = st.adapter(sim, SYMS, extra=["--stale-ms", "1500"])
-
-    def stale_then_live():
-        sts = fl.statuses(readers[0], "BTC-USDT")
-        states = [x[1] for x in sts]
-        if "stale" not in states:
-            return False
-        return "live" in states[states.index("stale") + 1:]
-    fl.poll_until(readers, stale_then_live, 60, "status stale then live again for BTC-USDT")
-    sts = fl.statuses(readers[0], "BTC-USDT")
-    stale = [x for x in sts if x[1] == "stale"]
-    log("statuses BTC-USDT: %s" % [x[1] for x in sts])
-    log("stale reason: %r" % (stale[0][2],))
+    try:
+        expect_live_again(watcher, readers, port, SYMS, "stale", "stall")
+        for sym in SYMS:
+            reasons = fl.expect_state(watcher, readers, sym, "stale", "no update for", "stall")
+            log("stale reason %s: %r" % (sym, reasons[0]))
+        fl.expect_health(watcher, "stale", "no update for", "stall")
+    finally:
+        watcher.stop()
+    log("statuses BTC-USDT: %s" % [x[1] for x in fl.statuses(readers[0], "BTC-USDT")])
     exact(readers, sim)
     s = stats(sim.stats_path)
     if s.get("fault_stall", 0) < 1:
@@ -319,17 +391,73 @@ def case_stall(st):
     fl.stop_clean(*[r.proc for r in readers], adapter, broker, sim)
 
 
+def case_upstream_down(st):
+    """The exchange goes away (the simulator is killed): every symbol goes
+    down with the connection error on the bus, in /metrics and /health; a
+    simulator back on the same port brings the feed back to live and the
+    books exactly to the new simulator's."""
+    sim = sim_for(st, 0, rate=500)
+    broker, port, watcher = http_broker(st)
+    readers = fl.readers_for(st, 2)
+    time.sleep(0.3)
+    adapter = st.adapter(sim, SYMS)
+    try:
+        fl.poll_until(readers, lambda: all(
+            "live" in [x[1] for x in fl.statuses(r, s)] for r in readers for s in SYMS), 60,
+            "every symbol live")
+        log("kill -9 of the simulator (upstream unreachable)")
+        sim.kill9()
+        fl.poll_until(readers, lambda: all(
+            any(x[1] == "down" for x in fl.statuses(r, s)) for r in readers for s in SYMS),
+            60, "status down for every symbol")
+        for sym in SYMS:
+            reasons = fl.expect_state(watcher, readers, sym, "down", "upstream unreachable",
+                                      "upstream_down")
+            log("down reason %s: %r" % (sym, reasons[0]))
+            if len(reasons[0]) <= len("upstream unreachable: "):
+                fail("the down status does not carry the error: %r" % reasons[0])
+        fl.expect_health(watcher, "down", "upstream unreachable", "upstream_down")
+        # The connection loss itself was announced first (resyncing, with why).
+        fl.expect_state(watcher, readers, "BTC-USDT", "resyncing", "connection lost",
+                        "upstream_down")
+        sim2 = sim_for(st, 6000, rate=1000, extra=["--port", str(sim.port)], name="exsim2")
+        if sim2.port != sim.port:
+            fail("the second simulator listens on %d, not %d" % (sim2.port, sim.port))
+        expect_live_again(watcher, readers, port, SYMS, "down", "upstream_down")
+    finally:
+        watcher.stop()
+    exact(readers, sim2)
+    fl.check_alive(adapter, broker)
+    fl.stop_clean(*[r.proc for r in readers], adapter, broker, sim2)
+
+
 def case_snapshot_fail(st):
     sim = sim_for(st, 9000, rate=1000, extra=["--snapshot-fail", "6", "--snapshot-fail-status",
                                              "0"])
-    broker = fl.plain_broker(st)
+    broker, port, watcher = http_broker(st)
     readers = fl.readers_for(st, 2)
     time.sleep(0.3)
     t0 = time.time()
     adapter = st.adapter(sim, SYMS)
-    fl.poll_until(readers, lambda: all(s in readers[0].books and readers[0].books[s].valid
-                                       for s in SYMS), 60, "books valid after the failures")
-    t_live = time.time() - t0
+    try:
+        fl.poll_until(readers, lambda: all(s in readers[0].books and readers[0].books[s].valid
+                                           for s in SYMS), 60, "books valid after the failures")
+        t_live = time.time() - t0
+        # Every symbol's first snapshot fails: resyncing with the HTTP
+        # failure as the reason (bus, /metrics, /health), then live.
+        expect_live_again(watcher, readers, port, SYMS, "resyncing", "snapshot_fail",
+                          live_min=1)
+        reasons = []
+        for sym in SYMS:
+            reasons += fl.expect_state(watcher, readers, sym, "resyncing", "snapshot HTTP",
+                                       "snapshot_fail")
+        log("resyncing reasons: %s" % reasons[:6])
+        for code in ("snapshot HTTP 429", "snapshot HTTP 500"):
+            if not any(code in x for x in reasons):
+                fail("no resyncing status names the failure %r: %s" % (code, reasons))
+        fl.expect_health(watcher, "resyncing", "snapshot HTTP", "snapshot_fail")
+    finally:
+        watcher.stop()
     exact(readers, sim)
     a = stats(adapter.stats_path)
     s = stats(sim.stats_path)
@@ -354,9 +482,6 @@ def case_snapshot_fail(st):
                 fail("%s: snapshot asked again %.3f s after a 500 (no backoff)" % (sym, t2 - t1))
     if sum(len(v) for v in reqs.values()) < 8:
         fail("the simulator logged too few snapshot requests: %s" % reqs)
-    reasons = " ".join(x[2] for x in fl.statuses(readers[0]))
-    if "429" not in reasons and "500" not in reasons:
-        log("note: status reasons do not name the HTTP status: %r" % reasons[:300])
     fl.check_alive(adapter, broker)
     fl.stop_clean(*[r.proc for r in readers], adapter, broker, sim)
 

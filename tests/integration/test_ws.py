@@ -12,7 +12,10 @@ Cases (one CTest test each; usage: test_ws.py --bin-dir DIR --case NAME):
                   level by level, with contiguous seq and no gaps
   unsubscribe     after the "unsubscribed" ack no message of that topic arrives;
                   the other subscription keeps flowing
-  list            {"op":"list"} lists every instrument with its topics and state
+  list            {"op":"list"} lists every instrument with its topics and state;
+                  /metrics (valid Prometheus text) has each one's state_info (live,
+                  with its reason label) and state_changes_total, /health lists
+                  no feed as not live
   bad_input       invalid JSON, unknown op, bad topics, a huge frame, thousands of
                   subscribe requests, binary garbage, a disallowed Origin: each gets
                   a clear error or close; the broker survives and a bystander client
@@ -119,6 +122,37 @@ def metrics_summary(port):
         if any(k in parts[0] for k in ("drop", "conflat", "slow", "gap")) and float(parts[1]) > 0:
             out.append(ln)
     return "; ".join(out) or "(no drops, conflations or gaps counted)"
+
+
+def check_state_metrics(port, syms):
+    """Issue 7: the feed state with its reason in /metrics and /health, for
+    instruments that are all live (the fault suite covers the other states:
+    tests/faults/test_faults.py stall, snapshot_fail, upstream_down)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "faults"))
+    import faultlib  # noqa: E402 (the strict Prometheus text parser)
+    text = http_get(port, "/metrics")[1]
+    try:
+        samples = faultlib.prom_parse(text)
+    except ValueError as e:
+        fail("/metrics is not valid Prometheus text: %s" % e)
+    states = faultlib.inst_states(samples, "binance")
+    for s in syms:
+        if states.get(s) != ("live", ""):
+            fail("/metrics state_info of %s is %s, want live with an empty reason (all: %s)"
+                 % (s, states.get(s), states))
+        ch = faultlib.state_changes(samples, "binance", s)
+        if set(ch) != {"syncing", "live", "stale", "resyncing", "down"} or \
+                ch["syncing"] < 1 or ch["live"] < 1:
+            fail("/metrics state_changes_total of %s: %s" % (s, ch))
+        if not any(n == "quotebus_instrument_state_seconds" and lb.get("symbol") == s
+                   for n, lb, v in samples):
+            fail("/metrics has no quotebus_instrument_state_seconds for %s" % s)
+    code, body = http_get(port, "/health")
+    h = json.loads(body)
+    listed = [e for e in h.get("not_live", []) if e.get("sym") in syms]
+    if code != 200 or not isinstance(h.get("not_live"), list) or listed:
+        fail("/health with every feed live: %s %s" % (code, body[:400]))
+    log("/metrics states %s; /health %s" % ({s: states[s] for s in sorted(syms)}, body.strip()))
 
 
 def ws_gaps_ok(client, broker, port):
@@ -535,6 +569,7 @@ def case_list(st):
             fail("snapshot seq %s older than listed seq %s" % (c.books["SOL-USDT"].seq,
                                                               got["SOL-USDT"]["seq"]))
         log("list: %s" % json.dumps(r)[:600])
+        check_state_metrics(port, want)
         await c.close()
         return adapter
     adapter = asyncio.run(run())
