@@ -136,8 +136,15 @@ static void wsconn_failed(qb_wsconn *c, const char *why)
     snprintf(c->err, sizeof c->err, "%s", why ? why : "connection failed");
     QB_LOG_RL(QB_LOG_WARN, "ws_connect_failed", "conn=%u url=%.160s%s: %s", c->idx, c->url,
               strlen(c->url) > 160 ? "..." : "", c->err);
+    /* The reason names the endpoint (scheme://host:port, without the path
+     * and its stream list): lws's own text ("Unable to connect") does not. */
+    const char *host = strstr(c->url, "://");
+    host = host ? host + 3 : c->url;
+    int end = (int)strcspn(host, "/?");
+    int start = (int)(host - c->url);
     char reason[QB_EVENT_INFO_MAX];
-    snprintf(reason, sizeof reason, "upstream unreachable: %s", c->err);
+    snprintf(reason, sizeof reason, "upstream unreachable: %s (%.*s)", c->err,
+             start + end > 120 ? 120 : start + end, c->url);
     qb__adapter_on_conn_down(c, QB_FEED_DOWN, reason);
     wsconn_retry(c);
 }
