@@ -17,7 +17,9 @@
  * with a hand-rolled single pass over its tokens (what the helpers cost),
  * libwebsockets' LEJP (streaming, callback + path matching, copies each
  * string into its own buffer, so the views point into a per-message arena),
- * cJSON and jansson (DOM trees, one allocation per node) when built.
+ * cJSON and jansson (DOM trees, one allocation per node) when built, and
+ * simdjson On-Demand and DOM (json_bench_simdjson.cc, C++) when built with
+ * QB_BENCH_HAVE_SIMDJSON.
  *
  * Inputs (same bytes for every parser): "recorded" = the depthUpdate frames
  * of recorded/binance_spot_NKNUSDT_cryptofeed_20211012.txt plus
@@ -34,6 +36,10 @@
  * then run 2, ...), clock_gettime(CLOCK_MONOTONIC); the median is reported.
  * For a noise-free figure, run one parser under callgrind with
  * --toggle-collect=json_bench_loop (see --help) and divide Ir by --iters.
+ *
+ * Padding: every message buffer is allocated once, before anything is timed,
+ * with JSON_BENCH_PAD zero bytes after the text (simdjson reads up to 64
+ * bytes past the end); the other parsers ignore them.
  *
  * Single-threaded; all state is file-local.
  */
@@ -69,6 +75,7 @@
 #define JSON_BENCH_MAX_TOKENS (8 + 6 * JSON_BENCH_MAX_LEVELS + 64)
 #define JSON_BENCH_MAX_PARSERS 8
 #define JSON_BENCH_MAX_RUNS 99
+#define JSON_BENCH_PAD 64 /* readable zero bytes after every message (SIMDJSON_PADDING) */
 
 /* ---- heap allocation counting (glibc malloc replacement, forwarding) ---- */
 
@@ -143,6 +150,20 @@ typedef struct json_bench_depth {
 /* Called once per parsed message while the views are valid (before a DOM
  * parser frees its tree); its result is added to the run's accumulator. */
 typedef uint64_t (*json_bench_consume_fn)(const json_bench_depth *d);
+
+#ifdef QB_BENCH_HAVE_SIMDJSON
+/* json_bench_simdjson.cc (C++): the same contract as the parsers below; js
+ * must be followed by JSON_BENCH_PAD readable bytes. init allocates both
+ * parsers for max_len-byte documents and checks the struct layout. */
+int json_bench_simdjson_init(size_t max_len, size_t depth_size, size_t max_levels, size_t pad,
+                             char *desc, size_t desc_cap);
+int json_bench_simdjson_od(const char *js, size_t len, json_bench_depth *d,
+                           json_bench_consume_fn consume, uint64_t *acc);
+int json_bench_simdjson_dom(const char *js, size_t len, json_bench_depth *d,
+                            json_bench_consume_fn consume, uint64_t *acc);
+void json_bench_simdjson_fini(void);
+static char json_bench_simdjson_desc[128] = "simdjson";
+#endif
 
 typedef struct json_bench_parser {
     const char *name; /* --parser value */
@@ -788,6 +809,10 @@ static const json_bench_parser json_bench_parsers[] = {
 #ifdef QB_BENCH_HAVE_JANSSON
     {"jansson", "jansson " JANSSON_VERSION, json_bench_jansson},
 #endif
+#ifdef QB_BENCH_HAVE_SIMDJSON
+    {"simdjson-od", "simdjson On-Demand", json_bench_simdjson_od},
+    {"simdjson-dom", "simdjson DOM", json_bench_simdjson_dom},
+#endif
 };
 #define JSON_BENCH_NPARSERS (sizeof json_bench_parsers / sizeof json_bench_parsers[0])
 
@@ -897,7 +922,7 @@ static size_t json_bench_selftest(const json_bench_parser *p)
 {
     size_t bad = 0;
     for (size_t k = 0; k < sizeof json_bench_cases / sizeof json_bench_cases[0]; k++) {
-        char buf[512];
+        char buf[512 + JSON_BENCH_PAD] = {0};
         size_t len = strlen(json_bench_cases[k].js);
         memcpy(buf, json_bench_cases[k].js, len + 1);
         uint64_t acc = 0;
@@ -914,7 +939,8 @@ static size_t json_bench_selftest(const json_bench_parser *p)
 /* ---- inputs ---- */
 
 typedef struct json_bench_msg {
-    char *js; /* NUL-terminated at len (cJSON's trailing check needs it) */
+    char *js; /* NUL-terminated at len (cJSON's trailing check needs it),
+               * then zeros up to len + JSON_BENCH_PAD (simdjson reads them) */
     size_t len;
 } json_bench_msg;
 
@@ -942,12 +968,11 @@ static int json_bench_add(json_bench_set *set, const char *js, size_t len)
         set->m = m;
         set->cap = cap;
     }
-    char *copy = malloc(len + 1);
+    char *copy = calloc(1, len + JSON_BENCH_PAD);
     if (copy == NULL) {
         return QB_ENOMEM;
     }
     memcpy(copy, js, len);
-    copy[len] = '\0';
     set->m[set->n].js = copy;
     set->m[set->n].len = len;
     set->n++;
@@ -1232,6 +1257,9 @@ static void json_bench_machine(void)
 #ifdef QB_BENCH_HAVE_JANSSON
     printf(", jansson %s", jansson_version_str());
 #endif
+#ifdef QB_BENCH_HAVE_SIMDJSON
+    printf(", %s", json_bench_simdjson_desc);
+#endif
     printf("\n");
 }
 
@@ -1375,7 +1403,8 @@ int main(int argc, char **argv)
         {"iters", QB_OPT_INT, &json_bench_iters, "N", "messages per timed run"},
         {"runs", QB_OPT_INT, &json_bench_runs, "N", "timed runs per parser, median reported"},
         {"parser", QB_OPT_LIST, &json_bench_parser_sel, "NAME",
-         "parsers to run: jsmn, jsmn-raw, lejp, cjson, jansson (default: all built)"},
+         "parsers to run: jsmn, jsmn-raw, lejp, cjson, jansson, simdjson-od, simdjson-dom "
+         "(default: all built)"},
         {"dataset", QB_OPT_LIST, &json_bench_dataset_sel, "NAME",
          "datasets: recorded, synth (default: both)"},
         {"levels", QB_OPT_INT, &json_bench_levels, "N", "bids and asks per synthetic update"},
@@ -1387,7 +1416,7 @@ int main(int argc, char **argv)
     static const qb_prog prog = {
         .name = "qb-bench-json",
         .usage = "[OPTIONS]",
-        .summary = "Measures ns per message for jsmn, LEJP, cJSON and jansson parsing Binance "
+        .summary = "Measures ns per message for jsmn, LEJP, cJSON, jansson and simdjson parsing Binance "
                    "depth updates into stream, e, E, s, U, u and every price/qty string view. "
                    "Checks that every parser extracts identical bytes. Exits 77 when the "
                    "recorded data is missing.",
@@ -1482,6 +1511,16 @@ int main(int argc, char **argv)
     if (json_bench_arena == NULL) {
         return 1;
     }
+#ifdef QB_BENCH_HAVE_SIMDJSON
+    /* Selftest cases are shorter than 512 bytes. */
+    rc = json_bench_simdjson_init(maxlen > 512 ? maxlen : 512, sizeof(json_bench_depth),
+                                  JSON_BENCH_MAX_LEVELS, JSON_BENCH_PAD, json_bench_simdjson_desc,
+                                  sizeof json_bench_simdjson_desc);
+    if (rc != QB_OK) {
+        fprintf(stderr, "qb-bench-json: simdjson init: %s\n", qb_strerror(rc));
+        return 1;
+    }
+#endif
     for (int s = 0; s < 2; s++) {
         json_bench_count_levels(&sets[s]);
     }
@@ -1504,6 +1543,9 @@ int main(int argc, char **argv)
         json_bench_set_free(&sets[s]);
     }
     free(json_bench_arena);
+#ifdef QB_BENCH_HAVE_SIMDJSON
+    json_bench_simdjson_fini();
+#endif
     qb_opts_free(opts);
     if (bad) {
         fprintf(stderr,
