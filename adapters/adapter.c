@@ -810,6 +810,7 @@ static void adapter_write_stats(qb_adapter *a)
     STAT("exchange_errors", c->exchange_errors);
     STAT("controls", c->controls);
     STAT("published", p->published);
+    STAT("publish_frames", p->frames);
     STAT("publish_errors", p->publish_errors);
     STAT("encode_errors", p->encode_errors);
     STAT("trades", c->trades);
@@ -1173,6 +1174,10 @@ int qb_adapter_run(qb_adapter *a)
         if (lws_service(a->ctx, 0) < 0) {
             break;
         }
+        /* End of a pass: send what it batched, unless more exchange input
+         * already waits (buffered in lws or readable), which the next pass
+         * reads into the same batches (publish.c). */
+        qb__pub_pass_end(a->pub, qb__pub_input_waiting(a->pub, a));
     }
     QB_INFO("adapter_stop", "stopping");
     return QB_OK;

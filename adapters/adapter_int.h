@@ -37,20 +37,50 @@ typedef struct qb_lws_obj {
 /* ---- publish.c --------------------------------------------------------- */
 
 typedef struct qb_pub_counters {
-    uint64_t published;
-    uint64_t publish_errors;
+    uint64_t published; /* messages (maps) handed to NNG */
+    uint64_t publish_errors; /* messages lost to a failed send */
     uint64_t encode_errors;
+    uint64_t frames; /* NNG messages sent (a frame holds 1..N maps) */
 } qb_pub_counters;
 
 typedef struct qb_pub qb_pub;
 
+/* Batching bounds (publish.c): maps per frame, bytes per frame (a frame is
+ * closed once it reaches this size; one map larger than it goes alone),
+ * topics with an open batch at once. */
+#define QB_PUB_BATCH_MAPS 64
+#define QB_PUB_BATCH_BYTES (64u << 10)
+#define QB_PUB_OPEN_BATCHES 64
+
 /* Opens a PUB socket (NNG_OPT_SENDBUF 8192) dialing url without blocking:
  * NNG keeps redialing until the broker is up. QB_OK or a qb_err. */
 int qb__pub_open(qb_pub **out, const char *url, qb_pub_counters *cnt);
+/* Sends what is still batched, then closes. NULL is a no-op. */
 void qb__pub_close(qb_pub *p);
-/* Encodes m (qb_msg_encode into the reused buffer) and sends it without
- * blocking. QB_OK, or the error (counted, logged rate-limited). */
+/* Publishes m. Deltas and trades are appended to the open batch of their
+ * topic (sent when it reaches the bounds above, or at the next
+ * qb__pub_flush); snapshots, status and tickers flush every batch first and
+ * go out at once. QB_OK, or the error (counted, logged rate-limited). */
 int qb__pub_send(qb_pub *p, const qb_msg *m);
+/* Sends every open batch, oldest first, without blocking. Call at the end
+ * of every lws service pass: nothing waits longer than the pass that made
+ * it. QB_OK or the last send error (counted). */
+int qb__pub_flush(qb_pub *p);
+/* The end of one lws service pass: sends every open batch, unless
+ * more_input (lws holds input already received and not yet handled: the
+ * next pass continues the batches). Even then, batches are sent once they
+ * were held for QB_PUB_HOLD_PASSES passes or QB_PUB_HOLD_US microseconds. */
+#define QB_PUB_HOLD_PASSES 64
+#define QB_PUB_HOLD_US 1000
+void qb__pub_pass_end(qb_pub *p, bool more_input);
+/* True when the adapter's input already waits: lws holds buffered or
+ * TLS-decrypted input (lws_service_adjust_timeout() == 0), or a websocket
+ * connection's socket is readable now (poll, zero timeout). Only asked
+ * while something is batched. lws service thread. */
+bool qb__pub_input_waiting(qb_pub *p, qb_adapter *a);
+/* Changes the bounds (max_maps 1 = no batching; flushes first). Tests and
+ * benchmarks. */
+void qb__pub_set_batch(qb_pub *p, uint32_t max_maps, size_t max_bytes);
 
 /* ---- rest.c ------------------------------------------------------------ */
 

@@ -3,23 +3,30 @@
  *
  * Per frame, on the ingest thread:
  *
- *   nng_recvmsg(ingest) -> size and topic checks -> qb_decoder over every map
+ *   nng_recvmsg(ingest) -> size and topic checks
+ *     -> qb_decoder over every map, each decoded once into the stash
  *     -> invalid: count by kind, log (once per kind per second), nng_msg_free
- *     -> valid:   lock; decode again, qb_topics_apply each map; unlock
+ *     -> valid:   lock; qb_topics_apply each stashed map; unlock
  *                 nng_sendmsg(pub, the same msg)   (ownership passes to NNG)
  *
  * Validation runs over the whole frame before any state changes, so a frame
- * with a bad second map changes nothing and is not forwarded. The decoder's
- * views live only until its next call, hence the second decode pass to
- * apply (about 1.5 us per decode of a 10+10-level delta on the dev box,
- * small next to the receive and send syscalls). The state lock is
- * uncontended except while another thread inspects a topic.
+ * with a bad later map changes nothing and is not forwarded. A frame may
+ * carry many maps (the adapters batch deltas, PROTOCOL.md "Frames and
+ * batching"), and the decoder's views live only until its next call, so
+ * every decoded message is copied into the stash as it is validated: the
+ * qb_msg itself and its levels (strings stay views into the frame, which
+ * lives until the send). Applying then reads the stash: one decode per map.
+ * The stash is bounded (BROKER_STASH_MAPS messages, BROKER_STASH_LEVELS
+ * levels); a frame beyond either bound (or an allocation failure) falls
+ * back to decoding the frame a second time to apply it, so hostile frames
+ * cannot make the stash grow with them. The state lock is uncontended
+ * except while another thread inspects a topic.
  *
- * Allocation per message: none in this file once warm (one decoder reused,
- * topic lookups keyed by the frame's own topic bytes). NNG allocates the
- * nng_msg on receive, pub0 only takes references to it per subscriber pipe;
- * msgpack-c 4.0 inside qb_decoder_next() allocates one zone per map (see
- * proto/msg.c), so a frame costs two small mallocs there.
+ * Allocation per message: none in this file once warm (one decoder and one
+ * stash reused, topic lookups keyed by the frame's own topic bytes), none in
+ * the decoder once warm (proto/msg.c reuses its msgpack-c zone). NNG
+ * allocates the nng_msg on receive, pub0 only takes references to it per
+ * subscriber pipe.
  */
 #include "broker.h"
 
@@ -56,6 +63,10 @@
 #define BROKER_CLOSE_MS 1000u
 /* Receive timeout of the ingest thread: how soon it notices a stop. */
 #define BROKER_TICK_MS 100
+/* Stash bounds (see the top of the file): beyond them a frame is decoded a
+ * second time instead. 64 maps of 20+20 levels is a typical batch. */
+#define BROKER_STASH_MAPS 4096u
+#define BROKER_STASH_LEVELS (64u * 1024u) /* 2 MiB of qb_level */
 
 typedef enum broker_drop {
     BROKER_DROP_MSGPACK = 0,
@@ -107,6 +118,12 @@ struct qb_broker {
     pthread_mutex_t lock; /* guards topics */
     qb_topics *topics;
     qb_decoder *dec;
+    /* The decoded messages of the frame being handled (ingest thread). */
+    qb_msg *stash;
+    size_t stash_n, stash_cap;
+    qb_level *stash_lv;
+    size_t stash_nlv, stash_lvcap;
+    bool stash_over; /* this frame did not fit: apply decodes again */
     broker_counters c;
     qb_broker_tap_fn tap; /* guarded by lock */
     void *tap_arg;
@@ -321,7 +338,75 @@ static void broker_event_log(qb_broker *b, int kind, qb_log_level lvl, const cha
     }
 }
 
-/* Validates every map of the frame. QB_OK and *topic, or a drop kind. */
+/* Grows a stash array to hold need elements, at most max. */
+static bool broker_stash_grow(void **arr, size_t *cap, size_t need, size_t max, size_t elem)
+{
+    if (need <= *cap) {
+        return true;
+    }
+    if (need > max) {
+        return false;
+    }
+    size_t c = *cap ? *cap : 64;
+    while (c < need) {
+        c *= 2;
+    }
+    if (c > max) {
+        c = max;
+    }
+    void *p = realloc(*arr, c * elem);
+    if (p == NULL) {
+        return false;
+    }
+    *arr = p;
+    *cap = c;
+    return true;
+}
+
+/* Copies a decoded message (and its levels) into the stash; on overflow
+ * marks the frame for the second-decode fallback instead. Level pointers
+ * are set by broker_stash_fix once the frame is complete (the level array
+ * may move while it grows). */
+static void broker_stash_push(qb_broker *b, const qb_msg *m)
+{
+    if (b->stash_over) {
+        return;
+    }
+    size_t nl = m->n_bids + m->n_asks;
+    if (!broker_stash_grow((void **)&b->stash, &b->stash_cap, b->stash_n + 1, BROKER_STASH_MAPS,
+                           sizeof *b->stash) ||
+        !broker_stash_grow((void **)&b->stash_lv, &b->stash_lvcap, b->stash_nlv + nl,
+                           BROKER_STASH_LEVELS, sizeof *b->stash_lv)) {
+        b->stash_over = true;
+        return;
+    }
+    qb_msg *s = &b->stash[b->stash_n++];
+    *s = *m;
+    if (m->n_bids) {
+        memcpy(b->stash_lv + b->stash_nlv, m->bids, m->n_bids * sizeof *m->bids);
+    }
+    b->stash_nlv += m->n_bids;
+    if (m->n_asks) {
+        memcpy(b->stash_lv + b->stash_nlv, m->asks, m->n_asks * sizeof *m->asks);
+    }
+    b->stash_nlv += m->n_asks;
+    s->bids = s->asks = NULL;
+}
+
+static void broker_stash_fix(qb_broker *b)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < b->stash_n; i++) {
+        qb_msg *s = &b->stash[i];
+        s->bids = s->n_bids ? b->stash_lv + off : NULL;
+        off += s->n_bids;
+        s->asks = s->n_asks ? b->stash_lv + off : NULL;
+        off += s->n_asks;
+    }
+}
+
+/* Validates every map of the frame, stashing each decoded message. QB_OK
+ * and *topic, or a drop kind. */
 static int broker_validate(qb_broker *b, const char *frame, size_t len, qb_str *topic,
                            broker_drop *kind, int *err)
 {
@@ -344,10 +429,13 @@ static int broker_validate(qb_broker *b, const char *frame, size_t len, qb_str *
     }
     size_t n = 0;
     qb_msg m;
+    b->stash_n = b->stash_nlv = 0;
+    b->stash_over = false;
     while (rc == QB_OK) {
         rc = qb_decoder_next(b->dec, &m);
         if (rc == QB_OK) {
             n++;
+            broker_stash_push(b, &m);
         }
     }
     if (rc == QB_EEOF && n == 0) {
@@ -374,50 +462,64 @@ static int broker_validate(qb_broker *b, const char *frame, size_t len, qb_str *
     return -1;
 }
 
-/* Applies a validated frame to the topic state. Called with the lock held. */
-static void broker_apply(qb_broker *b, const char *frame, size_t len)
+/* Applies one validated message to the topic state. Lock held. */
+static void broker_apply_one(qb_broker *b, qb_str topic, const qb_msg *m, uint64_t now)
 {
-    qb_str topic;
-    qb_msg m;
-    uint64_t now = qb_mono_ns();
-    if (qb_decoder_begin(b->dec, frame, len, &topic) != QB_OK) {
-        return; /* cannot happen: validated just before */
+    broker_add(&b->c.messages_in, 1);
+    if (m->type == QB_MSG_STATUS && m->state == QB_FEED_RESYNCING) {
+        broker_add(&b->c.resyncs, 1);
     }
-    while (qb_decoder_next(b->dec, &m) == QB_OK) {
-        broker_add(&b->c.messages_in, 1);
-        if (m.type == QB_MSG_STATUS && m.state == QB_FEED_RESYNCING) {
-            broker_add(&b->c.resyncs, 1);
+    unsigned ev = qb_topics_apply(b->topics, topic, m, now);
+    if (ev == 0 || ev == QB_TOPICS_NEW) {
+        return;
+    }
+    if (ev & QB_TOPICS_GAP) {
+        broker_add(&b->c.ingest_gaps, 1);
+        broker_event_log(b, BROKER_EV_GAP, QB_LOG_WARN, "ingest.gap", topic, m,
+                         m->type == QB_MSG_DELTA
+                             ? "sequence gap on ingest; book invalid until the next snapshot"
+                             : "sequence gap on ingest");
+    }
+    if (ev & QB_TOPICS_DUPLICATE) {
+        broker_add(&b->c.duplicates, 1);
+        broker_event_log(b, BROKER_EV_DUP, QB_LOG_INFO, "ingest.duplicate", topic, m,
+                         "duplicate or old seq; not applied, still forwarded");
+    }
+    if (ev & QB_TOPICS_CROSSED) {
+        broker_add(&b->c.crossed, 1);
+        broker_event_log(b, BROKER_EV_CROSSED, QB_LOG_WARN, "ingest.crossed", topic, m,
+                         "book crossed; invalid until the next snapshot");
+    }
+    if (ev & QB_TOPICS_BOOK_ERROR) {
+        broker_add(&b->c.book_errors, 1);
+        broker_event_log(b, BROKER_EV_BOOKERR, QB_LOG_WARN, "ingest.book_error", topic, m,
+                         "change not applicable; book invalid until the next snapshot");
+    }
+    if (ev & QB_TOPICS_UNTRACKED) {
+        broker_add(&b->c.untracked, 1);
+        broker_event_log(b, BROKER_EV_UNTRACKED, QB_LOG_WARN, "ingest.untracked", topic, m,
+                         "topic table full (--max-topics); forwarded without state");
+    }
+}
+
+/* Applies a validated frame to the topic state: from the stash filled by
+ * broker_validate, or (stash overflow) by decoding the frame again. Called
+ * with the lock held. */
+static void broker_apply(qb_broker *b, const char *frame, size_t len, qb_str topic)
+{
+    uint64_t now = qb_mono_ns();
+    if (!b->stash_over) {
+        broker_stash_fix(b);
+        for (size_t i = 0; i < b->stash_n; i++) {
+            broker_apply_one(b, topic, &b->stash[i], now);
         }
-        unsigned ev = qb_topics_apply(b->topics, topic, &m, now);
-        if (ev == 0 || ev == QB_TOPICS_NEW) {
-            continue;
+    } else {
+        qb_msg m;
+        if (qb_decoder_begin(b->dec, frame, len, &topic) != QB_OK) {
+            return; /* cannot happen: validated just before */
         }
-        if (ev & QB_TOPICS_GAP) {
-            broker_add(&b->c.ingest_gaps, 1);
-            broker_event_log(b, BROKER_EV_GAP, QB_LOG_WARN, "ingest.gap", topic, &m,
-                             m.type == QB_MSG_DELTA
-                                 ? "sequence gap on ingest; book invalid until the next snapshot"
-                                 : "sequence gap on ingest");
-        }
-        if (ev & QB_TOPICS_DUPLICATE) {
-            broker_add(&b->c.duplicates, 1);
-            broker_event_log(b, BROKER_EV_DUP, QB_LOG_INFO, "ingest.duplicate", topic, &m,
-                             "duplicate or old seq; not applied, still forwarded");
-        }
-        if (ev & QB_TOPICS_CROSSED) {
-            broker_add(&b->c.crossed, 1);
-            broker_event_log(b, BROKER_EV_CROSSED, QB_LOG_WARN, "ingest.crossed", topic, &m,
-                             "book crossed; invalid until the next snapshot");
-        }
-        if (ev & QB_TOPICS_BOOK_ERROR) {
-            broker_add(&b->c.book_errors, 1);
-            broker_event_log(b, BROKER_EV_BOOKERR, QB_LOG_WARN, "ingest.book_error", topic, &m,
-                             "change not applicable; book invalid until the next snapshot");
-        }
-        if (ev & QB_TOPICS_UNTRACKED) {
-            broker_add(&b->c.untracked, 1);
-            broker_event_log(b, BROKER_EV_UNTRACKED, QB_LOG_WARN, "ingest.untracked", topic, &m,
-                             "topic table full (--max-topics); forwarded without state");
+        while (qb_decoder_next(b->dec, &m) == QB_OK) {
+            broker_apply_one(b, topic, &m, now);
         }
     }
     broker_set(&b->c.topics, qb_topics_count(b->topics));
@@ -441,7 +543,7 @@ static void broker_handle(qb_broker *b, nng_msg *msg)
         return;
     }
     pthread_mutex_lock(&b->lock);
-    broker_apply(b, frame, len);
+    broker_apply(b, frame, len, topic);
     /* Under the lock: whoever copies a book sees it at least as new as
      * every frame already handed to the tap (ws.c relies on it). */
     if (b->tap != NULL) {
@@ -654,6 +756,8 @@ void qb_broker_free(qb_broker *b)
         qb_nng_close_bounded(b->pub, "pub", BROKER_CLOSE_MS);
     }
     qb_decoder_free(b->dec);
+    free(b->stash);
+    free(b->stash_lv);
     qb_topics_free(b->topics);
     pthread_mutex_destroy(&b->lock);
     pthread_mutex_destroy(&b->self_lock);

@@ -2,10 +2,10 @@
  * msg.c: the msgpack encoder and decoder of the wire protocol (msg.h,
  * spec in PROTOCOL.md), on msgpack-c 4.0.
  *
- * Encoding: msgpack_packer with a write callback appending to a qb_buf.
- * Keys are written in one fixed order per type and integers in msgpack-c's
- * smallest form, so equal messages give equal bytes. A failed encode leaves
- * the output buffer as it was.
+ * Encoding: msgpack_packer into a qb_buf with an upper bound reserved up
+ * front (see "encoder" below). Keys are written in one fixed order per type
+ * and integers in msgpack-c's smallest form, so equal messages give equal
+ * bytes. A failed encode leaves the output buffer as it was.
  *
  * Decoding untrusted frames, in three steps per map:
  *
@@ -15,8 +15,9 @@
  *                   every length and element count must fit in the bytes
  *                   that remain, and the map may hold at most MSG_MAX_ITEMS
  *                   objects. It finds where the map ends.
- *   2. msgpack_unpack_next() builds msgpack-c's object tree for exactly
- *                   those bytes.
+ *   2. msgpack_unpack() builds msgpack-c's object tree for exactly those
+ *                   bytes, in the decoder's own zone (cleared, not freed,
+ *                   per map).
  *   3. msg_from_object() checks the version first, then every field, and
  *                   copies levels into the decoder's own arrays.
  *
@@ -29,9 +30,11 @@
  * MSG_MAX_ITEMS * 32 bytes whatever the input. Nesting deeper than
  * msgpack-c's MSGPACK_EMBED_STACK_SIZE (32) is rejected by msgpack-c itself
  * (it returns an error, without recursion); the scan is iterative too.
- * msgpack_unpack_next() frees and recreates its zone per call (4.0 has no
- * way to reuse it), so that is one malloc per map; the level arrays, which
- * are the size that matters, are the decoder's own and only grow.
+ * msgpack_unpack_next() would free and recreate a zone per call (one malloc
+ * per map); msgpack_unpack() with the decoder's own zone, cleared between
+ * maps, keeps the zone's first chunk (MSG_ZONE_CHUNK), so a map whose tree
+ * fits in it allocates nothing. The level arrays are the decoder's own and
+ * only grow.
  *
  * Threads: the encoder is pure; a decoder belongs to one thread.
  */
@@ -48,6 +51,9 @@
 /* Objects in one map: two full sides of levels (5 objects each) plus room
  * for the scalar fields and unknown keys. */
 #define MSG_MAX_ITEMS (2u * 5u * QB_MSG_MAX_LEVELS + 65536u)
+/* msgpack-c zone chunk of a decoder: a 1000+1000-level snapshot's tree is
+ * ~10k objects of 24 bytes; bigger maps take extra chunks for that map. */
+#define MSG_ZONE_CHUNK (64u << 10)
 
 /* ---- names ------------------------------------------------------------ */
 
@@ -180,9 +186,44 @@ int qb_topic_format(char *buf, size_t cap, const char *kind, qb_str exchange, qb
 
 /* ---- encoder ---------------------------------------------------------- */
 
+/* The encoder is msgpack-c's packer (msgpack_pack_*) writing into a qb_buf
+ * through msg_write_cb. qb_msg_encode_map reserves an upper bound of the
+ * map's size first (MSG_FIXED_MAX + MSG_LEVEL_MAX per level), so the
+ * callback is a bounds check and a small copy, no allocation and no
+ * reallocation per element; the qb_buf_append fallback only runs if the
+ * bound were ever too small. */
 static int msg_write_cb(void *data, const char *p, size_t n)
 {
-    return qb_buf_append(data, p, n) == QB_OK ? 0 : -1;
+    qb_buf *b = data;
+    if (b->cap - b->len < n) {
+        return qb_buf_append(b, p, n) == QB_OK ? 0 : -1;
+    }
+    uint8_t *d = b->data + b->len;
+    /* The packer writes 1, 2, 3, 5 or 9 bytes per integer or header:
+     * constant-size copies compile to plain moves, a memcpy call each would
+     * cost more than the packing. */
+    switch (n) {
+    case 1:
+        d[0] = (uint8_t)p[0];
+        break;
+    case 2:
+        memcpy(d, p, 2);
+        break;
+    case 3:
+        memcpy(d, p, 3);
+        break;
+    case 5:
+        memcpy(d, p, 5);
+        break;
+    case 9:
+        memcpy(d, p, 9);
+        break;
+    default:
+        memcpy(d, p, n);
+        break;
+    }
+    b->len += n;
+    return 0;
 }
 
 static bool msg_dec_ok(qb_dec d)
@@ -236,12 +277,14 @@ static bool msg_fields_ok(const qb_msg *m)
     return false;
 }
 
-static int msg_pack_key(msgpack_packer *pk, const char *key)
-{
-    size_t n = strlen(key);
-    int rc = msgpack_pack_str(pk, n);
-    return rc ? rc : msgpack_pack_str_body(pk, key, n);
-}
+/* Worst case of one level: fixarray + 4 x 9-byte integers. */
+#define MSG_LEVEL_MAX 37u
+/* Worst case of everything but the levels: keys, 3 names of at most
+ * MSG_NAME_MAX, a reason of at most MSG_REASON_MAX, integers, tickers. */
+#define MSG_FIXED_MAX 1024u
+
+/* A key: always a string literal (its length is known at compile time). */
+#define msg_pack_key(pk, lit) msgpack_pack_str_with_body((pk), (lit), sizeof(lit) - 1)
 
 static int msg_pack_qstr(msgpack_packer *pk, qb_str s)
 {
@@ -251,7 +294,7 @@ static int msg_pack_qstr(msgpack_packer *pk, qb_str s)
 
 static int msg_pack_cstr(msgpack_packer *pk, const char *s)
 {
-    return msg_pack_key(pk, s);
+    return msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
 static int msg_pack_dec(msgpack_packer *pk, qb_dec d)
@@ -378,6 +421,13 @@ int qb_msg_encode_map(const qb_msg *m, qb_buf *out)
     if (m == NULL || out == NULL || !msg_fields_ok(m)) {
         return QB_EINVAL;
     }
+    size_t bound = MSG_FIXED_MAX;
+    if (m->type == QB_MSG_SNAPSHOT || m->type == QB_MSG_DELTA) {
+        bound += MSG_LEVEL_MAX * (m->n_bids + m->n_asks); /* <= 2 x QB_MSG_MAX_LEVELS */
+    }
+    if (qb_buf_reserve(out, bound) != QB_OK) {
+        return QB_ENOMEM; /* the buffer is unchanged */
+    }
     size_t start = out->len;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msg_write_cb);
@@ -419,7 +469,8 @@ struct qb_decoder {
     size_t nmaps; /* maps decoded from this frame */
     int err;      /* sticky error of this frame, QB_OK while fine */
     qb_str topic;
-    msgpack_unpacked up; /* reused; owns the object tree of the last map */
+    msgpack_zone zone; /* reused; holds the object tree of the last map */
+    bool zone_ok;
     qb_level *lv[2];     /* scratch levels: bids, asks */
     size_t cap[2];
 };
@@ -430,7 +481,13 @@ qb_decoder *qb_decoder_new(void)
     if (d == NULL) {
         return NULL;
     }
-    msgpack_unpacked_init(&d->up);
+    /* One chunk holds the tree of a map of ~1000 levels: no malloc per
+     * map once warm (msgpack_zone_clear keeps the first chunk). */
+    if (!msgpack_zone_init(&d->zone, MSG_ZONE_CHUNK)) {
+        free(d);
+        return NULL;
+    }
+    d->zone_ok = true;
     d->err = QB_EEOF;
     return d;
 }
@@ -440,7 +497,9 @@ void qb_decoder_free(qb_decoder *d)
     if (d == NULL) {
         return;
     }
-    msgpack_unpacked_destroy(&d->up);
+    if (d->zone_ok) {
+        msgpack_zone_destroy(&d->zone);
+    }
     free(d->lv[0]);
     free(d->lv[1]);
     free(d);
@@ -511,6 +570,28 @@ static int msg_scan(const uint8_t *p, size_t len, size_t *end)
         pending--;
         if (++items > MSG_MAX_ITEMS) {
             return QB_ETOOBIG;
+        }
+        /* Fast paths for what levels are made of (fixints, sized ints,
+         * short strings): no children, so only the payload bound matters;
+         * a truncation is found by the next read either way. */
+        if (b <= 0x7f || b >= 0xe0) {
+            continue;
+        }
+        if (b >= 0xcc && b <= 0xd3) { /* (u)int 8/16/32/64: 1 << (b & 3) bytes */
+            size_t sz = (size_t)1 << (b & 3);
+            if (sz > len - off) {
+                return QB_EPARSE;
+            }
+            off += sz;
+            continue;
+        }
+        if ((b & 0xe0) == 0xa0) { /* fixstr */
+            size_t sz = b & 0x1f;
+            if (sz > len - off) {
+                return QB_EPARSE;
+            }
+            off += sz;
+            continue;
         }
         size_t skip = 0;  /* payload bytes */
         uint64_t add = 0; /* child objects */
@@ -677,14 +758,19 @@ static const char *const msg_keys[K_COUNT] = {
     "reason", "last", "bid",  "bidq",    "ask",  "askq", "vol", "chg",
 };
 
+static const uint8_t msg_key_lens[K_COUNT] = {
+    1, 4, 2, 3, 4, 3, 3, 3, 3, 3, 4, 4, 7, 3, 2, 3, 4, 5, 6, 4, 3, 4, 3, 4, 3, 3,
+};
+
 static int msg_key_index(const msgpack_object *k)
 {
-    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size > 7) {
+    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size > 7 || k->via.str.size == 0) {
         return -1; /* the longest key is "refresh" */
     }
     size_t n = k->via.str.size;
+    const char *p = k->via.str.ptr;
     for (int i = 0; i < K_COUNT; i++) {
-        if (strlen(msg_keys[i]) == n && memcmp(k->via.str.ptr, msg_keys[i], n) == 0) {
+        if (msg_key_lens[i] == n && msg_keys[i][0] == p[0] && memcmp(p, msg_keys[i], n) == 0) {
             return i;
         }
     }
@@ -964,11 +1050,14 @@ int qb_decoder_next(qb_decoder *d, qb_msg *out)
     }
     if (rc == QB_OK) {
         size_t uoff = 0;
-        msgpack_unpack_return ur = msgpack_unpack_next(&d->up, (const char *)p, n, &uoff);
+        msgpack_object root;
+        msgpack_zone_clear(&d->zone); /* frees nothing but extra chunks */
+        msgpack_unpack_return ur =
+            msgpack_unpack((const char *)p, n, &uoff, &d->zone, &root);
         if (ur != MSGPACK_UNPACK_SUCCESS || uoff != n) {
             rc = QB_EPARSE; /* includes nesting deeper than msgpack-c's stack */
         } else {
-            rc = msg_from_object(d, &d->up.data, out);
+            rc = msg_from_object(d, &root, out);
         }
     }
     if (rc != QB_OK) {

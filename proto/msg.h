@@ -11,8 +11,10 @@
  * The topic comes first so that NNG's byte-prefix subscriptions select it:
  * "book." is every book, "book.binance." every Binance book, and the exact
  * topic followed by its NUL terminator is one instrument (so "BTC-USDT\0"
- * never matches "BTC-USDTX"). All maps in one frame share its topic; the
- * encoder in this release writes one map per frame, decoders accept more.
+ * never matches "BTC-USDTX"). All maps in one frame share its topic.
+ * qb_msg_encode writes a frame of one map; qb_msg_encode_map appends more
+ * (quotebus-adapter batches up to 64 deltas of a topic per frame, see
+ * PROTOCOL.md "Frames and batching"); decoders must iterate every map.
  *
  * Topics:   book.<ex>.<sym>    snapshot and delta messages (one sequence)
  *           trade.<ex>.<sym>   trades
@@ -127,7 +129,8 @@ const char *qb_msg_topic_kind(qb_msg_type t);
 int qb_topic_format(char *buf, size_t cap, const char *kind, qb_str exchange, qb_str symbol);
 
 /* Appends one whole frame (topic, NUL, one map) for m to out.
- * Returns QB_OK, QB_EINVAL (bad fields) or QB_ENOMEM. */
+ * Returns QB_OK, QB_EINVAL (bad fields) or QB_ENOMEM; on error out is as it
+ * was. The bytes are msgpack-c packer output. */
 int qb_msg_encode(const qb_msg *m, qb_buf *out);
 /* Appends just the msgpack map of m (to batch several maps in one frame). */
 int qb_msg_encode_map(const qb_msg *m, qb_buf *out);

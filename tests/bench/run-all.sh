@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
 # run-all.sh [OUT.md]: builds the benchmark programs (Release) and runs issue
-# 8's suite, writing a markdown results table to stdout and to OUT.md
-# (default <build>/bench-results.md). Not a test: nothing here passes or fails
-# on timings. Environment (defaults in brackets):
+# 8's suite unattended, writing markdown results tables to stdout and to
+# OUT.md (default <build>/bench-results.md). Not a test: nothing here passes
+# or fails on timings. With the defaults the whole suite takes about 15-20
+# minutes on the 2-CPU machine. Environment (defaults in brackets):
 #   BUILD      build directory [<repo>/build-bench8]
 #   RUNS       repetitions of every latency configuration; medians reported [3]
-#   SECS       seconds per latency run [5]
-#   TP_SECS    seconds per throughput step [5]
-#   TP_RATES   throughput ladder, msg/s [10000 25000 50000 75000 100000 150000 250000]
+#   SECS       seconds per latency run [4]
+#   TP_SECS    seconds per throughput step (the issue's window: 60) [10]
+#   TP_RATES   throughput ladder, deltas/s
+#              [25000 50000 100000 150000 200000 250000 300000]
+#   TP_SYSTEMS systems on the throughput ladder [raw1 raw2 raw2b qb]
+#   BURST      deltas arriving together per group (qb-bench-e2e --burst) [1]
 #   ADAPTER_RUNS  runs of qb-bench-adapter [7]
 #   CALLGRIND  1 to add callgrind instruction counts (needs valgrind) [1]
 #   SKIP       space-separated sections to skip: adapter latency throughput memory
+# The issue's one-minute throughput window alone (about 10 minutes):
+#   SKIP="adapter latency memory" TP_SECS=60 tests/bench/run-all.sh
+# Systems (tests/bench/e2e_bench.c): raw1 = NNG PUB->SUB, raw2 = PUB ->
+# trivial forwarder -> SUB, both one delta per frame (the raw transport);
+# raw2b = the adapter's batching publisher (adapters/publish.c) -> trivial
+# forwarder -> SUB (raw transport with the same batching); quotebus = the
+# adapter's batching publisher -> quotebus-broker -> SUB.
 # Every section records /proc/loadavg before and after: the machine is shared.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$root/build-bench8}
 RUNS=${RUNS:-3}
-SECS=${SECS:-5}
-TP_SECS=${TP_SECS:-5}
-TP_RATES=${TP_RATES:-"10000 25000 50000 75000 100000 150000 250000"}
+SECS=${SECS:-4}
+TP_SECS=${TP_SECS:-10}
+TP_RATES=${TP_RATES:-"25000 50000 100000 150000 200000 250000 300000"}
+TP_SYSTEMS=${TP_SYSTEMS:-"raw1 raw2 raw2b qb"}
+BURST=${BURST:-1}
 ADAPTER_RUNS=${ADAPTER_RUNS:-7}
 CALLGRIND=${CALLGRIND:-1}
 SKIP=${SKIP:-}
@@ -104,11 +117,13 @@ sleep 0.3
 one_run() {
     case $1 in
     raw1) "$B/qb-bench-e2e" run --pub "ipc://$tmp/one.ipc" --listen --sub "ipc://$tmp/one.ipc" \
-              --subs "$2" --rate "$3" --seconds "$4" --label raw1 ;;
+              --subs "$2" --rate "$3" --seconds "$4" --burst "$BURST" --label raw1 ;;
     raw2) "$B/qb-bench-e2e" run --pub "ipc://$tmp/fin.ipc" --sub "ipc://$tmp/fout.ipc" \
-              --subs "$2" --rate "$3" --seconds "$4" --label raw2 ;;
+              --subs "$2" --rate "$3" --seconds "$4" --burst "$BURST" --label raw2 ;;
+    raw2b) "$B/qb-bench-e2e" run --pub "ipc://$tmp/fin.ipc" --sub "ipc://$tmp/fout.ipc" \
+              --subs "$2" --rate "$3" --seconds "$4" --burst "$BURST" --adapter-pub --label raw2b ;;
     qb) "$B/qb-bench-e2e" run --pub "ipc://$tmp/bin.ipc" --sub "ipc://$tmp/bout.ipc" \
-            --subs "$2" --rate "$3" --seconds "$4" --label quotebus ;;
+            --subs "$2" --rate "$3" --seconds "$4" --burst "$BURST" --adapter-pub --label quotebus ;;
     esac
 }
 
@@ -116,15 +131,15 @@ one_run() {
 if ! skip latency; then
     echo "## 2. End-to-end latency (publisher encode -> subscriber decode; ipc; 10+10-level deltas)"
     echo
-    echo "Median over $RUNS runs of $SECS s each; raw1 = NNG PUB->SUB, raw2 = PUB->trivial forwarder->SUB, quotebus = PUB->quotebus-broker->SUB; the three interleaved per repetition. Latencies in µs."
+    echo "Median over $RUNS runs of $SECS s each (burst $BURST). raw1 = NNG PUB->SUB, raw2 = PUB->trivial forwarder->SUB (one delta per frame: the raw transport, the target's baseline); raw2b = the adapter's batching publisher->trivial forwarder->SUB; quotebus = the adapter's batching publisher (adapters/publish.c, flushed at the end of every publisher pass)->quotebus-broker->SUB. The four interleaved per repetition. Latencies in µs; ratios against raw2 of the same repetitions (target at 10k/s: p50 <= 1.1, p99 <= 1.25)."
     echo
     : >"$tmp/lat.rows"
     for subs in 1 8; do
         for rate in 1000 10000 50000; do
             for r in $(seq "$RUNS"); do
                 l0=$(la)
-                for sys in raw1 raw2 qb; do
-                    one_run "$sys" "$subs" "$rate" "$SECS" | sed "s/\$/ $l0 | $(la | tr ' ' '_') |/" >>"$tmp/lat.rows"
+                for sys in raw1 raw2 raw2b qb; do
+                    one_run "$sys" "$subs" "$rate" "$SECS" | sed "s/\$/ $l0 |/" >>"$tmp/lat.rows"
                 done
             done
         done
@@ -135,26 +150,31 @@ rows = {}
 loads = []
 for line in open(sys.argv[1]):
     c = [x.strip() for x in line.strip().strip('|').split('|')]
+    if len(c) < 18:
+        continue
     key = (c[0], int(c[1]), int(float(c[2])))
     rows.setdefault(key, []).append(c)
-    loads.append(c[13])
+    loads.append(c[17])
 def med(key, i):
     return st.median(float(r[i]) for r in rows[key]) if key in rows else float('nan')
-print("| subs | rate | system | achieved msg/s | frame B | runs | lost (max) | p50 | p99 | p99.9 | max | p50 / raw2 | p99 / raw2 |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| subs | rate | system | achieved deltas/s | frames/s | deltas/frame | runs | lost (max) | p50 | p99 | p99.9 | max | p50 / raw2 | p99 / raw2 |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+def ratio(a, b):
+    return f"{a/b:.2f}" if b > 0 else "n/a"
 for subs in (1, 8):
     for rate in (1000, 10000, 50000):
-        for sys_ in ("raw1", "raw2", "quotebus"):
+        for sys_ in ("raw1", "raw2", "raw2b", "quotebus"):
             k = (sys_, subs, rate)
             if k not in rows: continue
             lost = max(int(r[7]) for r in rows[k])
             p50, p99 = med(k, 9), med(k, 10)
             b50, b99 = med(("raw2", subs, rate), 9), med(("raw2", subs, rate), 10)
-            print(f"| {subs} | {rate} | {sys_} | {med(k,3):.0f} | {rows[k][0][4]} | {len(rows[k])} | {lost} | "
+            print(f"| {subs} | {rate} | {sys_} | {med(k,3):.0f} | {med(k,13):.0f} | {med(k,14):.2f} | {len(rows[k])} | {lost} | "
                   f"{p50:.0f} | {p99:.0f} | {med(k,11):.0f} | {med(k,12):.0f} | "
-                  f"{p50/b50:.2f} | {p99/b99:.2f} |")
+                  f"{ratio(p50, b50)} | {ratio(p99, b99)} |")
 print()
-print(f"load average (1 min) at the start of each repetition: {min(float(x.split()[0]) for x in loads):.2f} .. {max(float(x.split()[0]) for x in loads):.2f}")
+if loads:
+    print(f"load average (1 min) at the start of each repetition: {min(float(x.split()[0]) for x in loads):.2f} .. {max(float(x.split()[0]) for x in loads):.2f}")
 EOF
     echo
 fi
@@ -163,13 +183,15 @@ fi
 if ! skip throughput; then
     echo "## 3. Throughput: highest rate with zero loss over a ${TP_SECS} s window"
     echo
-    echo "Ladder: $TP_RATES msg/s (10+10-level deltas, one message per NNG frame); a step passes when every subscriber got every delta (no seq gap) and the publisher kept the rate (achieved >= 95 %). The ladder stops at the first failing step."
+    echo "Ladder: $TP_RATES deltas/s (10+10-level deltas, burst $BURST; raw1/raw2 one delta per NNG frame, raw2b/quotebus batched by the adapter's publisher); a step passes when every subscriber got every delta (no seq gap) and the publisher kept the rate (achieved >= 95 %). The ladder stops at the first failing step. Targets: quotebus >= 250000 to 1 subscriber, >= 100000 to each of 8."
     echo
-    echo "| system | subs | highest zero-loss rate | first failing step (achieved, max lost) | load before -> after |"
-    echo "|---|---|---|---|---|"
+    echo "| system | subs | highest zero-loss rate (deltas/s) | frames/s at it | deltas/frame at it | first failing step (achieved, max lost) | load before -> after |"
+    echo "|---|---|---|---|---|---|---|"
     for subs in 1 8; do
-        for sys in raw1 raw2 qb; do
+        for sys in $TP_SYSTEMS; do
             best=0
+            bframes="-"
+            bdpf="-"
             fail="none"
             l0=$(la)
             for rate in $TP_RATES; do
@@ -178,6 +200,8 @@ if ! skip throughput; then
                 lost=$(echo "$row" | cut -d'|' -f9 | tr -d ' ')
                 if [[ -n $achieved && $lost == 0 ]] && ((achieved * 100 >= rate * 95)); then
                     best=$rate
+                    bframes=$(echo "$row" | cut -d'|' -f15 | tr -d ' ')
+                    bdpf=$(echo "$row" | cut -d'|' -f16 | tr -d ' ')
                 else
                     fail="$rate (${achieved:-?}/s, lost ${lost:-?})"
                     break
@@ -185,9 +209,11 @@ if ! skip throughput; then
             done
             name=$sys
             [[ $sys == qb ]] && name=quotebus
-            echo "| $name | $subs | $best | $fail | $l0 -> $(la) |"
+            echo "| $name | $subs | $best | $bframes | $bdpf | $fail | $l0 -> $(la) |"
         done
     done
+    echo
+    echo "command per step: \`qb-bench-e2e run --pub URL --sub URL --subs N --rate R --seconds $TP_SECS --burst $BURST [--adapter-pub]\` (see the header of tests/bench/run-all.sh for the URLs of each system)"
     echo
 fi
 

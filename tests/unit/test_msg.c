@@ -4,7 +4,9 @@
  * truncated prefix and every single-byte mutation of valid frames, version
  * and topic checks, hostile counts and nesting, level limits, the JSON form,
  * and the worked hex examples of proto/PROTOCOL.md (decoded with the real
- * decoder and compared with the JSON shown under each).
+ * decoder and compared with the JSON shown under each); the hand-written
+ * encoder against msgpack-c's packer, byte for byte, on randomized messages,
+ * and a batched frame of many maps.
  */
 #include "buf.h"
 #include "err.h"
@@ -1008,6 +1010,352 @@ QB_TEST(protocol_md_examples)
     qb_buf_fini(&re);
     qb_decoder_free(d);
     free(doc);
+}
+
+/* ---- the encoder against a plain msgpack-c packer ------------------------
+ * proto/msg.c packs with msgpack-c into a buffer reserved to an upper bound
+ * of the map's size, through a write callback that only copies. This is
+ * the straightforward packer (same key order, same calls, a callback that
+ * appends with reallocation), kept as the reference: for randomized
+ * messages of every type, with integers at every boundary of msgpack's
+ * forms, both must give the same bytes (so the bound and the fast callback
+ * lose nothing), and the decoder must give the message back. */
+
+static int ref_key(msgpack_packer *pk, const char *key)
+{
+    size_t n = strlen(key);
+    int rc = msgpack_pack_str(pk, n);
+    return rc ? rc : msgpack_pack_str_body(pk, key, n);
+}
+
+static int ref_qstr(msgpack_packer *pk, qb_str s)
+{
+    int rc = msgpack_pack_str(pk, s.n);
+    return rc ? rc : msgpack_pack_str_body(pk, s.p, s.n);
+}
+
+static int ref_dec(msgpack_packer *pk, qb_dec d)
+{
+    int rc = msgpack_pack_array(pk, 2);
+    rc = rc ? rc : msgpack_pack_int64(pk, d.mant);
+    return rc ? rc : msgpack_pack_int64(pk, d.scale);
+}
+
+static int ref_levels(msgpack_packer *pk, const qb_level *lv, size_t n)
+{
+    int rc = msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = msgpack_pack_array(pk, 4);
+        rc = rc ? rc : msgpack_pack_int64(pk, lv[i].price.mant);
+        rc = rc ? rc : msgpack_pack_int64(pk, lv[i].price.scale);
+        rc = rc ? rc : msgpack_pack_int64(pk, lv[i].size.mant);
+        rc = rc ? rc : msgpack_pack_int64(pk, lv[i].size.scale);
+    }
+    return rc;
+}
+
+static int ref_pack_map(const qb_msg *m, msgpack_packer *pk)
+{
+    size_t n = 8;
+    const qb_ticker *t = &m->ticker;
+    switch (m->type) {
+    case QB_MSG_SNAPSHOT:
+        n += 5;
+        break;
+    case QB_MSG_DELTA:
+        n += 4;
+        break;
+    case QB_MSG_TRADE:
+        n += 4;
+        break;
+    case QB_MSG_STATUS:
+        n += 2;
+        break;
+    case QB_MSG_TICKER:
+        n += 1 + (t->has_bid ? 2 : 0) + (t->has_ask ? 2 : 0) + t->has_volume + t->has_change;
+        break;
+    }
+    int rc = msgpack_pack_map(pk, n);
+    rc = rc ? rc : ref_key(pk, "v");
+    rc = rc ? rc : msgpack_pack_uint64(pk, QB_PROTO_VERSION);
+    rc = rc ? rc : ref_key(pk, "type");
+    rc = rc ? rc : ref_key(pk, qb_msg_type_name(m->type));
+    rc = rc ? rc : ref_key(pk, "ex");
+    rc = rc ? rc : ref_qstr(pk, m->exchange);
+    rc = rc ? rc : ref_key(pk, "sym");
+    rc = rc ? rc : ref_qstr(pk, m->symbol);
+    rc = rc ? rc : ref_key(pk, "nsym");
+    rc = rc ? rc : ref_qstr(pk, m->native);
+    rc = rc ? rc : ref_key(pk, "seq");
+    rc = rc ? rc : msgpack_pack_uint64(pk, m->seq);
+    rc = rc ? rc : ref_key(pk, "ets");
+    rc = rc ? rc : msgpack_pack_uint64(pk, m->exch_ts);
+    rc = rc ? rc : ref_key(pk, "rts");
+    rc = rc ? rc : msgpack_pack_uint64(pk, m->recv_ts);
+    switch (m->type) {
+    case QB_MSG_SNAPSHOT:
+    case QB_MSG_DELTA:
+        rc = rc ? rc : ref_key(pk, "fid");
+        rc = rc ? rc : msgpack_pack_uint64(pk, m->first_id);
+        rc = rc ? rc : ref_key(pk, "lid");
+        rc = rc ? rc : msgpack_pack_uint64(pk, m->last_id);
+        rc = rc ? rc : ref_key(pk, "bids");
+        rc = rc ? rc : ref_levels(pk, m->bids, m->n_bids);
+        rc = rc ? rc : ref_key(pk, "asks");
+        rc = rc ? rc : ref_levels(pk, m->asks, m->n_asks);
+        if (m->type == QB_MSG_SNAPSHOT) {
+            rc = rc ? rc : ref_key(pk, "refresh");
+            rc = rc ? rc : (m->refresh ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+        }
+        break;
+    case QB_MSG_TRADE:
+        rc = rc ? rc : ref_key(pk, "tid");
+        rc = rc ? rc : msgpack_pack_uint64(pk, m->trade_id);
+        rc = rc ? rc : ref_key(pk, "px");
+        rc = rc ? rc : ref_dec(pk, m->price);
+        rc = rc ? rc : ref_key(pk, "qty");
+        rc = rc ? rc : ref_dec(pk, m->qty);
+        rc = rc ? rc : ref_key(pk, "side");
+        rc = rc ? rc : ref_key(pk, qb_side_name(m->side));
+        break;
+    case QB_MSG_STATUS:
+        rc = rc ? rc : ref_key(pk, "state");
+        rc = rc ? rc : ref_key(pk, qb_feed_state_name(m->state));
+        rc = rc ? rc : ref_key(pk, "reason");
+        rc = rc ? rc : ref_qstr(pk, m->reason.p ? m->reason : (qb_str){"", 0});
+        break;
+    case QB_MSG_TICKER:
+        rc = rc ? rc : ref_key(pk, "last");
+        rc = rc ? rc : ref_dec(pk, t->last);
+        if (t->has_bid) {
+            rc = rc ? rc : ref_key(pk, "bid");
+            rc = rc ? rc : ref_dec(pk, t->bid);
+            rc = rc ? rc : ref_key(pk, "bidq");
+            rc = rc ? rc : ref_dec(pk, t->bid_qty);
+        }
+        if (t->has_ask) {
+            rc = rc ? rc : ref_key(pk, "ask");
+            rc = rc ? rc : ref_dec(pk, t->ask);
+            rc = rc ? rc : ref_key(pk, "askq");
+            rc = rc ? rc : ref_dec(pk, t->ask_qty);
+        }
+        if (t->has_volume) {
+            rc = rc ? rc : ref_key(pk, "vol");
+            rc = rc ? rc : ref_dec(pk, t->volume_24h);
+        }
+        if (t->has_change) {
+            rc = rc ? rc : ref_key(pk, "chg");
+            rc = rc ? rc : ref_dec(pk, t->change_24h);
+        }
+        break;
+    }
+    return rc;
+}
+
+static uint64_t rnd_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+/* An unsigned value near a boundary of msgpack's integer forms, or random. */
+static uint64_t rnd_u64(void)
+{
+    static const uint64_t edges[] = {0,     1,     127,        128,         255,
+                                     256,   65535, 65536,      4294967295u, 4294967296ull,
+                                     UINT64_MAX};
+    uint64_t r = rnd();
+    if (r % 3 == 0) {
+        return edges[(r >> 8) % (sizeof edges / sizeof edges[0])] - ((r >> 16) & 1);
+    }
+    return rnd() >> (rnd() % 64);
+}
+
+static int64_t rnd_i64(int64_t lo, int64_t hi)
+{
+    static const int64_t edges[] = {0,      -1,          -31,           -32,  -33,
+                                    -127,   -128,        -129,          -32767, -32768,
+                                    -32769, INT32_MIN,   (int64_t)INT32_MIN - 1, 127, 128,
+                                    65535,  65536,       INT64_MAX,     -INT64_MAX};
+    int64_t v;
+    uint64_t r = rnd();
+    if (r % 2 == 0) {
+        v = edges[(r >> 8) % (sizeof edges / sizeof edges[0])];
+    } else {
+        v = (int64_t)(rnd() >> (rnd() % 64));
+        if (r & 2) {
+            v = -v;
+        }
+    }
+    if (v == INT64_MIN) {
+        v = -INT64_MAX;
+    }
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+static qb_dec rnd_dec(int64_t lo)
+{
+    return (qb_dec){rnd_i64(lo, INT64_MAX), (int8_t)rnd_i64(-QB_DEC_MAX_SCALE, QB_DEC_MAX_SCALE)};
+}
+
+static void rnd_name(char *buf, size_t max, bool dots)
+{
+    size_t n = 1 + rnd() % max;
+    for (size_t i = 0; i < n; i++) {
+        char c = (char)('!' + rnd() % 94);
+        buf[i] = (!dots && c == '.') ? 'x' : c;
+    }
+    buf[n] = '\0';
+}
+
+QB_TEST(encoder_matches_msgpack_c_packer)
+{
+    enum { ROUNDS = 3000 };
+    qb_decoder *d = qb_decoder_new();
+    qb_buf mine = QB_BUF_INIT;
+    msgpack_sbuffer ref;
+    msgpack_sbuffer_init(&ref);
+    qb_level *lv[2] = {calloc(300, sizeof(qb_level)), calloc(300, sizeof(qb_level))};
+    char ex[40], sym[40], nat[70], reason[300];
+    size_t checked = 0, mism = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        qb_msg m;
+        memset(&m, 0, sizeof m);
+        m.type = (qb_msg_type)(1 + rnd() % 5);
+        m.version = QB_PROTO_VERSION;
+        rnd_name(ex, 20, false);
+        rnd_name(sym, 36, false); /* fixstr and str8 */
+        rnd_name(nat, 64, true);
+        m.exchange = (qb_str){ex, strlen(ex)};
+        m.symbol = (qb_str){sym, strlen(sym)};
+        m.native = (qb_str){nat, strlen(nat)};
+        m.seq = rnd_u64();
+        m.exch_ts = rnd_u64();
+        m.recv_ts = rnd_u64();
+        switch (m.type) {
+        case QB_MSG_SNAPSHOT:
+        case QB_MSG_DELTA: {
+            size_t counts[2];
+            for (int s = 0; s < 2; s++) {
+                uint64_t k = rnd() % 8;
+                counts[s] = k == 0 ? 0 : (k < 6 ? rnd() % 16 : rnd() % 300); /* fix/array16 */
+                for (size_t i = 0; i < counts[s]; i++) {
+                    lv[s][i].price = rnd_dec(1);
+                    lv[s][i].size = rnd_dec(0);
+                }
+            }
+            m.first_id = rnd_u64();
+            m.last_id = rnd_u64();
+            m.bids = lv[0];
+            m.n_bids = counts[0];
+            m.asks = lv[1];
+            m.n_asks = counts[1];
+            m.refresh = m.type == QB_MSG_SNAPSHOT && (rnd() & 1);
+            break;
+        }
+        case QB_MSG_TRADE:
+            m.trade_id = rnd_u64();
+            m.price = rnd_dec(1);
+            m.qty = rnd_dec(0);
+            m.side = (qb_side)(rnd() % 3);
+            break;
+        case QB_MSG_STATUS: {
+            m.state = (qb_feed_state)(rnd() % 5);
+            size_t n = rnd() % 257; /* fixstr, str8, str16 */
+            for (size_t i = 0; i < n; i++) {
+                reason[i] = (char)(' ' + rnd() % 95);
+            }
+            m.reason = (qb_str){n ? reason : NULL, n};
+            break;
+        }
+        case QB_MSG_TICKER:
+            m.ticker.last = rnd_dec(INT64_MIN + 1);
+            m.ticker.has_bid = rnd() & 1;
+            m.ticker.bid = rnd_dec(INT64_MIN + 1);
+            m.ticker.bid_qty = rnd_dec(INT64_MIN + 1);
+            m.ticker.has_ask = rnd() & 1;
+            m.ticker.ask = rnd_dec(INT64_MIN + 1);
+            m.ticker.ask_qty = rnd_dec(INT64_MIN + 1);
+            m.ticker.has_volume = rnd() & 1;
+            m.ticker.volume_24h = rnd_dec(INT64_MIN + 1);
+            m.ticker.has_change = rnd() & 1;
+            m.ticker.change_24h = rnd_dec(INT64_MIN + 1);
+            break;
+        }
+        qb_buf_reset(&mine);
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &mine), QB_OK);
+        /* the reference: topic NUL, then msgpack-c's packer */
+        char topic[QB_TOPIC_MAX + 1];
+        int tn = qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type), m.exchange,
+                                 m.symbol);
+        QB_CHECK(tn > 0);
+        msgpack_sbuffer_clear(&ref);
+        msgpack_sbuffer_write(&ref, topic, (size_t)tn + 1);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &ref, msgpack_sbuffer_write);
+        QB_CHECK_EQ_INT(ref_pack_map(&m, &pk), 0);
+        if (ref.size != mine.len || memcmp(ref.data, mine.data, mine.len) != 0) {
+            mism++;
+        }
+        /* and the decoder gives the message back */
+        qb_msg back;
+        int rc = decode_one(d, mine.data, mine.len, &back);
+        QB_CHECK_EQ_INT(rc, QB_OK);
+        if (m.type == QB_MSG_STATUS && m.reason.p == NULL) {
+            m.reason = (qb_str){"", 0};
+        }
+        if (rc == QB_OK && !msg_eq(&m, &back)) {
+            mism++;
+        }
+        checked++;
+    }
+    QB_CHECK_EQ_INT(mism, 0);
+    QB_CHECK_EQ_INT(checked, ROUNDS);
+    /* a failed encode leaves the buffer as it was */
+    qb_msg bad = sample(QB_MSG_DELTA);
+    qb_level neg = {{-1, 0}, {1, 0}};
+    bad.bids = &neg;
+    bad.n_bids = 1;
+    size_t before = mine.len;
+    QB_CHECK_EQ_INT(qb_msg_encode_map(&bad, &mine), QB_EINVAL);
+    QB_CHECK_EQ_INT(mine.len, before);
+    free(lv[0]);
+    free(lv[1]);
+    msgpack_sbuffer_destroy(&ref);
+    qb_buf_fini(&mine);
+    qb_decoder_free(d);
+}
+
+/* Batches as the adapter's publisher builds them: one topic, many maps
+ * appended with qb_msg_encode_map; the decoder iterates all of them. */
+QB_TEST(batched_frame_of_many_deltas)
+{
+    qb_decoder *d = qb_decoder_new();
+    qb_buf b = QB_BUF_INIT;
+    qb_msg m = sample(QB_MSG_DELTA);
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+    for (int i = 1; i < 64; i++) {
+        m.seq = 42 + (uint64_t)i;
+        QB_CHECK_EQ_INT(qb_msg_encode_map(&m, &b), QB_OK);
+    }
+    qb_str topic;
+    QB_CHECK_EQ_INT(qb_decoder_begin(d, b.data, b.len, &topic), QB_OK);
+    QB_CHECK(topic.n == strlen("book.binance.BTC-USDT"));
+    qb_msg out;
+    uint64_t want = 42;
+    int rc;
+    while ((rc = qb_decoder_next(d, &out)) == QB_OK) {
+        QB_CHECK_EQ_INT(out.seq, want);
+        QB_CHECK_EQ_INT(out.n_bids, 2);
+        want++;
+    }
+    QB_CHECK_EQ_INT(rc, QB_EEOF);
+    QB_CHECK_EQ_INT(want, 42 + 64);
+    qb_buf_fini(&b);
+    qb_decoder_free(d);
 }
 
 int main(void)
