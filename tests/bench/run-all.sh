@@ -15,6 +15,9 @@
 #   ADAPTER_RUNS  runs of qb-bench-adapter [7]
 #   CALLGRIND  1 to add callgrind instruction counts (needs valgrind) [1]
 #   SKIP       space-separated sections to skip: adapter latency throughput memory
+#              websocket compare (5 and 6 call run-ws.sh and compare/run-compare.sh,
+#              whose own knobs pass through: WS_*, and RATE, CHANGES, WARMUP,
+#              CLIENTS for the comparison, whose window is CMP_SECS [30])
 # The one-minute throughput window alone (about 10 minutes):
 #   SKIP="adapter latency memory" TP_SECS=60 tests/bench/run-all.sh
 # Systems (tests/bench/e2e_bench.c): raw1 = NNG PUB->SUB, raw2 = PUB ->
@@ -42,7 +45,8 @@ B=$BUILD/bin
 build_note="built now"
 if [[ ${NO_BUILD:-0} != 1 ]]; then
     cmake -S "$root" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
-    if ! cmake --build "$BUILD" --target qb-bench-adapter qb-bench-e2e quotebus-broker -j2 \
+    if ! cmake --build "$BUILD" --target qb-bench-adapter qb-bench-e2e qb-bench-ws quotebus-broker \
+        quotebus-adapter quotebus-exsim -j2 \
         >"$BUILD/bench-build.log" 2>&1; then
         # The tree is shared: another engineer's file may be mid-edit.
         echo "run-all.sh: build failed (see $BUILD/bench-build.log); using the binaries already in $B" >&2
@@ -238,4 +242,18 @@ if ! skip memory; then
     echo "command: \`quotebus-broker --no-spawn --ingest ipc://T/bin.ipc --pub ipc://T/bout.ipc --snapshot off --http-listen off\`, then \`qb-bench-e2e fill --pub ipc://T/bin.ipc --instruments 1000 --levels 1000\`, then VmRSS from /proc/PID/status"
     echo
 fi
-echo "Not run by this script: websocket fan-out and the Python/ccxt client comparisons (see BENCHMARKS.md)."
+# ---- 5. websocket fan-out and latency, 6. what users run today ---------------
+# Both scripts print their own markdown tables (captured here by the tee).
+if ! skip websocket; then
+    echo "## 5. Websocket fan-out and latency (tests/bench/run-ws.sh)"
+    echo
+    NO_BUILD=1 BUILD=$BUILD "$root/tests/bench/run-ws.sh" || echo "run-ws.sh failed (exit $?)"
+    echo
+fi
+if ! skip compare; then
+    echo "## 6. What users run today (tests/bench/compare/run-compare.sh)"
+    echo
+    NO_BUILD=1 BUILD=$BUILD SECS=${CMP_SECS:-30} "$root/tests/bench/compare/run-compare.sh" ||
+        echo "run-compare.sh failed (exit $?)"
+    echo
+fi
