@@ -155,6 +155,17 @@ static void adapter_sync_on_delta(qb_sync *s, const qb_event *ev)
     qb__pub_send(in->a->pub, &m);
 }
 
+static void adapter_publish_status(qb_inst *in, qb_feed_state st, const char *reason)
+{
+    qb_msg m;
+    adapter_msg_init(in, &m, QB_MSG_STATUS);
+    m.seq = ++in->status_seq;
+    m.recv_ts = qb_now_ns();
+    m.state = st;
+    m.reason = (qb_str){reason, strlen(reason)};
+    qb__pub_send(in->a->pub, &m);
+}
+
 static void adapter_sync_on_state(qb_sync *s, qb_feed_state st, const char *reason)
 {
     qb_inst *in = s->user;
@@ -164,13 +175,7 @@ static void adapter_sync_on_state(qb_sync *s, qb_feed_state st, const char *reas
         qb_log(lvl, "feed_state", "symbol=%s state=%s%s%s%s", in->symbol, qb_feed_state_name(st),
                reason[0] ? " reason=" : "", reason, adapter_suppressed(sup));
     }
-    qb_msg m;
-    adapter_msg_init(in, &m, QB_MSG_STATUS);
-    m.seq = ++in->status_seq;
-    m.recv_ts = qb_now_ns();
-    m.state = st;
-    m.reason = (qb_str){reason, strlen(reason)};
-    qb__pub_send(in->a->pub, &m);
+    adapter_publish_status(in, st, reason);
 }
 
 /* ---- snapshot fetches ------------------------------------------------------ */
@@ -744,8 +749,18 @@ static void adapter_refresh_cb(lws_sorted_usec_list_t *sul)
         return;
     }
     uint64_t now = qb_now_ns();
+    /* A (re)connection to the broker since the last refresh: the broker may
+     * be a new process that has never seen our statuses (they are sent on
+     * change only, and those sent while it was down are lost), so each
+     * instrument's current state is said again (status seq + 1). */
+    uint64_t connects = qb__pub_connects(a->pub);
+    bool reconnected = connects != a->pub_connects_seen;
+    a->pub_connects_seen = connects;
     for (size_t i = 0; i < a->ninst; i++) {
         qb_inst *in = &a->insts[i];
+        if (reconnected && in->status_seq > 0) {
+            adapter_publish_status(in, in->sync.feed, in->sync.reason);
+        }
         if (in->sync.state == QB_SYNC_LIVE && in->book_published) {
             adapter_publish_book(in, true, now, 0);
         }

@@ -81,6 +81,8 @@ bool qb__pub_input_waiting(qb_pub *p, qb_adapter *a);
 /* Changes the bounds (max_maps 1 = no batching; flushes first). Tests and
  * benchmarks. */
 void qb__pub_set_batch(qb_pub *p, uint32_t max_maps, size_t max_bytes);
+/* Connections to the broker made so far (qb_dialer_connects). */
+uint64_t qb__pub_connects(const qb_pub *p);
 
 /* ---- rest.c ------------------------------------------------------------ */
 
@@ -217,6 +219,7 @@ struct qb_adapter {
     volatile sig_atomic_t stop;
     bool stopping;
     lws_sorted_usec_list_t sul_refresh;
+    uint64_t pub_connects_seen; /* qb__pub_connects at the last refresh */
     lws_sorted_usec_list_t sul_stats;
 };
 

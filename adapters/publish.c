@@ -109,6 +109,11 @@ int qb__pub_open(qb_pub **out, const char *url, qb_pub_counters *cnt)
     return QB_OK;
 }
 
+uint64_t qb__pub_connects(const qb_pub *p)
+{
+    return p->dialer != NULL ? qb_dialer_connects(p->dialer) : 0;
+}
+
 void qb__pub_set_batch(qb_pub *p, uint32_t max_maps, size_t max_bytes)
 {
     qb__pub_flush(p);

@@ -25,6 +25,7 @@ struct qb_dialer {
     atomic_bool stopping;
     _Atomic uint64_t last_pipe_ns; /* monotonic: last time a pipe existed */
     _Atomic uint64_t redials;
+    _Atomic uint64_t connects;
 };
 
 static void dialer_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
@@ -33,6 +34,7 @@ static void dialer_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     (void)p;
     if (ev == NNG_PIPE_EV_ADD_POST) {
         atomic_fetch_add(&d->pipes, 1);
+        atomic_fetch_add(&d->connects, 1);
         atomic_store(&d->last_pipe_ns, qb_mono_ns());
         QB_INFO("nng_connected", "connected to %s at %s", d->what, d->url);
     } else if (ev == NNG_PIPE_EV_REM_POST) {
@@ -115,4 +117,9 @@ int qb_dialer_pipes(const qb_dialer *d)
 uint64_t qb_dialer_redials(const qb_dialer *d)
 {
     return atomic_load(&((qb_dialer *)d)->redials);
+}
+
+uint64_t qb_dialer_connects(const qb_dialer *d)
+{
+    return atomic_load(&((qb_dialer *)d)->connects);
 }

@@ -202,8 +202,18 @@ def case_broker_kill(st):
     log("kill -9 broker in the burst")
     broker.kill9()
     time.sleep(0.5)
-    broker2 = fl.plain_broker(st, name="broker2")
+    port = fl.free_port()
+    broker2 = fl.plain_broker(st, name="broker2",
+                              extra=["--http-listen", "127.0.0.1:%d" % port])
     exact(readers, sim)
+    # The new broker never saw the adapter's status changes (they happened
+    # before it existed): the adapter says its current state again when it
+    # connects, so /metrics knows every feed is live, not "unknown".
+    def all_live():
+        m = fl.metrics(port)
+        st_ = fl.inst_states(m, "binance") if m is not None else {}
+        return len(st_) == len(SYMS) and all(v[0] == "live" for v in st_.values())
+    wait_for(all_live, 15, "the restarted broker's /metrics to show every feed live")
     fl.check_alive(adapter, *[r.proc for r in readers])
     fl.stop_clean(*[r.proc for r in readers], adapter, broker2, sim)
 
