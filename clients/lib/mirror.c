@@ -25,6 +25,24 @@
  * broker applies a frame to its book before forwarding it, so any snapshot
  * requested after such a delta arrived already contains it.
  *
+ * Publisher restarts (PROTOCOL.md 11.4, rules 7 and 8). The book's seq can
+ * be ahead of the stream (after a service snapshot), which is why step 4
+ * drops deltas at or below it; but a restarted adapter or broker numbers
+ * from 1 again, and its deltas would be dropped as "stale" until one lands
+ * on the old book's seq + 1 and is applied to the wrong book. So each book
+ * also keeps stream_seq, the last seq seen on the STREAM: on one
+ * publisher's stream seqs only go up (a refresh repeats the current one).
+ * A book message below stream_seq, or a delta equal to it, is a new
+ * publisher: counted (restarts), logged (mirror.publisher_restart), the
+ * book invalidated (RESYNCING: every snapshot is accepted again, deltas
+ * wait) and requested; a snapshot that revealed it is applied at once.
+ * And when the SUB socket gets a new pipe after having had one
+ * (reconnects: the broker may be a new process), every book is
+ * invalidated and requested the same way and its stream_seq forgotten.
+ * The pipe callback runs on an NNG thread and only counts (ADD_PRE, which
+ * NNG runs before the pipe can deliver a frame); the mirror thread checks
+ * the count before every frame and acts on it.
+ *
  * Failures: a request that times out or fails marks the service down for a
  * backoff (250 ms doubling to 4 s) during which no request is sent and
  * books heal from the stream only; a book the service does not know yet
@@ -79,6 +97,8 @@ typedef struct mirror_book {
     uint64_t last_mono; /* qb_mono_ns of the last message */
     uint64_t exch_ts;
     uint64_t gaps, snapshots;
+    uint64_t stream_seq; /* last seq seen on the stream (valid when has_stream_seq) */
+    bool has_stream_seq;
     /* Mirror thread only: */
     bool want; /* needs a snapshot from the service */
     uint64_t next_try;
@@ -93,7 +113,7 @@ typedef struct mirror_prefix {
 
 typedef struct mirror_counters {
     _Atomic uint64_t frames, invalid, deltas, gaps, snapshot_requests, snapshot_failures,
-        service_snapshots, stream_snapshots, stale_dropped, untracked;
+        service_snapshots, stream_snapshots, stale_dropped, untracked, restarts, reconnects;
 } mirror_counters;
 
 struct qb_mirror {
@@ -109,6 +129,8 @@ struct qb_mirror {
     nng_socket sub, req;
     bool sub_open, req_open;
     atomic_int sub_pipes;
+    atomic_uint sub_connects; /* pipes ever added (ADD_PRE), NNG threads */
+    unsigned connects_seen;   /* mirror thread only */
     qb_decoder *dec;
     pthread_t thread;
     bool thread_started;
@@ -254,6 +276,37 @@ static void mirror_gap(qb_mirror *m, mirror_book *b, const char *why, uint64_t w
     mirror_want(m, b, true);
 }
 
+/* The book no longer matches the stream: RESYNCING (levels stay readable as
+ * the last exact state; since the book is not LIVE, any snapshot, stream or
+ * service, is accepted and deltas wait), snapshot requested at once. */
+static void mirror_invalidate(qb_mirror *m, mirror_book *b)
+{
+    if (b->state == QB_MIRROR_LIVE) {
+        b->state = QB_MIRROR_RESYNCING;
+    }
+    mirror_want(m, b, true);
+}
+
+/* Rule 7: a book message below the stream's last seq, or a delta equal to
+ * it, comes from a restarted publisher. Returns true when msg is one. */
+static bool mirror_restart_check(qb_mirror *m, mirror_book *b, const qb_msg *msg)
+{
+    bool restart = b->has_stream_seq && (msg->seq < b->stream_seq ||
+                                         (msg->type == QB_MSG_DELTA && msg->seq == b->stream_seq));
+    if (restart) {
+        mirror_add(&m->c.restarts, 1);
+        QB_LOG_RL(QB_LOG_WARN, "mirror.publisher_restart",
+                  "topic=%s: %s seq %llu after seq %llu on the stream: the publisher restarted; "
+                  "book invalidated, resyncing",
+                  b->topic, msg->type == QB_MSG_DELTA ? "delta" : "snapshot",
+                  (unsigned long long)msg->seq, (unsigned long long)b->stream_seq);
+        mirror_invalidate(m, b);
+    }
+    b->stream_seq = msg->seq;
+    b->has_stream_seq = true;
+    return restart;
+}
+
 /* Applies one stream message to b. Returns true when b changed. */
 static bool mirror_apply(qb_mirror *m, mirror_book *b, const qb_msg *msg, uint64_t now)
 {
@@ -263,7 +316,11 @@ static bool mirror_apply(qb_mirror *m, mirror_book *b, const qb_msg *msg, uint64
         b->status = msg->state;
         return changed;
     }
+    if (msg->type != QB_MSG_SNAPSHOT && msg->type != QB_MSG_DELTA) {
+        return false;
+    }
     b->last_mono = now; /* the age of a book counts from its last book message */
+    bool restart = mirror_restart_check(m, b, msg);
     if (msg->type == QB_MSG_SNAPSHOT) {
         if (msg->refresh && b->state == QB_MIRROR_LIVE && msg->seq < b->seq) {
             /* Older than our book (queued before a service snapshot). */
@@ -282,14 +339,11 @@ static bool mirror_apply(qb_mirror *m, mirror_book *b, const qb_msg *msg, uint64
         }
         return true;
     }
-    if (msg->type != QB_MSG_DELTA) {
-        return false;
-    }
     if (b->state != QB_MIRROR_LIVE) {
         /* No exact book: the snapshot asked for (after this delta was
          * received) will contain it. */
         mirror_want(m, b, false);
-        return false;
+        return restart;
     }
     if (msg->seq <= b->seq) {
         mirror_add(&m->c.stale_dropped, 1);
@@ -529,6 +583,43 @@ static void mirror_requests(qb_mirror *m)
 
 /* ---- thread ----------------------------------------------------------- */
 
+/* Rule 8: after the SUB socket got a new pipe (not its first), the broker
+ * may be a new process numbering anew: invalidate every book, forget its
+ * stream seq, request everything again (the service may answer
+ * unknown_topic or fail until the new broker has books: the backoffs
+ * handle it). Called before every frame; cheap when nothing happened. */
+static void mirror_reconnect_check(qb_mirror *m)
+{
+    unsigned c = atomic_load(&m->sub_connects);
+    if (c == m->connects_seen) {
+        return;
+    }
+    bool reconnected = c > 1; /* a pipe after the first one */
+    m->connects_seen = c;
+    if (!reconnected) {
+        return;
+    }
+    mirror_add(&m->c.reconnects, 1);
+    pthread_mutex_lock(&m->lock);
+    size_t n = m->n_books;
+    for (size_t i = 0; i < n; i++) {
+        mirror_book *b = m->books[i];
+        b->has_stream_seq = false;
+        mirror_invalidate(m, b);
+    }
+    pthread_mutex_unlock(&m->lock);
+    for (size_t i = 0; i < m->n_prefixes; i++) {
+        m->prefixes[i].pending = m->snapshot != NULL;
+    }
+    QB_LOG_RL(QB_LOG_WARN, "mirror.reconnected",
+              "reconnected to the broker (%s): %zu books invalidated, resyncing", m->connect, n);
+    /* Books are only added and their topics never change on this thread:
+     * no lock needed to read them here. */
+    for (size_t i = 0; i < n; i++) {
+        mirror_notify(m, m->books[i]->topic);
+    }
+}
+
 static void *mirror_main(void *arg)
 {
     qb_mirror *m = arg;
@@ -540,6 +631,7 @@ static void *mirror_main(void *arg)
         mirror_sleep_ms(10);
     }
     while (!atomic_load(&m->stop)) {
+        mirror_reconnect_check(m);
         mirror_requests(m);
         /* Drain what is queued, then wait a tick. */
         for (int n = 0; n < 4096 && !atomic_load(&m->stop); n++) {
@@ -548,6 +640,7 @@ static void *mirror_main(void *arg)
             if (rv != 0) {
                 break;
             }
+            mirror_reconnect_check(m);
             mirror_frame(m, frame);
             nng_msg_free(frame);
             if ((n & 255) == 255) {
@@ -561,6 +654,12 @@ static void *mirror_main(void *arg)
 static void mirror_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     qb_mirror *m = arg;
+    (void)p;
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        /* Before the pipe can deliver anything: see mirror_reconnect_check. */
+        atomic_fetch_add(&m->sub_connects, 1);
+        return;
+    }
     atomic_fetch_add(&m->sub_pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
 }
 
@@ -569,6 +668,7 @@ static void mirror_free(qb_mirror *m)
     /* Bounded close: NNG 1.5.2 can hang closing a SUB socket while frames
      * arrive (see qbc_close_socket). Our pipe callbacks go first. */
     if (m->sub_open) {
+        nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_PRE, NULL, NULL);
         nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_POST, NULL, NULL);
         nng_pipe_notify(m->sub, NNG_PIPE_EV_REM_POST, NULL, NULL);
         if (qbc_close_socket(m->sub, MIRROR_CLOSE_WAIT_MS) != QB_OK) {
@@ -639,6 +739,7 @@ QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
     pthread_mutex_init(&m->lock, NULL);
     atomic_init(&m->stop, false);
     atomic_init(&m->sub_pipes, 0);
+    atomic_init(&m->sub_connects, 0u);
     m->on_change = cfg->on_change;
     m->arg = cfg->arg;
     m->timeout_ms =
@@ -679,6 +780,7 @@ QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
             goto fail;
         }
     }
+    nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_PRE, mirror_pipe_cb, m);
     nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_POST, mirror_pipe_cb, m);
     nng_pipe_notify(m->sub, NNG_PIPE_EV_REM_POST, mirror_pipe_cb, m);
     if ((rv = nng_dial(m->sub, m->connect, NULL, NNG_FLAG_NONBLOCK)) != 0) {
@@ -870,6 +972,8 @@ QB_API void qb_mirror_stats_get(qb_mirror *m, qb_mirror_stats *out)
     out->stream_snapshots = atomic_load(&c->stream_snapshots);
     out->stale_dropped = atomic_load(&c->stale_dropped);
     out->untracked = atomic_load(&c->untracked);
+    out->restarts = atomic_load(&c->restarts);
+    out->reconnects = atomic_load(&c->reconnects);
     pthread_mutex_lock(&m->lock);
     out->books = m->n_books;
     uint64_t live = 0;

@@ -377,6 +377,13 @@ typedef struct qb_mirror_stats {
     uint64_t untracked;         /* messages of books past max_books */
     uint64_t books;             /* books mirrored (gauge) */
     uint64_t books_live;        /* of which LIVE (gauge) */
+    /* Appended in 0.1 after the fields above (their order is ABI): */
+    uint64_t restarts;   /* publisher restarts seen on the stream (a book's
+                            seq went back): the book was invalidated and
+                            resynced ("mirror.publisher_restart") */
+    uint64_t reconnects; /* reconnections to the broker (it may be a new
+                            process): every book was invalidated and
+                            resynced ("mirror.reconnected") */
 } qb_mirror_stats;
 
 /* Copies the counters. Any thread. */

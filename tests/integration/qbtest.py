@@ -260,15 +260,38 @@ class Stack:
 
 
 class Book:
+    """A subscriber's book kept from the stream (PROTOCOL.md sections 6 and
+    11.4): valid from a snapshot on, deltas in sequence, anything else
+    invalidates until the next snapshot. With the publisher-restart rules
+    of 11.4 (7 and 8): on one publisher's stream a book's seq never goes
+    back (a refresh repeats it), so a message below the last seq seen on the
+    stream, or a delta equal to it, is a restarted adapter or broker
+    numbering anew: counted (restarts) and the book invalid until the next
+    snapshot (which may be that message), never a "duplicate" dropped while
+    the new stream's deltas catch up with the old seq and get applied to the
+    old book. reconnected() is rule 8 for a caller that knows the
+    subscriber reconnected to a new broker."""
+
     def __init__(self):
         self.bids = {}
         self.asks = {}
         self.valid = False
         self.seq = None
+        self.stream_seq = None  # last seq seen on the stream (rule 7)
         self.lid = None
         self.snapshots = 0
         self.deltas = 0
         self.gaps = 0
+        self.restarts = 0
+        self.reconnects = 0
+
+    def reconnected(self):
+        """The subscriber reconnected (the broker may be a new process with
+        new seqs): invalid until the next snapshot, stream seq forgotten."""
+        self.reconnects += 1
+        self.valid = False
+        self.seq = None
+        self.stream_seq = None
 
     @staticmethod
     def _apply(side, levels):
@@ -283,6 +306,15 @@ class Book:
 
     def on(self, m):
         t = m["type"]
+        if t in ("snapshot", "delta"):
+            last, seq = self.stream_seq, m["seq"]
+            if last is not None and self.seq is not None and self.seq < last:
+                last = self.seq  # rebased by a subclass that saw the restart itself
+            self.stream_seq = seq
+            if last is not None and (seq < last or (t == "delta" and seq == last)):
+                self.restarts += 1  # a restarted publisher: the old book is void
+                self.valid = False
+                self.seq = None
         if t == "snapshot":
             self.bids, self.asks = {}, {}
             self._apply(self.bids, m["bids"])
@@ -328,6 +360,13 @@ class Reader:
         self.counts = {}
         self.last_seq = {}
         self.messages = []  # non-book messages (trade, status)
+
+    def reconnected(self):
+        """Book rule 8 (Book.reconnected) for every book: call it when the
+        subscriber is known to have reconnected to a new broker (its output
+        does not say so)."""
+        for b in list(self.books.values()) + list(self.xbooks.values()):
+            b.reconnected()
 
     def poll(self):
         self.proc.out.flush()

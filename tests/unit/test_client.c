@@ -630,6 +630,344 @@ QB_TEST(client_churn_open_close_while_data_flows)
     tb_stop(&t);
 }
 
+/* ---- publisher restarts (PROTOCOL.md 11.4 rules 7 and 8) --------------
+ * Every state the test publisher's book passes through is recorded as a
+ * hash per seq (old and new streams share seqs); the mirror's change
+ * callback (on the mirror thread, where books cannot change under it)
+ * checks that whenever a book is LIVE its levels are one of those states at
+ * its seq. The bug this guards against: a mirror applying a restarted
+ * publisher's delta old_seq + 1 onto the old book, LIVE and wrong. */
+
+#define HIST_SEQS 4096
+#define HIST_SLOTS 4
+
+typedef struct hist {
+    pthread_mutex_t lock;
+    uint64_t h[HIST_SEQS][HIST_SLOTS];
+    int n[HIST_SEQS];
+    const char *topic;
+    atomic_int checked, wrong;
+} hist;
+
+static uint64_t hash_dec(uint64_t h, int64_t mant, int scale)
+{
+    while (mant != 0 && mant % 10 == 0) { /* by value: 1.50 == 1.5 */
+        mant /= 10;
+        scale--;
+    }
+    if (mant == 0) {
+        scale = 0;
+    }
+    h = (h ^ (uint64_t)mant) * 1099511628211ull;
+    return (h ^ (uint64_t)(uint8_t)scale) * 1099511628211ull;
+}
+
+static uint64_t hash_side(uint64_t h, const qb_price_level *lv, size_t n)
+{
+    h = (h ^ n) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++) {
+        h = hash_dec(h, lv[i].price.mantissa, lv[i].price.scale);
+        h = hash_dec(h, lv[i].size.mantissa, lv[i].size.scale);
+    }
+    return h;
+}
+
+static uint64_t hash_feed(feed *f)
+{
+    /* qb_level and qb_price_level have the same layout (the library
+     * copies one into the other). */
+    uint64_t h = 14695981039346656037ull;
+    h = hash_side(h, (const qb_price_level *)qb_book_levels(f->book, QB_BID),
+                  qb_book_depth(f->book, QB_BID));
+    return hash_side(h, (const qb_price_level *)qb_book_levels(f->book, QB_ASK),
+                     qb_book_depth(f->book, QB_ASK));
+}
+
+/* Records f's current book as a state at seq. */
+static void hist_record(hist *hs, feed *f, uint64_t seq)
+{
+    pthread_mutex_lock(&hs->lock);
+    QB_CHECK(seq < HIST_SEQS);
+    if (seq < HIST_SEQS && hs->n[seq] < HIST_SLOTS) {
+        hs->h[seq][hs->n[seq]++] = hash_feed(f);
+    }
+    pthread_mutex_unlock(&hs->lock);
+}
+
+static void hist_on_change(void *arg, qb_mirror *m, const char *topic)
+{
+    hist *hs = arg;
+    static qb_price_level lv[2][4096];
+    qb_book_info info;
+    size_t n[2];
+    if (strcmp(topic, hs->topic) != 0 || qb_mirror_info(m, topic, &info) != QB_OK ||
+        info.state != QB_MIRROR_LIVE) {
+        return;
+    }
+    if (qb_mirror_levels(m, topic, QB_BIDS, lv[0], 4096, &n[0], NULL) != QB_OK ||
+        qb_mirror_levels(m, topic, QB_ASKS, lv[1], 4096, &n[1], NULL) != QB_OK) {
+        atomic_fetch_add(&hs->wrong, 1);
+        return;
+    }
+    uint64_t h = hash_side(hash_side(14695981039346656037ull, lv[0], n[0]), lv[1], n[1]);
+    bool ok = false;
+    pthread_mutex_lock(&hs->lock);
+    for (int i = 0; info.seq < HIST_SEQS && i < hs->n[info.seq]; i++) {
+        ok |= hs->h[info.seq][i] == h;
+    }
+    pthread_mutex_unlock(&hs->lock);
+    atomic_fetch_add(&hs->checked, 1);
+    if (!ok) {
+        atomic_fetch_add(&hs->wrong, 1);
+        fprintf(stderr, "LIVE with a wrong book at seq %llu\n", (unsigned long long)info.seq);
+    }
+}
+
+static qb_mirror *open_hist_mirror(tbroker *t, const char *topic, bool service, hist *hs)
+{
+    const char *topics[] = {topic};
+    qb_mirror_config cfg = {
+        .connect = t->pub_url,
+        .snapshot = service ? t->snap_url : "",
+        .topics = topics,
+        .n_topics = 1,
+        .on_change = hist_on_change,
+        .arg = hs,
+        .snapshot_timeout_ms = 1000,
+    };
+    qb_mirror *m = NULL;
+    QB_CHECK_EQ_INT(qb_mirror_open(&cfg, &m), QB_OK);
+    return m;
+}
+
+static void hist_init(hist *hs, const char *topic)
+{
+    memset(hs, 0, sizeof *hs);
+    pthread_mutex_init(&hs->lock, NULL);
+    hs->topic = topic;
+}
+
+/* A restarted publisher: a different book, numbered from seq0 + 1 on. */
+static void tb_restart_feed(tbroker *t, feed *f, uint64_t seq0, int variant)
+{
+    pthread_mutex_lock(&t->lock);
+    qb_book_clear(f->book);
+    for (int k = 0; k < 20; k++) {
+        qb_book_set(f->book, QB_BID, (qb_dec){999900 - k * 100, 2},
+                    (qb_dec){7000 + 10 * variant + k, 3});
+        qb_book_set(f->book, QB_ASK, (qb_dec){1000100 + k * 100, 2},
+                    (qb_dec){9000 + 10 * variant + k, 3});
+    }
+    f->seq = seq0;
+    f->live = true;
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* tb_snapshot, with the state recorded before it can arrive. */
+static void hsnap(tbroker *t, hist *hs, feed *f, bool refresh, bool publish)
+{
+    hist_record(hs, f, refresh ? f->seq : f->seq + 1);
+    tb_snapshot(t, f, refresh, publish);
+}
+
+/* tb_delta, with the state recorded before it is published. */
+static void hdelta(tbroker *t, hist *hs, feed *f, bool publish)
+{
+    qb_level bids[3], asks[3];
+    for (int k = 0; k < 3; k++) {
+        uint64_t r = rnd(t);
+        bids[k].price = (qb_dec){999900 - (int64_t)(r % 40) * 100, 2};
+        bids[k].size = (qb_dec){(int64_t)((r >> 8) % 4) * 250, 3};
+        asks[k].price = (qb_dec){1000100 + (int64_t)((r >> 16) % 40) * 100, 2};
+        asks[k].size = (qb_dec){(int64_t)((r >> 24) % 4) * 125, 3};
+    }
+    pthread_mutex_lock(&t->lock); /* recorded before the service can show it */
+    QB_CHECK_EQ_INT(qb_book_apply(f->book, bids, 3, asks, 3), QB_OK);
+    f->seq++;
+    hist_record(hs, f, f->seq);
+    pthread_mutex_unlock(&t->lock);
+    qb_msg m = tb_msg(f, QB_MSG_DELTA);
+    m.seq = f->seq;
+    m.bids = bids;
+    m.n_bids = 3;
+    m.asks = asks;
+    m.n_asks = 3;
+    if (publish) {
+        tb_send(t, &m);
+    }
+}
+
+/* Waits until the mirror has received at least frames frames. */
+static void wait_frames(qb_mirror *m, uint64_t frames)
+{
+    qb_mirror_stats st;
+    for (int i = 0; i < 1000; i++) {
+        qb_mirror_stats_get(m, &st);
+        if (st.frames >= frames) {
+            return;
+        }
+        usleep(5000);
+    }
+    QB_CHECK(st.frames >= frames);
+}
+
+/* The "broker" restarts: a new PUB socket on the same address. */
+static void tb_reopen_pub(tbroker *t)
+{
+    nng_close(t->pub);
+    atomic_store(&t->pipes, 0);
+    QB_CHECK_EQ_INT(nng_pub0_open(&t->pub), 0);
+    nng_socket_set_int(t->pub, NNG_OPT_SENDBUF, 8192);
+    nng_pipe_notify(t->pub, NNG_PIPE_EV_ADD_POST, tb_pipe_cb, t);
+    nng_pipe_notify(t->pub, NNG_PIPE_EV_REM_POST, tb_pipe_cb, t);
+    QB_CHECK_EQ_INT(nng_listen(t->pub, t->pub_url, NULL, 0), 0);
+}
+
+QB_TEST(client_mirror_publisher_restart_stream)
+{
+    tbroker t;
+    tb_start(&t, false);
+    feed *a = tb_feed(&t, "binance", "BTC-USDT");
+    hist hs;
+    hist_init(&hs, a->topic);
+    tb_restart_feed(&t, a, 1000, 0);
+    qb_mirror *m = open_hist_mirror(&t, a->topic, false, &hs);
+    wait_pipes(&t, 1);
+    usleep(20000);
+    hsnap(&t, &hs, a, false, true);
+    for (int i = 0; i < 300; i++) {
+        hdelta(&t, &hs, a, true);
+    }
+    QB_CHECK(wait_equal(m, a, 3000));
+
+    /* Restart 1: the new publisher's first snapshot (seq 1) arrives. */
+    tb_restart_feed(&t, a, 0, 1);
+    hsnap(&t, &hs, a, false, true);
+    for (int i = 0; i < 200; i++) {
+        hdelta(&t, &hs, a, true);
+    }
+    QB_CHECK(wait_equal(m, a, 3000));
+    qb_mirror_stats st;
+    qb_mirror_stats_get(m, &st);
+    QB_CHECK_EQ_INT(st.restarts, 1);
+    QB_CHECK_EQ_INT(st.reconnects, 0);
+
+    /* Restart 2: the new snapshot is lost; deltas 2.. run past the old
+     * book's seq + 1. The mirror must not apply them to the old book. */
+    uint64_t old = a->seq;
+    tb_restart_feed(&t, a, 0, 2);
+    hsnap(&t, &hs, a, false, false);
+    qb_mirror_stats_get(m, &st);
+    uint64_t frames = st.frames;
+    for (uint64_t s = 2; s <= old + 5; s++) {
+        hdelta(&t, &hs, a, true);
+    }
+    wait_frames(m, frames + old + 4);
+    qb_book_info info;
+    QB_CHECK_EQ_INT(qb_mirror_info(m, a->topic, &info), QB_OK);
+    QB_CHECK_EQ_INT(info.state, QB_MIRROR_RESYNCING);
+    qb_mirror_stats_get(m, &st);
+    QB_CHECK_EQ_INT(st.restarts, 2);
+    /* The next refresh makes it exact. */
+    hsnap(&t, &hs, a, true, true);
+    for (int i = 0; i < 50; i++) {
+        hdelta(&t, &hs, a, true);
+    }
+    QB_CHECK(wait_equal(m, a, 3000));
+    QB_CHECK_EQ_INT(atomic_load(&hs.wrong), 0);
+    QB_CHECK(atomic_load(&hs.checked) > 500);
+    qb_mirror_close(m);
+    pthread_mutex_destroy(&hs.lock);
+    tb_stop(&t);
+}
+
+QB_TEST(client_mirror_publisher_restart_service)
+{
+    tbroker t;
+    tb_start(&t, true);
+    feed *a = tb_feed(&t, "binance", "BTC-USDT");
+    hist hs;
+    hist_init(&hs, a->topic);
+    tb_restart_feed(&t, a, 1000, 0);
+    hsnap(&t, &hs, a, false, true);
+    qb_mirror *m = open_hist_mirror(&t, a->topic, true, &hs);
+    QB_CHECK_EQ_INT(qb_mirror_wait_live(m, a->topic, 5000), QB_OK);
+    for (int i = 0; i < 300; i++) {
+        hdelta(&t, &hs, a, true);
+    }
+    QB_CHECK(wait_equal(m, a, 3000));
+    /* Restart with the new snapshot lost: delta 2 tells, the service
+     * (which has the new book) heals; the old book is never LIVE again. */
+    uint64_t old = a->seq;
+    tb_restart_feed(&t, a, 0, 1);
+    hsnap(&t, &hs, a, false, false);
+    for (uint64_t s = 2; s <= old + 50; s++) {
+        hdelta(&t, &hs, a, true);
+        if (s % 50 == 0) {
+            usleep(1000);
+        }
+    }
+    QB_CHECK(wait_equal(m, a, 5000));
+    qb_mirror_stats st;
+    qb_mirror_stats_get(m, &st);
+    QB_CHECK(st.restarts >= 1);
+    QB_CHECK(st.service_snapshots >= 2);
+    QB_CHECK_EQ_INT(st.stream_snapshots, 0); /* healed by the service */
+    QB_CHECK_EQ_INT(atomic_load(&hs.wrong), 0);
+    qb_mirror_close(m);
+    pthread_mutex_destroy(&hs.lock);
+    tb_stop(&t);
+}
+
+QB_TEST(client_mirror_broker_reconnect_invalidates)
+{
+    tbroker t;
+    tb_start(&t, false);
+    feed *a = tb_feed(&t, "binance", "BTC-USDT");
+    hist hs;
+    hist_init(&hs, a->topic);
+    tb_restart_feed(&t, a, 1000, 0);
+    qb_mirror *m = open_hist_mirror(&t, a->topic, false, &hs);
+    wait_pipes(&t, 1);
+    usleep(20000);
+    hsnap(&t, &hs, a, false, true);
+    for (int i = 0; i < 300; i++) {
+        hdelta(&t, &hs, a, true);
+    }
+    QB_CHECK(wait_equal(m, a, 3000));
+    /* A new broker whose stream of this book goes on at the old seq + 1
+     * with another book (its snapshot lost): seqs never go back, so only
+     * the reconnection tells the mirror. */
+    uint64_t old = a->seq;
+    tb_reopen_pub(&t);
+    tb_restart_feed(&t, a, old - 1, 1);
+    hsnap(&t, &hs, a, false, false);
+    wait_pipes(&t, 1);
+    usleep(50000);
+    qb_mirror_stats st;
+    qb_mirror_stats_get(m, &st);
+    uint64_t frames = st.frames;
+    for (int i = 0; i < 20; i++) {
+        hdelta(&t, &hs, a, true);
+    }
+    wait_frames(m, frames + 20);
+    qb_book_info info;
+    QB_CHECK_EQ_INT(qb_mirror_info(m, a->topic, &info), QB_OK);
+    QB_CHECK(info.state != QB_MIRROR_LIVE);
+    qb_mirror_stats_get(m, &st);
+    QB_CHECK_EQ_INT(st.reconnects, 1);
+    QB_CHECK_EQ_INT(st.restarts, 0);
+    hsnap(&t, &hs, a, true, true);
+    for (int i = 0; i < 50; i++) {
+        hdelta(&t, &hs, a, true);
+    }
+    QB_CHECK(wait_equal(m, a, 3000));
+    QB_CHECK_EQ_INT(atomic_load(&hs.wrong), 0);
+    qb_mirror_close(m);
+    pthread_mutex_destroy(&hs.lock);
+    tb_stop(&t);
+}
+
 int main(void)
 {
     /* QB_TEST_FILTER=substring runs only the matching tests (debugging). */
