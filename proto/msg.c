@@ -1,40 +1,47 @@
 /*
  * msg.c: the msgpack encoder and decoder of the wire protocol (msg.h,
- * spec in PROTOCOL.md), on msgpack-c 4.0.
+ * spec in PROTOCOL.md): encoder on msgpack-c 4.0's packer, decoder on
+ * MsgPuck (Tarantool's msgpack library, libmsgpuck 1.0.3).
  *
  * Encoding: msgpack_packer into a qb_buf with an upper bound reserved up
  * front (see "encoder" below). Keys are written in one fixed order per type
  * and integers in msgpack-c's smallest form, so equal messages give equal
  * bytes. A failed encode leaves the output buffer as it was.
  *
- * Decoding untrusted frames, in three steps per map:
+ * Decoding untrusted frames, allocating nothing once the level arrays are
+ * warm (MsgPuck's mp_typeof, mp_decode_* and mp_next; no object tree):
  *
  *   frame: topic | 00 | map | map ...
  *                       |
- *   1. msg_scan()   walks the bytes of one map without building anything:
- *                   every length and element count must fit in the bytes
- *                   that remain, and the map may hold at most MSG_MAX_ITEMS
- *                   objects. It finds where the map ends.
- *   2. msgpack_unpack() builds msgpack-c's object tree for exactly those
- *                   bytes, in the decoder's own zone (cleared, not freed,
- *                   per map).
- *   3. msg_from_object() checks the version first, then every field, and
- *                   copies levels into the decoder's own arrays.
+ *   fast path   msg_walk() reads the map once with every read bounds-checked:
+ *               keys are matched as they come, levels decoded straight into
+ *               the decoder's arrays, other values skipped by msg_walk_skip
+ *               (msg_scan for containers). It only says "this map is
+ *               well-formed, within the limits, no duplicate key, valid
+ *               levels" or "not sure"; it never picks an error.
+ *   exact path  for "not sure" (bad or unusual input): msg_scan() walks the
+ *               bytes without decoding: every length and element count must
+ *               fit in the bytes that remain, at most MSG_MAX_ITEMS objects
+ *               and MSG_MAX_DEPTH open containers (the limits msgpack-c's
+ *               object tree imposed before; iterative, fixed stack). Then
+ *               msg_collect() runs the key loop with unchecked MsgPuck reads
+ *               over the scanned bytes (duplicate known key: QB_EPARSE).
+ *   then        msg_build() checks the version first and every field after
+ *               it, in one fixed order, so each bad map gets the same error
+ *               code as with the msgpack-c decoder this replaced (test_msg
+ *               keeps that decoder and compares both on a million mutated
+ *               frames).
  *
- * Step 1 exists because msgpack-c 4.0 allocates count * sizeof(object) for
- * an array or map as soon as it reads the header, before it knows whether
- * the elements are there (src/unpack.c, template_callback_array/_map): an
- * array32 header claiming 0xFFFFFFFF elements in a 10-byte frame would ask
- * for ~100 GB. After the scan, each object costs at least one input byte and
- * their number is capped, so the tree of one map stays below
- * MSG_MAX_ITEMS * 32 bytes whatever the input. Nesting deeper than
- * msgpack-c's MSGPACK_EMBED_STACK_SIZE (32) is rejected by msgpack-c itself
- * (it returns an error, without recursion); the scan is iterative too.
- * msgpack_unpack_next() would free and recreate a zone per call (one malloc
- * per map); msgpack_unpack() with the decoder's own zone, cleared between
- * maps, keeps the zone's first chunk (MSG_ZONE_CHUNK), so a map whose tree
- * fits in it allocates nothing. The level arrays are the decoder's own and
- * only grow.
+ * MsgPuck's mp_decode_* and mp_next do not check bounds: the fast path
+ * checks before each read, the exact path reads only what msg_scan
+ * accepted. msg_scan rather than mp_check() because mp_check knows no item
+ * or depth limit and would not give the protocol's error codes. Nothing
+ * recurses on input.
+ *
+ * MsgPuck is used header-only (MP_SOURCE defined here, its README's "Just
+ * a Header" mode), not by linking Debian's libmsgpuck.a: that archive is
+ * built without -fPIC and qbproto is linked into libquotebus.so. So no
+ * other file of a program may define MP_SOURCE or link libmsgpuck.a.
  *
  * Threads: the encoder is pure; a decoder belongs to one thread.
  */
@@ -43,6 +50,10 @@
 #include "err.h"
 
 #include <msgpack.h>
+/* MsgPuck's documented header-only mode: this file holds the library's
+ * out-of-line functions and tables (see the top of the file). */
+#define MP_SOURCE 1
+#include <msgpuck.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,9 +62,6 @@
 /* Objects in one map: two full sides of levels (5 objects each) plus room
  * for the scalar fields and unknown keys. */
 #define MSG_MAX_ITEMS (2u * 5u * QB_MSG_MAX_LEVELS + 65536u)
-/* msgpack-c zone chunk of a decoder: a 1000+1000-level snapshot's tree is
- * ~10k objects of 24 bytes; bigger maps take extra chunks for that map. */
-#define MSG_ZONE_CHUNK (64u << 10)
 
 /* ---- names ------------------------------------------------------------ */
 
@@ -469,9 +477,7 @@ struct qb_decoder {
     size_t nmaps; /* maps decoded from this frame */
     int err;      /* sticky error of this frame, QB_OK while fine */
     qb_str topic;
-    msgpack_zone zone; /* reused; holds the object tree of the last map */
-    bool zone_ok;
-    qb_level *lv[2];     /* scratch levels: bids, asks */
+    qb_level *lv[2]; /* scratch levels: bids, asks */
     size_t cap[2];
 };
 
@@ -481,13 +487,6 @@ qb_decoder *qb_decoder_new(void)
     if (d == NULL) {
         return NULL;
     }
-    /* One chunk holds the tree of a map of ~1000 levels: no malloc per
-     * map once warm (msgpack_zone_clear keeps the first chunk). */
-    if (!msgpack_zone_init(&d->zone, MSG_ZONE_CHUNK)) {
-        free(d);
-        return NULL;
-    }
-    d->zone_ok = true;
     d->err = QB_EEOF;
     return d;
 }
@@ -496,9 +495,6 @@ void qb_decoder_free(qb_decoder *d)
 {
     if (d == NULL) {
         return;
-    }
-    if (d->zone_ok) {
-        msgpack_zone_destroy(&d->zone);
     }
     free(d->lv[0]);
     free(d->lv[1]);
@@ -555,13 +551,24 @@ static inline uint32_t msg_be(const uint8_t *p, int n)
     return v;
 }
 
-/* Walks one msgpack object at p[0..len) without building it; see the top
- * of the file. Writes the object's length to *end. Iterative: "pending" is
- * the number of objects still to read, and each needs at least one byte. */
-static int msg_scan(const uint8_t *p, size_t len, size_t *end)
+/* Containers open at once that a map may nest: msgpack-c 4.0's
+ * MSGPACK_EMBED_STACK_SIZE, the limit this protocol always had. */
+#define MSG_MAX_DEPTH 32
+
+/* The exact path's scan: walks one msgpack object at p[0..len) without
+ * decoding it; see the top of the file. Writes the object's length to *end.
+ * Iterative: "pending" is the number of objects still to read, and each
+ * needs at least one byte; stk[] holds the elements left in each open
+ * non-empty container, to find a container header read while max_depth are
+ * open (reported only once the bytes are known to be well-formed, as
+ * msgpack-c did). *nitems (when not NULL) gets the number of objects. */
+static int msg_scan(const uint8_t *p, size_t len, int max_depth, size_t *end, uint64_t *nitems)
 {
     size_t off = 0;
     uint64_t pending = 1, items = 0;
+    uint64_t stk[MSG_MAX_DEPTH];
+    int top = 0;
+    bool deep = false;
     while (pending > 0) {
         if (off >= len) {
             return QB_EPARSE; /* truncated */
@@ -575,7 +582,36 @@ static int msg_scan(const uint8_t *p, size_t len, size_t *end)
          * short strings): no children, so only the payload bound matters;
          * a truncation is found by the next read either way. */
         if (b <= 0x7f || b >= 0xe0) {
-            continue;
+            goto leaf;
+        }
+        if (b == 0x94 && top < max_depth) {
+            /* A level: fixarray of 4 integers. Walked in one go, with the
+             * same checks the general path below makes for it, and left to
+             * that path (from this byte) when anything is unusual. */
+            size_t o = off;
+            if (pending + 4 <= (uint64_t)(len - o) && items + 4 <= MSG_MAX_ITEMS) {
+                int i = 0;
+                for (; i < 4; i++) {
+                    uint8_t e = p[o++]; /* o < len: 4 bytes at least remained */
+                    if (e <= 0x7f || e >= 0xe0) {
+                        continue;
+                    }
+                    if (e < 0xcc || e > 0xd3) {
+                        break;
+                    }
+                    size_t sz = (size_t)1 << (e & 3);
+                    /* the elements after this one need a byte each */
+                    if (sz + (size_t)(3 - i) > len - o) {
+                        break;
+                    }
+                    o += sz;
+                }
+                if (i == 4) {
+                    off = o;
+                    items += 4;
+                    goto leaf; /* the level is one complete object */
+                }
+            }
         }
         if (b >= 0xcc && b <= 0xd3) { /* (u)int 8/16/32/64: 1 << (b & 3) bytes */
             size_t sz = (size_t)1 << (b & 3);
@@ -583,7 +619,7 @@ static int msg_scan(const uint8_t *p, size_t len, size_t *end)
                 return QB_EPARSE;
             }
             off += sz;
-            continue;
+            goto leaf;
         }
         if ((b & 0xe0) == 0xa0) { /* fixstr */
             size_t sz = b & 0x1f;
@@ -591,21 +627,21 @@ static int msg_scan(const uint8_t *p, size_t len, size_t *end)
                 return QB_EPARSE;
             }
             off += sz;
-            continue;
+            goto leaf;
         }
         size_t skip = 0;  /* payload bytes */
         uint64_t add = 0; /* child objects */
         int lenb = 0;     /* bytes of a length or count field */
         int extra = 0;    /* fixed bytes after the length (ext type) */
         int kind = 0;     /* 0 payload, 1 array, 2 map */
-        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-            /* fixint, nil, bool */
+        if (b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* nil, bool */
         } else if (b >= 0x80 && b <= 0x8f) {
             add = 2u * (b & 0x0f);
+            kind = 2;
         } else if (b >= 0x90 && b <= 0x9f) {
             add = b & 0x0f;
-        } else if (b >= 0xa0 && b <= 0xbf) {
-            skip = b & 0x1f;
+            kind = 1;
         } else {
             switch (b) {
             case 0xc4:
@@ -638,22 +674,6 @@ static int msg_scan(const uint8_t *p, size_t len, size_t *end)
             case 0xcb:
                 skip = 8;
                 break; /* float64 */
-            case 0xcc:
-            case 0xd0:
-                skip = 1;
-                break; /* (u)int8 */
-            case 0xcd:
-            case 0xd1:
-                skip = 2;
-                break;
-            case 0xce:
-            case 0xd2:
-                skip = 4;
-                break;
-            case 0xcf:
-            case 0xd3:
-                skip = 8;
-                break;
             case 0xd4:
                 skip = 2;
                 break; /* fixext1..16 */
@@ -716,12 +736,40 @@ static int msg_scan(const uint8_t *p, size_t len, size_t *end)
             return QB_ETOOBIG;
         }
         pending += add;
+        if (kind != 0 && !deep) {
+            if (top >= max_depth) {
+                deep = true; /* any container header at this depth */
+                top = 0;
+                continue;
+            }
+            if (add > 0) {
+                stk[top++] = add;
+                continue;
+            }
+        }
+    leaf:
+        /* One object complete: it completes its container when it was the
+         * last element, and so on outwards. */
+        while (top > 0 && --stk[top - 1] == 0) {
+            top--;
+        }
+    }
+    if (deep) {
+        return QB_EPARSE;
     }
     *end = off;
+    if (nitems != NULL) {
+        *nitems = items;
+    }
     return QB_OK;
 }
 
-/* Known keys; a table so the decoder can find each in one pass. */
+/* Reads with MsgPuck's mp_decode_* and mp_next are unchecked: they run on
+ * bytes msg_scan accepted (every length lies inside the map, no 0xc1), or
+ * after the fast path's own bounds check. mp_decode_* must only be called
+ * for the type mp_typeof reported (they assume it). */
+
+/* Known keys. */
 enum {
     K_V,
     K_TYPE,
@@ -752,96 +800,140 @@ enum {
     K_COUNT
 };
 
-static const char *const msg_keys[K_COUNT] = {
-    "v",      "type", "ex",   "sym",     "nsym", "seq",  "ets", "rts",  "fid",
-    "lid",    "bids", "asks", "refresh", "tid",  "px",   "qty", "side", "state",
-    "reason", "last", "bid",  "bidq",    "ask",  "askq", "vol", "chg",
-};
-
-static const uint8_t msg_key_lens[K_COUNT] = {
-    1, 4, 2, 3, 4, 3, 3, 3, 3, 3, 4, 4, 7, 3, 2, 3, 4, 5, 6, 4, 3, 4, 3, 4, 3, 3,
-};
-
-static int msg_key_index(const msgpack_object *k)
+/* Index of a key string, -1 for an unknown key; by length first, then a
+ * fixed-size compare. */
+static int msg_key_index(const char *p, uint32_t n)
 {
-    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size > 7 || k->via.str.size == 0) {
-        return -1; /* the longest key is "refresh" */
-    }
-    size_t n = k->via.str.size;
-    const char *p = k->via.str.ptr;
-    for (int i = 0; i < K_COUNT; i++) {
-        if (msg_key_lens[i] == n && msg_keys[i][0] == p[0] && memcmp(p, msg_keys[i], n) == 0) {
-            return i;
+    static const char k3[][4] = {"sym", "seq", "ets", "rts", "fid", "lid",
+                                 "tid", "qty", "bid", "ask", "vol", "chg"};
+    static const int8_t i3[] = {K_SYM, K_SEQ, K_ETS, K_RTS, K_FID, K_LID,
+                                K_TID, K_QTY, K_BID, K_ASK, K_VOL, K_CHG};
+    static const char k4[][5] = {"type", "nsym", "bids", "asks", "side", "last", "bidq", "askq"};
+    static const int8_t i4[] = {K_TYPE, K_NSYM, K_BIDS, K_ASKS, K_SIDE, K_LAST, K_BIDQ, K_ASKQ};
+    switch (n) {
+    case 1:
+        return p[0] == 'v' ? K_V : -1;
+    case 2:
+        if (p[1] == 'x' && (p[0] == 'e' || p[0] == 'p')) {
+            return p[0] == 'e' ? K_EX : K_PX;
         }
+        return -1;
+    case 3:
+        for (size_t i = 0; i < sizeof i3; i++) {
+            if (memcmp(p, k3[i], 3) == 0) {
+                return i3[i];
+            }
+        }
+        return -1;
+    case 4:
+        for (size_t i = 0; i < sizeof i4; i++) {
+            if (memcmp(p, k4[i], 4) == 0) {
+                return i4[i];
+            }
+        }
+        return -1;
+    case 5:
+        return memcmp(p, "state", 5) == 0 ? K_STATE : -1;
+    case 6:
+        return memcmp(p, "reason", 6) == 0 ? K_REASON : -1;
+    case 7:
+        return memcmp(p, "refresh", 7) == 0 ? K_REFRESH : -1;
+    default:
+        return -1;
     }
-    return -1;
 }
 
-static int msg_get_u64(const msgpack_object *o, uint64_t *out)
+/* Integers the way msgpack-c classified them: a value >= 0 in any encoding
+ * is "positive" (uint64), a value < 0 "negative". */
+static int msg_get_u64(const char *q, uint64_t *out)
 {
-    if (o == NULL || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+    if (q == NULL) {
         return QB_EPARSE;
     }
-    *out = o->via.u64;
-    return QB_OK;
-}
-
-static int msg_get_i64(const msgpack_object *o, int64_t *out)
-{
-    if (o == NULL) {
-        return QB_EPARSE;
-    }
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > (uint64_t)INT64_MAX) {
+    switch (mp_typeof(*q)) {
+    case MP_UINT:
+        *out = mp_decode_uint(&q);
+        return QB_OK;
+    case MP_INT: {
+        int64_t v = mp_decode_int(&q);
+        if (v < 0) {
             return QB_EPARSE;
         }
-        *out = (int64_t)o->via.u64;
+        *out = (uint64_t)v;
         return QB_OK;
     }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *out = o->via.i64;
-        return QB_OK;
-    }
-    return QB_EPARSE;
-}
-
-static int msg_get_str(const msgpack_object *o, qb_str *out)
-{
-    if (o == NULL || o->type != MSGPACK_OBJECT_STR) {
+    default:
         return QB_EPARSE;
     }
-    *out = (qb_str){o->via.str.size ? o->via.str.ptr : "", o->via.str.size};
+}
+
+/* An int64 at *q, advancing it; false for another type or a uint64 above
+ * INT64_MAX (then *q is unspecified). */
+static inline bool msg_rd_i64(const char **q, int64_t *out)
+{
+    uint8_t c = (uint8_t) * *q;
+    if (c <= 0x7f) { /* positive fixint: the usual scale and small sizes */
+        *out = c;
+        (*q)++;
+        return true;
+    }
+    switch (mp_typeof((char)c)) {
+    case MP_UINT: {
+        uint64_t u = mp_decode_uint(q);
+        if (u > (uint64_t)INT64_MAX) {
+            return false;
+        }
+        *out = (int64_t)u;
+        return true;
+    }
+    case MP_INT:
+        *out = mp_decode_int(q);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int msg_get_str(const char *q, qb_str *out)
+{
+    if (q == NULL || mp_typeof(*q) != MP_STR) {
+        return QB_EPARSE;
+    }
+    uint32_t n;
+    const char *s = mp_decode_str(&q, &n);
+    *out = (qb_str){n ? s : "", n};
     return QB_OK;
 }
 
-/* A mantissa and a scale as two msgpack integers. */
-static int msg_get_dec2(const msgpack_object *m, const msgpack_object *s, qb_dec *out)
+/* A mantissa and a scale as two msgpack integers, advancing *q. */
+static inline bool msg_rd_dec2(const char **q, qb_dec *out)
 {
     int64_t mant, scale;
-    if (msg_get_i64(m, &mant) != QB_OK || msg_get_i64(s, &scale) != QB_OK || mant == INT64_MIN ||
+    if (!msg_rd_i64(q, &mant) || !msg_rd_i64(q, &scale) || mant == INT64_MIN ||
         scale < -QB_DEC_MAX_SCALE || scale > QB_DEC_MAX_SCALE) {
-        return QB_EPARSE;
+        return false;
     }
     *out = (qb_dec){mant, (int8_t)scale};
-    return QB_OK;
+    return true;
 }
 
 /* [mantissa, scale] */
-static int msg_get_dec(const msgpack_object *o, qb_dec *out)
+static int msg_get_dec(const char *q, qb_dec *out)
 {
-    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2) {
+    if (q == NULL || mp_typeof(*q) != MP_ARRAY || mp_decode_array(&q) != 2) {
         return QB_EPARSE;
     }
-    return msg_get_dec2(&o->via.array.ptr[0], &o->via.array.ptr[1], out);
+    return msg_rd_dec2(&q, out) ? QB_OK : QB_EPARSE;
 }
 
-static int msg_get_levels(qb_decoder *d, int side, const msgpack_object *o, const qb_level **lv,
-                          size_t *n)
+/* The levels of one side at *q into the decoder's array; advances *q past
+ * the array on success (on error *q is unspecified). */
+static int msg_get_levels(qb_decoder *d, int side, const char **q, size_t *n)
 {
-    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY) {
+    if (mp_typeof(**q) != MP_ARRAY) {
         return QB_EPARSE;
     }
-    size_t cnt = o->via.array.size;
+    size_t cnt = mp_decode_array(q);
     if (cnt > QB_MSG_MAX_LEVELS) {
         return QB_ETOOBIG;
     }
@@ -860,20 +952,22 @@ static int msg_get_levels(qb_decoder *d, int side, const msgpack_object *o, cons
         d->lv[side] = p;
         d->cap[side] = cap;
     }
+    qb_level *lv = d->lv[side];
     for (size_t i = 0; i < cnt; i++) {
-        const msgpack_object *e = &o->via.array.ptr[i];
-        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 4) {
+        const char *e = *q;
+        if ((uint8_t)*e == 0x94) { /* fixarray of 4: what the encoder writes */
+            e++;
+        } else if (mp_typeof(*e) != MP_ARRAY || mp_decode_array(&e) != 4) {
             return QB_EPARSE;
         }
-        const msgpack_object *f = e->via.array.ptr;
         qb_level l;
-        if (msg_get_dec2(&f[0], &f[1], &l.price) != QB_OK ||
-            msg_get_dec2(&f[2], &f[3], &l.size) != QB_OK || l.price.mant <= 0 || l.size.mant < 0) {
+        if (!msg_rd_dec2(&e, &l.price) || !msg_rd_dec2(&e, &l.size) || l.price.mant <= 0 ||
+            l.size.mant < 0) {
             return QB_EPARSE;
         }
-        d->lv[side][i] = l;
+        lv[i] = l;
+        *q = e;
     }
-    *lv = cnt ? d->lv[side] : NULL;
     *n = cnt;
     return QB_OK;
 }
@@ -888,23 +982,79 @@ static int msg_lookup(qb_str s, const char *const *names, int count)
     return -1;
 }
 
-static int msg_from_object(qb_decoder *d, const msgpack_object *root, qb_msg *out)
+/* The topic the frame was routed by must be "<kind>.<ex>.<sym>" of m (the
+ * parts are already known to be valid topic parts). */
+static bool msg_topic_is(qb_str topic, const qb_msg *m)
 {
-    if (root->type != MSGPACK_OBJECT_MAP) {
-        return QB_EPARSE;
+    const char *kind = qb_msg_topic_kind(m->type);
+    size_t nk = strlen(kind);
+    if (topic.n != nk + 1 + m->exchange.n + 1 + m->symbol.n) {
+        return false;
     }
-    const msgpack_object *f[K_COUNT] = {0};
-    for (uint32_t i = 0; i < root->via.map.size; i++) {
-        const msgpack_object_kv *kv = &root->via.map.ptr[i];
-        int k = msg_key_index(&kv->key);
+    const char *t = topic.p;
+    return memcmp(t, kind, nk) == 0 && t[nk] == '.' &&
+           memcmp(t + nk + 1, m->exchange.p, m->exchange.n) == 0 &&
+           t[nk + 1 + m->exchange.n] == '.' &&
+           memcmp(t + nk + 2 + m->exchange.n, m->symbol.p, m->symbol.n) == 0;
+}
+
+/* What the key loop of a map found: where each known key's value starts
+ * (NULL: absent), and bids and asks, decoded as they were met. */
+typedef struct msg_fields {
+    const char *f[K_COUNT];
+    int lrc[2]; /* bids, asks: QB_OK or the error of their value */
+    size_t ln[2];
+} msg_fields;
+
+/* The key loop over a map that msg_scan accepted (unchecked reads).
+ * QB_EPARSE for a duplicate known key. */
+static int msg_collect(qb_decoder *d, const char *p, msg_fields *fs)
+{
+    memset(fs, 0, sizeof *fs);
+    const char **f = fs->f;
+    int *lrc = fs->lrc;
+    size_t *ln = fs->ln;
+    uint32_t npairs = mp_decode_map(&p);
+    for (uint32_t i = 0; i < npairs; i++) {
+        int k = -1;
+        if (mp_typeof(*p) == MP_STR) {
+            uint32_t kn;
+            const char *ks = mp_decode_str(&p, &kn);
+            k = msg_key_index(ks, kn);
+        } else {
+            mp_next(&p);
+        }
         if (k < 0) {
-            continue; /* unknown key: forward compatibility */
+            mp_next(&p); /* unknown key: forward compatibility */
+            continue;
         }
         if (f[k] != NULL) {
             return QB_EPARSE; /* a duplicate key is ambiguous */
         }
-        f[k] = &kv->val;
+        f[k] = p;
+        if (k == K_BIDS || k == K_ASKS) {
+            int side = k == K_ASKS;
+            const char *q = p;
+            lrc[side] = msg_get_levels(d, side, &q, &ln[side]);
+            if (lrc[side] == QB_OK) {
+                p = q;
+                continue;
+            }
+        }
+        mp_next(&p);
     }
+    return QB_OK;
+}
+
+/* Checks and converts the fields of one map. The checks and their order
+ * (hence which error a bad map gets) are the protocol's: version, type,
+ * names, topic, integers, levels (bids then asks), the rest; duplicate keys
+ * and malformed bytes were rejected before. */
+static int msg_build(qb_decoder *d, const msg_fields *fs, qb_msg *out)
+{
+    const char *const *f = fs->f;
+    const int *lrc = fs->lrc;
+    const size_t *ln = fs->ln;
     /* Version first: a future version may change everything else. */
     uint64_t v;
     if (msg_get_u64(f[K_V], &v) != QB_OK || v != QB_PROTO_VERSION) {
@@ -929,17 +1079,13 @@ static int msg_from_object(qb_decoder *d, const msgpack_object *root, qb_msg *ou
         !msg_part_ok(m.symbol.p, m.symbol.n, MSG_NAME_MAX) || !msg_native_ok(m.native)) {
         return QB_EPARSE;
     }
-    /* The topic the frame was routed by must be this message's topic. */
-    char topic[QB_TOPIC_MAX + 1];
-    int tn = qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type), m.exchange, m.symbol);
-    if (tn < 0 || (size_t)tn != d->topic.n || memcmp(topic, d->topic.p, d->topic.n) != 0) {
+    if (!msg_topic_is(d->topic, &m)) {
         return QB_EPARSE;
     }
     if (msg_get_u64(f[K_SEQ], &m.seq) != QB_OK || msg_get_u64(f[K_ETS], &m.exch_ts) != QB_OK ||
         msg_get_u64(f[K_RTS], &m.recv_ts) != QB_OK) {
         return QB_EPARSE;
     }
-    int rc;
     switch (m.type) {
     case QB_MSG_SNAPSHOT:
     case QB_MSG_DELTA:
@@ -947,15 +1093,24 @@ static int msg_from_object(qb_decoder *d, const msgpack_object *root, qb_msg *ou
             msg_get_u64(f[K_LID], &m.last_id) != QB_OK) {
             return QB_EPARSE;
         }
-        if ((rc = msg_get_levels(d, 0, f[K_BIDS], &m.bids, &m.n_bids)) != QB_OK ||
-            (rc = msg_get_levels(d, 1, f[K_ASKS], &m.asks, &m.n_asks)) != QB_OK) {
-            return rc;
-        }
-        if (m.type == QB_MSG_SNAPSHOT) {
-            if (f[K_REFRESH] == NULL || f[K_REFRESH]->type != MSGPACK_OBJECT_BOOLEAN) {
+        for (int side = 0; side < 2; side++) {
+            if (f[side ? K_ASKS : K_BIDS] == NULL) {
                 return QB_EPARSE;
             }
-            m.refresh = f[K_REFRESH]->via.boolean;
+            if (lrc[side] != QB_OK) {
+                return lrc[side];
+            }
+        }
+        m.bids = ln[0] ? d->lv[0] : NULL;
+        m.n_bids = ln[0];
+        m.asks = ln[1] ? d->lv[1] : NULL;
+        m.n_asks = ln[1];
+        if (m.type == QB_MSG_SNAPSHOT) {
+            if (f[K_REFRESH] == NULL || mp_typeof(*f[K_REFRESH]) != MP_BOOL) {
+                return QB_EPARSE;
+            }
+            const char *q = f[K_REFRESH];
+            m.refresh = mp_decode_bool(&q);
         }
         break;
     case QB_MSG_TRADE: {
@@ -1030,6 +1185,183 @@ static int msg_from_object(qb_decoder *d, const msgpack_object *root, qb_msg *ou
     return QB_OK;
 }
 
+/* ---- the fast path: one checked pass ---------------------------------- */
+
+/* Bytes of an integer whose first byte is c; 0 when c starts no integer. */
+static inline size_t msg_int_len(uint8_t c)
+{
+    if (c <= 0x7f || c >= 0xe0) {
+        return 1;
+    }
+    if (c >= 0xcc && c <= 0xd3) {
+        return 1 + ((size_t)1 << (c & 3));
+    }
+    return 0;
+}
+
+/* Skips one object at *p (checked), counting its objects into *items. */
+static bool msg_walk_skip(const char **p, const char *end, uint64_t *items)
+{
+    if (*p >= end) {
+        return false;
+    }
+    uint8_t c = (uint8_t) * *p;
+    size_t sz = msg_int_len(c);
+    if (sz == 0 && (c & 0xe0) == 0xa0) {
+        sz = 1 + (size_t)(c & 0x1f); /* fixstr */
+    }
+    if (sz != 0) {
+        if (sz > (size_t)(end - *p)) {
+            return false;
+        }
+        *p += sz;
+        (*items)++;
+        return true;
+    }
+    /* anything else: the general walk, one level below the top map */
+    size_t n;
+    uint64_t it;
+    if (msg_scan((const uint8_t *)*p, (size_t)(end - *p), MSG_MAX_DEPTH - 1, &n, &it) != QB_OK) {
+        return false;
+    }
+    *p += n;
+    *items += it;
+    return true;
+}
+
+/* A level array at *q (q < end) decoded with checked reads; false for
+ * anything but an array of at most QB_MSG_MAX_LEVELS valid fixarray-of-4
+ * levels (the exact path then decides). */
+static bool msg_walk_levels(qb_decoder *d, int side, const char **q, const char *end, size_t *n)
+{
+    const char *e = *q;
+    uint8_t c = (uint8_t)*e;
+    size_t cnt;
+    if ((c & 0xf0) == 0x90) {
+        cnt = c & 0x0f;
+        e++;
+    } else if ((c == 0xdc && end - e >= 3) || (c == 0xdd && end - e >= 5)) {
+        cnt = mp_decode_array(&e);
+    } else {
+        return false;
+    }
+    if (cnt > QB_MSG_MAX_LEVELS || cnt > (size_t)(end - e)) {
+        return false;
+    }
+    if (cnt > d->cap[side]) {
+        size_t cap = d->cap[side] ? d->cap[side] : 256;
+        while (cap < cnt) {
+            cap *= 2;
+        }
+        if (cap > QB_MSG_MAX_LEVELS) {
+            cap = QB_MSG_MAX_LEVELS;
+        }
+        qb_level *p = realloc(d->lv[side], cap * sizeof *p);
+        if (p == NULL) {
+            return false;
+        }
+        d->lv[side] = p;
+        d->cap[side] = cap;
+    }
+    qb_level *lv = d->lv[side];
+    for (size_t i = 0; i < cnt; i++) {
+        if (end - e < (ptrdiff_t)MSG_LEVEL_MAX) {
+            /* near the end: check the bounds of the 5 objects first */
+            const char *t = e;
+            if (t >= end || (uint8_t)*t != 0x94) {
+                return false;
+            }
+            t++;
+            for (int j = 0; j < 4; j++) {
+                size_t sz = t < end ? msg_int_len((uint8_t)*t) : 0;
+                if (sz == 0 || sz > (size_t)(end - t)) {
+                    return false;
+                }
+                t += sz;
+            }
+        } else if ((uint8_t)*e != 0x94) {
+            return false;
+        }
+        e++; /* 0x94 and 4 integers: at most MSG_LEVEL_MAX bytes, in bounds */
+        qb_level l;
+        if (!msg_rd_dec2(&e, &l.price) || !msg_rd_dec2(&e, &l.size) || l.price.mant <= 0 ||
+            l.size.mant < 0) {
+            return false;
+        }
+        lv[i] = l;
+    }
+    *q = e;
+    *n = cnt;
+    return true;
+}
+
+/* The fast path for the map at p (p[0] is a map header): msg_collect's key
+ * loop with every read bounds-checked, other values skipped by
+ * msg_walk_skip, levels decoded in place. True when the whole map is
+ * well-formed within msg_scan's limits, has no duplicate known key and its
+ * level arrays are valid: then *n is its length and fs what msg_collect
+ * would give. False decides nothing: the exact path (msg_scan, msg_collect)
+ * then finds the error in the protocol's order. A valid map so costs one
+ * pass instead of two. */
+static bool msg_walk(qb_decoder *d, const char *p, const char *end, msg_fields *fs, size_t *n)
+{
+    const char *start = p;
+    memset(fs, 0, sizeof *fs);
+    uint8_t c = (uint8_t)*p;
+    uint32_t npairs;
+    if ((c & 0xf0) == 0x80) {
+        npairs = c & 0x0f;
+        p++;
+    } else if ((c == 0xde && end - p >= 3) || (c == 0xdf && end - p >= 5)) {
+        npairs = mp_decode_map(&p);
+    } else {
+        return false;
+    }
+    uint64_t items = 1;
+    for (uint32_t i = 0; i < npairs; i++) {
+        if (p >= end) {
+            return false;
+        }
+        int k = -1;
+        uint8_t kc = (uint8_t)*p;
+        if ((kc & 0xe0) == 0xa0) { /* fixstr: every known key is one */
+            size_t kn = kc & 0x1f;
+            if (kn + 1 > (size_t)(end - p)) {
+                return false;
+            }
+            k = msg_key_index(p + 1, (uint32_t)kn);
+            p += kn + 1;
+            items++;
+        } else if (mp_typeof((char)kc) == MP_STR) {
+            return false; /* str8/16/32 key: may be a known key */
+        } else if (!msg_walk_skip(&p, end, &items)) {
+            return false;
+        }
+        if (k >= 0) {
+            if (fs->f[k] != NULL || p >= end) {
+                return false; /* duplicate, or truncated */
+            }
+            fs->f[k] = p;
+            if (k == K_BIDS || k == K_ASKS) {
+                int side = k == K_ASKS;
+                if (!msg_walk_levels(d, side, &p, end, &fs->ln[side])) {
+                    return false;
+                }
+                items += 1 + 5 * (uint64_t)fs->ln[side];
+                continue;
+            }
+        }
+        if (!msg_walk_skip(&p, end, &items)) {
+            return false;
+        }
+    }
+    if (items > MSG_MAX_ITEMS) {
+        return false;
+    }
+    *n = (size_t)(p - start);
+    return true;
+}
+
 int qb_decoder_next(qb_decoder *d, qb_msg *out)
 {
     if (d->err != QB_OK) {
@@ -1042,23 +1374,18 @@ int qb_decoder_next(qb_decoder *d, qb_msg *out)
     }
     const uint8_t *p = d->frame + d->off;
     size_t avail = d->len - d->off, n = 0;
+    const char *cp = (const char *)p;
+    msg_fields fs;
     int rc = QB_OK;
     if ((p[0] & 0xf0) != 0x80 && p[0] != 0xde && p[0] != 0xdf) {
         rc = QB_EPARSE; /* the top-level object must be a map */
+    } else if (msg_walk(d, cp, cp + avail, &fs, &n)) {
+        rc = msg_build(d, &fs, out);
     } else {
-        rc = msg_scan(p, avail, &n);
-    }
-    if (rc == QB_OK) {
-        size_t uoff = 0;
-        msgpack_object root;
-        msgpack_zone_clear(&d->zone); /* frees nothing but extra chunks */
-        msgpack_unpack_return ur =
-            msgpack_unpack((const char *)p, n, &uoff, &d->zone, &root);
-        if (ur != MSGPACK_UNPACK_SUCCESS || uoff != n) {
-            rc = QB_EPARSE; /* includes nesting deeper than msgpack-c's stack */
-        } else {
-            rc = msg_from_object(d, &root, out);
-        }
+        /* something is wrong or unusual: the exact path decides */
+        rc = msg_scan(p, avail, MSG_MAX_DEPTH, &n, NULL);
+        rc = rc ? rc : msg_collect(d, cp, &fs);
+        rc = rc ? rc : msg_build(d, &fs, out);
     }
     if (rc != QB_OK) {
         d->err = rc;

@@ -9,7 +9,7 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config git
   # libraries (the only dependencies of the product)
-  libwebsockets-dev libnng-dev libmsgpack-dev zlib1g-dev libjsmn-dev libssl-dev
+  libwebsockets-dev libnng-dev libmsgpack-dev libmsgpuck-dev zlib1g-dev libjsmn-dev libssl-dev
   # runtime: upstream TLS verification
   ca-certificates openssl
   # tests: Debian's Python with websockets and msgpack (what a user's machine has),

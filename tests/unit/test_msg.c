@@ -1358,6 +1358,1109 @@ QB_TEST(batched_frame_of_many_deltas)
     qb_decoder_free(d);
 }
 
+/* ---- the previous decoder, as the reference ---------------------------- */
+
+/* proto/msg.c's decoder before it moved to MsgPuck (msgpack-c's object tree
+ * after a bounds pre-scan), kept verbatim but renamed (qb_ -> ref_, msg_ ->
+ * ref_). The tests below feed both decoders the same frames (valid ones,
+ * every truncation, a million random mutations, limit cases) and require
+ * the same result code at every step and the same decoded fields. */
+#define REF_NAME_MAX 64
+#define REF_REASON_MAX 256
+#define REF_MAX_ITEMS (2u * 5u * QB_MSG_MAX_LEVELS + 65536u)
+#define REF_ZONE_CHUNK (64u << 10)
+
+typedef struct ref_decoder ref_decoder;
+
+static bool ref_str_is(qb_str s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.n == n && memcmp(s.p, lit, n) == 0;
+}
+
+/* A topic part: non-empty printable ASCII without '.', space or NUL. */
+static bool ref_part_ok(const char *p, size_t n, size_t max)
+{
+    if (p == NULL || n == 0 || n > max) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f || c == '.') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* nsym: like a part, but '.' is allowed (it is not in the topic). */
+static bool ref_native_ok(qb_str s)
+{
+    if (s.p == NULL || s.n == 0 || s.n > REF_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- decoder ---------------------------------------------------------- */
+
+struct ref_decoder {
+    const uint8_t *frame;
+    size_t len;
+    size_t off;   /* start of the next map */
+    size_t nmaps; /* maps decoded from this frame */
+    int err;      /* sticky error of this frame, QB_OK while fine */
+    qb_str topic;
+    msgpack_zone zone; /* reused; holds the object tree of the last map */
+    bool zone_ok;
+    qb_level *lv[2]; /* scratch levels: bids, asks */
+    size_t cap[2];
+};
+
+static ref_decoder *ref_decoder_new(void)
+{
+    ref_decoder *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        return NULL;
+    }
+    /* One chunk holds the tree of a map of ~1000 levels: no malloc per
+     * map once warm (msgpack_zone_clear keeps the first chunk). */
+    if (!msgpack_zone_init(&d->zone, REF_ZONE_CHUNK)) {
+        free(d);
+        return NULL;
+    }
+    d->zone_ok = true;
+    d->err = QB_EEOF;
+    return d;
+}
+
+static void ref_decoder_free(ref_decoder *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    if (d->zone_ok) {
+        msgpack_zone_destroy(&d->zone);
+    }
+    free(d->lv[0]);
+    free(d->lv[1]);
+    free(d);
+}
+
+static int ref_decoder_begin(ref_decoder *d, const void *fr, size_t len, qb_str *topic)
+{
+    d->frame = fr;
+    d->len = 0;
+    d->off = 0;
+    d->nmaps = 0;
+    d->err = QB_EPARSE;
+    if (len > QB_MSG_MAX_FRAME) {
+        d->err = QB_ETOOBIG;
+        return QB_ETOOBIG;
+    }
+    if (fr == NULL) {
+        return QB_EPARSE;
+    }
+    const uint8_t *p = fr;
+    size_t lim = len < QB_TOPIC_MAX + 1 ? len : QB_TOPIC_MAX + 1;
+    const uint8_t *nul = memchr(p, 0, lim);
+    if (nul == NULL || nul == p) {
+        return QB_EPARSE; /* no terminator within QB_TOPIC_MAX, or empty */
+    }
+    size_t tn = (size_t)(nul - p);
+    for (size_t i = 0; i < tn; i++) {
+        if (p[i] <= 0x20 || p[i] >= 0x7f) {
+            return QB_EPARSE;
+        }
+    }
+    d->len = len;
+    d->off = tn + 1;
+    d->topic = (qb_str){(const char *)p, tn};
+    d->err = QB_OK;
+    if (topic) {
+        *topic = d->topic;
+    }
+    return QB_OK;
+}
+
+static inline int ref_need(size_t off, size_t n, size_t len)
+{
+    return n <= len - off ? QB_OK : QB_EPARSE;
+}
+
+static inline uint32_t ref_be(const uint8_t *p, int n)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* Walks one msgpack object at p[0..len) without building it; see the top
+ * of the file. Writes the object's length to *end. Iterative: "pending" is
+ * the number of objects still to read, and each needs at least one byte. */
+static int ref_scan(const uint8_t *p, size_t len, size_t *end)
+{
+    size_t off = 0;
+    uint64_t pending = 1, items = 0;
+    while (pending > 0) {
+        if (off >= len) {
+            return QB_EPARSE; /* truncated */
+        }
+        uint8_t b = p[off++];
+        pending--;
+        if (++items > REF_MAX_ITEMS) {
+            return QB_ETOOBIG;
+        }
+        /* Fast paths for what levels are made of (fixints, sized ints,
+         * short strings): no children, so only the payload bound matters;
+         * a truncation is found by the next read either way. */
+        if (b <= 0x7f || b >= 0xe0) {
+            continue;
+        }
+        if (b >= 0xcc && b <= 0xd3) { /* (u)int 8/16/32/64: 1 << (b & 3) bytes */
+            size_t sz = (size_t)1 << (b & 3);
+            if (sz > len - off) {
+                return QB_EPARSE;
+            }
+            off += sz;
+            continue;
+        }
+        if ((b & 0xe0) == 0xa0) { /* fixstr */
+            size_t sz = b & 0x1f;
+            if (sz > len - off) {
+                return QB_EPARSE;
+            }
+            off += sz;
+            continue;
+        }
+        size_t skip = 0;  /* payload bytes */
+        uint64_t add = 0; /* child objects */
+        int lenb = 0;     /* bytes of a length or count field */
+        int extra = 0;    /* fixed bytes after the length (ext type) */
+        int kind = 0;     /* 0 payload, 1 array, 2 map */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* fixint, nil, bool */
+        } else if (b >= 0x80 && b <= 0x8f) {
+            add = 2u * (b & 0x0f);
+        } else if (b >= 0x90 && b <= 0x9f) {
+            add = b & 0x0f;
+        } else if (b >= 0xa0 && b <= 0xbf) {
+            skip = b & 0x1f;
+        } else {
+            switch (b) {
+            case 0xc4:
+            case 0xd9:
+                lenb = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                lenb = 2;
+                break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb:
+                lenb = 4;
+                break; /* bin32, str32 */
+            case 0xc7:
+                lenb = 1;
+                extra = 1;
+                break; /* ext8 */
+            case 0xc8:
+                lenb = 2;
+                extra = 1;
+                break; /* ext16 */
+            case 0xc9:
+                lenb = 4;
+                extra = 1;
+                break; /* ext32 */
+            case 0xca:
+                skip = 4;
+                break; /* float32 */
+            case 0xcb:
+                skip = 8;
+                break; /* float64 */
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break; /* (u)int8 */
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break; /* fixext1..16 */
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+                lenb = 2;
+                kind = 1;
+                break; /* array16/32 */
+            case 0xdd:
+                lenb = 4;
+                kind = 1;
+                break;
+            case 0xde:
+                lenb = 2;
+                kind = 2;
+                break; /* map16/32 */
+            case 0xdf:
+                lenb = 4;
+                kind = 2;
+                break;
+            default:
+                return QB_EPARSE; /* 0xc1 */
+            }
+        }
+        if (lenb) {
+            if (ref_need(off, (size_t)lenb, len) != QB_OK) {
+                return QB_EPARSE;
+            }
+            uint32_t v = ref_be(p + off, lenb);
+            off += (size_t)lenb;
+            if (kind == 1) {
+                add = v;
+            } else if (kind == 2) {
+                add = 2u * (uint64_t)v;
+            } else {
+                skip = (size_t)v + (size_t)extra;
+            }
+        }
+        if (ref_need(off, skip, len) != QB_OK) {
+            return QB_EPARSE;
+        }
+        off += skip;
+        /* Every pending object needs one byte at least: a count that
+         * cannot fit in what remains is a lie (or a truncation). */
+        if (add > (uint64_t)(len - off) || pending + add > (uint64_t)(len - off)) {
+            return QB_EPARSE;
+        }
+        if (add > REF_MAX_ITEMS) {
+            return QB_ETOOBIG;
+        }
+        pending += add;
+    }
+    *end = off;
+    return QB_OK;
+}
+
+/* Known keys; a table so the decoder can find each in one pass. */
+enum {
+    RK_V,
+    RK_TYPE,
+    RK_EX,
+    RK_SYM,
+    RK_NSYM,
+    RK_SEQ,
+    RK_ETS,
+    RK_RTS,
+    RK_FID,
+    RK_LID,
+    RK_BIDS,
+    RK_ASKS,
+    RK_REFRESH,
+    RK_TID,
+    RK_PX,
+    RK_QTY,
+    RK_SIDE,
+    RK_STATE,
+    RK_REASON,
+    RK_LAST,
+    RK_BID,
+    RK_BIDQ,
+    RK_ASK,
+    RK_ASKQ,
+    RK_VOL,
+    RK_CHG,
+    RK_COUNT
+};
+
+static const char *const ref_keys[RK_COUNT] = {
+    "v",      "type", "ex",   "sym",     "nsym", "seq",  "ets", "rts",  "fid",
+    "lid",    "bids", "asks", "refresh", "tid",  "px",   "qty", "side", "state",
+    "reason", "last", "bid",  "bidq",    "ask",  "askq", "vol", "chg",
+};
+
+static const uint8_t ref_key_lens[RK_COUNT] = {
+    1, 4, 2, 3, 4, 3, 3, 3, 3, 3, 4, 4, 7, 3, 2, 3, 4, 5, 6, 4, 3, 4, 3, 4, 3, 3,
+};
+
+static int ref_key_index(const msgpack_object *k)
+{
+    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size > 7 || k->via.str.size == 0) {
+        return -1; /* the longest key is "refresh" */
+    }
+    size_t n = k->via.str.size;
+    const char *p = k->via.str.ptr;
+    for (int i = 0; i < RK_COUNT; i++) {
+        if (ref_key_lens[i] == n && ref_keys[i][0] == p[0] && memcmp(p, ref_keys[i], n) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int ref_get_u64(const msgpack_object *o, uint64_t *out)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        return QB_EPARSE;
+    }
+    *out = o->via.u64;
+    return QB_OK;
+}
+
+static int ref_get_i64(const msgpack_object *o, int64_t *out)
+{
+    if (o == NULL) {
+        return QB_EPARSE;
+    }
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)INT64_MAX) {
+            return QB_EPARSE;
+        }
+        *out = (int64_t)o->via.u64;
+        return QB_OK;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *out = o->via.i64;
+        return QB_OK;
+    }
+    return QB_EPARSE;
+}
+
+static int ref_get_str(const msgpack_object *o, qb_str *out)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_STR) {
+        return QB_EPARSE;
+    }
+    *out = (qb_str){o->via.str.size ? o->via.str.ptr : "", o->via.str.size};
+    return QB_OK;
+}
+
+/* A mantissa and a scale as two msgpack integers. */
+static int ref_get_dec2(const msgpack_object *m, const msgpack_object *s, qb_dec *out)
+{
+    int64_t mant, scale;
+    if (ref_get_i64(m, &mant) != QB_OK || ref_get_i64(s, &scale) != QB_OK || mant == INT64_MIN ||
+        scale < -QB_DEC_MAX_SCALE || scale > QB_DEC_MAX_SCALE) {
+        return QB_EPARSE;
+    }
+    *out = (qb_dec){mant, (int8_t)scale};
+    return QB_OK;
+}
+
+/* [mantissa, scale] */
+static int ref_get_dec(const msgpack_object *o, qb_dec *out)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2) {
+        return QB_EPARSE;
+    }
+    return ref_get_dec2(&o->via.array.ptr[0], &o->via.array.ptr[1], out);
+}
+
+static int ref_get_levels(ref_decoder *d, int side, const msgpack_object *o, const qb_level **lv,
+                          size_t *n)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY) {
+        return QB_EPARSE;
+    }
+    size_t cnt = o->via.array.size;
+    if (cnt > QB_MSG_MAX_LEVELS) {
+        return QB_ETOOBIG;
+    }
+    if (cnt > d->cap[side]) {
+        size_t cap = d->cap[side] ? d->cap[side] : 256;
+        while (cap < cnt) {
+            cap *= 2;
+        }
+        if (cap > QB_MSG_MAX_LEVELS) {
+            cap = QB_MSG_MAX_LEVELS;
+        }
+        qb_level *p = realloc(d->lv[side], cap * sizeof *p);
+        if (p == NULL) {
+            return QB_ENOMEM;
+        }
+        d->lv[side] = p;
+        d->cap[side] = cap;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        const msgpack_object *e = &o->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 4) {
+            return QB_EPARSE;
+        }
+        const msgpack_object *f = e->via.array.ptr;
+        qb_level l;
+        if (ref_get_dec2(&f[0], &f[1], &l.price) != QB_OK ||
+            ref_get_dec2(&f[2], &f[3], &l.size) != QB_OK || l.price.mant <= 0 || l.size.mant < 0) {
+            return QB_EPARSE;
+        }
+        d->lv[side][i] = l;
+    }
+    *lv = cnt ? d->lv[side] : NULL;
+    *n = cnt;
+    return QB_OK;
+}
+
+static int ref_lookup(qb_str s, const char *const *names, int count)
+{
+    for (int i = 0; i < count; i++) {
+        if (ref_str_is(s, names[i])) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int ref_from_object(ref_decoder *d, const msgpack_object *root, qb_msg *out)
+{
+    if (root->type != MSGPACK_OBJECT_MAP) {
+        return QB_EPARSE;
+    }
+    const msgpack_object *f[RK_COUNT] = {0};
+    for (uint32_t i = 0; i < root->via.map.size; i++) {
+        const msgpack_object_kv *kv = &root->via.map.ptr[i];
+        int k = ref_key_index(&kv->key);
+        if (k < 0) {
+            continue; /* unknown key: forward compatibility */
+        }
+        if (f[k] != NULL) {
+            return QB_EPARSE; /* a duplicate key is ambiguous */
+        }
+        f[k] = &kv->val;
+    }
+    /* Version first: a future version may change everything else. */
+    uint64_t v;
+    if (ref_get_u64(f[RK_V], &v) != QB_OK || v != QB_PROTO_VERSION) {
+        return QB_EVERSION;
+    }
+    qb_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = (uint32_t)v;
+    qb_str type;
+    if (ref_get_str(f[RK_TYPE], &type) != QB_OK) {
+        return QB_EPARSE;
+    }
+    static const char *const types[] = {"snapshot", "delta", "trade", "status", "ticker"};
+    int ti = ref_lookup(type, types, 5);
+    if (ti < 0) {
+        return QB_EPARSE;
+    }
+    m.type = (qb_msg_type)(ti + 1);
+    if (ref_get_str(f[RK_EX], &m.exchange) != QB_OK || ref_get_str(f[RK_SYM], &m.symbol) != QB_OK ||
+        ref_get_str(f[RK_NSYM], &m.native) != QB_OK ||
+        !ref_part_ok(m.exchange.p, m.exchange.n, REF_NAME_MAX) ||
+        !ref_part_ok(m.symbol.p, m.symbol.n, REF_NAME_MAX) || !ref_native_ok(m.native)) {
+        return QB_EPARSE;
+    }
+    /* The topic the frame was routed by must be this message's topic. */
+    char topic[QB_TOPIC_MAX + 1];
+    int tn = qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type), m.exchange, m.symbol);
+    if (tn < 0 || (size_t)tn != d->topic.n || memcmp(topic, d->topic.p, d->topic.n) != 0) {
+        return QB_EPARSE;
+    }
+    if (ref_get_u64(f[RK_SEQ], &m.seq) != QB_OK || ref_get_u64(f[RK_ETS], &m.exch_ts) != QB_OK ||
+        ref_get_u64(f[RK_RTS], &m.recv_ts) != QB_OK) {
+        return QB_EPARSE;
+    }
+    int rc;
+    switch (m.type) {
+    case QB_MSG_SNAPSHOT:
+    case QB_MSG_DELTA:
+        if (ref_get_u64(f[RK_FID], &m.first_id) != QB_OK ||
+            ref_get_u64(f[RK_LID], &m.last_id) != QB_OK) {
+            return QB_EPARSE;
+        }
+        if ((rc = ref_get_levels(d, 0, f[RK_BIDS], &m.bids, &m.n_bids)) != QB_OK ||
+            (rc = ref_get_levels(d, 1, f[RK_ASKS], &m.asks, &m.n_asks)) != QB_OK) {
+            return rc;
+        }
+        if (m.type == QB_MSG_SNAPSHOT) {
+            if (f[RK_REFRESH] == NULL || f[RK_REFRESH]->type != MSGPACK_OBJECT_BOOLEAN) {
+                return QB_EPARSE;
+            }
+            m.refresh = f[RK_REFRESH]->via.boolean;
+        }
+        break;
+    case QB_MSG_TRADE: {
+        qb_str side;
+        static const char *const sides[] = {"unknown", "buy", "sell"};
+        if (ref_get_u64(f[RK_TID], &m.trade_id) != QB_OK ||
+            ref_get_dec(f[RK_PX], &m.price) != QB_OK || ref_get_dec(f[RK_QTY], &m.qty) != QB_OK ||
+            ref_get_str(f[RK_SIDE], &side) != QB_OK || m.price.mant <= 0 || m.qty.mant < 0) {
+            return QB_EPARSE;
+        }
+        int si = ref_lookup(side, sides, 3);
+        if (si < 0) {
+            return QB_EPARSE;
+        }
+        m.side = (qb_side)si;
+        break;
+    }
+    case QB_MSG_STATUS: {
+        qb_str state;
+        static const char *const states[] = {"syncing", "live", "stale", "resyncing", "down"};
+        if (ref_get_str(f[RK_STATE], &state) != QB_OK ||
+            ref_get_str(f[RK_REASON], &m.reason) != QB_OK || m.reason.n > REF_REASON_MAX) {
+            return QB_EPARSE;
+        }
+        int si = ref_lookup(state, states, 5);
+        if (si < 0) {
+            return QB_EPARSE;
+        }
+        m.state = (qb_feed_state)si;
+        break;
+    }
+    case QB_MSG_TICKER: {
+        qb_ticker *t = &m.ticker;
+        if (ref_get_dec(f[RK_LAST], &t->last) != QB_OK) {
+            return QB_EPARSE;
+        }
+        /* bid and bidq (ask and askq) come together or not at all */
+        if ((f[RK_BID] != NULL) != (f[RK_BIDQ] != NULL) ||
+            (f[RK_ASK] != NULL) != (f[RK_ASKQ] != NULL)) {
+            return QB_EPARSE;
+        }
+        if (f[RK_BID]) {
+            if (ref_get_dec(f[RK_BID], &t->bid) != QB_OK ||
+                ref_get_dec(f[RK_BIDQ], &t->bid_qty) != QB_OK) {
+                return QB_EPARSE;
+            }
+            t->has_bid = true;
+        }
+        if (f[RK_ASK]) {
+            if (ref_get_dec(f[RK_ASK], &t->ask) != QB_OK ||
+                ref_get_dec(f[RK_ASKQ], &t->ask_qty) != QB_OK) {
+                return QB_EPARSE;
+            }
+            t->has_ask = true;
+        }
+        if (f[RK_VOL]) {
+            if (ref_get_dec(f[RK_VOL], &t->volume_24h) != QB_OK) {
+                return QB_EPARSE;
+            }
+            t->has_volume = true;
+        }
+        if (f[RK_CHG]) {
+            if (ref_get_dec(f[RK_CHG], &t->change_24h) != QB_OK) {
+                return QB_EPARSE;
+            }
+            t->has_change = true;
+        }
+        break;
+    }
+    }
+    *out = m;
+    return QB_OK;
+}
+
+static int ref_decoder_next(ref_decoder *d, qb_msg *out)
+{
+    if (d->err != QB_OK) {
+        return d->err;
+    }
+    if (d->off >= d->len) {
+        /* A frame with a topic and no map carries nothing: malformed. */
+        d->err = d->nmaps ? QB_EEOF : QB_EPARSE;
+        return d->err;
+    }
+    const uint8_t *p = d->frame + d->off;
+    size_t avail = d->len - d->off, n = 0;
+    int rc = QB_OK;
+    if ((p[0] & 0xf0) != 0x80 && p[0] != 0xde && p[0] != 0xdf) {
+        rc = QB_EPARSE; /* the top-level object must be a map */
+    } else {
+        rc = ref_scan(p, avail, &n);
+    }
+    if (rc == QB_OK) {
+        size_t uoff = 0;
+        msgpack_object root;
+        msgpack_zone_clear(&d->zone); /* frees nothing but extra chunks */
+        msgpack_unpack_return ur = msgpack_unpack((const char *)p, n, &uoff, &d->zone, &root);
+        if (ur != MSGPACK_UNPACK_SUCCESS || uoff != n) {
+            rc = QB_EPARSE; /* includes nesting deeper than msgpack-c's stack */
+        } else {
+            rc = ref_from_object(d, &root, out);
+        }
+    }
+    if (rc != QB_OK) {
+        d->err = rc;
+        return rc;
+    }
+    d->off += n;
+    d->nmaps++;
+    return QB_OK;
+}
+
+/* ---- new decoder against the reference --------------------------------- */
+
+/* Both views point into the same frame (or are both empty). */
+static bool view_same(qb_str a, qb_str b)
+{
+    return a.n == b.n && (a.n == 0 || a.p == b.p);
+}
+
+/* Every field of qb_msg, not only those the type carries. */
+static bool msg_same(const qb_msg *a, const qb_msg *b)
+{
+    const qb_ticker *x = &a->ticker, *y = &b->ticker;
+    return msg_eq(a, b) && view_same(a->exchange, b->exchange) && view_same(a->symbol, b->symbol) &&
+           view_same(a->native, b->native) && view_same(a->reason, b->reason) &&
+           a->first_id == b->first_id && a->last_id == b->last_id && a->n_bids == b->n_bids &&
+           a->n_asks == b->n_asks && (a->bids == NULL) == (b->bids == NULL) &&
+           (a->asks == NULL) == (b->asks == NULL) &&
+           levels_eq(a->bids, a->n_bids, b->bids, b->n_bids) &&
+           levels_eq(a->asks, a->n_asks, b->asks, b->n_asks) && a->refresh == b->refresh &&
+           a->trade_id == b->trade_id && qb_dec_identical(a->price, b->price) &&
+           qb_dec_identical(a->qty, b->qty) && a->side == b->side && a->state == b->state &&
+           qb_dec_identical(x->last, y->last) && qb_dec_identical(x->bid, y->bid) &&
+           qb_dec_identical(x->bid_qty, y->bid_qty) && qb_dec_identical(x->ask, y->ask) &&
+           qb_dec_identical(x->ask_qty, y->ask_qty) &&
+           qb_dec_identical(x->volume_24h, y->volume_24h) &&
+           qb_dec_identical(x->change_24h, y->change_24h) && x->has_bid == y->has_bid &&
+           x->has_ask == y->has_ask && x->has_volume == y->has_volume &&
+           x->has_change == y->has_change;
+}
+
+static long diff_frames, diff_maps_ok, diff_mismatch;
+
+/* Decodes p[0..n) with both decoders; true when every step agrees. Counts
+ * decoded maps in diff_maps_ok. */
+static bool decode_both(qb_decoder *d, ref_decoder *r, const uint8_t *p, size_t n)
+{
+    qb_str t1 = {0}, t2 = {0};
+    int a = qb_decoder_begin(d, p, n, &t1);
+    int b = ref_decoder_begin(r, p, n, &t2);
+    diff_frames++;
+    if (a != b || (a == QB_OK && !view_same(t1, t2))) {
+        return false;
+    }
+    for (int i = 0; i < 1000; i++) {
+        qb_msg m1, m2;
+        memset(&m1, 0x5a, sizeof m1);
+        memset(&m2, 0x5a, sizeof m2);
+        a = qb_decoder_next(d, &m1);
+        b = ref_decoder_next(r, &m2);
+        if (a != b) {
+            return false;
+        }
+        if (a != QB_OK) {
+            /* sticky */
+            return qb_decoder_next(d, &m1) == ref_decoder_next(r, &m2);
+        }
+        if (!msg_same(&m1, &m2)) {
+            return false;
+        }
+        diff_maps_ok++;
+    }
+    return true;
+}
+
+static void diff_report(const uint8_t *p, size_t n, const char *what)
+{
+    diff_mismatch++;
+    if (diff_mismatch > 5) {
+        return;
+    }
+    fprintf(stderr, "  old/new decoders disagree (%s), %zu bytes:", what, n);
+    for (size_t i = 0; i < n && i < 400; i++) {
+        fprintf(stderr, " %02x", p[i]);
+    }
+    fprintf(stderr, "\n");
+}
+
+/* Checks p[0..n) on a fresh allocation of exactly n bytes (ASan sees any
+ * over-read). */
+static void diff_check(qb_decoder *d, ref_decoder *r, const uint8_t *p, size_t n, const char *what)
+{
+    uint8_t *c = malloc(n ? n : 1);
+    memcpy(c, p, n);
+    if (!decode_both(d, r, c, n)) {
+        diff_report(c, n, what);
+    }
+    free(c);
+}
+
+/* The valid frames the differential tests start from. */
+typedef struct {
+    qb_buf b[16];
+    int n;
+} base_frames;
+
+static void base_frames_init(base_frames *s)
+{
+    memset(s, 0, sizeof *s);
+    qb_msg_type types[] = {QB_MSG_SNAPSHOT, QB_MSG_DELTA, QB_MSG_TRADE, QB_MSG_STATUS,
+                           QB_MSG_TICKER};
+    for (int t = 0; t < 5; t++) {
+        qb_msg m = sample(types[t]);
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &s->b[s->n++]), QB_OK);
+    }
+    /* a ticker with every optional field, a status with an empty reason */
+    qb_msg m = sample(QB_MSG_TICKER);
+    m.ticker.has_bid = m.ticker.has_ask = m.ticker.has_volume = m.ticker.has_change = true;
+    m.ticker.bid = (qb_dec){-5, 3};
+    m.ticker.bid_qty = (qb_dec){INT64_MAX, -18};
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &s->b[s->n++]), QB_OK);
+    m = sample(QB_MSG_STATUS);
+    m.reason = QB_STR("");
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &s->b[s->n++]), QB_OK);
+    /* a 20+20-level delta; a batch of three maps */
+    qb_level lv[40];
+    for (int i = 0; i < 40; i++) {
+        lv[i] = (qb_level){{6325112000000 + i * 100000, 8}, {1234000 + i, 8}};
+    }
+    m = sample(QB_MSG_DELTA);
+    m.bids = lv;
+    m.n_bids = 20;
+    m.asks = lv + 20;
+    m.n_asks = 20;
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &s->b[s->n++]), QB_OK);
+    m = sample(QB_MSG_DELTA);
+    qb_buf *bb = &s->b[s->n++];
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, bb), QB_OK);
+    m.n_bids = 0;
+    m.bids = NULL;
+    m.seq++;
+    QB_CHECK_EQ_INT(qb_msg_encode_map(&m, bb), QB_OK);
+    m = sample(QB_MSG_SNAPSHOT);
+    m.seq++;
+    QB_CHECK_EQ_INT(qb_msg_encode_map(&m, bb), QB_OK);
+    /* a hand-made map: unknown keys of every kind, ints in wide forms */
+    frame f;
+    frame_init(&f, "book.binance.BTC-USDT");
+    msgpack_pack_map(&f.pk, 8 + 4 + 6);
+    frame_kv_str(&f, "zz_future", "x");
+    frame_common(&f, "delta", 1);
+    frame_str(&f, "nested");
+    msgpack_pack_array(&f.pk, 2);
+    msgpack_pack_map(&f.pk, 1);
+    frame_kv_u64(&f, "a", 1);
+    msgpack_pack_array(&f.pk, 0);
+    frame_str(&f, "f");
+    msgpack_pack_double(&f.pk, 1.5);
+    frame_str(&f, "bin");
+    msgpack_pack_bin(&f.pk, 3);
+    msgpack_pack_bin_body(&f.pk, "\x00\x01\x02", 3);
+    frame_str(&f, "ext");
+    msgpack_pack_ext(&f.pk, 4, 7);
+    msgpack_pack_ext_body(&f.pk, "abcd", 4);
+    msgpack_pack_uint64(&f.pk, 12345);
+    msgpack_pack_nil(&f.pk);
+    frame_kv_u64(&f, "fid", 3);
+    frame_kv_u64(&f, "lid", 4);
+    frame_str(&f, "bids");
+    msgpack_pack_array(&f.pk, 1);
+    frame_raw(&f, "\xdc\x00\x04\xd3\x00\x00\x00\x00\x00\x00\x00\x05\xd0\x00\xcc\x07\xd1\xff\xff",
+              19); /* array16 of 4: int64 5, int8 0, uint8 7, int16 -1 */
+    frame_str(&f, "asks");
+    msgpack_pack_array(&f.pk, 0);
+    qb_buf_append(&s->b[s->n++], f.sb.data, f.sb.size);
+    frame_fini(&f);
+    /* map16, str8 keys, levels as array16 and array32, a level of array16 */
+    frame_init(&f, "book.binance.BTC-USDT");
+    frame_raw(&f,
+              "\xde\x00\x0c\xd9\x01v\x01\xda\x00\x04type\xd9\x05"
+              "delta",
+              21);
+    frame_kv_str(&f, "ex", "binance");
+    frame_kv_str(&f, "sym", "BTC-USDT");
+    frame_kv_str(&f, "nsym", "BTCUSDT");
+    frame_kv_u64(&f, "seq", 1);
+    frame_kv_u64(&f, "ets", 0);
+    frame_kv_u64(&f, "rts", 2);
+    frame_kv_u64(&f, "fid", 3);
+    frame_raw(&f, "\xdb\x00\x00\x00\x03lid\x04", 9);
+    frame_raw(&f,
+              "\xa4"
+              "bids\xdc\x00\x01\xdc\x00\x04\x05\x00\x01\x00",
+              15);
+    frame_raw(&f,
+              "\xa4"
+              "asks\xdd\x00\x00\x00\x01\x94\x06\x00\x01\x00",
+              15);
+    qb_buf_append(&s->b[s->n++], f.sb.data, f.sb.size);
+    frame_fini(&f);
+}
+
+static void base_frames_fini(base_frames *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        qb_buf_fini(&s->b[i]);
+    }
+}
+
+QB_TEST(old_new_agree_on_valid_and_truncated)
+{
+    qb_decoder *d = qb_decoder_new();
+    ref_decoder *r = ref_decoder_new();
+    base_frames s;
+    base_frames_init(&s);
+    diff_mismatch = 0;
+    long ok_before = diff_maps_ok;
+    for (int i = 0; i < s.n; i++) {
+        /* every base frame is valid */
+        qb_msg o;
+        QB_CHECK_EQ_INT(qb_decoder_begin(d, s.b[i].data, s.b[i].len, NULL), QB_OK);
+        QB_CHECK_EQ_INT(qb_decoder_next(d, &o), QB_OK);
+        /* the whole frame, then every truncation of it */
+        for (size_t n = s.b[i].len + 1; n-- > 0;) {
+            diff_check(d, r, s.b[i].data, n, "truncated");
+        }
+    }
+    QB_CHECK_EQ_INT(diff_mismatch, 0);
+    QB_CHECK(diff_maps_ok - ok_before >= s.n); /* the whole frames decoded */
+    base_frames_fini(&s);
+    ref_decoder_free(r);
+    qb_decoder_free(d);
+}
+
+static uint64_t diff_rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t diff_rand(void)
+{
+    diff_rng ^= diff_rng << 13;
+    diff_rng ^= diff_rng >> 7;
+    diff_rng ^= diff_rng << 17;
+    return diff_rng;
+}
+
+/* Random mutations of the base frames: byte replacements (random values
+ * and msgpack type bytes), insertions, deletions, truncations, copies of a
+ * span elsewhere; 1..4 per frame. QB_MSG_DIFF_FRAMES sets how many
+ * (default 1M: about 1 s, 5 s under ASan). */
+QB_TEST(old_new_agree_on_random_mutations)
+{
+    long total = 1000000;
+    const char *env = getenv("QB_MSG_DIFF_FRAMES");
+    if (env != NULL && atol(env) > 0) {
+        total = atol(env);
+    }
+    static const uint8_t special[] = {
+        0x00, 0x01, 0x7f, 0x80, 0x81, 0x8f, 0x90, 0x91, 0x94, 0x9f, 0xa0, 0xa1, 0xbf, 0xc0,
+        0xc1, 0xc2, 0xc3, 0xc4, 0xc7, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd3, 0xd4,
+        0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff, '.',  'v',  0x02};
+    qb_decoder *d = qb_decoder_new();
+    ref_decoder *r = ref_decoder_new();
+    base_frames s;
+    base_frames_init(&s);
+    diff_mismatch = 0;
+    long maps_before = diff_maps_ok, frames_before = diff_frames;
+    size_t cap = 8192;
+    uint8_t *buf = malloc(cap), *tmp = malloc(cap);
+    for (long it = 0; it < total; it++) {
+        const qb_buf *src = &s.b[diff_rand() % (uint64_t)s.n];
+        size_t n = src->len;
+        memcpy(buf, src->data, n);
+        int muts = 1 + (int)(diff_rand() % 4);
+        for (int k = 0; k < muts && n > 0; k++) {
+            size_t at = diff_rand() % n;
+            switch (diff_rand() % 8) {
+            case 0:
+            case 1:
+                buf[at] = (uint8_t)diff_rand();
+                break;
+            case 2:
+            case 3:
+                buf[at] = special[diff_rand() % sizeof special];
+                break;
+            case 4: /* insert a byte */
+                if (n + 1 < cap) {
+                    memmove(buf + at + 1, buf + at, n - at);
+                    buf[at] = special[diff_rand() % sizeof special];
+                    n++;
+                }
+                break;
+            case 5: /* delete a span */
+            {
+                size_t len = 1 + diff_rand() % 4;
+                if (len > n - at) {
+                    len = n - at;
+                }
+                memmove(buf + at, buf + at + len, n - at - len);
+                n -= len;
+            } break;
+            case 6: /* truncate */
+                n = at;
+                break;
+            case 7: /* copy a span over another place */
+            {
+                size_t from = diff_rand() % n, len = 1 + diff_rand() % 16;
+                if (len > n - from) {
+                    len = n - from;
+                }
+                if (len > n - at) {
+                    len = n - at;
+                }
+                memcpy(tmp, buf + from, len);
+                memcpy(buf + at, tmp, len);
+            } break;
+            }
+        }
+        if (!decode_both(d, r, buf, n)) {
+            diff_report(buf, n, "mutation");
+        }
+    }
+    QB_CHECK_EQ_INT(diff_mismatch, 0);
+    QB_CHECK_EQ_INT(diff_frames - frames_before, total);
+    printf("     %ld mutated frames, %ld maps decoded by both, %ld disagreements\n", total,
+           diff_maps_ok - maps_before, diff_mismatch);
+    free(buf);
+    free(tmp);
+    base_frames_fini(&s);
+    ref_decoder_free(r);
+    qb_decoder_free(d);
+}
+
+/* Frames at the edges of the limits: nesting around msgpack-c's 32 open
+ * containers (empty and non-empty innermost, arrays, maps, as keys, with a
+ * bad version so the order of checks shows), the item limit, the level
+ * limit. */
+QB_TEST(old_new_agree_on_limits)
+{
+    qb_decoder *d = qb_decoder_new();
+    ref_decoder *r = ref_decoder_new();
+    diff_mismatch = 0;
+    size_t cap = 3u << 20;
+    uint8_t *p = malloc(cap);
+    static const char pre[] = "book.binance.BTC-USDT";
+    size_t tn = sizeof pre; /* with the NUL */
+    memcpy(p, pre, tn);
+    int deep_rejected = 0, deep_accepted = 0;
+    for (int version = 1; version <= 2; version++) {
+        for (int depth = 28; depth <= 36; depth++) {
+            for (int shape = 0; shape < 6; shape++) {
+                size_t n = tn;
+                /* map of 2: "v": version, then key -> nested value */
+                p[n++] = 0x82;
+                p[n++] = 0xa1;
+                p[n++] = 'v';
+                p[n++] = (uint8_t)version;
+                if (shape == 4) {
+                    /* a nested key */
+                    for (int i = 0; i < depth; i++) {
+                        p[n++] = 0x91;
+                    }
+                    p[n++] = 0xc0;
+                    p[n++] = 0xc0;
+                } else {
+                    p[n++] = 0xa1;
+                    p[n++] = 'x';
+                    for (int i = 0; i < depth; i++) {
+                        p[n++] = shape == 1 ? 0x81 : 0x91;
+                        if (shape == 1) {
+                            p[n++] = 0xc0; /* key */
+                        }
+                        if (shape == 5 && i == depth / 2) {
+                            p[n++] = 0xc0; /* an array of 2: close early */
+                            p[n - 2] = 0x92;
+                        }
+                    }
+                    if (shape == 2) {
+                        p[n++] = 0x90; /* empty innermost */
+                    } else if (shape == 3) {
+                        p[n++] = 0x80;
+                    } else {
+                        p[n++] = 0x01;
+                    }
+                }
+                if (!decode_both(d, r, p, n)) {
+                    diff_report(p, n, "nesting");
+                }
+                qb_msg o;
+                int rc = qb_decoder_begin(d, p, n, NULL);
+                rc = rc ? rc : qb_decoder_next(d, &o);
+                if (rc == QB_EPARSE) {
+                    deep_rejected++;
+                } else {
+                    deep_accepted++;
+                }
+            }
+        }
+    }
+    QB_CHECK(deep_rejected > 0 && deep_accepted > 0);
+    /* the item limit: an unknown key holding an array of k nils, k around
+     * MSG_MAX_ITEMS (265536); also with array32 counts that lie */
+    static const long ks[] = {265530, 265533, 265534, 265535, 265536, 265537, 300000};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        for (int lie = -1; lie <= 1; lie++) {
+            size_t n = tn;
+            p[n++] = 0x82;
+            p[n++] = 0xa1;
+            p[n++] = 'v';
+            p[n++] = 0x01;
+            p[n++] = 0xa1;
+            p[n++] = 'x';
+            uint32_t cnt = (uint32_t)(ks[i] + lie);
+            p[n++] = 0xdd;
+            p[n++] = (uint8_t)(cnt >> 24);
+            p[n++] = (uint8_t)(cnt >> 16);
+            p[n++] = (uint8_t)(cnt >> 8);
+            p[n++] = (uint8_t)cnt;
+            memset(p + n, 0xc0, (size_t)ks[i]);
+            n += (size_t)ks[i];
+            diff_check(d, r, p, n, "items");
+        }
+    }
+    /* the level limit: bids of QB_MSG_MAX_LEVELS - 1 .. + 1 levels, valid or
+     * with a bad last level, and of fixints */
+    for (long k = QB_MSG_MAX_LEVELS - 1; k <= QB_MSG_MAX_LEVELS + 1; k++) {
+        for (int bad = 0; bad < 3; bad++) {
+            frame f;
+            frame_init(&f, "book.binance.BTC-USDT");
+            msgpack_pack_map(&f.pk, 12);
+            frame_common(&f, "delta", 1);
+            frame_kv_u64(&f, "fid", 1);
+            frame_kv_u64(&f, "lid", 1);
+            frame_str(&f, "asks");
+            msgpack_pack_array(&f.pk, 0);
+            frame_str(&f, "bids");
+            msgpack_pack_array(&f.pk, (size_t)k);
+            for (long i = 0; i < k; i++) {
+                if (bad == 2) {
+                    msgpack_pack_uint64(&f.pk, 1);
+                    continue;
+                }
+                msgpack_pack_array(&f.pk, 4);
+                msgpack_pack_int64(&f.pk, 100 + i);
+                msgpack_pack_int64(&f.pk, 2);
+                msgpack_pack_int64(&f.pk, bad && i == k - 1 ? -1 : 5);
+                msgpack_pack_int64(&f.pk, 0);
+            }
+            diff_check(d, r, (const uint8_t *)f.sb.data, f.sb.size, "levels");
+            frame_fini(&f);
+        }
+    }
+    QB_CHECK_EQ_INT(diff_mismatch, 0);
+    free(p);
+    ref_decoder_free(r);
+    qb_decoder_free(d);
+}
+
 int main(void)
 {
     return qb_test_run_all();
