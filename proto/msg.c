@@ -926,6 +926,30 @@ static int msg_get_dec(const char *q, qb_dec *out)
     return msg_rd_dec2(&q, out) ? QB_OK : QB_EPARSE;
 }
 
+/* Grows the decoder's level array of side to hold cnt levels (cnt <=
+ * QB_MSG_MAX_LEVELS, checked by the caller): doubling from 256, capped.
+ * QB_OK or QB_ENOMEM (the array is unchanged). */
+static int msg_levels_reserve(qb_decoder *d, int side, size_t cnt)
+{
+    if (cnt <= d->cap[side]) {
+        return QB_OK;
+    }
+    size_t cap = d->cap[side] ? d->cap[side] : 256;
+    while (cap < cnt) {
+        cap *= 2;
+    }
+    if (cap > QB_MSG_MAX_LEVELS) {
+        cap = QB_MSG_MAX_LEVELS;
+    }
+    qb_level *p = realloc(d->lv[side], cap * sizeof *p);
+    if (p == NULL) {
+        return QB_ENOMEM;
+    }
+    d->lv[side] = p;
+    d->cap[side] = cap;
+    return QB_OK;
+}
+
 /* The levels of one side at *q into the decoder's array; advances *q past
  * the array on success (on error *q is unspecified). */
 static int msg_get_levels(qb_decoder *d, int side, const char **q, size_t *n)
@@ -937,20 +961,8 @@ static int msg_get_levels(qb_decoder *d, int side, const char **q, size_t *n)
     if (cnt > QB_MSG_MAX_LEVELS) {
         return QB_ETOOBIG;
     }
-    if (cnt > d->cap[side]) {
-        size_t cap = d->cap[side] ? d->cap[side] : 256;
-        while (cap < cnt) {
-            cap *= 2;
-        }
-        if (cap > QB_MSG_MAX_LEVELS) {
-            cap = QB_MSG_MAX_LEVELS;
-        }
-        qb_level *p = realloc(d->lv[side], cap * sizeof *p);
-        if (p == NULL) {
-            return QB_ENOMEM;
-        }
-        d->lv[side] = p;
-        d->cap[side] = cap;
+    if (msg_levels_reserve(d, side, cnt) != QB_OK) {
+        return QB_ENOMEM;
     }
     qb_level *lv = d->lv[side];
     for (size_t i = 0; i < cnt; i++) {
@@ -1248,20 +1260,8 @@ static bool msg_walk_levels(qb_decoder *d, int side, const char **q, const char 
     if (cnt > QB_MSG_MAX_LEVELS || cnt > (size_t)(end - e)) {
         return false;
     }
-    if (cnt > d->cap[side]) {
-        size_t cap = d->cap[side] ? d->cap[side] : 256;
-        while (cap < cnt) {
-            cap *= 2;
-        }
-        if (cap > QB_MSG_MAX_LEVELS) {
-            cap = QB_MSG_MAX_LEVELS;
-        }
-        qb_level *p = realloc(d->lv[side], cap * sizeof *p);
-        if (p == NULL) {
-            return false;
-        }
-        d->lv[side] = p;
-        d->cap[side] = cap;
+    if (msg_levels_reserve(d, side, cnt) != QB_OK) {
+        return false;
     }
     qb_level *lv = d->lv[side];
     for (size_t i = 0; i < cnt; i++) {
