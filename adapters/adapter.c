@@ -1132,6 +1132,9 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     if ((rc = qb__pub_open(&a->pub, a->cfg.broker, &a->pcnt)) != QB_OK) {
         goto fail;
     }
+    if (a->cfg.batch_maps > 0 && a->cfg.batch_maps < QB_PUB_BATCH_MAPS) {
+        qb__pub_set_batch(a->pub, a->cfg.batch_maps, QB_PUB_BATCH_BYTES);
+    }
 
     /* lws. */
     lws_set_log_level(LLL_ERR | LLL_WARN | (qb_log_get_level() >= QB_LOG_DEBUG ? LLL_NOTICE : 0),

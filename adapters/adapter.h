@@ -40,6 +40,7 @@ typedef struct qb_adapter_cfg {
     uint64_t max_conn_age_ms; /* proactive reconnect */
     uint64_t stale_ms;
     uint64_t refresh_ms;   /* 0 disables refresh snapshots */
+    uint32_t batch_maps;   /* most deltas/trades per NNG frame (1..64); 0: 64 */
     size_t max_frame;      /* bytes per websocket message */
     size_t max_levels;     /* per side, book and messages */
     size_t max_body;       /* REST body cap */

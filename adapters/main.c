@@ -86,6 +86,7 @@ int main(int argc, char **argv)
     int64_t depth_limit = 1000, streams_per_conn = 1024;
     int64_t max_conn_age_ms = (23 * 60 + 30) * 60 * 1000LL;
     int64_t stale_ms = 30000, refresh_ms = 1000, max_frame = 1 << 20, max_levels = 20000;
+    int64_t batch_maps = 64;
     const qb_opt opts[] = {
         {"symbols", QB_OPT_LIST, &symbols, "LIST",
          "normalized symbols, comma separated (htx: the native form, e.g. btcusdt, too)"},
@@ -119,6 +120,9 @@ int main(int argc, char **argv)
          "status stale after this long without an update (0 disables)"},
         {"refresh-ms", QB_OPT_INT, &refresh_ms, "MS",
          "refresh snapshot of every live book this often (0 disables)"},
+        {"batch-maps", QB_OPT_INT, &batch_maps, "N",
+         "most deltas/trades of one topic per NNG frame, 1..64 (1: one message per frame); "
+         "a batch only forms while more exchange input is already waiting"},
         {"max-frame", QB_OPT_INT, &max_frame, "BYTES",
          "largest websocket message accepted, and for htx the largest inflated frame; "
          "larger ones are dropped and counted"},
@@ -204,7 +208,7 @@ int main(int argc, char **argv)
         }
     }
     if (symbols.n == 0 || depth_limit < 1 || streams_per_conn < 1 || max_conn_age_ms < 0 ||
-        stale_ms < 0 || refresh_ms < 0 || max_frame < 1024 || max_frame > (1LL << 30) ||
+        stale_ms < 0 || refresh_ms < 0 || batch_maps < 1 || batch_maps > 64 || max_frame < 1024 || max_frame > (1LL << 30) ||
         max_levels < 1 || max_levels > 20000 || keepalive_ms < 0 ||
         max_connects_per_min < 0 || max_connects_per_min > 1000000 || max_snapshots_per_min < 0 ||
         max_snapshots_per_min > 1000000) {
@@ -229,6 +233,7 @@ int main(int argc, char **argv)
         .max_conn_age_ms = (uint64_t)max_conn_age_ms,
         .stale_ms = (uint64_t)stale_ms,
         .refresh_ms = (uint64_t)refresh_ms,
+        .batch_maps = (uint32_t)batch_maps,
         .max_frame = (size_t)max_frame,
         .max_levels = (size_t)max_levels,
         .max_body = QB_ADAPTER_MAX_BODY_DEFAULT,
