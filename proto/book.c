@@ -339,7 +339,7 @@ static int book_replace_side(qb_book *b, qb_book_side side, const qb_level *lv, 
 {
     book_side *bs = &b->side[side];
     if (n == 0) {
-        bs->n = 0;
+        book_side_done(bs, 0);
         return QB_OK;
     }
     /* Exchanges send their books best first without duplicates: then the
@@ -355,6 +355,10 @@ static int book_replace_side(qb_book *b, qb_book_side side, const qb_level *lv, 
         }
         if (keep > b->max_levels) {
             return QB_ERANGE;
+        }
+        if (keep == 0) {
+            book_side_done(bs, 0); /* every level deleted: maybe no buffer yet */
+            return QB_OK;
         }
         int rc = book_grow(bs, keep, b->max_levels);
         if (rc != QB_OK) {
@@ -394,6 +398,10 @@ static int book_replace_side(qb_book *b, qb_book_side side, const qb_level *lv, 
     }
     if (keep > b->max_levels) {
         return QB_ERANGE;
+    }
+    if (keep == 0) {
+        book_side_done(bs, 0); /* every level deleted: maybe no buffer yet */
+        return QB_OK;
     }
     int rc = book_grow(bs, keep, b->max_levels);
     if (rc != QB_OK) {

@@ -139,6 +139,30 @@ QB_TEST(max_levels_bound)
     qb_book_free(b);
 }
 
+/* Found by libFuzzer (fuzz_msgpack, fuzz_binance): a snapshot whose every
+ * level has size 0, into a side that never held a level (no buffer yet),
+ * took NULL + 0 (undefined behaviour). Both the sorted and the unsorted
+ * path; the side is empty afterwards and still usable. */
+QB_TEST(replace_all_zero_into_fresh_side)
+{
+    qb_book *b = qb_book_new(0);
+    qb_level sorted[] = {L(101, 0, 0, 0), L(100, 0, 0, 0)};
+    qb_level unsorted[] = {L(100, 0, 0, 0), L(101, 0, 0, 0)};
+    QB_CHECK_EQ_INT(qb_book_replace(b, sorted, 2, unsorted, 2), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_depth(b, QB_BID), 0);
+    QB_CHECK_EQ_INT(qb_book_depth(b, QB_ASK), 0);
+    QB_CHECK_EQ_INT(qb_book_set(b, QB_BID, D(99, 0), D(1, 0)), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_set(b, QB_ASK, D(1010, 1), D(2, 0)), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_depth(b, QB_BID), 1);
+    QB_CHECK_EQ_INT(qb_book_depth(b, QB_ASK), 1);
+    QB_CHECK(!qb_book_crossed(b));
+    /* and back to empty over a side that has a buffer */
+    QB_CHECK_EQ_INT(qb_book_replace(b, unsorted, 2, sorted, 2), QB_OK);
+    QB_CHECK_EQ_INT(qb_book_depth(b, QB_BID), 0);
+    QB_CHECK_EQ_INT(qb_book_depth(b, QB_ASK), 0);
+    qb_book_free(b);
+}
+
 QB_TEST(replace_sorts_dedups_and_skips_zero)
 {
     qb_book *b = qb_book_new(0);
