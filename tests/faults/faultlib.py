@@ -25,34 +25,8 @@ from qbtest import fail, log, skip, stats, wait_for  # noqa: E402,F401
 _help_cache = {}
 
 
-class RestartAwareBook(qbtest.Book):
-    """qbtest.Book plus the rule a client needs when a publisher restarts
-    (the fault suite kills adapters and brokers): on one stream a book
-    topic's seq only goes up, so a delta with a seq BELOW the last one is a
-    restarted publisher numbering from 1 again, not a duplicate. The old book
-    says nothing about the new stream: it is invalid until the next snapshot
-    (a subscriber that reconnects to a new broker after the new adapter's
-    first snapshot would otherwise apply the new stream's deltas to the old
-    book once their seq passes the old one, before the next refresh).
-    qbtest.Book treats every seq <= last as a duplicate; so does
-    clients/lib/mirror.c (reported in issue 7)."""
-
-    def __init__(self):
-        super().__init__()
-        self.restarts = 0
-
-    def on(self, m):
-        if m["type"] == "delta" and self.seq is not None and m["seq"] < self.seq:
-            self.restarts += 1
-            self.valid = False
-            self.seq = m["seq"]
-            return
-        super().on(m)
-
-
-# Every qbtest.Reader of the fault suite and the soak test keeps its books
-# with the restart rule (Reader looks the class up in qbtest at each new book).
-qbtest.Book = RestartAwareBook
+# qbtest.Book applies the publisher-restart rules (PROTOCOL.md 11.4, rules 7
+# and 8) that the fault suite's kills of adapters and brokers need.
 
 
 def bin_help(bin_dir, name):

@@ -308,8 +308,6 @@ class Book:
         t = m["type"]
         if t in ("snapshot", "delta"):
             last, seq = self.stream_seq, m["seq"]
-            if last is not None and self.seq is not None and self.seq < last:
-                last = self.seq  # rebased by a subclass that saw the restart itself
             self.stream_seq = seq
             if last is not None and (seq < last or (t == "delta" and seq == last)):
                 self.restarts += 1  # a restarted publisher: the old book is void
