@@ -42,6 +42,12 @@ def main():
                            b"no-such-option" in r.stderr))
             r = run([exe, "--config", os.path.join(tmp, "missing.json")])
             checks.append(("missing config exits 2", r.returncode == 2))
+            if b == "quotebus-adapter":
+                # --batch-maps takes 1..64: out of range is refused at start
+                for v in ("0", "65", "-1"):
+                    r = run([exe, "binance", "--symbols", "BTC-USDT", "--batch-maps", v])
+                    checks.append(("--batch-maps %s exits 2" % v, r.returncode == 2 and
+                                   b"out of range" in r.stderr))
             for name, ok in checks:
                 if ok:
                     passed += 1
