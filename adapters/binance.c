@@ -24,10 +24,17 @@
  * Sequence rule (qb_seq_binance_spot): drop u <= lastUpdateId; the first
  * applied event has U <= lastUpdateId+1 <= u; then U == previous u + 1.
  *
- * Parsing is jsmn through common/json.h into the caller's qb_parser: no
- * allocation, prices and sizes parsed exactly with qb_dec_parse from the
- * raw string tokens. Pure functions; any thread with its own qb_parser.
+ * Parsing: depthUpdate and trade messages (the hot path) go through
+ * simdjson On-Demand (binance_json.cc, one pass, no allocation); everything
+ * else, and any frame the hot path does not accept, through jsmn via
+ * common/json.h (qb__binance_parse_jsmn below), which then gives the
+ * answer, error codes included. Both write into the caller's qb_parser with
+ * no allocation per message (the On-Demand parser is created on the
+ * parser's first Binance message, like HTX's inflate stream), prices and
+ * sizes parsed exactly with qb_dec_parse from the raw string tokens. REST
+ * snapshots stay on jsmn. Pure functions; any thread with its own qb_parser.
  */
+#include "binance_json.h"
 #include "exchange.h"
 
 #include "err.h"
@@ -365,7 +372,7 @@ static int binance_payload(qb_parser *p, const qb_json *j, int d, qb_event *ev)
     return QB_OK;
 }
 
-static int binance_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
+int qb__binance_parse_jsmn(qb_parser *p, const char *js, size_t len, qb_event *ev)
 {
     memset(ev, 0, sizeof *ev);
     qb_json j;
@@ -414,6 +421,25 @@ static int binance_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
     }
     ev->kind = QB_EV_UNKNOWN;
     return QB_OK;
+}
+
+/* The hot path first; QB_EAGAIN from it means "parse with jsmn" (counted
+ * in p->bjson_misses). When the On-Demand parser cannot be allocated every
+ * frame goes to jsmn (p->bjson_off): slower, same results. */
+static int binance_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
+{
+    if (p->bjson == NULL && !p->bjson_off) {
+        p->bjson = qb__bjson_new(p->max_bytes);
+        p->bjson_off = p->bjson == NULL;
+    }
+    if (p->bjson != NULL) {
+        if (qb__bjson_parse(p->bjson, p, js, len, ev) == QB_OK) {
+            p->bjson_hits++;
+            return QB_OK;
+        }
+        p->bjson_misses++;
+    }
+    return qb__binance_parse_jsmn(p, js, len, ev);
 }
 
 static int binance_parse_snapshot(qb_parser *p, const char *js, size_t len, qb_event *ev)

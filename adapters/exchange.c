@@ -6,6 +6,7 @@
  */
 #include "exchange.h"
 
+#include "binance_json.h"
 #include "err.h"
 #include "inflate.h"
 
@@ -51,6 +52,8 @@ void qb_parser_fini(qb_parser *p)
     qb_buf_fini(&p->scratch);
     qb_inflate_free(p->inflate);
     p->inflate = NULL;
+    qb__bjson_free(p->bjson);
+    p->bjson = NULL;
     p->tok = NULL;
     p->trades = NULL;
     p->bids = p->asks = NULL;

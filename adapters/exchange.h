@@ -112,6 +112,12 @@ typedef struct qb_parser {
     size_t max_bytes;           /* frame cap: decoded (inflated) output too */
     qb_buf scratch;             /* decode output (gzip) */
     struct qb_inflate *inflate; /* HTX: reusable zlib stream, created on first use */
+    /* Binance: simdjson On-Demand parser + padded frame copy (binance_json.h),
+     * created on the first Binance message; bjson_off when that failed. */
+    struct qb__bjson *bjson;
+    bool bjson_off;
+    uint64_t bjson_hits;   /* frames the simdjson hot path parsed */
+    uint64_t bjson_misses; /* frames it handed to jsmn (other kinds, rejects) */
     char reply[64];             /* REPLY text */
 } qb_parser;
 

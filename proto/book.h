@@ -47,8 +47,11 @@ void qb_book_clear(qb_book *b);
  * are rejected with QB_EINVAL, a full side with QB_ERANGE. */
 int qb_book_set(qb_book *b, qb_book_side side, qb_dec price, qb_dec size);
 
-/* Applies a list of changes to each side, in order. Stops at the first error
- * and returns it; the book may then be partly updated and must be resynced. */
+/* Applies a list of changes to each side, in order: the same result as
+ * qb_book_set() level by level, for any order. Stops at the first error and
+ * returns it; the book may then be partly updated and must be resynced.
+ * Changes listed in price order (either direction, as exchanges send them)
+ * are cheaper: each search starts from the previous change's position. */
 int qb_book_apply(qb_book *b, const qb_level *bids, size_t n_bids, const qb_level *asks,
                   size_t n_asks);
 

@@ -19,12 +19,15 @@
  * needed: "100000000000000000000" (21 digits) is {10^18, -2}, just as
  * "1E+20" would be. A zero keeps the text's scale, clamped to the range.
  *
- * qb_dec_parse first tries a fast path for the exchanges' plain
- * "[-]digits[.digits]" of at most 18 digits (eight digits at a time with
- * SWAR arithmetic where possible): such a number is exactly its digits over
- * 10^(fraction length), what the general parser gives too. Anything else
- * (exponents, 19+ digits, junk) goes to the general parser, so every
- * rejection is the general parser's. test_decimal cross-checks the two.
+ * qb_dec_parse first tries two fast paths for the exchanges' plain
+ * "[-]digits[.digits]": at most 16 bytes after the sign in one step (two
+ * 8-byte loads, SSE2 classification, both halves converted together; see
+ * decimal_parse_fast16), then at most 18 digits eight at a time with SWAR
+ * arithmetic. Such a number is exactly its digits over 10^(fraction
+ * length), what the general parser gives too. Anything else (exponents,
+ * 19+ digits, junk) goes to the general parser, so every rejection is the
+ * general parser's. test_decimal cross-checks them on every shape of
+ * 0..40 bytes with every byte replaced, and on millions of random strings.
  *
  * Comparison across scales uses the adjusted exponent (digit count minus
  * scale) first, so no value is ever scaled beyond 19 digits. Pure functions,
@@ -189,12 +192,153 @@ static inline bool decimal_parse_fast(const char *s, size_t len, qb_dec *out)
     return true;
 }
 
-int qb_dec_parse(const char *s, size_t len, qb_dec *out)
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__SSE2__)
+#include <emmintrin.h>
+/* a * mul + b, where a and b are the values of the 8 digits in the words
+ * a8 and b8 (text order: the lowest byte most significant; digits as
+ * characters or values, only the low nibbles count). SSE2's pmaddwd does
+ * both words at once: digit pairs, then pairs of pairs, then halves. */
+static inline uint64_t decimal_sse_value2(uint64_t a8, uint64_t b8, uint64_t mul)
 {
-    if (s != NULL && len != 0 && decimal_parse_fast(s, len, out)) {
+    __m128i d = _mm_and_si128(_mm_set_epi64x((long long)b8, (long long)a8), _mm_set1_epi8(0x0F));
+    __m128i z = _mm_setzero_si128();
+    __m128i p1 = _mm_set_epi16(1, 10, 1, 10, 1, 10, 1, 10);
+    __m128i a = _mm_madd_epi16(_mm_unpacklo_epi8(d, z), p1); /* 4 x 2 digits of a8 */
+    __m128i b = _mm_madd_epi16(_mm_unpackhi_epi8(d, z), p1); /* of b8 */
+    __m128i p2 = _mm_set_epi16(1, 100, 1, 100, 1, 100, 1, 100);
+    __m128i p4 = _mm_set_epi16(1, 10000, 1, 10000, 1, 10000, 1, 10000);
+    __m128i x = _mm_madd_epi16(_mm_packs_epi32(a, b), p2); /* 4 digits: a8 a8 b8 b8 */
+    x = _mm_madd_epi16(_mm_packs_epi32(x, x), p4);          /* 8 digits: a8 b8 a8 b8 */
+    uint64_t ab = (uint64_t)_mm_cvtsi128_si64(x);
+    return (uint64_t)(uint32_t)ab * mul + (ab >> 32);
+}
+
+/* The common case in one step: "[-+]digits[.digits]" of at most 16 bytes
+ * after the sign (Binance's "63251.12000000", "0.01234000"). Two 8-byte
+ * loads, the first 8 bytes and the last 8 (overlapping when n < 16; never a
+ * byte outside s[0..len)), give the text as 16 bytes, zeros past n; SSE2
+ * classifies them at once (a bit per non-digit, a bit per '.'):
+ *
+ *   "63251.12000000"    36 33 32 35 31 2E 31 32 | 30 30 30 30 30 30 00 00
+ *   non-digits in n     .. .. .. .. .. 1  .. .. | .. .. .. .. .. ..        = the '.' bit
+ *   int, to the top     00 00 00 36 33 32 35 31        (first 8 << 8 * (8 - k))
+ *   fraction, the top   00 00 31 32 30 30 30 30 30 30  (last 8, bytes below the
+ *   nf of the last 8                                   fraction cleared)
+ *   m = 63251 * 10^8 + 12000000 (both halves in one pmaddwd chain), scale 8
+ *
+ * 158 -> 115 instructions per Binance number (callgrind, qb-bench-adapter).
+ * 1..8 digits on each side take that path; other plain forms of <= 16
+ * bytes (integers, ".5", "5.", 9+ digits on one side) cut the point out of
+ * the 16 bytes and convert them with SWAR. At most 16 digits: they fit in
+ * 63 bits, and the result is every digit over 10^(fraction length), what
+ * the general parser gives for such text (trailing zeros kept). False for
+ * anything else, which the older 8-at-a-time path or the general parser
+ * handle (and reject). */
+static inline bool decimal_parse_fast16(const char *s, size_t len, qb_dec *out)
+{
+    bool neg = *s == '-';
+    size_t sign = neg | (*s == '+'); /* without a branch */
+    const char *p = s + sign;
+    size_t n = len - sign;
+    if (n - 1 >= 16) {
+        return false; /* empty after the sign, or longer than 16 */
+    }
+    uint64_t lo = 0, hi = 0, last8 = 0;
+    if (n >= 8) {
+        memcpy(&lo, p, 8);
+        memcpy(&last8, p + n - 8, 8);
+        if (n > 8) {
+            hi = last8 >> (8 * (16 - n)); /* bytes 8..n-1 of the text */
+        }
+    } else if (len >= 8) {
+        memcpy(&lo, s + len - 8, 8);
+        lo >>= 8 * (8 - n); /* the n bytes at the end */
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            lo |= (uint64_t)(unsigned char)p[i] << (8 * i);
+        }
+    }
+    /* Classify the 16 bytes at once with SSE2 (every x86-64 has it): one
+     * bit per byte that is not a digit, one per '.'; padding bits (bytes
+     * past n) dropped. Valid: no non-digit but at most one point. */
+    __m128i v = _mm_set_epi64x((long long)hi, (long long)lo);
+    __m128i t = _mm_xor_si128(_mm_sub_epi8(v, _mm_set1_epi8('0')), _mm_set1_epi8((char)0x80));
+    unsigned inside = (1u << n) - 1; /* n <= 16 */
+    __m128i above9 = _mm_cmpgt_epi8(t, _mm_set1_epi8((char)(0x80 + 9)));
+    unsigned nondig = (unsigned)_mm_movemask_epi8(above9) & inside;
+    unsigned dots = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.'))) & inside;
+    unsigned nd = (unsigned)n, nf = 0;
+    if (nondig != 0) {
+        if (nondig != dots || (dots & (dots - 1)) != 0 || n == 1) {
+            return false; /* junk, an exponent, two points, "." alone */
+        }
+        unsigned k = (unsigned)__builtin_ctz(dots);
+        nf = (unsigned)n - k - 1;
+        if (n >= 8 && k - 1 < 8 && nf - 1 < 8) {
+            /* 1..8 digits on each side (the exchanges' prices and sizes):
+             * the integer digits moved to the top of one word, the
+             * fraction digits are the top of the last 8 bytes; each then
+             * has leading zero bytes, and m = int * 10^nf + fraction. */
+            uint64_t iw = lo << (8 * (8 - k));
+            uint64_t fw = last8 & (~0ull << (8 * (8 - nf)));
+            uint64_t m = decimal_sse_value2(iw, fw, decimal_pow10[nf]);
+            *out = (qb_dec){neg ? -(int64_t)m : (int64_t)m, (int8_t)nf};
+            return true;
+        }
+        /* Cut the point out of the bytes: the k below it stay, the rest
+         * moves down one byte (two shifts where one could be by 64). */
+        if (k < 8) {
+            uint64_t below = lo & ((1ull << (8 * k)) - 1);
+            lo = below | (((lo >> (8 * k)) >> 8) << (8 * k)) | (hi << 56);
+            hi >>= 8;
+        } else {
+            unsigned kh = k - 8;
+            uint64_t below = hi & ((1ull << (8 * kh)) - 1);
+            hi = below | (((hi >> (8 * kh)) >> 8) << (8 * kh));
+        }
+        nd = (unsigned)n - 1;
+    }
+    /* Digit values, the first digit in the lowest byte of lo; the nd - 8
+     * digits in hi (if any) and a short lo are moved to the top of their
+     * word: the zero bytes below are leading zeros. */
+    uint64_t m;
+    if (nd > 8) {
+        m = decimal_sse_value2(lo, hi << (8 * (16 - nd)), decimal_pow10[nd - 8]);
+    } else {
+        m = decimal_sse_value2(0, lo << (8 * (8 - nd)), 1);
+    }
+    *out = (qb_dec){neg ? -(int64_t)m : (int64_t)m, (int8_t)nf};
+    return true;
+}
+#else
+static inline bool decimal_parse_fast16(const char *s, size_t len, qb_dec *out)
+{
+    (void)s;
+    (void)len;
+    (void)out;
+    return false;
+}
+#endif
+
+/* Everything but the 16-byte form, out of line: qb_dec_parse then needs
+ * few registers (no saves) on its common path. */
+__attribute__((noinline)) static int decimal_parse_rest(const char *s, size_t len, qb_dec *out)
+{
+    if (decimal_parse_fast(s, len, out)) {
         return QB_OK;
     }
     return qb__dec_parse_general(s, len, out);
+}
+
+int qb_dec_parse(const char *s, size_t len, qb_dec *out)
+{
+    if (s == NULL || len == 0) {
+        return QB_EPARSE;
+    }
+    if (decimal_parse_fast16(s, len, out)) {
+        return QB_OK;
+    }
+    return decimal_parse_rest(s, len, out);
 }
 
 int qb__dec_parse_general(const char *s, size_t len, qb_dec *out)

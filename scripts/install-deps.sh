@@ -6,10 +6,11 @@
 set -euo pipefail
 
 PACKAGES=(
-  # build
-  build-essential cmake pkg-config git
+  # build (g++: the Binance adapter's simdjson hot path, adapters/binance_json.cc)
+  build-essential g++ cmake pkg-config git
   # libraries (the only dependencies of the product)
   libwebsockets-dev libnng-dev libmsgpack-dev libmsgpuck-dev zlib1g-dev libjsmn-dev libssl-dev
+  libsimdjson-dev
   # runtime: upstream TLS verification
   ca-certificates openssl
   # tests: Debian's Python with websockets and msgpack (what a user's machine has),

@@ -11,7 +11,26 @@
  *
  * Inputs are generated (seeded, deterministic): a 1000-level-per-side book
  * around 60000.00, then per message 20 bids + 20 asks picked among the top
- * 200 levels of each side, 10 % of them deletions.
+ * 200 levels of each side, 10 % of them deletions. --order sets how each
+ * side's levels are listed within one update:
+ *   binance (default): distinct prices, best first (bids descending, asks
+ *            ascending). That is what the spot stream the adapter reads
+ *            sends: in ../shared/exchange-data, every multi-level side of
+ *            the recorded nknusdt@depth@100ms updates (54 bid sides all
+ *            descending, 46 ask sides all ascending) and of the spot
+ *            samples; HTX mbp incrementals are listed the same way (the 4
+ *            real samples huobi_mbp_incremental_real_*: bids descending,
+ *            asks ascending), so the HTX input uses the same order. No
+ *            recorded message repeats a price within a side.
+ *   ascending: distinct prices, both sides ascending: Binance USD-M
+ *            futures (the recorded sushiusdt@depth@100ms: 103 bid and 99
+ *            ask sides, all ascending; binancefut samples likewise).
+ *   random:  independent picks, repeats possible (the generator before
+ *            session 3 of issue 8; no exchange sends this).
+ * --htx-numbers short writes HTX prices and sizes as HTX does (JSON numbers
+ * in shortest form: 9138.6, 9144.0, 9138.61 in huobi_mbp_incremental_real_*),
+ * so a side's prices have mixed scales (the default); fixed writes two
+ * price decimals always, one scale (the figures before session 3).
  *   binance: combined-stream depthUpdate text (Binance number formatting);
  *   htx:     mbp incremental JSON (seqNum/prevSeqNum chain), gzip'd by zlib
  *            beforehand like HTX's frames (decode inflates it per message);
@@ -128,14 +147,87 @@ static long px(int side, int k)
     return side == 0 ? 5999999 - k : 6000001 + k;
 }
 
+typedef enum bench_order { ORDER_BINANCE, ORDER_ASCENDING, ORDER_RANDOM } bench_order;
+static bench_order ORDER = ORDER_BINANCE; /* --order */
+static bool HTX_SHORT = true;             /* --htx-numbers short (default) */
+
+/* v in units of 10^-decimals as HTX writes a JSON number: shortest form,
+ * at least one decimal ("9144.0", "9138.6", "0.033785"). */
+static void htx_number(qb_buf *b, long v, int decimals)
+{
+    long unit = 1;
+    for (int k = 0; k < decimals; k++) {
+        unit *= 10;
+    }
+    long ip = v / unit, fp = v % unit;
+    int d = decimals;
+    while (d > 1 && fp % 10 == 0) {
+        fp /= 10;
+        d--;
+    }
+    qb_buf_appendf(b, "%ld.%0*ld", ip, d, fp);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Price indexes (0 = best) of one update's side: n of them among the top
+ * `top`, listed as --order says. Snapshots (top 0) are 0..n-1, best first. */
+static void levels_pick(int *k, int side, int n, int top)
+{
+    if (top == 0) {
+        for (int i = 0; i < n; i++) {
+            k[i] = i;
+        }
+        return;
+    }
+    if (ORDER == ORDER_RANDOM) {
+        for (int i = 0; i < n; i++) {
+            k[i] = (int)(rnd() % (unsigned)top);
+        }
+        return;
+    }
+    bool used[200] = {false}; /* top <= 200, n <= top (checked in main) */
+    for (int i = 0; i < n; i++) {
+        int v;
+        do {
+            v = (int)(rnd() % (unsigned)top);
+        } while (used[v]);
+        used[v] = true;
+        k[i] = v;
+    }
+    qsort(k, (size_t)n, sizeof *k, cmp_int); /* best first */
+    if (ORDER == ORDER_ASCENDING && side == 0) {
+        for (int i = 0; i < n / 2; i++) { /* bids ascending: worst first */
+            int t = k[i];
+            k[i] = k[n - 1 - i];
+            k[n - 1 - i] = t;
+        }
+    }
+}
+
 static void levels_json(qb_buf *b, int side, int n, int top, bool quoted, bool binance_fmt)
 {
+    int *k = malloc((size_t)n * sizeof *k);
+    if (k == NULL) {
+        exit(1);
+    }
+    levels_pick(k, side, n, top);
     for (int i = 0; i < n; i++) {
-        long p = px(side, top ? (int)(rnd() % (unsigned)top) : i);
+        long p = px(side, k[i]);
         long q = (top && rnd() % 10 == 0) ? 0 : (long)(rnd() % 5000000) + 1; /* 1e-6 units */
         if (binance_fmt) {
             qb_buf_appendf(b, "%s[\"%ld.%02ld000000\",\"%ld.%06ld00\"]", i ? "," : "", p / 100,
                            p % 100, q / 1000000, q % 1000000);
+        } else if (HTX_SHORT && !quoted) {
+            qb_buf_appendf(b, "%s[", i ? "," : "");
+            htx_number(b, p, 2);
+            qb_buf_appendf(b, ",");
+            htx_number(b, q, 6);
+            qb_buf_appendf(b, "]");
         } else if (quoted) {
             qb_buf_appendf(b, "%s[\"%ld.%02ld\",\"%ld.%06ld\"]", i ? "," : "", p / 100, p % 100,
                            q / 1000000, q % 1000000);
@@ -144,6 +236,7 @@ static void levels_json(qb_buf *b, int side, int n, int top, bool quoted, bool b
                            q / 1000000, q % 1000000);
         }
     }
+    free(k);
 }
 
 static frame frame_of(qb_buf *b)
@@ -372,12 +465,19 @@ static void usage(void)
 {
     printf("usage: qb-bench-adapter [--runs R] [--count N] [--levels L] [--exchange binance|htx|"
            "bithumb|all]\n"
-           "                        [--book-levels B] [--publish] [--callgrind] [--markdown]\n"
+           "                        [--book-levels B] [--order binance|ascending|random]\n"
+           "                        [--htx-numbers fixed|short]\n"
+           "                        [--publish] [--callgrind] [--markdown]\n"
            "  ns per message for decode + parse + sync/book apply + encode (--publish: + NNG\n"
            "  send on a PUB socket with no peer) through the adapters' real entry points.\n"
            "  Median over R runs (default 7) of N messages (default 20000); L levels per\n"
            "  side per Binance/HTX update (default 20); B levels per side in the\n"
-           "  book the updates apply to (default 1000, HTX snapshot capped at 400). --callgrind: one pass, no warm-up.\n");
+           "  book the updates apply to (default 1000, HTX snapshot capped at 400). --callgrind: one pass, no warm-up.\n"
+           "  --order: how an update lists each side's levels (Binance and HTX): binance\n"
+           "  (default; distinct prices, best first, as Binance spot and HTX send them),\n"
+           "  ascending (distinct, both sides ascending: Binance USD-M futures), random\n"
+           "  (independent picks with repeats). --htx-numbers short (default): HTX numbers\n"
+           "  in shortest form as HTX sends them (mixed scales); fixed: always 2 decimals.\n");
 }
 
 int main(int argc, char **argv)
@@ -397,6 +497,26 @@ int main(int argc, char **argv)
             which = argv[++i];
         } else if (!strcmp(argv[i], "--book-levels") && i + 1 < argc) {
             BOOK_LEVELS = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--order") && i + 1 < argc) {
+            const char *o = argv[++i];
+            if (!strcmp(o, "binance")) {
+                ORDER = ORDER_BINANCE;
+            } else if (!strcmp(o, "ascending")) {
+                ORDER = ORDER_ASCENDING;
+            } else if (!strcmp(o, "random")) {
+                ORDER = ORDER_RANDOM;
+            } else {
+                usage();
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--htx-numbers") && i + 1 < argc) {
+            const char *o = argv[++i];
+            if (!strcmp(o, "short") || !strcmp(o, "fixed")) {
+                HTX_SHORT = !strcmp(o, "short");
+            } else {
+                usage();
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--publish")) {
             publish = true;
         } else if (!strcmp(argv[i], "--callgrind")) {
@@ -494,8 +614,11 @@ int main(int argc, char **argv)
     }
     loadavg(la1, sizeof la1);
     printf("%sload average before %s, after %s; %d levels/side per Binance/HTX update, "
-           "book %d levels/side, %s%s\n",
-           markdown ? "\n" : "", la0, la1, levels, BOOK_LEVELS, publish ? "encode + NNG send" : "encode",
+           "book %d levels/side, order %s, HTX numbers %s, %s%s\n",
+           markdown ? "\n" : "", la0, la1, levels, BOOK_LEVELS,
+           ORDER == ORDER_BINANCE ? "binance" : ORDER == ORDER_ASCENDING ? "ascending" : "random",
+           HTX_SHORT ? "short" : "fixed",
+           publish ? "encode + NNG send" : "encode",
            markdown ? "\n" : "");
     return 0;
 }

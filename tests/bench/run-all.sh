@@ -17,7 +17,8 @@
 #   SKIP       space-separated sections to skip: adapter latency throughput memory
 #              websocket compare (5 and 6 call run-ws.sh and compare/run-compare.sh,
 #              whose own knobs pass through: WS_*, and RATE, CHANGES, WARMUP,
-#              CLIENTS for the comparison, whose window is CMP_SECS [30])
+#              CLIENTS, NS, SETTLE, SWEEP_RATES, SWEEP_SECS, PERF for the comparison,
+#              whose window is CMP_SECS [20]; about 5.5 minutes)
 # The one-minute throughput window alone (about 10 minutes):
 #   SKIP="adapter latency memory" TP_SECS=60 tests/bench/run-all.sh
 # Systems (tests/bench/e2e_bench.c): raw1 = NNG PUB->SUB, raw2 = PUB ->
@@ -253,7 +254,8 @@ fi
 if ! skip compare; then
     echo "## 6. What users run today (tests/bench/compare/run-compare.sh)"
     echo
-    NO_BUILD=1 BUILD=$BUILD SECS=${CMP_SECS:-30} "$root/tests/bench/compare/run-compare.sh" ||
+    # run-compare.sh builds what it needs (qb-bench-consumer too) unless NO_BUILD=1
+    NO_BUILD=${NO_BUILD:-0} BUILD=$BUILD SECS=${CMP_SECS:-20} "$root/tests/bench/compare/run-compare.sh" ||
         echo "run-compare.sh failed (exit $?)"
     echo
 fi

@@ -32,6 +32,7 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
 command -v clang >/dev/null || { echo "run-fuzzers: clang not installed (scripts/install-deps.sh)"; exit 1; }
+command -v clang++ >/dev/null || { echo "run-fuzzers: clang++ not installed (scripts/install-deps.sh)"; exit 1; }
 
 echo "== build libraries with clang (fuzzer-no-link, ASan, UBSan) in $build =="
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -50,9 +51,15 @@ cflags=(-g -O1 -std=c11 -D_GNU_SOURCE -DQB_VERSION=\"fuzz\" -fsanitize=fuzzer,ad
 deps=($(pkg-config --libs libwebsockets msgpack) -lnng -lz -lssl -lcrypto -lpthread)
 B="$build"
 mkdir -p "$build/fuzzers" "$build/work"
+# The exchange targets link libqbadapter, which holds a C++ object
+# (adapters/binance_json.cc, simdjson On-Demand): they are compiled by clang
+# and linked by clang++ (libstdc++ and UBSan's C++ runtime) with -lsimdjson.
 for t in "${targets[@]}"; do
+  cxx=0
   case $t in
-    binance|htx|bithumb) objs=("$B/adapters/libqbadapter.a" "$B/proto/libqbproto.a" "$B/common/libqbcommon.a") ;;
+    binance|htx|bithumb)
+      objs=("$B/adapters/libqbadapter.a" "$B/proto/libqbproto.a" "$B/common/libqbcommon.a")
+      cxx=1 ;;
     msgpack) objs=("$root/broker/topics.c" "$B/proto/libqbproto.a" "$B/common/libqbcommon.a") ;;
     config) objs=("$B/common/libqbcommon.a") ;;
     wsreq)
@@ -60,7 +67,13 @@ for t in "${targets[@]}"; do
       objs=("$B/broker/libqbbroker.a" "$B/proto/libqbproto.a" "$B/common/libqbcommon.a") ;;
     *) echo "run-fuzzers: unknown target $t"; exit 2 ;;
   esac
-  clang "${cflags[@]}" "$here/fuzz_$t.c" "${objs[@]}" "${deps[@]}" -o "$build/fuzzers/fuzz_$t"
+  if [ $cxx = 1 ]; then
+    clang "${cflags[@]}" -c "$here/fuzz_$t.c" -o "$build/fuzzers/fuzz_$t.o"
+    clang++ -fsanitize=fuzzer,address,undefined "$build/fuzzers/fuzz_$t.o" "${objs[@]}" \
+      "${deps[@]}" -lsimdjson -o "$build/fuzzers/fuzz_$t"
+  else
+    clang "${cflags[@]}" "$here/fuzz_$t.c" "${objs[@]}" "${deps[@]}" -o "$build/fuzzers/fuzz_$t"
+  fi
 done
 
 echo "== seeds =="

@@ -981,6 +981,589 @@ QB_TEST(every_prefix_and_mutation)
     qb_parser_fini(&p);
 }
 
+/* ---- simdjson hot path vs jsmn: differential ------------------------------------
+ *
+ * qb_binance_ops.parse (simdjson On-Demand for depthUpdate/trade, jsmn for
+ * the rest and for every frame the hot path does not accept) against
+ * qb__binance_parse_jsmn (the jsmn parser alone) on every Binance frame of
+ * the shared data and on mutations of each: every prefix, byte
+ * substitutions, inserted garbage, duplicated keys, wrong types, huge
+ * numbers, deep nesting, invalid UTF-8. Both must return the same code and,
+ * on QB_OK, the same event (kind, symbol, ids, times, every level, the
+ * trade, info).
+ *
+ * No difference is allowed, for any frame. The hot path (simdjson DOM)
+ * validates the whole frame, and declines where jsmn's rules differ
+ * (binance_json.cc: containers it does not read, a level's third element,
+ * jsmn's token budget, "-0" integers), so mutations inside the values it
+ * does not read ("pu", "T", "M", unknown keys, later duplicates, root fields
+ * after "data", a level's third element) must also give jsmn's answer:
+ * bad primitives, control and non-ASCII bytes in primitives, deep nesting
+ * and token floods under an unknown key, scalar floods past jsmn's token
+ * budget, malformed continuations glued after a token (":2}}", "]"...).
+ * Everything simdjson is stricter about (invalid UTF-8 anywhere,
+ * leading zeros in U/u/E/t/T, lone surrogates) makes the hot path decline,
+ * so jsmn answers and the results are identical.
+ * The recorded frames are also counted as hot-path hits and misses: every
+ * depthUpdate and trade of both recordings must be a hit.
+ */
+#include "binance_json.h"
+
+static qb_parser d_new, d_old;
+static unsigned long d_frames, d_same_ok, d_same_err, d_fast, d_bad;
+
+typedef struct d_range {
+    size_t lo, hi;
+} d_range;
+
+static bool d_dec_eq(qb_dec a, qb_dec b)
+{
+    return a.mant == b.mant && a.scale == b.scale;
+}
+
+static bool d_levels_eq(const qb_level *a, const qb_level *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!d_dec_eq(a[i].price, b[i].price) || !d_dec_eq(a[i].size, b[i].size)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool d_event_eq(const qb_event *a, const qb_event *b)
+{
+    if (a->kind != b->kind || strcmp(a->native, b->native) != 0 || a->first_id != b->first_id ||
+        a->last_id != b->last_id || a->prev_id != b->prev_id || a->has_prev != b->has_prev ||
+        a->exch_ts != b->exch_ts || a->n_bids != b->n_bids || a->n_asks != b->n_asks ||
+        a->trade_id != b->trade_id || !d_dec_eq(a->price, b->price) ||
+        !d_dec_eq(a->qty, b->qty) || a->side != b->side || a->n_trades != b->n_trades ||
+        strcmp(a->info, b->info) != 0 || a->rate_limited != b->rate_limited ||
+        memcmp(&a->ticker, &b->ticker, sizeof a->ticker) != 0) {
+        return false;
+    }
+    if ((a->n_bids && !d_levels_eq(a->bids, b->bids, a->n_bids)) ||
+        (a->n_asks && !d_levels_eq(a->asks, b->asks, a->n_asks))) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n_trades; i++) {
+        const qb_trade *x = &a->trades[i], *y = &b->trades[i];
+        if (x->id != y->id || x->ts != y->ts || !d_dec_eq(x->price, y->price) ||
+            !d_dec_eq(x->qty, y->qty) || x->side != y->side) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The byte span of token i, quotes included. */
+static d_range d_span(const qb_json *j, int i)
+{
+    const jsmntok_t *t = &j->tok[i];
+    bool str = t->type == JSMN_STRING;
+    return (d_range){(size_t)t->start - str, (size_t)t->end + str};
+}
+
+/* Runs both parsers: same code and, on QB_OK, the same event. [lo, hi) is
+ * the span of the original that was changed (hi == lo: an insertion at lo;
+ * lo > hi: none), for the message. */
+static void d_one(const char *js, size_t len, size_t lo, size_t hi)
+{
+    qb_event a, b;
+    uint64_t hits = d_new.bjson_hits;
+    int ra = qb_binance_ops.parse(&d_new, js, len, &a);
+    bool fast = d_new.bjson_hits != hits;
+    int rb = qb__binance_parse_jsmn(&d_old, js, len, &b);
+    d_frames++;
+    d_fast += fast;
+    if (ra == rb && (ra != QB_OK || d_event_eq(&a, &b))) {
+        ra == QB_OK ? d_same_ok++ : d_same_err++;
+        return;
+    }
+    if (d_bad++ < 20) {
+        fprintf(stderr, "DIFF simdjson %s (fast %d) vs jsmn %s at [%zu,%zu): %.*s\n",
+                qb_strerror(ra), fast, qb_strerror(rb), lo, hi, (int)(len < 400 ? len : 400), js);
+    }
+}
+
+static uint64_t d_rng = 0x9e3779b97f4a7c15ull;
+static uint64_t d_rand(void)
+{
+    d_rng ^= d_rng << 13;
+    d_rng ^= d_rng >> 7;
+    d_rng ^= d_rng << 17;
+    return d_rng;
+}
+
+static char d_buf[1 << 18];
+
+/* Replaces js[lo, hi) with ins. */
+static void d_splice(const char *js, size_t len, size_t lo, size_t hi, const char *ins,
+                     size_t ilen)
+{
+    if (len - (hi - lo) + ilen > sizeof d_buf) {
+        return;
+    }
+    memcpy(d_buf, js, lo);
+    memcpy(d_buf + lo, ins, ilen);
+    memcpy(d_buf + lo + ilen, js + hi, len - hi);
+    d_one(d_buf, len - (hi - lo) + ilen, lo, hi);
+}
+
+/* Mutations of one valid frame: every prefix, 400 random insertions, every
+ * key's value replaced and every pair duplicated, deep nesting; with full
+ * also every byte substituted (21 ways): about 25 parses per byte, so one
+ * recorded frame in eight gets it (ASan+UBSan time, 120 s limit). */
+static void d_mutate(const char *js, size_t len, bool full)
+{
+    d_one(js, len, 1, 0);
+    for (size_t n = 0; n < len; n++) {
+        memcpy(d_buf, js, n); /* a copy, so ASan sees reads past the prefix */
+        d_one(d_buf, n, n, len);
+    }
+    static const unsigned char subst[] = {'"', '[', ']', '{', '}', ',', ':', '0',  '9',  '-',
+                                          '.', 'e', ' ', '\\', 0,  'x', 't', 0xff, 0x80, 0xc3};
+    for (size_t k = 0; k < len && full; k++) {
+        for (size_t m = 0; m < sizeof subst; m++) {
+            char c = (char)subst[m];
+            d_splice(js, len, k, k + 1, &c, 1);
+        }
+        char c = (char)(js[k] ^ 0x20);
+        d_splice(js, len, k, k + 1, &c, 1);
+    }
+    static const char *const garbage[] = {"x",  ",",   "]", "}",      "\"", "[1]",
+                                          "{}", "\xff", "\xc0\x80", " ",  "1",  "\"\":0,"};
+    for (int r = 0; r < 400; r++) {
+        size_t at = (size_t)(d_rand() % (len + 1));
+        const char *g = garbage[d_rand() % (sizeof garbage / sizeof garbage[0])];
+        d_splice(js, len, at, at, g, strlen(g));
+    }
+    /* duplicated keys, wrong types, huge numbers: on each key's value */
+    static jsmntok_t tok[1 << 16];
+    qb_json j;
+    if (qb_json_parse(&j, js, len, tok, 1 << 16) != QB_OK) {
+        return;
+    }
+    static const char *const values[] = {
+        "0", "-1", "1.5", "\"1\"", "\"\"", "true", "null", "[]", "{}", "[[\"1\",\"2\"]]",
+        "18446744073709551615", "18446744073709551616", "007", "99999999999999999999999999",
+        "\"99999999999999999999999999.5\"", "\"1e400\"", "\"\xff\xfe\"", "\"\xed\xa0\x80\"",
+        "\"BTC\xc3\xa9\"", "1e3", "-0", "\"0.00000000\"", "\"-1\"",
+        /* jsmn's strict primitive rule and its string rule, for the values
+         * the hot path only checks ("pu", "T", "M", unknown keys...) */
+        "x1", "1x", "1\x01", "\x01", "1\x7f", "1\xc3\xa9", "\xc3\xa9", "nul", "-", "t", "f",
+        "n", "+1", ".5", "1\t", "\"a\x01b\"", "\"\x7f\"", "\"\xc3\xa9\"", "[1,[2]]", "{\"a\":1}"};
+    /* malformed continuations glued after a token, with brackets that
+     * close early or late (the fuzzer's "p":"E-8f":123..}} class, which
+     * On-Demand accepted): after every key's value, and with full after
+     * every token */
+    static const char *const tails[] = {":2}", ":2]", ":2}}", ":2]}", "]",   "}",  "]}",
+                                        "}}",  ":",   ":\"x\"", "\"x\"", ":[}", ",}", ",]"};
+    for (int i = 1; i < j.ntok; i++) {
+        bool value = j.tok[i - 1].type == JSMN_STRING && j.tok[i - 1].size == 1;
+        if (full || value) {
+            size_t at = d_span(&j, i).hi;
+            for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+                d_splice(js, len, at, at, tails[t], strlen(tails[t]));
+            }
+        }
+    }
+    for (int i = 1; i < j.ntok; i++) {
+        if (j.tok[i].type == JSMN_STRING && j.tok[i].size == 1) { /* a key */
+            d_range key = d_span(&j, i);
+            d_range val = d_span(&j, i + 1);
+            for (size_t v = 0; v < sizeof values / sizeof values[0]; v++) {
+                d_splice(js, len, val.lo, val.hi, values[v], strlen(values[v]));
+            }
+            /* a level's third element */
+            if (j.tok[i + 1].type == JSMN_ARRAY && j.tok[i + 1].size > 0 &&
+                j.tok[i + 2].type == JSMN_ARRAY) {
+                size_t end = (size_t)j.tok[i + 2].end - 1; /* its ']' */
+                for (size_t v = 0; v < sizeof values / sizeof values[0]; v++) {
+                    char third[64];
+                    int n = snprintf(third, sizeof third, ",%s", values[v]);
+                    d_splice(js, len, end, end, third, (size_t)n);
+                }
+            }
+            /* the pair again, right after itself: a duplicated key */
+            char dup[4096];
+            size_t dl = val.hi - key.lo;
+            if (dl + 1 < sizeof dup) {
+                memcpy(dup, js + key.lo, dl);
+                dup[dl] = ',';
+                d_splice(js, len, val.hi + 1 <= len && js[val.hi] == ',' ? val.hi + 1 : key.lo,
+                         val.hi + 1 <= len && js[val.hi] == ',' ? val.hi + 1 : key.lo, dup,
+                         dl + 1);
+            }
+        }
+    }
+    /* every value under an unknown key right after "e" (so the hot path
+     * still sees "e" first) and as a root field after "data" */
+    const char *d = strstr(js, "\"data\":{");
+    const char *e = d != NULL ? strstr(d + 8, ",") : NULL;
+    if (e != NULL && js[len - 1] == '}') {
+        size_t after = (size_t)(e - js) + 1;
+        for (size_t v = 0; v < sizeof values / sizeof values[0]; v++) {
+            char ins[64];
+            int n = snprintf(ins, sizeof ins, "\"zz\":%s,", values[v]);
+            d_splice(js, len, after, after, ins, (size_t)n);
+            n = snprintf(ins, sizeof ins, ",\"zz\":%s", values[v]);
+            d_splice(js, len, len - 1, len - 1, ins, (size_t)n);
+        }
+    }
+    /* deep nesting and token floods in an unknown key, and deep nesting
+     * where the hot path reads */
+    if (d != NULL) {
+        size_t at = (size_t)(d - js) + 8;
+        char deep[400];
+        for (int depth = 60; depth <= 70; depth += 5) {
+            int n = snprintf(deep, sizeof deep, "\"zz\":");
+            for (int k = 0; k < depth; k++) {
+                deep[n++] = '[';
+            }
+            for (int k = 0; k < depth; k++) {
+                deep[n++] = ']';
+            }
+            deep[n++] = ',';
+            if (e != NULL) {
+                /* after "e":"...", so the hot path still sees "e" first */
+                size_t after = (size_t)(e - js) + 1;
+                d_splice(js, len, after, after, deep, (size_t)n);
+            }
+            d_splice(js, len, at, at, deep, (size_t)n); /* "e" no longer first */
+        }
+        static int floods;
+        if (e != NULL && len < 2000 && floods++ < 8) {
+            static char flood[1 << 18];
+            size_t n = (size_t)snprintf(flood, sizeof flood, "\"zz\":[");
+            while (n < 120000) {
+                memcpy(flood + n, "1,", 2);
+                n += 2;
+            }
+            memcpy(flood + n, "1],", 3);
+            n += 3;
+            size_t after = (size_t)(e - js) + 1;
+            d_splice(js, len, after, after, flood, n);
+            /* scalars only: 25000 keys need 50000 tokens, past jsmn's
+             * budget of max(max_bytes/6, 6*max_levels)+64 = 43754 here
+             * (ETOOBIG); 20000 keys (40000 tokens) fit */
+            for (int keys = 20000; keys <= 25000; keys += 5000) {
+                n = 0;
+                for (int k = 0; k < keys; k++) {
+                    memcpy(flood + n, "\"z\":1,", 6);
+                    n += 6;
+                }
+                d_splice(js, len, after, after, flood, n);
+            }
+        }
+    }
+}
+
+/* Hot-path hits and misses of the valid depthUpdate/trade frames (jsmn's
+ * verdict) of the shared data: [spot recording, usdm recording,
+ * samples][depth, trade]. Only combined-stream frames ({"stream":..,
+ * "data":..}, what the adapter subscribes to) are the hot path's; the two
+ * raw-stream doc samples are counted apart (d_rec_raw: jsmn by design). */
+static unsigned long d_rec_hits, d_rec_misses, d_rec_raw, d_rec_kind[3][2];
+static void d_count_hit(const char *js, size_t len, int recording)
+{
+    qb_event a, b;
+    if (qb__binance_parse_jsmn(&d_old, js, len, &b) != QB_OK ||
+        (b.kind != QB_EV_DEPTH && b.kind != QB_EV_TRADE)) {
+        return;
+    }
+    uint64_t hits = d_new.bjson_hits;
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(&d_new, js, len, &a), QB_OK);
+    d_rec_kind[recording][b.kind == QB_EV_TRADE]++;
+    if (len < 10 || memcmp(js, "{\"stream\":", 10) != 0) {
+        d_rec_raw++;
+    } else if (d_new.bjson_hits != hits) {
+        d_rec_hits++;
+    } else {
+        d_rec_misses++;
+        fprintf(stderr, "hot path miss: %.*s\n", (int)(len < 300 ? len : 300), js);
+    }
+}
+
+static void d_mutate_file(const char *name, bool wrap)
+{
+    char path[512];
+    snprintf(path, sizeof path, SAMPLES "%s", name);
+    size_t len;
+    char *t = qb_test_read_file(path, &len);
+    QB_CHECK(t != NULL);
+    if (t == NULL) {
+        return;
+    }
+    if (wrap) {
+        static char w[1 << 16];
+        int n = snprintf(w, sizeof w, "{\"stream\":\"bnbbtc@trade\",\"data\":%s}", t);
+        d_count_hit(w, (size_t)n, 2);
+        d_mutate(w, (size_t)n, true);
+    }
+    d_count_hit(t, len, 2);
+    d_mutate(t, len, true);
+    free(t);
+}
+
+/* The DOM hot path on malformed frames (binance_json.cc): the fuzzer found
+ * {"stream":..,"data":{..valid depth..},"stream":"!","a":9213679,"p":"E-8f":
+ * 12368013,..}} (corpus binance/diff-string-glued-byte), which On-Demand
+ * accepted and jsmn rejects: after "p":"E-8f" the ':' is a syntax error,
+ * and with one '}' too many On-Demand's object loop just ended. Each frame
+ * below must make the hot path decline (QB_EAGAIN, qb__bjson_parse called
+ * directly) and ops->parse must return jsmn's error code. The bases are
+ * accepted by both (checked first). Variants: an extra '}' or ']' after a
+ * malformed root field, inside data, inside a level array, after the
+ * document, and "-0" where an integer is read (the DOM stores it as 0,
+ * qb_json_u64 rejects it). */
+#define M_DEP_HEAD                                                                                 \
+    "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\",\"E\":1,\"s\":"           \
+    "\"BTCUSDT\",\"U\":9,\"u\":10,"
+#define M_DEP_BA "\"b\":[[\"1\",\"1\"]],\"a\":[[\"0.5\",\"1\"]]"
+#define M_DEP M_DEP_HEAD M_DEP_BA "}}"
+#define M_TRD_HEAD                                                                                 \
+    "{\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\",\"E\":1,\"s\":\"BTCUSDT\",\"t\":7,"   \
+    "\"p\":\"50000.10\",\"q\":\"0.001\",\"T\":2,\"m\":false"
+#define M_TRD M_TRD_HEAD ",\"M\":true}}"
+
+/* Allocation counter for the no-allocation-per-message check (the test
+ * program's malloc family wraps glibc's; not under ASan, which owns them). */
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__has_feature)
+#define M_COUNT_ALLOC 1
+#elif defined(__GLIBC__) && defined(__has_feature)
+#if !__has_feature(address_sanitizer)
+#define M_COUNT_ALLOC 1
+#endif
+#endif
+#ifdef M_COUNT_ALLOC
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t k, size_t n);
+extern void *__libc_realloc(void *p, size_t n);
+extern void *__libc_memalign(size_t a, size_t n);
+static unsigned long m_allocs;
+void *malloc(size_t n)
+{
+    m_allocs++;
+    return __libc_malloc(n);
+}
+void *calloc(size_t k, size_t n)
+{
+    m_allocs++;
+    return __libc_calloc(k, n);
+}
+void *realloc(void *p, size_t n)
+{
+    m_allocs++;
+    return __libc_realloc(p, n);
+}
+void *aligned_alloc(size_t a, size_t n)
+{
+    m_allocs++;
+    return __libc_memalign(a, n);
+}
+int posix_memalign(void **out, size_t a, size_t n)
+{
+    m_allocs++;
+    *out = __libc_memalign(a, n);
+    return *out != NULL ? 0 : 12; /* ENOMEM */
+}
+#endif
+
+QB_TEST(dom_rejects_malformed)
+{
+    qb_parser pn, pj;
+    QB_CHECK_EQ_INT(qb_parser_init(&pn, 1 << 16, 1000), QB_OK);
+    QB_CHECK_EQ_INT(qb_parser_init(&pj, 1 << 16, 1000), QB_OK);
+    qb_event a, b;
+    /* the bases: both accept, the hot path parses them */
+    static const char *const good[] = {M_DEP, M_TRD};
+    for (size_t i = 0; i < 2; i++) {
+        QB_CHECK_EQ_INT(qb_binance_ops.parse(&pn, good[i], strlen(good[i]), &a), QB_OK);
+        QB_CHECK(pn.bjson != NULL);
+        if (pn.bjson == NULL) {
+            return;
+        }
+        QB_CHECK_EQ_INT(qb__bjson_parse(pn.bjson, &pn, good[i], strlen(good[i]), &a), QB_OK);
+        QB_CHECK_EQ_INT(qb__binance_parse_jsmn(&pj, good[i], strlen(good[i]), &b), QB_OK);
+    }
+    static const char *const bad[] = {
+        /* the fuzzer's frame, and the minimal repros */
+        "{\"stream\":\"btcusdt@d`pth@100ms\",\"data\":{\"e\":\"depthUpdate\",\"E\":1,\"s\":"
+        "\"BTCUSDT\",\"U\":9,\"u\":10,\"b\":[[\"1\",\"1\"]],\"a\":[[\"0.5\",\"1\"]]},\"stream\":"
+        "\"!\",\"a\":9213679,\"p\":\"E-8f\":12368013,\"l\":12368013,\"T\":1633998534486,\"m\":"
+        "false,\"M\":true}}",
+        "{\"a\":1,\"p\":\"x\":2}}",
+        "{\"a\":1,\"p\":\"x\"]",
+        /* after a malformed root field */
+        M_DEP_HEAD M_DEP_BA "},\"p\":\"x\":2}}",
+        M_DEP_HEAD M_DEP_BA "},\"p\":\"x\":2}]",
+        M_DEP_HEAD M_DEP_BA "},\"p\":\"x\"]",
+        M_DEP_HEAD M_DEP_BA "},\"p\":\"x\"]}",
+        M_DEP_HEAD M_DEP_BA "},\"p\":\"x\"}}",
+        M_DEP_HEAD M_DEP_BA "},\"p\":}",
+        M_DEP_HEAD M_DEP_BA "},\"p\"}}",
+        M_DEP_HEAD M_DEP_BA "},\"p\":[1,}}",
+        /* after the document */
+        M_DEP "}",
+        M_DEP "]",
+        M_DEP " }",
+        M_DEP "}}",
+        M_DEP ",{}",
+        M_DEP "x",
+        M_TRD "}",
+        M_TRD "]",
+        /* inside data */
+        M_DEP_HEAD M_DEP_BA ",\"p\":\"x\":2}}}",
+        M_DEP_HEAD M_DEP_BA ",\"p\":\"x\":2}}",
+        M_DEP_HEAD M_DEP_BA ",\"p\":\"x\"]}}",
+        M_DEP_HEAD M_DEP_BA ",\"p\":\"x\"]}",
+        M_DEP_HEAD M_DEP_BA "]}}",
+        M_DEP_HEAD M_DEP_BA "}}}}",
+        M_DEP_HEAD "\"pu\":\"x\":2," M_DEP_BA "}}}",
+        M_DEP_HEAD "\"pu\":\"x\"]," M_DEP_BA "}}",
+        M_TRD_HEAD ",\"M\":true}}}",
+        M_TRD_HEAD ",\"M\":\"x\":1}}}",
+        M_TRD_HEAD ",\"M\":\"x\"]}}",
+        M_TRD_HEAD ",\"M\":true]}}",
+        M_TRD_HEAD "}},\"M\":true}}",
+        /* inside the level arrays */
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"]]],\"a\":[[\"0.5\",\"1\"]]}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"]]},\"a\":[[\"0.5\",\"1\"]]}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"}],\"a\":[[\"0.5\",\"1\"]]}}",
+        M_DEP_HEAD "\"b\":[[\"1\":\"1\"]],\"a\":[[\"0.5\",\"1\"]]}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\":2]],\"a\":[[\"0.5\",\"1\"]]}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"]]]}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"]],\"a\":[[\"0.5\",\"1\"]]]}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"]],\"a\":[[\"0.5\",\"1\"]}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"]],\"a\":[[\"0.5\",\"1\"]]]",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"]],\"a\":[[\"0.5\",\"1\"",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"]],\"a\":[[\"0.5\",\"1\"]]}]",
+        /* "-0" where an integer is read */
+        "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\",\"E\":1,\"s\":"
+        "\"BTCUSDT\",\"U\":-0,\"u\":10," M_DEP_BA "}}",
+        "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\",\"E\":-0,\"s\":"
+        "\"BTCUSDT\",\"U\":9,\"u\":10," M_DEP_BA "}}",
+        "{\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\",\"E\":1,\"s\":\"BTCUSDT\","
+        "\"t\":-0,\"p\":\"50000.10\",\"q\":\"0.001\",\"T\":2,\"m\":false}}",
+    };
+    /* jsmn takes a comma before a closing bracket: the DOM rejects it, so
+     * the hot path declines and ops->parse returns jsmn's QB_OK event */
+    static const char *const lenient[] = {
+        M_DEP_HEAD M_DEP_BA "},}",
+        M_DEP_HEAD M_DEP_BA ",}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\"],],\"a\":[[\"0.5\",\"1\"]]}}",
+        M_DEP_HEAD "\"b\":[[\"1\",\"1\",]],\"a\":[[\"0.5\",\"1\"]]}}",
+    };
+    for (size_t i = 0; i < sizeof lenient / sizeof lenient[0]; i++) {
+        size_t len = strlen(lenient[i]);
+        QB_CHECK_EQ_INT(qb__bjson_parse(pn.bjson, &pn, lenient[i], len, &a), QB_EAGAIN);
+        QB_CHECK_EQ_INT(qb_binance_ops.parse(&pn, lenient[i], len, &a),
+                        qb__binance_parse_jsmn(&pj, lenient[i], len, &b));
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t len = strlen(bad[i]);
+        int rb = qb__binance_parse_jsmn(&pj, bad[i], len, &b);
+        int rh = qb__bjson_parse(pn.bjson, &pn, bad[i], len, &a);
+        int ra = qb_binance_ops.parse(&pn, bad[i], len, &a);
+        if (rb == QB_OK || rh != QB_EAGAIN || ra != rb) {
+            fprintf(stderr, "case %zu: jsmn %s, hot path %s, ops->parse %s: %s\n", i,
+                    qb_strerror(rb), qb_strerror(rh), qb_strerror(ra), bad[i]);
+        }
+        QB_CHECK(rb != QB_OK);
+        QB_CHECK_EQ_INT(rh, QB_EAGAIN);
+        QB_CHECK_EQ_INT(ra, rb);
+    }
+#ifdef M_COUNT_ALLOC
+    /* no allocation per message once the parser exists: hits and declines */
+    unsigned long before = m_allocs;
+    for (int r = 0; r < 1000; r++) {
+        for (size_t i = 0; i < 2; i++) {
+            QB_CHECK_EQ_INT(qb__bjson_parse(pn.bjson, &pn, good[i], strlen(good[i]), &a), QB_OK);
+        }
+        (void)qb__bjson_parse(pn.bjson, &pn, bad[0], strlen(bad[0]), &a);
+    }
+    QB_CHECK_EQ_INT(m_allocs - before, 0);
+    printf("allocations in 3000 hot-path parses: %lu (counter live: %d)\n", m_allocs - before,
+           before > 0);
+#endif
+    qb_parser_fini(&pn);
+    qb_parser_fini(&pj);
+}
+
+QB_TEST(simdjson_matches_jsmn)
+{
+    need_recording();
+    QB_CHECK_EQ_INT(qb_parser_init(&d_new, 1 << 18, 1000), QB_OK);
+    QB_CHECK_EQ_INT(qb_parser_init(&d_old, 1 << 18, 1000), QB_OK);
+    /* every Binance frame of the shared data */
+    for (size_t i = 0; i < nrec; i++) {
+        if (!rec[i].is_rest) {
+            d_count_hit(rec[i].payload, rec[i].len, 0);
+            d_mutate(rec[i].payload, rec[i].len, i % 8 == 1);
+        }
+    }
+    size_t ulen;
+    char *utext = qb_test_read_file(QB_SHARED_DATA "/recorded/binance_usdm_SUSHIUSDT_cryptofeed_"
+                                                   "20210722.txt",
+                                    &ulen);
+    if (utext != NULL) {
+        static rec_line urec[512];
+        size_t nu = load_recording(utext, urec, 512);
+        for (size_t i = 0; i < nu; i++) {
+            if (!urec[i].is_rest) {
+                d_count_hit(urec[i].payload, urec[i].len, 1);
+            }
+            if (!urec[i].is_rest && urec[i].len < 4096) {
+                d_mutate(urec[i].payload, urec[i].len, i % 8 == 1);
+            }
+        }
+        free(utext);
+    }
+    static const char *const samples[] = {
+        "binance_depthUpdate_real_combined_1.json",   "binance_depthUpdate_real_combined_2.json",
+        "binance_depthUpdate_real_combined_3.json",   "binancefut_depthUpdate_real_combined_1.json",
+        "binance_bookTicker_real_combined_1.json",    "binance_aggTrade_real_combined_1.json",
+        "binance_kline_real_combined_1.json",         "binance_serverShutdown_combined_doc_1.json",
+        "binance_serverShutdown_doc_1.json",          "binance_subscribe_response_doc_1.json",
+        "binance_partialDepth_doc_1.json",            "binance_depthUpdate_doc_1.json",
+        "binancefut_depthUpdate_real_combined_2.json", "binancefut_depthUpdate_real_combined_3.json"};
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        d_mutate_file(samples[i], false);
+    }
+    d_mutate_file("binance_trade_doc_1.json", true);
+    static const char *const synth[] = {
+        "{\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\",\"E\":1,\"s\":\"BTCUSDT\","
+        "\"t\":7,\"p\":\"50000.10\",\"q\":\"0.001\",\"T\":2,\"m\":false,\"M\":true}}",
+        "{\"stream\":\"btcusdt@ticker\",\"data\":{\"e\":\"24hrTicker\",\"E\":1,\"s\":\"BTCUSDT\","
+        "\"p\":\"-1.5\",\"c\":\"100.5\",\"b\":\"100\",\"B\":\"2\",\"a\":\"101\",\"A\":\"3\","
+        "\"v\":\"1000\"}}",
+        "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\",\"E\":1,\"s\":"
+        "\"BTCUSDT\",\"U\":5,\"u\":9,\"b\":[[\"1.5\",\"2\",\"x\"],[2.5,0]],\"a\":[],\"pu\":4}}",
+        "{\"code\":-1121,\"msg\":\"Invalid symbol.\"}",
+        "{\"result\":null,\"id\":1}",
+    };
+    for (size_t i = 0; i < sizeof synth / sizeof synth[0]; i++) {
+        d_mutate(synth[i], strlen(synth[i]), true);
+    }
+    printf("differential: %lu frames, %lu same ok, %lu same error, %lu through simdjson, "
+           "%lu differences; valid combined depthUpdate/trade: %lu hot-path hits, %lu misses "
+           "(+%lu raw-stream); %s\n",
+           d_frames, d_same_ok, d_same_err, d_fast, d_bad, d_rec_hits, d_rec_misses, d_rec_raw,
+           qb__bjson_describe());
+    QB_CHECK(d_frames > 100000);
+    QB_CHECK(d_fast > 1000);
+    QB_CHECK_EQ_INT(d_bad, 0);
+    printf("valid depthUpdate/trade frames: spot recording %lu + %lu, usdm recording %lu + %lu, "
+           "samples %lu + %lu\n",
+           d_rec_kind[0][0], d_rec_kind[0][1], d_rec_kind[1][0], d_rec_kind[1][1],
+           d_rec_kind[2][0], d_rec_kind[2][1]);
+    QB_CHECK(d_rec_hits > 100);
+    QB_CHECK_EQ_INT(d_rec_misses, 0);
+    qb_parser_fini(&d_new);
+    qb_parser_fini(&d_old);
+}
+
 int main(void)
 {
     qb_log_set_level(QB_LOG_ERROR);

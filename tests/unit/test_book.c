@@ -1,13 +1,15 @@
 /*
  * test_book.c: proto/book.c. Insert/update/delete order, deleting an absent
  * level, best-first ordering, crossed books, the max_levels bound, replace
- * with duplicates, equality by value, and 100k random operations against a
- * naive reference model.
+ * with duplicates, equality by value, 100k random operations against a
+ * naive reference model, and qb_book_apply (whose searches start from the
+ * previous level's position) against a sorted-array model applied level by
+ * level: random books and updates in every order, and every pair of
+ * positions around the hint window's edges.
  */
 #include "book.h"
 #include "err.h"
 #include "harness.h"
-
 
 static qb_dec D(int64_t m, int s)
 {
@@ -383,8 +385,8 @@ QB_TEST(top_heavy_ops_match_reference)
  * mixed scales compared by value, and searches afterwards still exact. */
 QB_TEST(replace_sorted_input_same_as_shuffled)
 {
-    qb_level bids[6] = {L(1005, 1, 1, 0), L(10040, 2, 0, 0), L(1003, 1, 2, 0),
-                        L(10025, 2, 3, 0), L(100, 0, 4, 0), L(99, 0, 0, 8)};
+    qb_level bids[6] = {L(1005, 1, 1, 0),  L(10040, 2, 0, 0), L(1003, 1, 2, 0),
+                        L(10025, 2, 3, 0), L(100, 0, 4, 0),   L(99, 0, 0, 8)};
     qb_level asks[4] = {L(1006, 1, 5, 0), L(10070, 2, 6, 0), L(1008, 1, 7, 0), L(101, 0, 8, 0)};
     qb_level bids_shuf[6] = {bids[3], bids[0], bids[5], bids[1], bids[4], bids[2]};
     qb_level asks_shuf[4] = {asks[2], asks[0], asks[3], asks[1]};
@@ -409,6 +411,426 @@ QB_TEST(replace_sorted_input_same_as_shuffled)
     QB_CHECK_EQ_INT(qb_book_get(a, QB_BID, D(25, 1)).mant, 5);
     qb_book_free(a);
     qb_book_free(b);
+}
+
+/* ---- qb_book_apply against a model ------------------------------------------
+ * The model: one best-first array per side, a plain binary search by value
+ * (qb_dec_cmp) and the rules of book.h applied level by level: size 0
+ * deletes (absent: nothing), an equal price (by value) takes the new price
+ * and size, an insert past max_levels stops with QB_ERANGE, a bad level
+ * stops with QB_EINVAL. */
+typedef struct model_side {
+    qb_level *lv;
+    size_t n;
+} model_side;
+
+#define MODEL_CAP 4096
+
+static int model_better(qb_book_side side, qb_dec a, qb_dec b)
+{
+    int c = qb_dec_cmp(a, b);
+    return side == QB_BID ? c : -c;
+}
+
+static int model_set(model_side *m, qb_book_side side, qb_level l, size_t max_levels)
+{
+    if (l.price.mant <= 0 || l.size.mant < 0) {
+        return QB_EINVAL;
+    }
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (model_better(side, m->lv[mid].price, l.price) > 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    bool found = lo < m->n && qb_dec_cmp(m->lv[lo].price, l.price) == 0;
+    if (l.size.mant == 0) {
+        if (found) {
+            memmove(&m->lv[lo], &m->lv[lo + 1], (m->n - lo - 1) * sizeof *m->lv);
+            m->n--;
+        }
+        return QB_OK;
+    }
+    if (found) {
+        m->lv[lo] = l;
+        return QB_OK;
+    }
+    if (m->n >= max_levels || m->n >= MODEL_CAP) {
+        return QB_ERANGE;
+    }
+    memmove(&m->lv[lo + 1], &m->lv[lo], (m->n - lo) * sizeof *m->lv);
+    m->lv[lo] = l;
+    m->n++;
+    return QB_OK;
+}
+
+static int model_apply(model_side m[2], const qb_level *bids, size_t nb, const qb_level *asks,
+                       size_t na, size_t max_levels)
+{
+    for (size_t i = 0; i < nb; i++) {
+        int rc = model_set(&m[QB_BID], QB_BID, bids[i], max_levels);
+        if (rc != QB_OK) {
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < na; i++) {
+        int rc = model_set(&m[QB_ASK], QB_ASK, asks[i], max_levels);
+        if (rc != QB_OK) {
+            return rc;
+        }
+    }
+    return QB_OK;
+}
+
+/* Same levels, same order, same text (scale included) on both sides. */
+static bool model_matches(const model_side m[2], const qb_book *b)
+{
+    for (int s = 0; s < 2; s++) {
+        if (qb_book_depth(b, (qb_book_side)s) != m[s].n) {
+            fprintf(stderr, "  side %d: depth %zu, model %zu\n", s,
+                    qb_book_depth(b, (qb_book_side)s), m[s].n);
+            return false;
+        }
+        const qb_level *lv = qb_book_levels(b, (qb_book_side)s);
+        for (size_t i = 0; i < m[s].n; i++) {
+            if (!qb_dec_identical(lv[i].price, m[s].lv[i].price) ||
+                !qb_dec_identical(lv[i].size, m[s].lv[i].size)) {
+                fprintf(stderr,
+                        "  side %d level %zu: %lld/%d size %lld/%d, model %lld/%d size %lld/%d\n",
+                        s, i, (long long)lv[i].price.mant, lv[i].price.scale,
+                        (long long)lv[i].size.mant, lv[i].size.scale,
+                        (long long)m[s].lv[i].price.mant, m[s].lv[i].price.scale,
+                        (long long)m[s].lv[i].size.mant, m[s].lv[i].size.scale);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* A price on a grid of ticks 1..span at scale 2; mixed: some of them
+ * written at scale 3 or 1 (the same value where it can be), some off-grid;
+ * wide: also at scale 18 and 0, so that some keys would not fit in int64
+ * (book.c then compares by value). */
+static bool gen_wide;
+
+static qb_dec gen_price(int64_t tick, bool mixed)
+{
+    if (mixed && gen_wide && rnd() % 8 == 0) {
+        if (tick < 900) {
+            return D(tick * 10000000000000000LL, 18);
+        }
+        if (tick % 100 == 0) {
+            return D(tick / 100, 0);
+        }
+    }
+    if (mixed) {
+        switch (rnd() % 6) {
+        case 0:
+            return D(tick * 10, 3); /* same value, other scale */
+        case 1:
+            return D(tick * 10 + 5, 3); /* between two ticks */
+        case 2:
+            if (tick % 10 == 0) {
+                return D(tick / 10, 1);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    return D(tick, 2);
+}
+
+static qb_dec gen_size(void)
+{
+    uint64_t r = rnd() % 100;
+    if (r < 20) {
+        return D(0, (int)(rnd() % 3)); /* delete, present or not */
+    }
+    return D((int64_t)(rnd() % 1000000) + 1, 4);
+}
+
+static int cmp_tick_asc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* One side's update: n ticks around the side's book, listed as order says
+ * (0 random, 1 ascending, 2 descending, 3 ascending with repeats, 4 random
+ * run of one direction then the other). */
+static size_t gen_update(qb_level *out, size_t n, int order, int64_t span, bool mixed,
+                         const model_side *m)
+{
+    int64_t ticks[64];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rnd() % 100;
+        int64_t t;
+        if (r < 50 && m->n > 0) {
+            /* an existing level, or next to one */
+            qb_dec p = m->lv[rnd() % m->n].price;
+            int64_t v = p.mant;
+            for (int k = p.scale; k < 2; k++) {
+                v *= 10;
+            }
+            for (int k = p.scale; k > 2; k--) {
+                v /= 10;
+            }
+            t = v + (int64_t)(rnd() % 3) - 1;
+        } else if (r < 60) {
+            t = 1 + (int64_t)(rnd() % 3); /* the low end */
+        } else if (r < 70) {
+            t = span + 1 - (int64_t)(rnd() % 3); /* the high end */
+        } else {
+            t = 1 + (int64_t)(rnd() % (uint64_t)span);
+        }
+        ticks[i] = t < 1 ? 1 : t;
+    }
+    if (order == 1 || order == 2 || order == 3) {
+        qsort(ticks, n, sizeof ticks[0], cmp_tick_asc);
+        if (order == 3 && n > 1) {
+            for (size_t i = 1; i < n; i++) {
+                if (rnd() % 4 == 0) {
+                    ticks[i] = ticks[i - 1]; /* repeat: still ascending (not strictly) */
+                }
+            }
+        }
+        if (order == 2) {
+            for (size_t i = 0; i < n / 2; i++) {
+                int64_t x = ticks[i];
+                ticks[i] = ticks[n - 1 - i];
+                ticks[n - 1 - i] = x;
+            }
+        }
+    } else if (order == 4 && n > 2) {
+        size_t half = n / 2;
+        qsort(ticks, half, sizeof ticks[0], cmp_tick_asc);
+        qsort(ticks + half, n - half, sizeof ticks[0], cmp_tick_asc);
+        for (size_t i = 0; i < (n - half) / 2; i++) { /* second run descending */
+            int64_t x = ticks[half + i];
+            ticks[half + i] = ticks[n - 1 - i];
+            ticks[n - 1 - i] = x;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i] = (qb_level){gen_price(ticks[i], mixed), gen_size()};
+    }
+    if (n > 0 && rnd() % 50 == 0) {
+        out[rnd() % n].price = D(0, 2); /* a bad level: apply stops there */
+    }
+    return n;
+}
+
+/* A book of n distinct ticks (of span) per side, on both the book and the
+ * model; mixed: some written at other scales. */
+static void gen_book(qb_book *b, model_side m[2], size_t n, int64_t span, bool mixed)
+{
+    static qb_level in[2][2048];
+    for (int s = 0; s < 2; s++) {
+        /* distinct ticks: every (span / n)-th with jitter, best first */
+        m[s].n = 0;
+        int64_t step = span / (int64_t)(n ? n : 1);
+        for (size_t i = 0; i < n; i++) {
+            int64_t t = 1 + (int64_t)i * step + (step > 1 ? (int64_t)(rnd() % (uint64_t)step) : 0);
+            qb_dec p = D(t, 2);
+            if (mixed && rnd() % 3 == 0) {
+                p = D(t * 10, 3);
+            } else if (mixed && gen_wide && rnd() % 9 == 0 && t < 900) {
+                p = D(t * 10000000000000000LL, 18);
+            }
+            m[s].lv[m[s].n++] = (qb_level){p, D((int64_t)(rnd() % 1000) + 1, 3)};
+        }
+        if (s == QB_BID) { /* best first: descending */
+            for (size_t i = 0; i < n / 2; i++) {
+                qb_level x = m[s].lv[i];
+                m[s].lv[i] = m[s].lv[n - 1 - i];
+                m[s].lv[n - 1 - i] = x;
+            }
+        }
+        memcpy(in[s], m[s].lv, n * sizeof *in[s]);
+        if (rnd() % 2) { /* the replace's sort path too */
+            for (size_t i = n; i > 1; i--) {
+                size_t j = rnd() % i;
+                qb_level x = in[s][i - 1];
+                in[s][i - 1] = in[s][j];
+                in[s][j] = x;
+            }
+        }
+    }
+    QB_CHECK_EQ_INT(qb_book_replace(b, in[0], n, in[1], n), QB_OK);
+}
+
+QB_TEST(apply_matches_model_randomized)
+{
+    static qb_level mlv[2][MODEL_CAP];
+    model_side m[2] = {{mlv[0], 0}, {mlv[1], 0}};
+    qb_level bids[64], asks[64];
+    int counts[5] = {0}, erange = 0, einval = 0;
+    for (int round = 0; round < 400 && !qb_test_failed_; round++) {
+        size_t n = (size_t)(rnd() % 5 == 0 ? rnd() % 40 : rnd() % 2001);
+        bool mixed = rnd() % 3 == 0;
+        gen_wide = mixed && rnd() % 3 == 0;
+        int64_t span = (int64_t)n * (int64_t)(1 + rnd() % 4) + 10;
+        size_t max_levels = rnd() % 5 == 0 ? n + rnd() % 8 + 1 : 0;
+        qb_book *b = qb_book_new(max_levels);
+        size_t max_eff = max_levels ? max_levels : QB_BOOK_DEFAULT_MAX_LEVELS;
+        gen_book(b, m, n, span, mixed);
+        for (int u = 0; u < 30 && !qb_test_failed_; u++) {
+            int ob = (int)(rnd() % 5), oa = (int)(rnd() % 5);
+            size_t nb = gen_update(bids, rnd() % 41, ob, span, mixed, &m[QB_BID]);
+            size_t na = gen_update(asks, rnd() % 41, oa, span, mixed, &m[QB_ASK]);
+            counts[ob]++;
+            counts[oa]++;
+            int rc = qb_book_apply(b, bids, nb, asks, na);
+            int mrc = model_apply(m, bids, nb, asks, na, max_eff);
+            QB_CHECK_EQ_INT(rc, mrc);
+            erange += rc == QB_ERANGE;
+            einval += rc == QB_EINVAL;
+            if (!model_matches(m, b)) {
+                QB_CHECK(!"book differs from the model");
+            }
+            if (qb_test_failed_) {
+                fprintf(stderr, "  round %d update %d: book %zu levels, mixed %d, orders %d/%d\n",
+                        round, u, n, (int)mixed, ob, oa);
+            }
+        }
+        qb_book_free(b);
+    }
+    QB_CHECK(erange > 0 && einval > 0);
+    for (int o = 0; o < 5; o++) {
+        QB_CHECK(counts[o] > 0);
+    }
+}
+
+/* Two-level updates from every position a to every position a + d of a
+ * 100-level side, for present prices and for prices between two levels,
+ * either direction: the second search starts from the first one's answer
+ * and must cross the window's edges (32 levels) in every way, and reach
+ * both ends of the side. Then the empty side and one-level sides. */
+QB_TEST(apply_hint_every_distance)
+{
+    static qb_level mlv[2][MODEL_CAP];
+    model_side m[2] = {{mlv[0], 0}, {mlv[1], 0}};
+    qb_level base[2][100];
+    qb_book *b = qb_book_new(0);
+    int checked = 0;
+    for (int v = 0; v < 4 && !qb_test_failed_; v++) {
+        /* v 0: one scale; 1: every 3rd level at scale 3 (keys); 2: the other
+         * levels at scale 1 (keys, the updates at a smaller scale than most);
+         * 3: a level 1E-18 at the low end: keys would not fit (by value) */
+        for (int k = 0; k < 100; k++) {
+            base[QB_BID][k] = L(10000 - 10 * k, 2, k + 1, 0); /* 100.00, 99.90, ... */
+            base[QB_ASK][k] = L(20000 + 10 * k, 2, k + 1, 0);
+            for (int t = 0; t < 2; t++) {
+                if (v == 1 && k % 3 == 0) {
+                    base[t][k].price = D(base[t][k].price.mant * 10, 3);
+                } else if (v == 2 && k % 3 != 0) {
+                    base[t][k].price = D(base[t][k].price.mant / 10, 1);
+                }
+            }
+        }
+        if (v == 3) { /* 1E-18: 100.00 as a key at scale 18 does not fit */
+            base[QB_BID][99].price = D(1, 18);
+            base[QB_ASK][0].price = D(1, 18);
+        }
+        for (int s = 0; s < 2 && !qb_test_failed_; s++) {
+            for (int a = -1; a <= 100 && !qb_test_failed_; a++) {
+                for (int d = -101; d <= 101 && !qb_test_failed_; d++) {
+                    int c = a + d;
+                    if (c < -1 || c > 100 || d == 0) {
+                        continue;
+                    }
+                    for (int kind = 0; kind < 4; kind++) {
+                        QB_CHECK_EQ_INT(qb_book_replace(b, base[0], 100, base[1], 100), QB_OK);
+                        for (int t = 0; t < 2; t++) {
+                            memcpy(mlv[t], base[t], sizeof base[t]);
+                            m[t].n = 100;
+                        }
+                        /* position -1 is past the best end, 100 past the worst */
+                        int64_t step = s == QB_BID ? -10 : 10, p0 = s == QB_BID ? 10000 : 20000;
+                        int64_t off = (kind & 1) ? step / 2 : 0; /* between levels */
+                        qb_level up[2] = {
+                            L(p0 + a * step + off, 2, (kind & 2) ? 0 : 7, 0),
+                            L(p0 + c * step + off, 2, (kind & 2) ? 5 : 0, 0),
+                        };
+                        const qb_level *ub = s == QB_BID ? up : NULL, *ua = s == QB_ASK ? up : NULL;
+                        QB_CHECK_EQ_INT(qb_book_apply(b, ub, ub ? 2 : 0, ua, ua ? 2 : 0), QB_OK);
+                        model_apply(m, ub, ub ? 2 : 0, ua, ua ? 2 : 0, QB_BOOK_DEFAULT_MAX_LEVELS);
+                        if (!model_matches(m, b)) {
+                            fprintf(stderr, "  variant %d side %d from %d by %d, kind %d\n", v, s,
+                                    a, d, kind);
+                            QB_CHECK(!"book differs from the model");
+                            break;
+                        }
+                        checked++;
+                    }
+                }
+            }
+        }
+    }
+    QB_CHECK(checked > 160000);
+    /* an empty side, then one level, then runs off both ends */
+    qb_book_clear(b);
+    m[0].n = m[1].n = 0;
+    qb_level runs[][4] = {
+        {L(500, 2, 1, 0), L(600, 2, 1, 0), L(700, 2, 1, 0), L(400, 2, 1, 0)},
+        {L(800, 2, 1, 0), L(300, 2, 1, 0), L(900, 2, 0, 0), L(200, 2, 1, 0)},
+        {L(200, 2, 0, 0), L(300, 2, 0, 0), L(400, 2, 0, 0), L(500, 2, 0, 0)},
+        {L(600, 2, 0, 0), L(700, 2, 0, 0), L(800, 2, 0, 0), L(100, 2, 0, 0)},
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        QB_CHECK_EQ_INT(qb_book_apply(b, runs[r], 4, runs[r], 4), QB_OK);
+        model_apply(m, runs[r], 4, runs[r], 4, QB_BOOK_DEFAULT_MAX_LEVELS);
+        QB_CHECK(model_matches(m, b));
+    }
+    QB_CHECK_EQ_INT(qb_book_depth(b, QB_BID) + qb_book_depth(b, QB_ASK), 0);
+    QB_CHECK_EQ_INT(qb_book_apply(b, NULL, 0, NULL, 0), QB_OK);
+    qb_book_free(b);
+}
+
+/* Keys (book.c: a mixed side's prices as integers at its largest scale)
+ * that stop fitting in int64 as the scale grows: 9.00 and 9.50 at scale 2,
+ * then 1E-18 (9.50 at scale 18 does not fit; 9.00 would). Searches must
+ * then compare by value. */
+QB_TEST(keys_past_int64_compare_by_value)
+{
+    static qb_level mlv[2][MODEL_CAP];
+    for (int order = 0; order < 2; order++) {
+        model_side m[2] = {{mlv[0], 0}, {mlv[1], 0}};
+        qb_book *b = qb_book_new(0);
+        qb_level steps[][3] = {
+            {L(900, 2, 1, 0), L(950, 2, 2, 0), L(1, 18, 3, 0)},
+            {L(925, 2, 4, 0), L(9, 0, 5, 0), L(2, 18, 6, 0)},
+            {L(950000, 5, 7, 0), L(1, 18, 0, 0), L(91, 1, 8, 0)},
+        };
+        for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+            qb_level *l = steps[k];
+            if (order) { /* the other way round */
+                qb_level t = l[0];
+                l[0] = l[2];
+                l[2] = t;
+            }
+            QB_CHECK_EQ_INT(qb_book_apply(b, l, 3, l, 3), QB_OK);
+            model_apply(m, l, 3, l, 3, QB_BOOK_DEFAULT_MAX_LEVELS);
+            QB_CHECK(model_matches(m, b));
+            for (size_t i = 0; i < 3; i++) {
+                QB_CHECK(qb_dec_identical(qb_book_get(b, QB_BID, l[i].price), l[i].size));
+                QB_CHECK(qb_dec_identical(qb_book_get(b, QB_ASK, l[i].price), l[i].size));
+            }
+            for (size_t i = 0; i < 3; i++) {
+                qb_level one = l[i];
+                one.size = D(10 + (int64_t)i, 0);
+                QB_CHECK_EQ_INT(qb_book_set(b, QB_BID, one.price, one.size), QB_OK);
+                model_set(&m[QB_BID], QB_BID, one, QB_BOOK_DEFAULT_MAX_LEVELS);
+            }
+            QB_CHECK(model_matches(m, b));
+        }
+        qb_book_free(b);
+    }
 }
 
 int main(void)

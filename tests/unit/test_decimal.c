@@ -11,6 +11,7 @@
 
 
 #include <stdint.h>
+#include <stdlib.h>
 
 static int parse(const char *s, qb_dec *out)
 {
@@ -491,6 +492,125 @@ QB_TEST(parse_fast_path_matches_general)
             break;
         }
     }
+}
+
+/* The string s[0..n) copied to the very end of a heap block, so that
+ * AddressSanitizer reports any read past it. */
+static bool fast_matches_general_at_end(char *block, size_t cap, const char *s, size_t n)
+{
+    char *p = block + cap - n;
+    memcpy(p, s, n);
+    return fast_matches_general(p, n);
+}
+
+/* Every "[sign]digits[.digits]" shape of 0..40 bytes (the 16-byte fast
+ * path, the older 8-at-a-time path for 17..19 digits, the general parser
+ * beyond), with each byte in turn replaced by each byte that matters:
+ * non-digits next to '0' and '9' in ASCII, '.', signs, exponents, NUL,
+ * 0x80 and 0xFF (high bytes and SWAR carries). Then millions of random
+ * strings in those shapes. qb_dec_parse must agree exactly with the
+ * general parser every time. */
+QB_TEST(parse_fast_path_exhaustive_shapes)
+{
+    enum { CAP = 48 };
+    char *block = malloc(CAP);
+    QB_CHECK(block != NULL);
+    if (block == NULL) {
+        return;
+    }
+    static const char subst[] = {'/', ':', '.', '-', '+', 'e', 'E', '\0', ' ', 'a',
+                                 (char)0x80, (char)0xFF, (char)0xFA, '0', '9'};
+    static const char *const prefixes[] = {"", "-", "+"};
+    char s[CAP];
+    size_t bad = 0, checked = 0;
+    for (size_t pi = 0; pi < 3; pi++) {
+        for (size_t n = 0; n <= 40; n++) {
+            size_t pl = strlen(prefixes[pi]);
+            if (pl + n > 40) {
+                continue;
+            }
+            /* point at every position, or none (pos == n) */
+            for (size_t pos = 0; pos <= n; pos++) {
+                for (int fill = 0; fill < 4; fill++) {
+                    memcpy(s, prefixes[pi], pl);
+                    for (size_t i = 0; i < n; i++) {
+                        /* 9s (overflow edges), 0s (leading and trailing
+                         * zeros), 1-then-0s, and a 1..9 pattern */
+                        char c = fill == 0   ? '9'
+                                 : fill == 1 ? '0'
+                                 : fill == 2 ? (i ? '0' : '1')
+                                             : (char)('1' + i % 9);
+                        s[pl + i] = c;
+                    }
+                    if (pos < n) {
+                        s[pl + pos] = '.';
+                    }
+                    size_t len = pl + n;
+                    bad += !fast_matches_general_at_end(block, CAP, s, len);
+                    checked++;
+                    /* one byte replaced, at every position */
+                    for (size_t j = 0; j < len; j++) {
+                        char keep = s[j];
+                        for (size_t k = 0; k < sizeof subst; k++) {
+                            s[j] = subst[k];
+                            bad += !fast_matches_general_at_end(block, CAP, s, len);
+                            checked++;
+                        }
+                        s[j] = keep;
+                    }
+                }
+            }
+        }
+    }
+    /* 18/19/20 digits and the int64 edges, with and without a point */
+    static const char *const edge[] = {
+        "922337203685477580.7", "9223372036854775807.", "9223372036854775808.",
+        ".9223372036854775807", "-9223372036854775807", "-9223372036854775808",
+        "99999999999999999999.", "0.0000000000000001", "0.", ".5", "-.5", "+.5", "-0.", "-0",
+        "0000000000000000", "000000000000000.1",
+        "1234567890123456", "123456789012345.6", "1.234567890123456", "9999999999999999",
+    };
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        bad += !fast_matches_general_at_end(block, CAP, edge[i], strlen(edge[i]));
+        checked++;
+    }
+    /* random: mostly plain numbers of 1..24 bytes, some junk anywhere */
+    static const char alphabet[] = "0123456789.-+eE\0/:";
+    for (int r = 0; r < 2000000; r++) {
+        uint64_t x = fast_rnd();
+        size_t n = (size_t)(x % 25);
+        for (size_t i = 0; i < n; i++) {
+            s[i] = (char)('0' + fast_rnd() % 10);
+        }
+        if (n > 0 && (x >> 8) % 4 != 0) {
+            s[(x >> 12) % n] = '.';
+        }
+        if (n > 0 && (x >> 20) % 4 == 0) {
+            s[0] = (x >> 24) & 1 ? '-' : '+';
+        }
+        if (n > 0 && (x >> 28) % 8 == 0) {
+            s[(x >> 32) % n] = alphabet[(x >> 40) % (sizeof alphabet - 1)];
+        }
+        bad += !fast_matches_general_at_end(block, CAP, s, n);
+        checked++;
+    }
+    QB_CHECK_EQ_INT(bad, 0);
+    QB_CHECK(checked > 3000000);
+    free(block);
+}
+
+/* Binance pads to 8 decimals: the trailing zeros are kept (the text's scale),
+ * on the fast path as on the general one. */
+QB_TEST(parse_keeps_trailing_zeros)
+{
+    CHECK_PARSE("63251.12000000", 6325112000000, 8);
+    CHECK_PARSE("0.01234000", 1234000, 8);
+    CHECK_PARSE("0.00000000", 0, 8);
+    CHECK_PARSE("-0.10000000", -10000000, 8);
+    CHECK_PARSE("123456789012345.", 123456789012345, 0);
+    CHECK_PARSE("1234567.12345678", 123456712345678, 8);
+    CHECK_PARSE("12345678.1234567", 123456781234567, 7);
+    CHECK_PARSE("1234567812345678", 1234567812345678, 0);
 }
 
 int main(void)

@@ -4,9 +4,11 @@
  * truncated prefix and every single-byte mutation of valid frames, version
  * and topic checks, hostile counts and nesting, level limits, the JSON form,
  * and the worked hex examples of proto/PROTOCOL.md (decoded with the real
- * decoder and compared with the JSON shown under each); the hand-written
- * encoder against msgpack-c's packer, byte for byte, on randomized messages,
- * and a batched frame of many maps.
+ * decoder and compared with the JSON shown under each); the encoder
+ * (msgpack-c's pack template instantiated with an inline sink) against
+ * msgpack-c's own callback packer, byte for byte, on randomized messages of
+ * every kind (0..2000 levels, every name and reason length, batched maps)
+ * and on the largest message the encoder accepts.
  */
 #include "buf.h"
 #include "err.h"
@@ -1013,10 +1015,11 @@ QB_TEST(protocol_md_examples)
 }
 
 /* ---- the encoder against a plain msgpack-c packer ------------------------
- * proto/msg.c packs with msgpack-c into a buffer reserved to an upper bound
- * of the map's size, through a write callback that only copies. This is
- * the straightforward packer (same key order, same calls, a callback that
- * appends with reallocation), kept as the reference: for randomized
+ * proto/msg.c packs with msgpack-c's pack template, instantiated with an
+ * inline sink into a buffer reserved to an upper bound of the map's size.
+ * This is the straightforward packer (pack.h's msgpack_pack_*, same key
+ * order, same calls, a callback that appends with reallocation), kept as
+ * the reference: for randomized
  * messages of every type, with integers at every boundary of msgpack's
  * forms, both must give the same bytes (so the bound and the fast callback
  * lose nothing), and the decoder must give the message back. */
@@ -1327,6 +1330,244 @@ QB_TEST(encoder_matches_msgpack_c_packer)
     msgpack_sbuffer_destroy(&ref);
     qb_buf_fini(&mine);
     qb_decoder_free(d);
+}
+
+/* The reference bytes of one map (no topic), appended to ref. */
+static void ref_append_map(const qb_msg *m, msgpack_sbuffer *ref)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, ref, msgpack_sbuffer_write);
+    QB_CHECK_EQ_INT(ref_pack_map(m, &pk), 0);
+}
+
+/* A name of exactly n bytes (n >= 1), no dots when !dots. */
+static void rnd_name_n(char *buf, size_t n, bool dots)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = (char)('!' + rnd() % 94);
+        buf[i] = (!dots && c == '.') ? 'x' : c;
+    }
+    buf[n] = '\0';
+}
+
+/* A count of levels: 0, a boundary of msgpack's array forms, or random up
+ * to 2000. */
+static size_t rnd_count(void)
+{
+    static const size_t edges[] = {0, 1, 15, 16, 17, 255, 256, 1000, 2000};
+    uint64_t r = rnd();
+    return r % 3 == 0 ? edges[(r >> 8) % (sizeof edges / sizeof edges[0])] : (size_t)(rnd() % 2001);
+}
+
+/* The encoder (msgpack-c's pack template with the inline sink, proto/msg.c)
+ * against pack.h's packer through a callback (msgpack_sbuffer), on the
+ * sizes that matter for the sink and the reservation: 0..2000 levels per
+ * side, names of every length 1..64 (fixstr/str8 at 32), reasons of 0..256
+ * bytes, integers at every form boundary, and several maps batched into one
+ * frame after a topic (the buffer not empty, its capacity anywhere). Must be
+ * byte-identical; a sink that drops, repeats or misplaces one byte fails
+ * here. */
+QB_TEST(encoder_matches_msgpack_c_packer_batches_and_sizes)
+{
+    enum { ROUNDS = 400, MAXLV = 2000 };
+    char ex[8][70], sym[8][70], nat[8][70], reason[8][300];
+    qb_level *lvs[8][2];
+    for (int k = 0; k < 8; k++) {
+        lvs[k][0] = calloc(MAXLV, sizeof(qb_level));
+        lvs[k][1] = calloc(MAXLV, sizeof(qb_level));
+    }
+    msgpack_sbuffer ref;
+    msgpack_sbuffer_init(&ref);
+    qb_buf keep = QB_BUF_INIT; /* reused across rounds: capacity anywhere */
+    size_t mism = 0, maps = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        qb_buf fresh = QB_BUF_INIT;
+        qb_buf *out = (r & 1) ? &keep : &fresh;
+        qb_buf_reset(out);
+        msgpack_sbuffer_clear(&ref);
+        /* one topic for the frame, then 1..8 maps of that topic */
+        qb_msg_type kind = (qb_msg_type)(1 + rnd() % 5);
+        size_t exn = 1 + rnd() % 64, symn = 1 + rnd() % 64;
+        if (rnd() % 4 == 0) {
+            exn = symn = 64;
+        }
+        if (exn + symn > QB_TOPIC_MAX - 8) {
+            symn = QB_TOPIC_MAX - 8 - exn; /* "status." + ex + "." + sym fits */
+        }
+        rnd_name_n(ex[0], exn, false);
+        rnd_name_n(sym[0], symn, false);
+        int nmaps = 1 + (int)(rnd() % 8);
+        for (int k = 0; k < nmaps; k++) {
+            qb_msg m;
+            memset(&m, 0, sizeof m);
+            bool book = kind == QB_MSG_SNAPSHOT || kind == QB_MSG_DELTA;
+            m.type = book ? (qb_msg_type)(1 + rnd() % 2) : kind;
+            m.version = (rnd() & 1) ? QB_PROTO_VERSION : 0;
+            m.exchange = (qb_str){ex[0], exn};
+            m.symbol = (qb_str){sym[0], symn};
+            size_t natn = 1 + rnd() % 64;
+            rnd_name_n(nat[k], natn, true);
+            m.native = (qb_str){nat[k], natn};
+            m.seq = rnd_u64();
+            m.exch_ts = rnd_u64();
+            m.recv_ts = rnd_u64();
+            switch (m.type) {
+            case QB_MSG_SNAPSHOT:
+            case QB_MSG_DELTA: {
+                size_t c[2] = {rnd_count(), rnd_count()};
+                for (int s = 0; s < 2; s++) {
+                    for (size_t i = 0; i < c[s]; i++) {
+                        lvs[k][s][i].price = rnd_dec(1);
+                        lvs[k][s][i].size = rnd_dec(0);
+                    }
+                }
+                m.first_id = rnd_u64();
+                m.last_id = rnd_u64();
+                m.bids = lvs[k][0];
+                m.n_bids = c[0];
+                m.asks = lvs[k][1];
+                m.n_asks = c[1];
+                m.refresh = m.type == QB_MSG_SNAPSHOT && (rnd() & 1);
+                break;
+            }
+            case QB_MSG_TRADE:
+                m.trade_id = rnd_u64();
+                m.price = rnd_dec(1);
+                m.qty = rnd_dec(0);
+                m.side = (qb_side)(rnd() % 3);
+                break;
+            case QB_MSG_STATUS: {
+                m.state = (qb_feed_state)(rnd() % 5);
+                static const size_t rl[] = {0, 31, 32, 255, 256};
+                size_t n = (rnd() & 1) ? rl[rnd() % 5] : rnd() % 257;
+                for (size_t i = 0; i < n; i++) {
+                    reason[k][i] = (char)(' ' + rnd() % 95);
+                }
+                m.reason = (qb_str){n ? reason[k] : NULL, n};
+                break;
+            }
+            case QB_MSG_TICKER:
+                m.ticker.last = rnd_dec(INT64_MIN + 1);
+                m.ticker.has_bid = rnd() & 1;
+                m.ticker.bid = rnd_dec(INT64_MIN + 1);
+                m.ticker.bid_qty = rnd_dec(INT64_MIN + 1);
+                m.ticker.has_ask = rnd() & 1;
+                m.ticker.ask = rnd_dec(INT64_MIN + 1);
+                m.ticker.ask_qty = rnd_dec(INT64_MIN + 1);
+                m.ticker.has_volume = rnd() & 1;
+                m.ticker.volume_24h = rnd_dec(INT64_MIN + 1);
+                m.ticker.has_change = rnd() & 1;
+                m.ticker.change_24h = rnd_dec(INT64_MIN + 1);
+                break;
+            }
+            if (k == 0) {
+                QB_CHECK_EQ_INT(qb_msg_encode(&m, out), QB_OK);
+                char topic[QB_TOPIC_MAX + 1];
+                int tn = qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type),
+                                         m.exchange, m.symbol);
+                QB_CHECK(tn > 0);
+                msgpack_sbuffer_write(&ref, topic, (size_t)tn + 1);
+            } else {
+                QB_CHECK_EQ_INT(qb_msg_encode_map(&m, out), QB_OK);
+            }
+            ref_append_map(&m, &ref);
+            maps++;
+        }
+        if (ref.size != out->len || memcmp(ref.data, out->data, out->len) != 0) {
+            if (mism++ == 0) {
+                size_t i = 0;
+                while (i < ref.size && i < out->len && ref.data[i] == (char)out->data[i]) {
+                    i++;
+                }
+                fprintf(stderr, "  round %d: %zu bytes, reference %zu, first difference at %zu\n",
+                        r, out->len, ref.size, i);
+            }
+        }
+        qb_buf_fini(&fresh);
+    }
+    QB_CHECK_EQ_INT(mism, 0);
+    QB_CHECK(maps >= ROUNDS);
+    for (int k = 0; k < 8; k++) {
+        free(lvs[k][0]);
+        free(lvs[k][1]);
+    }
+    qb_buf_fini(&keep);
+    msgpack_sbuffer_destroy(&ref);
+}
+
+/* The largest map the encoder accepts: QB_MSG_MAX_LEVELS levels per side,
+ * every integer in its 9-byte form, every name at its maximum; and the
+ * largest status and ticker. Same bytes as the reference, so the upper
+ * bound reserved before packing holds (the sink never refuses a write of a
+ * valid message). A bad level anywhere (here the last) is still refused
+ * with nothing appended. */
+QB_TEST(encoder_worst_case_sizes)
+{
+    size_t n = QB_MSG_MAX_LEVELS;
+    qb_level *lv = malloc(n * sizeof *lv);
+    QB_CHECK(lv != NULL);
+    if (lv == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int8_t sc = (int8_t)(i & 1 ? -QB_DEC_MAX_SCALE : QB_DEC_MAX_SCALE);
+        lv[i].price = (qb_dec){INT64_MAX - (int64_t)i, sc};
+        lv[i].size = (qb_dec){(int64_t)1 << 62, -QB_DEC_MAX_SCALE};
+    }
+    char name[3][65];
+    memset(name, 'N', sizeof name);
+    char reason[257];
+    memset(reason, 'r', sizeof reason);
+    qb_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = QB_PROTO_VERSION;
+    m.exchange = (qb_str){name[0], 64};
+    m.symbol = (qb_str){name[1], 64};
+    m.native = (qb_str){name[2], 64};
+    m.seq = m.exch_ts = m.recv_ts = m.first_id = m.last_id = m.trade_id = UINT64_MAX;
+    m.bids = m.asks = lv;
+    m.n_bids = m.n_asks = n;
+    m.reason = (qb_str){reason, 256};
+    qb_dec big = {-INT64_MAX, -QB_DEC_MAX_SCALE};
+    m.ticker = (qb_ticker){big, big, big, big, big, big, big, true, true, true, true};
+    m.price = (qb_dec){INT64_MAX, QB_DEC_MAX_SCALE};
+    m.qty = (qb_dec){INT64_MAX, QB_DEC_MAX_SCALE};
+    m.side = QB_SIDE_SELL;
+    m.state = QB_FEED_RESYNCING;
+    msgpack_sbuffer ref;
+    msgpack_sbuffer_init(&ref);
+    static const qb_msg_type types[] = {QB_MSG_SNAPSHOT, QB_MSG_DELTA, QB_MSG_TRADE,
+                                        QB_MSG_STATUS, QB_MSG_TICKER};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        m.type = types[t];
+        qb_buf b = QB_BUF_INIT;
+        QB_CHECK_EQ_INT(qb_msg_encode_map(&m, &b), QB_OK);
+        msgpack_sbuffer_clear(&ref);
+        ref_append_map(&m, &ref);
+        QB_CHECK(ref.size == b.len && memcmp(ref.data, b.data, b.len) == 0);
+        qb_buf_fini(&b);
+    }
+    /* the last level bad: refused, nothing appended */
+    qb_buf b = QB_BUF_INIT;
+    QB_CHECK_EQ_INT(qb_buf_append(&b, "xyz", 3), QB_OK);
+    m.type = QB_MSG_DELTA;
+    static const qb_level bad[] = {{{0, 0}, {1, 0}},     {{1, 0}, {-1, 0}},  {{1, 31}, {1, 0}},
+                                   {{1, -31}, {1, 0}},   {{1, 0}, {1, 31}},  {{1, 0}, {1, -31}},
+                                   {{-5, 0}, {1, 0}},    {{1, 0}, {INT64_MIN, 0}}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        qb_level keep = lv[n - 1];
+        lv[n - 1] = bad[i];
+        QB_CHECK_EQ_INT(qb_msg_encode_map(&m, &b), QB_EINVAL);
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_EINVAL);
+        QB_CHECK_EQ_INT(b.len, 3);
+        lv[n - 1] = keep;
+    }
+    /* the edges that are fine */
+    lv[n - 1] = (qb_level){{1, -QB_DEC_MAX_SCALE}, {0, QB_DEC_MAX_SCALE}};
+    QB_CHECK_EQ_INT(qb_msg_encode_map(&m, &b), QB_OK);
+    qb_buf_fini(&b);
+    msgpack_sbuffer_destroy(&ref);
+    free(lv);
 }
 
 /* Batches as the adapter's publisher builds them: one topic, many maps
