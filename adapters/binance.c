@@ -25,11 +25,12 @@
  * applied event has U <= lastUpdateId+1 <= u; then U == previous u + 1.
  *
  * Parsing: depthUpdate and trade messages (the hot path) go through
- * simdjson On-Demand (binance_json.cc, one pass, no allocation); everything
+ * simdjson's DOM parser (binance_json.cc, whole document validated, no
+ * allocation per message); everything
  * else, and any frame the hot path does not accept, through jsmn via
  * common/json.h (qb__binance_parse_jsmn below), which then gives the
  * answer, error codes included. Both write into the caller's qb_parser with
- * no allocation per message (the On-Demand parser is created on the
+ * no allocation per message (the simdjson parser is created on the
  * parser's first Binance message, like HTX's inflate stream), prices and
  * sizes parsed exactly with qb_dec_parse from the raw string tokens. REST
  * snapshots stay on jsmn. Pure functions; any thread with its own qb_parser.
@@ -424,7 +425,7 @@ int qb__binance_parse_jsmn(qb_parser *p, const char *js, size_t len, qb_event *e
 }
 
 /* The hot path first; QB_EAGAIN from it means "parse with jsmn" (counted
- * in p->bjson_misses). When the On-Demand parser cannot be allocated every
+ * in p->bjson_misses). When the simdjson parser cannot be allocated every
  * frame goes to jsmn (p->bjson_off): slower, same results. */
 static int binance_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
 {

@@ -112,7 +112,7 @@ typedef struct qb_parser {
     size_t max_bytes;           /* frame cap: decoded (inflated) output too */
     qb_buf scratch;             /* decode output (gzip) */
     struct qb_inflate *inflate; /* HTX: reusable zlib stream, created on first use */
-    /* Binance: simdjson On-Demand parser + padded frame copy (binance_json.h),
+    /* Binance: simdjson DOM parser + padded frame copy (binance_json.h),
      * created on the first Binance message; bjson_off when that failed. */
     struct qb__bjson *bjson;
     bool bjson_off;

@@ -52,7 +52,7 @@ deps=($(pkg-config --libs libwebsockets msgpack) -lnng -lz -lssl -lcrypto -lpthr
 B="$build"
 mkdir -p "$build/fuzzers" "$build/work"
 # The exchange targets link libqbadapter, which holds a C++ object
-# (adapters/binance_json.cc, simdjson On-Demand): they are compiled by clang
+# (adapters/binance_json.cc, simdjson DOM): they are compiled by clang
 # and linked by clang++ (libstdc++ and UBSan's C++ runtime) with -lsimdjson.
 for t in "${targets[@]}"; do
   cxx=0

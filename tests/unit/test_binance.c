@@ -983,7 +983,7 @@ QB_TEST(every_prefix_and_mutation)
 
 /* ---- simdjson hot path vs jsmn: differential ------------------------------------
  *
- * qb_binance_ops.parse (simdjson On-Demand for depthUpdate/trade, jsmn for
+ * qb_binance_ops.parse (simdjson DOM for depthUpdate/trade, jsmn for
  * the rest and for every frame the hot path does not accept) against
  * qb__binance_parse_jsmn (the jsmn parser alone) on every Binance frame of
  * the shared data and on mutations of each: every prefix, byte

@@ -1204,6 +1204,23 @@ static qb_dec rnd_dec(int64_t lo)
     return (qb_dec){rnd_i64(lo, INT64_MAX), (int8_t)rnd_i64(-QB_DEC_MAX_SCALE, QB_DEC_MAX_SCALE)};
 }
 
+/* Every ticker field random, presence flags included (the same draws in the
+ * same order in every randomized test). */
+static void rnd_ticker(qb_ticker *t)
+{
+    t->last = rnd_dec(INT64_MIN + 1);
+    t->has_bid = rnd() & 1;
+    t->bid = rnd_dec(INT64_MIN + 1);
+    t->bid_qty = rnd_dec(INT64_MIN + 1);
+    t->has_ask = rnd() & 1;
+    t->ask = rnd_dec(INT64_MIN + 1);
+    t->ask_qty = rnd_dec(INT64_MIN + 1);
+    t->has_volume = rnd() & 1;
+    t->volume_24h = rnd_dec(INT64_MIN + 1);
+    t->has_change = rnd() & 1;
+    t->change_24h = rnd_dec(INT64_MIN + 1);
+}
+
 static void rnd_name(char *buf, size_t max, bool dots)
 {
     size_t n = 1 + rnd() % max;
@@ -1275,17 +1292,7 @@ QB_TEST(encoder_matches_msgpack_c_packer)
             break;
         }
         case QB_MSG_TICKER:
-            m.ticker.last = rnd_dec(INT64_MIN + 1);
-            m.ticker.has_bid = rnd() & 1;
-            m.ticker.bid = rnd_dec(INT64_MIN + 1);
-            m.ticker.bid_qty = rnd_dec(INT64_MIN + 1);
-            m.ticker.has_ask = rnd() & 1;
-            m.ticker.ask = rnd_dec(INT64_MIN + 1);
-            m.ticker.ask_qty = rnd_dec(INT64_MIN + 1);
-            m.ticker.has_volume = rnd() & 1;
-            m.ticker.volume_24h = rnd_dec(INT64_MIN + 1);
-            m.ticker.has_change = rnd() & 1;
-            m.ticker.change_24h = rnd_dec(INT64_MIN + 1);
+            rnd_ticker(&m.ticker);
             break;
         }
         qb_buf_reset(&mine);
@@ -1447,17 +1454,7 @@ QB_TEST(encoder_matches_msgpack_c_packer_batches_and_sizes)
                 break;
             }
             case QB_MSG_TICKER:
-                m.ticker.last = rnd_dec(INT64_MIN + 1);
-                m.ticker.has_bid = rnd() & 1;
-                m.ticker.bid = rnd_dec(INT64_MIN + 1);
-                m.ticker.bid_qty = rnd_dec(INT64_MIN + 1);
-                m.ticker.has_ask = rnd() & 1;
-                m.ticker.ask = rnd_dec(INT64_MIN + 1);
-                m.ticker.ask_qty = rnd_dec(INT64_MIN + 1);
-                m.ticker.has_volume = rnd() & 1;
-                m.ticker.volume_24h = rnd_dec(INT64_MIN + 1);
-                m.ticker.has_change = rnd() & 1;
-                m.ticker.change_24h = rnd_dec(INT64_MIN + 1);
+                rnd_ticker(&m.ticker);
                 break;
             }
             if (k == 0) {
