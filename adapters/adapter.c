@@ -840,6 +840,8 @@ static void adapter_write_stats(qb_adapter *a)
     STAT("requests_paced", c->requests_paced);
     STAT("requests_rate_limited", c->requests_rate_limited);
     STAT("empty_updates", c->empty_updates);
+    STAT("tls_drained", c->tls_drained);
+    STAT("tls_drain_stuck", c->tls_drain_stuck);
     STAT("full_books", s->full_books);
     STAT("full_unchanged", s->full_unchanged);
     uint64_t txd = 0;
@@ -1191,6 +1193,14 @@ int qb_adapter_run(qb_adapter *a)
     while (!a->stop) {
         if (lws_service(a->ctx, 0) < 0) {
             break;
+        }
+        /* Records OpenSSL read ahead: poll() cannot see them (ws_conn.c). */
+        bool more = false;
+        for (size_t i = 0; i < a->nconn; i++) {
+            more |= qb__wsconn_drain_tls(&a->conns[i]);
+        }
+        if (more) {
+            lws_cancel_service(a->ctx); /* the next pass must not sleep */
         }
         /* End of a pass: send what it batched, unless more exchange input
          * already waits (buffered in lws or readable), which the next pass

@@ -20,6 +20,7 @@
 
 #include "exchange.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,7 @@ typedef struct qb_adapter_cfg {
                               (ops->keepalive_ms; exchanges without one ignore it) */
     uint32_t max_connects_per_min;  /* process connect budget; 0: ops->connects_per_min */
     uint32_t max_snapshots_per_min; /* snapshot request budget; 0: ops->snapshots_per_min */
+    bool no_tls_read_ahead; /* true: OpenSSL reads one TLS record per read() (ws_conn.c) */
 } qb_adapter_cfg;
 
 #define QB_ADAPTER_MAX_BODY_DEFAULT (8u << 20)

@@ -159,6 +159,7 @@ struct qb_wsconn {
     qb_buf rx;              /* message reassembly, capped at max_frame */
     bool rx_drop;           /* the current message is oversized: drop it */
     size_t rx_total;        /* bytes of the current message, dropped included */
+    uint64_t rx_calls;      /* RECEIVE callbacks so far: progress of qb__wsconn_drain_tls */
     qb_buf *tx;             /* outgoing text messages (LWS_PRE headroom each) */
     unsigned tx_cap;        /* QB_WS_TXQ + 4 per instrument (HTX: 3 subs + 1 req each) */
     unsigned tx_head, tx_n; /* ring: bounded, overflow policy "drop newest" */
@@ -183,6 +184,13 @@ void qb__wsconn_recycle(qb_wsconn *c, const char *why);
  * The queue is emptied when the connection closes. */
 int qb__wsconn_send(qb_wsconn *c, const char *text, size_t len);
 void qb__wsconn_cancel_timers(qb_wsconn *c);
+/* TLS read-ahead (see ws_conn.c): true when OpenSSL holds input of c that
+ * poll() cannot see and lws would not read without a socket event. */
+bool qb__wsconn_tls_buffered(const qb_wsconn *c);
+/* Has lws read what qb__wsconn_tls_buffered() reports, up to
+ * QB_WS_TLS_DRAIN_MAX records. Returns true when buffered input remains and
+ * the loop must not sleep (the caller wakes it with lws_cancel_service). */
+bool qb__wsconn_drain_tls(qb_wsconn *c);
 int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsconn *c, void *in,
                       size_t len);
 
@@ -195,6 +203,7 @@ typedef struct qb_adapter_counters {
     uint64_t bad_gzip, gzip_oversized, lost_frame_resyncs;
     uint64_t pongs, heartbeats, keepalives, tickers, trades_duplicate, requests_paced;
     uint64_t empty_updates, requests_rate_limited;
+    uint64_t tls_drained, tls_drain_stuck;
 } qb_adapter_counters;
 
 struct qb_adapter {

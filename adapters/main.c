@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     char *broker = "ipc:///tmp/quotebus/ingest.ipc";
     char *ca_file = NULL, *stats_file = NULL, *log_level = "info";
     qb_strlist symbols = {0}, symbol_map = {0};
-    bool no_tickers = false;
+    bool no_tickers = false, no_tls_read_ahead = false;
     int64_t levels = 150, keepalive_ms = 0;
     int64_t max_connects_per_min = 0, max_snapshots_per_min = 0;
     int64_t depth_limit = 1000, streams_per_conn = 1024;
@@ -108,6 +108,9 @@ int main(int argc, char **argv)
          "connections after ~120 s)"},
         {"no-tickers", QB_OPT_BOOL, &no_tickers, NULL,
          "do not subscribe to tickers (binance: 2 streams per symbol instead of 3)"},
+        {"no-tls-read-ahead", QB_OPT_BOOL, &no_tls_read_ahead, NULL,
+         "let OpenSSL read one TLS record per system call (the default reads ahead: "
+         "fewer system calls per message)"},
         {"broker", QB_OPT_STR, &broker, "ADDR", "NNG address of the broker ingest (dialed)"},
         {"ca-file", QB_OPT_STR, &ca_file, "PEM",
          "extra trusted CA certificate(s), on top of the system store"},
@@ -240,6 +243,7 @@ int main(int argc, char **argv)
         .keepalive_ms = (uint64_t)keepalive_ms,
         .max_connects_per_min = (uint32_t)max_connects_per_min,
         .max_snapshots_per_min = (uint32_t)max_snapshots_per_min,
+        .no_tls_read_ahead = no_tls_read_ahead,
         .xcfg =
             {
                 .levels = (unsigned)levels,

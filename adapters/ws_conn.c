@@ -34,6 +34,24 @@
  *   policy "drop newest" (counted ws_tx_dropped; snapshot requests have a
  *   watchdog, subscriptions are resent on the next connect).
  * - Every timer is cancelled on close and at shutdown (lws_sul_cancel).
+ * - TLS read-ahead (unless cfg.no_tls_read_ahead): once established, the
+ *   connection's OpenSSL object reads as much as its buffer holds per
+ *   read() instead of one record header and then one body (two system calls
+ *   per exchange message, the largest part of the adapter's cost at high
+ *   rates). Records read ahead are invisible to poll() and to
+ *   SSL_pending(), the only thing lws 4.1.6 checks, so lws alone would leave
+ *   them until the next bytes arrive: a stalled book. The adapter's loop
+ *   therefore calls qb__wsconn_drain_tls after every lws_service(): while
+ *   SSL_has_pending() reports input and OpenSSL is not waiting for the rest
+ *   of a record, it hands lws a POLLIN for the socket (lws_service_fd), and
+ *   lws reads the next record without a system call. At most
+ *   QB_WS_TLS_DRAIN_MAX per connection and pass (fairness with timers and
+ *   other connections); if input remains, the loop is woken
+ *   (lws_cancel_service) instead of sleeping. If lws consumed nothing in a
+ *   whole pass (a state in which it does not read), the loop does not spin:
+ *   counted tls_drain_stuck, logged, and left to the next socket event.
+ *   Tested end to end by test_pipeline.py --case tls_burst_end (the last
+ *   burst of a feed followed by silence must arrive in full).
  */
 #include "adapter_int.h"
 
@@ -41,6 +59,8 @@
 #include "err.h"
 #include "log.h"
 
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +68,7 @@
 #define QB_WS_BACKOFF_MIN_MS 500
 #define QB_WS_BACKOFF_MAX_MS 30000
 #define QB_WS_HEALTHY_MS 30000
+#define QB_WS_TLS_DRAIN_MAX 64 /* records serviced from OpenSSL's buffer per pass */
 
 static void wsconn_connect_cb(lws_sorted_usec_list_t *sul);
 
@@ -333,6 +354,41 @@ static void wsconn_rx(qb_wsconn *c, struct lws *wsi, const void *in, size_t len)
     qb_buf_reset(&c->rx);
 }
 
+bool qb__wsconn_tls_buffered(const qb_wsconn *c)
+{
+    if (c->wsi == NULL || !c->established) {
+        return false;
+    }
+    SSL *s = lws_get_ssl(c->wsi);
+    return s != NULL && SSL_has_pending(s) && !SSL_want_read(s);
+}
+
+bool qb__wsconn_drain_tls(qb_wsconn *c)
+{
+    qb_adapter *a = c->a;
+    uint64_t calls = c->rx_calls;
+    for (unsigned k = 0; k < QB_WS_TLS_DRAIN_MAX && qb__wsconn_tls_buffered(c); k++) {
+        struct lws_pollfd pfd = {
+            .fd = lws_get_socket_fd(c->wsi), .events = POLLIN, .revents = POLLIN};
+        a->cnt.tls_drained++;
+        if (lws_service_fd(a->ctx, &pfd) < 0) {
+            return false;
+        }
+    }
+    if (!qb__wsconn_tls_buffered(c)) {
+        return false;
+    }
+    if (c->rx_calls == calls) {
+        a->cnt.tls_drain_stuck++;
+        QB_LOG_RL(QB_LOG_WARN, "tls_drain_stuck",
+                  "conn=%u lws read none of the TLS input OpenSSL holds; waiting for the "
+                  "next socket event",
+                  c->idx);
+        return false;
+    }
+    return true;
+}
+
 int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsconn *c, void *in,
                       size_t len)
 {
@@ -363,12 +419,16 @@ int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsco
         }
         qb_buf_reset(&c->rx);
         c->rx_drop = false;
+        if (!a->cfg.no_tls_read_ahead && lws_get_ssl(wsi) != NULL) {
+            SSL_set_read_ahead(lws_get_ssl(wsi), 1);
+        }
         qb__adapter_on_conn_up(c);
         if (c->tx_n) {
             lws_callback_on_writable(wsi);
         }
         return 0;
     case LWS_CALLBACK_CLIENT_RECEIVE:
+        c->rx_calls++;
         if (c->close_now) {
             return -1;
         }

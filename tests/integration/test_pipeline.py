@@ -132,6 +132,40 @@ def case_exact(st):
                 % (r.proc.name, upstream_loss, sub.get("gaps")))
 
 
+def case_tls_burst_end(st):
+    """TLS read-ahead must not stall: the adapter lets OpenSSL read several
+    records per system call, which poll() and lws cannot see (ws_conn.c), so
+    its loop services them itself. The feed here is bursts of ~100 frames
+    (20k events/s on the simulator's 5 ms timer) over wss and then silence:
+    no more events and no server pings (--ping-interval-ms 0), so nothing
+    would ever wake a stalled adapter. The last burst must arrive in full:
+    the subscriber's book equals the simulator's final book within
+    HEAL_BOUND_S of the feed's end (the adapter's stale timer, 30 s, is
+    further away, so a stall cannot be healed by a resync), with no gap,
+    resync beyond the first sync, or reconnect, and with records actually
+    read ahead (tls_drained > 0)."""
+    sym = ["BTC-USDT"]
+    sim = st.exsim(["--symbols", "BTCUSDT", "--rate", "20000", "--changes", "20",
+                    "--events", "20000", "--trade-rate", "0", "--ticker-every", "0",
+                    "--ping-interval-ms", "0", "--seed", "11"])
+    broker = st.broker()
+    s = st.sub(["book."], name="sub0")
+    readers = [qbtest.Reader(s)]
+    wait_subs_connected(readers)
+    adapter = st.adapter(sim, sym, extra=["--no-tickers"])
+    qbtest.wait_books_exact(readers, sim.dump_path, sym, heal_bound=HEAL_BOUND_S)
+    check_no_crash(sim, broker, adapter)
+    stop_clean(readers[0].proc, adapter, broker, sim)
+    a = stats(adapter.stats_path)
+    log("adapter stats: %s" % {k: a.get(k) for k in ("frames", "deltas_applied", "gaps", "resyncs",
+                                                       "reconnects", "tls_drained",
+                                                       "tls_drain_stuck")})
+    if a.get("gaps", 0) or a.get("reconnects", 0) or a.get("resyncs", 0) > 1:
+        fail("the feed was clean: no gap, reconnect or extra resync expected: %s" % a)
+    if a.get("tls_drained", 0) == 0:
+        fail("no TLS record was read ahead: the test did not exercise read-ahead: %s" % a)
+
+
 def case_gaps(st):
     """Dropped deltas upstream: the adapter detects each gap, resyncs that
     instrument only, and the final books are still exact."""
