@@ -9,8 +9,8 @@
  * (qb__binance_parse_jsmn) produces, in one simdjson parse and without
  * allocating; the DOM parser validates the whole frame first. It answers
  * QB_EAGAIN ("not mine") for anything else: other message kinds, any
- * malformed or out-of-range input, frames with a backslash or a NUL byte,
- * frames larger than the parser. binance.c then
+ * malformed or out-of-range input (a NUL byte anywhere included), frames
+ * with a backslash, frames larger than the parser. binance.c then
  * parses the frame with jsmn, which gives the authoritative answer (and the
  * error code). So a depthUpdate or trade is parsed once; a rejected frame or
  * a ticker/control/error/serverShutdown frame is walked by both (simdjson

@@ -28,6 +28,15 @@
  * searches each change from the previous change's position: exchanges list
  * a side's changes in price order, a few levels apart, so the answer is
  * usually among the next 32 levels, counted with independent compares.
+ * When a side's changes come best first with distinct prices (Binance spot,
+ * HTX: nearly always), they are merged into the side in one pass
+ * (book_merge, per chunk of 64): updates are written in place, and the
+ * runs of levels between the inserts and deletes move once each, by their
+ * net shift, instead of one move per insert or delete; the search, the
+ * checks and the compares are specialised per side and mode. Anything else
+ * (other orders, repeats, another scale, a full or emptied side, too
+ * little room) goes level by level as described above, with the same
+ * result and error (differential tests against a model of qb_book_set).
  * A side of mixed scales (HTX writes JSON numbers: 9138.6 next to 9138.61)
  * is searched the same way on keys: each price as an integer at the side's
  * largest scale, computed on the fly, while they fit in int64; otherwise
@@ -78,6 +87,7 @@ struct qb_book {
      * is swapped with a side's array when the new side is complete. */
     size_t *idx;
     size_t idx_cap;
+    size_t merged; /* chunks book_merge applied (qb__book_merged) */
 };
 
 #define BOOK_MIN_CAP 64
@@ -523,8 +533,10 @@ int qb_book_set(qb_book *b, qb_book_side side, qb_dec price, qb_dec size)
     return book_set_at(b, bs, price, size, i, found);
 }
 
-/* Applies one side's changes in order. After a change at price P whose
- * search answered h, h is still the index of the first level not better
+/* Applies one side's changes level by level, in order (the chunks that
+ * book_merge declines: not best first, repeats, errors, ...). After a
+ * change at price P whose search answered h, h is still the index of the
+ * first level not better
  * than P (an update or insert left P at h; a delete, or a delete of an
  * absent price, left the better levels before h and the rest from h on).
  * So the next price Q's answer is h when Q == P, at or after h when Q is
@@ -536,7 +548,7 @@ int qb_book_set(qb_book *b, qb_book_side side, qb_dec price, qb_dec size)
  * only if the step before went the same way, otherwise it searches the
  * whole side (random input rarely ends in the window, and then pays for
  * both). Results are those of qb_book_set() level by level for any input. */
-static int book_apply_side(qb_book *b, qb_book_side side, const qb_level *in, size_t n)
+static int book_apply_seq(qb_book *b, qb_book_side side, const qb_level *in, size_t n)
 {
     book_side *bs = &b->side[side];
     size_t h = 0;
@@ -572,6 +584,268 @@ static int book_apply_side(qb_book *b, qb_book_side side, const qb_level *in, si
             return rc;
         }
         h = i;
+    }
+    return QB_OK;
+}
+
+/* Changes one merge takes at once: qb_book_apply cuts a longer list into
+ * chunks of this many (applied one after the other, as level by level). */
+#define BOOK_MERGE_MAX 64
+
+/* The merge is specialised per side and search mode (constants), so that a
+ * compare is one instruction; the compiler must not keep them as
+ * arguments. */
+#if defined(__GNUC__)
+#define BOOK_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define BOOK_ALWAYS_INLINE static inline
+#endif
+
+/* Integer a is better than b: bids greater, asks smaller. Both are
+ * positive (every price of a side, and every change the merge searches,
+ * has a mantissa > 0: book_level_valid), so they compare as unsigned: a
+ * compare and an add-with-carry when counting. */
+BOOK_ALWAYS_INLINE bool book_int_better(int64_t a, int64_t b, bool bid)
+{
+    return bid ? (uint64_t)a > (uint64_t)b : (uint64_t)a < (uint64_t)b;
+}
+
+/* Index of the first of lv[h..n) whose integer is not better than key (the
+ * answer is known to be at or after h). The next change of a sorted update
+ * is usually a few levels further: when lv[h + 31] is not better, the answer
+ * is among lv[h..h+31], counted without a branch in two rounds of
+ * independent compares as in book_count_better32 (w[3], w[7], ... w[27],
+ * then the 3 levels of the block); otherwise the rest of the side is
+ * searched (book_lb_int). A binary search of the window (5 dependent
+ * steps) took fewer instructions but more time: each search starts where
+ * the one before ended, so their latencies add up. */
+BOOK_ALWAYS_INLINE size_t book_merge_find(const qb_level *lv, size_t n, size_t h, int64_t key,
+                                          int ks, bool keyed, bool bid)
+{
+    int64_t flip = bid ? 0 : -1;
+    if (n - h < BOOK_HINT_WINDOW) {
+        return h + book_lb_int(lv, h, n - h, key, flip, ks, keyed);
+    }
+    const qb_level *w = lv + h;
+    if (book_int_better(book_lv_key(&w[BOOK_HINT_WINDOW - 1], ks, keyed), key, bid)) {
+        size_t i = h + BOOK_HINT_WINDOW;
+        return i + book_lb_int(lv, i, n - i, key, flip, ks, keyed);
+    }
+    size_t c = 0; /* of w[3], w[7], ... w[27] (w[31] is not better) */
+    for (size_t j = 0; j < 7; j++) {
+        c += book_int_better(book_lv_key(&w[4 * j + 3], ks, keyed), key, bid);
+    }
+    const qb_level *blk = w + 4 * c; /* blk[3] is not better */
+    size_t d = 0;
+    for (size_t j = 0; j < 3; j++) {
+        d += book_int_better(book_lv_key(&blk[j], ks, keyed), key, bid);
+    }
+    return h + 4 * c + d;
+}
+
+/* True when the side has room for the levels moved with anchor v (the run
+ * of levels that stays where it is has the prefix sum v; see book_merge). */
+static inline bool book_merge_room(const book_side *bs, ptrdiff_t v, ptrdiff_t net)
+{
+    return (ptrdiff_t)book_front(bs) >= v && (ptrdiff_t)book_back(bs) >= net - v;
+}
+
+/* Applies one chunk of changes listed best first with distinct prices (as
+ * Binance spot and HTX send them) in one pass: the same result as
+ * book_set_at() level by level, but each level moves at most once.
+ *
+ * 1. Each change is checked (valid, strictly worse than the one before, and
+ *    of the side's scale; keyed: fits as a key at most at the side's
+ *    kscale), searched in the side as it was (the answer is at or after the
+ *    previous change's: book_merge_find) and sorted: an update (found,
+ *    size > 0) is written at once; a delete (found, size 0) or an insert
+ *    (absent, size > 0) is an "op"; an absent size 0 is nothing. The ops,
+ *    in price order, cut the old side into runs: run j is the levels
+ *    between op j-1 and op j, and moves by rp[j] - v slots, rp[j] being the
+ *    inserts minus the deletes before it.
+ * 2. One run, the anchor, stays: the first (v = 0: the levels after the
+ *    first op move) or the last (v = net: the levels before the last op
+ *    move), whichever moves fewer levels and has room (else the side is
+ *    re-centred, or with too little room the merge declines). Runs moving
+ *    towards the front move first, front to back; then the others, back to
+ *    front: neighbouring runs' moves differ by at most one slot, so no run
+ *    overwrites one that has not moved yet.
+ * 3. The inserts are written into the gaps the runs left.
+ *
+ * Declines (returns false) at a check that fails, an insert that would find
+ * the side full (QB_ERANGE) or empty (book_note_scale then resets the
+ * side's scales), or room that cannot be made: the caller then applies the
+ * whole chunk level by level, which gives the exact result and error. By
+ * then only updates have been written: at a change that fails, those of
+ * the changes before it, which level by level applies too; after the loop
+ * (room), all of them, and level by level then succeeds. Each is what level
+ * by level writes at that price (present either way), and it writes them
+ * again: the same book. One exception, outside the input's control: when
+ * growing fails, level by level stops with QB_ENOMEM at its first insert
+ * and the chunk's later updates are in the book as well (after an error
+ * the book is partly updated and must be resynced: book.h).
+ * keyed: the side is mixed (stays so) and compared on keys. */
+BOOK_ALWAYS_INLINE bool book_merge_int(qb_book *b, book_side *bs, const qb_level *in, size_t m,
+                                       bool keyed, bool bid)
+{
+    size_t n = bs->n, cnt = n, h = 0, nops = 0;
+    size_t opos[BOOK_MERGE_MAX];
+    const qb_level *olv[BOOK_MERGE_MAX]; /* NULL: a delete */
+    int ks = bs->kscale, sc = bs->scale;
+    int64_t prev = 0;
+    if (m >= 2 && book_better(bid ? QB_BID : QB_ASK, in[0].price, in[1].price) <= 0) {
+        return false; /* not best first (random, or worst first): without a search */
+    }
+    for (size_t k = 0; k < m; k++) {
+        qb_dec p = in[k].price;
+        int64_t sm = in[k].size.mant, key = p.mant;
+        if (keyed) {
+            int d = ks - p.scale;
+            if (p.mant <= 0 || sm < 0 || d < 0 || d > 18 || p.mant > book_p10_lim[d]) {
+                return false;
+            }
+            key = p.mant * book_p10[d];
+            if (k > 0 && !book_int_better(prev, key, bid)) {
+                return false;
+            }
+        } else if ((p.mant <= 0) | (sm < 0) | (p.scale != sc) |
+                   (k > 0 && !book_int_better(prev, key, bid))) {
+            return false;
+        }
+        prev = key;
+        size_t i = book_merge_find(bs->lv, n, h, key, ks, keyed, bid);
+        bool found = i < n && book_lv_key(&bs->lv[i], ks, keyed) == key;
+        h = i;
+        if (found) {
+            if (sm != 0) {
+                bs->lv[i] = in[k]; /* update: in place */
+                continue;
+            }
+            olv[nops] = NULL; /* delete */
+            cnt--;
+        } else {
+            if (sm == 0) {
+                continue; /* absent: nothing to delete */
+            }
+            if (cnt >= b->max_levels || cnt == 0) {
+                return false;
+            }
+            olv[nops] = &in[k]; /* insert */
+            cnt++;
+        }
+        opos[nops++] = i;
+    }
+    b->merged++;
+    if (nops == 0) {
+        return true;
+    }
+    ptrdiff_t net = (ptrdiff_t)cnt - (ptrdiff_t)n;
+    if (net > 0 && book_grow(bs, cnt, b->max_levels) != QB_OK) {
+        b->merged--;
+        return false; /* level by level meets the same QB_ENOMEM */
+    }
+    /* The runs: start rs[j], prefix sum rp[j]; the last one (nops) ends at n. */
+    size_t rs[BOOK_MERGE_MAX + 1];
+    ptrdiff_t rp[BOOK_MERGE_MAX + 1];
+    size_t cost_front = 0, cost_tail = 0, start = 0;
+    ptrdiff_t p = 0;
+    for (size_t j = 0; j < nops; j++) {
+        size_t len = opos[j] - start;
+        rs[j] = start;
+        rp[j] = p;
+        cost_front += p != 0 ? len : 0;
+        cost_tail += p != net ? len : 0;
+        p += olv[j] ? 1 : -1;
+        start = opos[j] + (olv[j] ? 0 : 1);
+    }
+    rs[nops] = start;
+    rp[nops] = p;
+    cost_front += p != 0 ? n - start : 0;
+    ptrdiff_t v = cost_tail <= cost_front ? net : 0, other = net - v;
+    if (!book_merge_room(bs, v, net)) {
+        if (book_merge_room(bs, other, net)) {
+            v = other;
+        } else if (bs->cap - n >= 2 * (size_t)(net > 0 ? net : -net) &&
+                   bs->cap - n >= BOOK_RECENTRE_MIN) {
+            book_recentre(bs); /* then both anchors have room */
+        } else {
+            b->merged--;
+            return false;
+        }
+    }
+    qb_level *lv = bs->lv;
+    for (size_t j = 0; j <= nops; j++) { /* towards the front: front to back */
+        ptrdiff_t sh = rp[j] - v;
+        size_t end = j < nops ? opos[j] : n;
+        if (sh < 0 && end > rs[j]) {
+            memmove(lv + rs[j] + sh, lv + rs[j], (end - rs[j]) * sizeof *lv);
+        }
+    }
+    for (size_t j = nops + 1; j-- > 0;) { /* towards the back: back to front */
+        ptrdiff_t sh = rp[j] - v;
+        size_t end = j < nops ? opos[j] : n;
+        if (sh > 0 && end > rs[j]) {
+            memmove(lv + rs[j] + sh, lv + rs[j], (end - rs[j]) * sizeof *lv);
+        }
+    }
+    for (size_t j = 0; j < nops; j++) {
+        if (olv[j]) {
+            lv[(ptrdiff_t)opos[j] + rp[j] - v] = *olv[j];
+        }
+    }
+    bs->lv = lv - v;
+    bs->n = cnt;
+    return true;
+}
+
+static bool book_merge_bid_mant(qb_book *b, const qb_level *in, size_t m)
+{
+    return book_merge_int(b, &b->side[QB_BID], in, m, false, true);
+}
+
+static bool book_merge_ask_mant(qb_book *b, const qb_level *in, size_t m)
+{
+    return book_merge_int(b, &b->side[QB_ASK], in, m, false, false);
+}
+
+static bool book_merge_bid_key(qb_book *b, const qb_level *in, size_t m)
+{
+    return book_merge_int(b, &b->side[QB_BID], in, m, true, true);
+}
+
+static bool book_merge_ask_key(qb_book *b, const qb_level *in, size_t m)
+{
+    return book_merge_int(b, &b->side[QB_ASK], in, m, true, false);
+}
+
+/* book_merge_int() for the side and its search mode; false when it
+ * declined (a side of keys too large for int64 always does). */
+static bool book_merge(qb_book *b, qb_book_side side, const qb_level *in, size_t m)
+{
+    const book_side *bs = &b->side[side];
+    if (!bs->mixed) {
+        return side == QB_BID ? book_merge_bid_mant(b, in, m) : book_merge_ask_mant(b, in, m);
+    }
+    if (!bs->keyed) {
+        return false;
+    }
+    return side == QB_BID ? book_merge_bid_key(b, in, m) : book_merge_ask_key(b, in, m);
+}
+
+/* Applies one side's changes in order: chunks of BOOK_MERGE_MAX, each
+ * merged in one pass (book_merge) when it can be, otherwise level by level
+ * (book_apply_seq). */
+static int book_apply_side(qb_book *b, qb_book_side side, const qb_level *in, size_t n)
+{
+    for (size_t k = 0; k < n;) {
+        size_t m = n - k < BOOK_MERGE_MAX ? n - k : BOOK_MERGE_MAX;
+        if (!book_merge(b, side, in + k, m)) {
+            int rc = book_apply_seq(b, side, in + k, m);
+            if (rc != QB_OK) {
+                return rc;
+            }
+        }
+        k += m;
     }
     return QB_OK;
 }
@@ -782,4 +1056,9 @@ bool qb_book_equal(const qb_book *a, const qb_book *b)
         }
     }
     return true;
+}
+
+size_t qb__book_merged(const qb_book *b)
+{
+    return b->merged;
 }

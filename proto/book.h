@@ -51,7 +51,9 @@ int qb_book_set(qb_book *b, qb_book_side side, qb_dec price, qb_dec size);
  * qb_book_set() level by level, for any order. Stops at the first error and
  * returns it; the book may then be partly updated and must be resynced.
  * Changes listed in price order (either direction, as exchanges send them)
- * are cheaper: each search starts from the previous change's position. */
+ * are cheaper: each search starts from the previous change's position; best
+ * first with distinct prices (Binance spot, HTX) cheapest: merged in one
+ * pass, each level moved at most once. */
 int qb_book_apply(qb_book *b, const qb_level *bids, size_t n_bids, const qb_level *asks,
                   size_t n_asks);
 
@@ -71,5 +73,9 @@ bool qb_book_crossed(const qb_book *b);
 
 /* True when both books hold the same levels by value. */
 bool qb_book_equal(const qb_book *a, const qb_book *b);
+
+/* For tests: how many chunks of changes qb_book_apply() has applied in one
+ * merge pass (book.c: sorted changes) rather than level by level. */
+size_t qb__book_merged(const qb_book *b);
 
 #endif

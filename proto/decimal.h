@@ -36,6 +36,9 @@ int qb_dec_parse(const char *s, size_t len, qb_dec *out);
 /* The general parser alone, without qb_dec_parse's fast path for plain
  * "[-]digits[.digits]" (same results; for tests that cross-check them). */
 int qb__dec_parse_general(const char *s, size_t len, qb_dec *out);
+/* qb_dec_parse as it runs without SSE2 (non-x86): its plain-C fast paths
+ * only, on any machine (same results; for tests that cross-check them). */
+int qb__dec_parse_portable(const char *s, size_t len, qb_dec *out);
 
 /* Writes plain decimal text (no exponent) with exactly max(scale,0) digits
  * after the point, NUL-terminated. Returns the length written, or -1 when

@@ -129,12 +129,6 @@ const char *qb_msg_topic_kind(qb_msg_type t)
     return NULL;
 }
 
-static bool msg_str_is(qb_str s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.n == n && memcmp(s.p, lit, n) == 0;
-}
-
 /* A topic part: non-empty printable ASCII without '.', space or NUL. */
 static bool msg_part_ok(const char *p, size_t n, size_t max)
 {
@@ -226,10 +220,14 @@ int qb_topic_format(char *buf, size_t cap, const char *kind, qb_str exchange, qb
  * upper bound of the map's size (MSG_FIXED_MAX + MSG_LEVEL_MAX per level),
  * up to the buffer's capacity: no allocation or reallocation per element.
  * If the bound were ever too small, msg_sink_put refuses the write (never
- * past the end), marks the sink and the encode fails with QB_ETOOBIG,
- * leaving the buffer as it was. test_msg compares these bytes with pack.h's
- * own packer (msgpack_sbuffer) on every message kind, randomized, including
- * the worst-case message for the bound. */
+ * past the end; the levels: msg_pack_levels checks a side's worst case
+ * before writing it), marks the sink and the encode fails with QB_ETOOBIG,
+ * leaving the buffer as it was. Levels are validated while they are packed
+ * (one pass; a bad one fails the encode with QB_EINVAL, the buffer
+ * restored), so an invalid message may have grown the buffer's capacity.
+ * test_msg compares these bytes with pack.h's own packer (msgpack_sbuffer)
+ * on every message kind, randomized, including the worst-case message for
+ * the bound. */
 typedef struct msg_sink {
     uint8_t *p;
     uint8_t *end;
@@ -257,35 +255,60 @@ __attribute__((always_inline)) static inline int msg_sink_put(msg_sink *s, const
 #undef msgpack_pack_ext
 /* clang-format on */
 
+/* The same template once more (this file's second instance), as
+ * msg_pku_*: appends without a bounds check, for the levels only.
+ * msg_pack_levels checks once per side that n x MSG_LEVEL_MAX bytes (the
+ * most a level can take: fixarray + 4 x 9) remain and then writes the
+ * levels with msg_pku_*: same bytes (the same template code), one check per
+ * side instead of five per level. */
+__attribute__((always_inline)) static inline int msg_sink_put_unchecked(msg_sink *s, const void *b,
+                                                                        size_t n)
+{
+    memcpy(s->p, b, n);
+    s->p += n;
+    return 0;
+}
+
+/* clang-format off */
+#define msgpack_pack_inline_func(name) \
+    __attribute__((always_inline)) static inline int msg_pku ## name
+#define msgpack_pack_user msg_sink *
+#define msgpack_pack_append_buffer(user, buf, len) return msg_sink_put_unchecked((user), (buf), (len))
+#define msgpack_pack_ext msg_pku_ext
+#include <msgpack/pack_template.h>
+#undef msgpack_pack_ext
+/* clang-format on */
+
 static bool msg_dec_ok(qb_dec d)
 {
     return d.scale >= -QB_DEC_MAX_SCALE && d.scale <= QB_DEC_MAX_SCALE && d.mant != INT64_MIN;
 }
 
+/* The side's count and pointer. Each level (price > 0, size >= 0, both
+ * scales in range) is checked by msg_pack_levels while it packs it: one
+ * pass over the levels instead of two; a bad level fails the encode with
+ * QB_EINVAL and the buffer is restored, as before. */
 static bool msg_levels_ok(const qb_level *lv, size_t n)
 {
-    if (n > QB_MSG_MAX_LEVELS || (n > 0 && lv == NULL)) {
-        return false;
-    }
-    /* msg_dec_ok for both, price > 0, size >= 0 (which exclude INT64_MIN),
-     * without a branch per field: bitwise | of the comparisons. */
-    unsigned bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        bad |= (unsigned)(lv[i].price.scale + QB_DEC_MAX_SCALE) > 2u * QB_DEC_MAX_SCALE;
-        bad |= (unsigned)(lv[i].size.scale + QB_DEC_MAX_SCALE) > 2u * QB_DEC_MAX_SCALE;
-        bad |= (unsigned)(lv[i].price.mant <= 0);
-        bad |= (unsigned)(lv[i].size.mant < 0);
-    }
-    return bad == 0;
+    return n <= QB_MSG_MAX_LEVELS && (n == 0 || lv != NULL);
 }
 
-static bool msg_fields_ok(const qb_msg *m)
+/* parts_ok: exchange and symbol passed qb_topic_format's msg_part_ok
+ * already (qb_msg_encode), so only their length limit is left to check. */
+static bool msg_fields_ok(const qb_msg *m, bool parts_ok)
 {
     if (m->version != 0 && m->version != QB_PROTO_VERSION) {
         return false;
     }
-    if (!msg_part_ok(m->exchange.p, m->exchange.n, MSG_NAME_MAX) ||
-        !msg_part_ok(m->symbol.p, m->symbol.n, MSG_NAME_MAX) || !msg_native_ok(m->native)) {
+    if (parts_ok) {
+        if (m->exchange.n > MSG_NAME_MAX || m->symbol.n > MSG_NAME_MAX) {
+            return false;
+        }
+    } else if (!msg_part_ok(m->exchange.p, m->exchange.n, MSG_NAME_MAX) ||
+               !msg_part_ok(m->symbol.p, m->symbol.n, MSG_NAME_MAX)) {
+        return false;
+    }
+    if (!msg_native_ok(m->native)) {
         return false;
     }
     switch (m->type) {
@@ -320,8 +343,11 @@ static bool msg_fields_ok(const qb_msg *m)
 /* A key: always a string literal (its length is known at compile time). */
 #define msg_pack_key(pk, lit) msg_pk_str_with_body((pk), (lit), sizeof(lit) - 1)
 
-/* pack.h's msgpack_pack_str_with_body, which is outside the template. */
-static inline int msg_pk_str_with_body(msg_sink *pk, const void *b, size_t l)
+/* pack.h's msgpack_pack_str_with_body, which is outside the template.
+ * Always inlined: a key's length is then a constant and its memcpy plain
+ * stores (GCC left 4 of the 12 key writes of a delta as calls). */
+__attribute__((always_inline)) static inline int msg_pk_str_with_body(msg_sink *pk, const void *b,
+                                                                      size_t l)
 {
     int rc = msg_pk_str(pk, l);
     return rc ? rc : msg_pk_str_body(pk, b, l);
@@ -345,6 +371,9 @@ static int msg_pack_dec(msg_sink *pk, qb_dec d)
     return rc ? rc : msg_pk_int64(pk, d.scale);
 }
 
+/* A bad level (see msg_levels_ok): not a sink overflow, so QB_EINVAL. */
+#define MSG_BAD_LEVEL 2
+
 static int msg_pack_levels(msg_sink *out, const qb_level *lv, size_t n)
 {
     /* A local copy of the sink: the byte stores through it may alias
@@ -352,19 +381,40 @@ static int msg_pack_levels(msg_sink *out, const qb_level *lv, size_t n)
      * end after every store; a local whose address does not escape stays
      * in registers. */
     msg_sink sink = *out, *pk = &sink;
-    int rc = msg_pk_array(pk, n);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        /* Sequenced |=, not ||: once the sink refuses a write (it never
-         * writes past its end) the level is abandoned after its last field;
-         * an || chain per field cost a branch per integer more. */
-        rc = msg_pk_array(pk, 4);
-        rc |= msg_pk_int64(pk, lv[i].price.mant);
-        rc |= msg_pk_int64(pk, lv[i].price.scale);
-        rc |= msg_pk_int64(pk, lv[i].size.mant);
-        rc |= msg_pk_int64(pk, lv[i].size.scale);
+    if (msg_pk_array(pk, n) != 0) {
+        *out = sink;
+        return -1;
+    }
+    /* Validation without a branch per field (bitwise | of the
+     * comparisons), in the packing pass: scales in range (a scale is an
+     * int8_t, so msg_pku_int8 writes what msg_pk_int64 would: the
+     * template's int8 and int64 forms agree on [-128, 127]), price > 0,
+     * size >= 0 (which exclude INT64_MIN). */
+    unsigned bad = 0;
+    /* Room for n worst-case levels (n <= QB_MSG_MAX_LEVELS: no overflow),
+     * checked once for the side; then every write is in bounds. */
+    if ((size_t)(sink.end - sink.p) / MSG_LEVEL_MAX < n) {
+        sink.overflow = true; /* nothing written past the end */
+        *out = sink;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const qb_level *l = &lv[i];
+        bad |= (unsigned)(l->price.scale + QB_DEC_MAX_SCALE) > 2u * QB_DEC_MAX_SCALE;
+        bad |= (unsigned)(l->size.scale + QB_DEC_MAX_SCALE) > 2u * QB_DEC_MAX_SCALE;
+        bad |= (unsigned)(l->price.mant <= 0);
+        bad |= (unsigned)(l->size.mant < 0);
+        /* Mantissas through the template's _uint64: for a valid level both
+         * are >= 0, where its forms are exactly _int64's (fixint, uint8..64)
+         * with one compare less; an invalid one fails the encode anyway. */
+        msg_pku_array(pk, 4);
+        msg_pku_uint64(pk, (uint64_t)l->price.mant);
+        msg_pku_int8(pk, l->price.scale);
+        msg_pku_uint64(pk, (uint64_t)l->size.mant);
+        msg_pku_int8(pk, l->size.scale);
     }
     *out = sink;
-    return rc;
+    return bad ? MSG_BAD_LEVEL : 0;
 }
 
 static int msg_pack_map(const qb_msg *m, msg_sink *pk)
@@ -466,9 +516,9 @@ static int msg_pack_map(const qb_msg *m, msg_sink *pk)
     return rc;
 }
 
-int qb_msg_encode_map(const qb_msg *m, qb_buf *out)
+static int msg_encode_map(const qb_msg *m, qb_buf *out, bool parts_ok)
 {
-    if (m == NULL || out == NULL || !msg_fields_ok(m)) {
+    if (!msg_fields_ok(m, parts_ok)) {
         return QB_EINVAL;
     }
     size_t bound = MSG_FIXED_MAX;
@@ -489,6 +539,14 @@ int qb_msg_encode_map(const qb_msg *m, qb_buf *out)
     return QB_OK;
 }
 
+int qb_msg_encode_map(const qb_msg *m, qb_buf *out)
+{
+    if (m == NULL || out == NULL) {
+        return QB_EINVAL;
+    }
+    return msg_encode_map(m, out, false);
+}
+
 int qb_msg_encode(const qb_msg *m, qb_buf *out)
 {
     if (m == NULL || out == NULL) {
@@ -503,7 +561,7 @@ int qb_msg_encode(const qb_msg *m, qb_buf *out)
     size_t start = out->len;
     int rc = qb_buf_append(out, topic, (size_t)tn + 1); /* with its NUL */
     if (rc == QB_OK) {
-        rc = qb_msg_encode_map(m, out);
+        rc = msg_encode_map(m, out, true); /* exchange and symbol checked above */
     }
     if (rc != QB_OK) {
         out->len = start;
@@ -1027,10 +1085,11 @@ static int msg_get_levels(qb_decoder *d, int side, const char **q, size_t *n)
     return QB_OK;
 }
 
-static int msg_lookup(qb_str s, const char *const *names, int count)
+/* Index of s in names (each with its length), -1 when absent. */
+static int msg_lookup(qb_str s, const qb_str *names, int count)
 {
     for (int i = 0; i < count; i++) {
-        if (msg_str_is(s, names[i])) {
+        if (s.n == names[i].n && memcmp(s.p, names[i].p, s.n) == 0) {
             return i;
         }
     }
@@ -1041,8 +1100,11 @@ static int msg_lookup(qb_str s, const char *const *names, int count)
  * parts are already known to be valid topic parts). */
 static bool msg_topic_is(qb_str topic, const qb_msg *m)
 {
-    const char *kind = qb_msg_topic_kind(m->type);
-    size_t nk = strlen(kind);
+    /* qb_msg_topic_kind's names with their lengths (m->type is valid) */
+    static const qb_str kinds[] = {QB_STR("book"), QB_STR("book"), QB_STR("trade"),
+                                   QB_STR("status"), QB_STR("ticker")};
+    const char *kind = kinds[m->type - 1].p;
+    size_t nk = kinds[m->type - 1].n;
     if (topic.n != nk + 1 + m->exchange.n + 1 + m->symbol.n) {
         return false;
     }
@@ -1122,7 +1184,8 @@ static int msg_build(qb_decoder *d, const msg_fields *fs, qb_msg *out)
     if (msg_get_str(f[K_TYPE], &type) != QB_OK) {
         return QB_EPARSE;
     }
-    static const char *const types[] = {"snapshot", "delta", "trade", "status", "ticker"};
+    static const qb_str types[] = {QB_STR("snapshot"), QB_STR("delta"), QB_STR("trade"),
+                                   QB_STR("status"), QB_STR("ticker")};
     int ti = msg_lookup(type, types, 5);
     if (ti < 0) {
         return QB_EPARSE;
@@ -1170,7 +1233,7 @@ static int msg_build(qb_decoder *d, const msg_fields *fs, qb_msg *out)
         break;
     case QB_MSG_TRADE: {
         qb_str side;
-        static const char *const sides[] = {"unknown", "buy", "sell"};
+        static const qb_str sides[] = {QB_STR("unknown"), QB_STR("buy"), QB_STR("sell")};
         if (msg_get_u64(f[K_TID], &m.trade_id) != QB_OK ||
             msg_get_dec(f[K_PX], &m.price) != QB_OK || msg_get_dec(f[K_QTY], &m.qty) != QB_OK ||
             msg_get_str(f[K_SIDE], &side) != QB_OK || m.price.mant <= 0 || m.qty.mant < 0) {
@@ -1185,7 +1248,8 @@ static int msg_build(qb_decoder *d, const msg_fields *fs, qb_msg *out)
     }
     case QB_MSG_STATUS: {
         qb_str state;
-        static const char *const states[] = {"syncing", "live", "stale", "resyncing", "down"};
+        static const qb_str states[] = {QB_STR("syncing"), QB_STR("live"), QB_STR("stale"),
+                                        QB_STR("resyncing"), QB_STR("down")};
         if (msg_get_str(f[K_STATE], &state) != QB_OK ||
             msg_get_str(f[K_REASON], &m.reason) != QB_OK || m.reason.n > MSG_REASON_MAX) {
             return QB_EPARSE;
@@ -1254,8 +1318,25 @@ static inline size_t msg_int_len(uint8_t c)
     return 0;
 }
 
-/* Skips one object at *p (checked), counting its objects into *items. */
-static bool msg_walk_skip(const char **p, const char *end, uint64_t *items)
+/* msg_walk_skip's general case: anything but an integer or a fixstr, one
+ * level below the top map (msg_scan). Out of line: rare in real maps. */
+__attribute__((noinline)) static bool msg_walk_skip_any(const char **p, const char *end,
+                                                        uint64_t *items)
+{
+    size_t n;
+    uint64_t it;
+    if (msg_scan((const uint8_t *)*p, (size_t)(end - *p), MSG_MAX_DEPTH - 1, &n, &it) != QB_OK) {
+        return false;
+    }
+    *p += n;
+    *items += it;
+    return true;
+}
+
+/* Skips one object at *p (checked), counting its objects into *items.
+ * Inlined into msg_walk for the scalars every map has (integers and short
+ * strings: v, type, ex, sym, nsym, seq, ...). */
+static inline bool msg_walk_skip(const char **p, const char *end, uint64_t *items)
 {
     if (*p >= end) {
         return false;
@@ -1273,15 +1354,7 @@ static bool msg_walk_skip(const char **p, const char *end, uint64_t *items)
         (*items)++;
         return true;
     }
-    /* anything else: the general walk, one level below the top map */
-    size_t n;
-    uint64_t it;
-    if (msg_scan((const uint8_t *)*p, (size_t)(end - *p), MSG_MAX_DEPTH - 1, &n, &it) != QB_OK) {
-        return false;
-    }
-    *p += n;
-    *items += it;
-    return true;
+    return msg_walk_skip_any(p, end, items);
 }
 
 /* A level array at *q (q < end) decoded with checked reads; false for

@@ -1564,6 +1564,98 @@ QB_TEST(simdjson_matches_jsmn)
     qb_parser_fini(&d_old);
 }
 
+/* binance_json.cc does not scan frames for NUL bytes: simdjson's DOM
+ * parser rejects every document with a 0x00 byte (in a string: an
+ * unescaped control byte; elsewhere: an atom of its own, or a bad
+ * terminator right after a number or literal). Proven here on the data:
+ * a NUL substituted for every byte and inserted before every byte (and at
+ * the end) of every recorded Binance frame and of frames holding every
+ * kind of token (numbers of each form, true, false, null, empty
+ * containers) makes the hot path decline (QB_EAGAIN, called directly), and
+ * ops->parse then gives jsmn's answer (jsmn stops at the NUL: an error, or
+ * QB_OK when the NUL follows a complete document). */
+static unsigned long n_frames, n_declined;
+static void n_one(qb_parser *pn, qb_parser *pj, const char *js, size_t len)
+{
+    qb_event a, b;
+    int rh = qb__bjson_parse(pn->bjson, pn, js, len, &a);
+    int ra = qb_binance_ops.parse(pn, js, len, &a);
+    int rb = qb__binance_parse_jsmn(pj, js, len, &b);
+    n_frames++;
+    n_declined += rh == QB_EAGAIN;
+    if (rh != QB_EAGAIN || ra != rb || (ra == QB_OK && !d_event_eq(&a, &b))) {
+        fprintf(stderr, "NUL frame: hot path %s, ops->parse %s, jsmn %s: %.*s\n",
+                qb_strerror(rh), qb_strerror(ra), qb_strerror(rb), (int)(len < 300 ? len : 300),
+                js);
+    }
+    QB_CHECK_EQ_INT(rh, QB_EAGAIN);
+    QB_CHECK_EQ_INT(ra, rb);
+}
+
+static void n_frame(qb_parser *pn, qb_parser *pj, const char *js, size_t len)
+{
+    static char buf[1 << 17];
+    if (len + 1 > sizeof buf) {
+        return;
+    }
+    for (size_t k = 0; k <= len; k++) {
+        if (k < len) {
+            memcpy(buf, js, len);
+            buf[k] = '\0';
+            n_one(pn, pj, buf, len);
+        }
+        memcpy(buf, js, k);
+        buf[k] = '\0';
+        memcpy(buf + k + 1, js + k, len - k);
+        n_one(pn, pj, buf, len + 1);
+    }
+}
+
+QB_TEST(nul_always_declines)
+{
+    need_recording();
+    qb_parser pn, pj;
+    QB_CHECK_EQ_INT(qb_parser_init(&pn, 1 << 18, 1000), QB_OK);
+    QB_CHECK_EQ_INT(qb_parser_init(&pj, 1 << 18, 1000), QB_OK);
+    static const char *const synth[] = {
+        M_DEP,
+        M_TRD,
+        "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\",\"E\":1,\"s\":"
+        "\"BTCUSDT\",\"U\":9,\"u\":10,\"pu\":-1.5e3,\"x\":null,\"y\":true,\"z\":false,\"w\":0,"
+        "\"v\":-7,\"t\":18446744073709551615,\"r\":1E+2,\"q\":\"\"," M_DEP_BA "},\"k\":0.5}",
+        "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\",\"E\":1,\"s\":"
+        "\"BTCUSDT\",\"U\":9,\"u\":10,\"b\":[],\"a\":[]}}",
+        "{\"stream\":\"s\",\"data\":{\"e\":\"trade\",\"E\":1,\"s\":\"BTCUSDT\",\"t\":7,\"p\":\"1\","
+        "\"q\":\"0\",\"T\":2,\"m\":true}}",
+    };
+    /* the hot path must accept each base (else declining proves nothing) */
+    for (size_t i = 0; i < sizeof synth / sizeof synth[0]; i++) {
+        qb_event a;
+        QB_CHECK_EQ_INT(qb_binance_ops.parse(&pn, synth[i], strlen(synth[i]), &a), QB_OK);
+        QB_CHECK(pn.bjson != NULL);
+        if (pn.bjson == NULL) {
+            return;
+        }
+        QB_CHECK_EQ_INT(qb__bjson_parse(pn.bjson, &pn, synth[i], strlen(synth[i]), &a), QB_OK);
+        n_frame(&pn, &pj, synth[i], strlen(synth[i]));
+    }
+    unsigned long hot = 0;
+    for (size_t i = 0; i < nrec; i++) {
+        if (!rec[i].is_rest) {
+            qb_event a;
+            hot += qb__bjson_parse(pn.bjson, &pn, rec[i].payload, rec[i].len, &a) == QB_OK;
+            n_frame(&pn, &pj, rec[i].payload, rec[i].len);
+        }
+    }
+    printf("NUL bytes: %lu frames (recorded frames %lu accepted by the hot path without the "
+           "NUL), %lu declined\n",
+           n_frames, hot, n_declined);
+    QB_CHECK(hot > 100);
+    QB_CHECK_EQ_INT(n_declined, n_frames);
+    qb_parser_fini(&pn);
+    qb_parser_fini(&pj);
+}
+
 int main(void)
 {
     qb_log_set_level(QB_LOG_ERROR);

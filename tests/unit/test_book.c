@@ -5,7 +5,12 @@
  * naive reference model, and qb_book_apply (whose searches start from the
  * previous level's position) against a sorted-array model applied level by
  * level: random books and updates in every order, and every pair of
- * positions around the hint window's edges.
+ * positions around the hint window's edges; and the one-pass merge of
+ * updates listed best first (book.c book_merge) against the same model:
+ * random books (one scale, mixed, keys past int64), chunks of up to 300
+ * changes, top-heavy or bottom-heavy, with flaws the merge must decline
+ * (repeat, swap, another scale, invalid level), a Binance-like deep book
+ * with a roomy and a tight max_levels, and keys near the int64 limit.
  */
 #include "book.h"
 #include "err.h"
@@ -560,6 +565,12 @@ static int cmp_tick_asc(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static int cmp_int_asc(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
 /* One side's update: n ticks around the side's book, listed as order says
  * (0 random, 1 ascending, 2 descending, 3 ascending with repeats, 4 random
  * run of one direction then the other). */
@@ -828,6 +839,272 @@ QB_TEST(keys_past_int64_compare_by_value)
                 model_set(&m[QB_BID], QB_BID, one, QB_BOOK_DEFAULT_MAX_LEVELS);
             }
             QB_CHECK(model_matches(m, b));
+        }
+        qb_book_free(b);
+    }
+}
+
+/* ---- the merge path (book.c book_merge) against the model -------------------
+ * One side's update listed best first with distinct prices, as Binance spot
+ * and HTX send them: n ticks (up to 300: several chunks of 64), mostly near
+ * the top of the side (top-heavy) or anywhere, present or next to a present
+ * level, ~15 % deletions (present or not), inserts and deletes that
+ * accumulate on one end (front room, back room, re-centring, a full
+ * allocation: the merge declines), and now and then one flaw that must make
+ * the chunk go level by level with the same result: a repeated price, two
+ * prices swapped, the same value at another scale, an invalid level. */
+static int merge_flaw[6];
+
+static size_t gen_sorted(qb_level *out, size_t n, qb_book_side side, int64_t span, bool mixed,
+                         const model_side *m, int bias)
+{
+    static int64_t ticks[512];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rnd() % 100;
+        int64_t t;
+        if (r < 60 && m->n > 0) {
+            size_t at = bias == 1   ? rnd() % (m->n < 40 ? m->n : 40)            /* near the best */
+                        : bias == 2 ? m->n - 1 - rnd() % (m->n < 40 ? m->n : 40) /* the worst */
+                                    : rnd() % m->n;
+            qb_dec p = m->lv[at].price;
+            int64_t v = p.mant;
+            for (int s = p.scale; s < 2; s++) {
+                v *= 10;
+            }
+            for (int s = p.scale; s > 2; s--) {
+                v /= 10;
+            }
+            t = v + (rnd() % 3 == 0 ? (int64_t)(rnd() % 3) - 1 : 0);
+        } else {
+            t = 1 + (int64_t)(rnd() % (uint64_t)(span + 2));
+        }
+        ticks[k++] = t < 1 ? 1 : t;
+    }
+    qsort(ticks, k, sizeof ticks[0], cmp_tick_asc);
+    size_t d = 0;
+    for (size_t i = 0; i < k; i++) { /* distinct */
+        if (d == 0 || ticks[d - 1] != ticks[i]) {
+            ticks[d++] = ticks[i];
+        }
+    }
+    if (side == QB_BID) { /* best first: descending */
+        for (size_t i = 0; i < d / 2; i++) {
+            int64_t x = ticks[i];
+            ticks[i] = ticks[d - 1 - i];
+            ticks[d - 1 - i] = x;
+        }
+    }
+    for (size_t i = 0; i < d; i++) {
+        qb_dec size =
+            rnd() % 100 < 15 ? D(0, (int)(rnd() % 3)) : D((int64_t)(rnd() % 1000000) + 1, 4);
+        if (bias == 1 && rnd() % 2) { /* grow or shrink the front */
+            size = rnd() % 2 ? D(0, 0) : D(7, 0);
+        }
+        out[i] = (qb_level){gen_price(ticks[i], mixed), size};
+        if (out[i].price.scale != 2 && i > 0 && qb_dec_cmp(out[i].price, out[i - 1].price) == 0) {
+            out[i].price = D(ticks[i], 2); /* gen_price may not keep them distinct */
+        }
+    }
+    /* gen_price's off-grid prices (mixed) may break the strict order: fix */
+    for (size_t i = 1; i < d; i++) {
+        int c = qb_dec_cmp(out[i].price, out[i - 1].price);
+        if ((side == QB_BID ? c : -c) >= 0) {
+            out[i].price = D(ticks[i], 2);
+        }
+    }
+    if (d > 1 && rnd() % 8 == 0) {
+        size_t i = 1 + rnd() % (d - 1);
+        int f = (int)(rnd() % 5);
+        merge_flaw[f]++;
+        switch (f) {
+        case 0: /* a repeated price: the later one wins */
+            out[i].price = out[i - 1].price;
+            break;
+        case 1: { /* two prices swapped */
+            qb_level x = out[i];
+            out[i] = out[i - 1];
+            out[i - 1] = x;
+            break;
+        }
+        case 2: /* the same value at another scale */
+            if (out[i].price.mant <= INT64_MAX / 10) {
+                out[i].price = D(out[i].price.mant * 10, out[i].price.scale + 1);
+            }
+            break;
+        case 3:
+            out[i].price = D(0, 2); /* invalid: stops there (QB_EINVAL) */
+            break;
+        default:
+            out[i].size = D(-1, 0); /* invalid size */
+            break;
+        }
+    }
+    return d;
+}
+
+QB_TEST(apply_sorted_merge_matches_model)
+{
+    static qb_level mlv[2][MODEL_CAP];
+    static qb_level up[2][512];
+    model_side m[2] = {{mlv[0], 0}, {mlv[1], 0}};
+    int erange = 0, einval = 0, updates = 0;
+    size_t merged = 0;
+    memset(merge_flaw, 0, sizeof merge_flaw);
+    for (int round = 0; round < 300 && !qb_test_failed_; round++) {
+        size_t n = (size_t)(rnd() % 4 == 0 ? rnd() % 40 : rnd() % 1500);
+        bool mixed = rnd() % 3 == 0;
+        gen_wide = mixed && rnd() % 4 == 0;
+        int64_t span = (int64_t)n * (int64_t)(1 + rnd() % 3) + 20;
+        size_t max_levels = rnd() % 4 == 0 ? n + rnd() % 8 + 1 : 0;
+        qb_book *b = qb_book_new(max_levels);
+        size_t max_eff = max_levels ? max_levels : QB_BOOK_DEFAULT_MAX_LEVELS;
+        gen_book(b, m, n, span, mixed);
+        int bias = (int)(rnd() % 3); /* 0 anywhere, 1 near the best, 2 near the worst */
+        for (int u = 0; u < 40 && !qb_test_failed_; u++) {
+            size_t want[2];
+            for (int s = 0; s < 2; s++) {
+                uint64_t r = rnd() % 10;
+                want[s] = r < 6 ? rnd() % 41 : r < 9 ? rnd() % 130 : rnd() % 301;
+            }
+            size_t nb = gen_sorted(up[QB_BID], want[0], QB_BID, span, mixed, &m[QB_BID], bias);
+            size_t na = gen_sorted(up[QB_ASK], want[1], QB_ASK, span, mixed, &m[QB_ASK], bias);
+            int rc = qb_book_apply(b, up[QB_BID], nb, up[QB_ASK], na);
+            int mrc = model_apply(m, up[QB_BID], nb, up[QB_ASK], na, max_eff);
+            QB_CHECK_EQ_INT(rc, mrc);
+            erange += rc == QB_ERANGE;
+            einval += rc == QB_EINVAL;
+            updates++;
+            if (!model_matches(m, b)) {
+                QB_CHECK(!"book differs from the model");
+            }
+            if (qb_test_failed_) {
+                fprintf(stderr,
+                        "  round %d update %d: book %zu levels, mixed %d wide %d, bias %d\n", round,
+                        u, n, (int)mixed, (int)gen_wide, bias);
+            }
+        }
+        merged += qb__book_merged(b);
+        qb_book_free(b);
+    }
+    /* the merge took most chunks, and every flaw and both errors were met */
+    QB_CHECK(merged > (size_t)updates);
+    QB_CHECK(erange > 0 && einval > 0);
+    for (int f = 0; f < 5; f++) {
+        QB_CHECK(merge_flaw[f] > 0);
+    }
+}
+
+/* A Binance-like deep book (1000 levels a side), 20+20-level updates among
+ * the top 200 and 100 better prices, best first, 10-20 % deletions, for
+ * thousands of updates: the inserts pile up at the front, so the merge
+ * meets an empty front room, re-centres and grows. Then the same with a
+ * tight max_levels (QB_ERANGE mid-chunk: level by level). Every update is
+ * checked against the model. */
+QB_TEST(apply_sorted_merge_deep_book)
+{
+    static qb_level mlv[2][MODEL_CAP];
+    for (int tight = 0; tight < 2 && !qb_test_failed_; tight++) {
+        model_side m[2] = {{mlv[0], 0}, {mlv[1], 0}};
+        size_t max_levels = tight ? 1003 : 0;
+        qb_book *b = qb_book_new(max_levels);
+        static qb_level snap[2][1000];
+        for (int s = 0; s < 2; s++) {
+            for (int k = 0; k < 1000; k++) {
+                int64_t px = s == QB_BID ? 599999 - k : 600001 + k;
+                snap[s][k] = L(px * 1000000, 8, (int64_t)(rnd() % 5000000) + 1, 8);
+            }
+            memcpy(mlv[s], snap[s], sizeof snap[s]);
+            m[s].n = 1000;
+        }
+        QB_CHECK_EQ_INT(qb_book_replace(b, snap[0], 1000, snap[1], 1000), QB_OK);
+        int erange = 0;
+        for (int u = 0; u < 3000 && !qb_test_failed_; u++) {
+            qb_level up[2][20];
+            for (int s = 0; s < 2; s++) {
+                bool used[300] = {false};
+                int k[20];
+                for (int i = 0; i < 20; i++) {
+                    int v; /* -100..199: some better than the snapshot's best */
+                    do {
+                        v = (int)(rnd() % 300);
+                    } while (used[v]);
+                    used[v] = true;
+                    k[i] = v - 100;
+                }
+                qsort(k, 20, sizeof k[0], cmp_int_asc);
+                for (int i = 0; i < 20; i++) {
+                    int64_t px = s == QB_BID ? 599999 - k[i] : 600001 + k[i];
+                    /* more inserts than deletes on the bid side: the front
+                     * fills; tight: phases of deletes, so it fills again */
+                    int pct = tight && (u / 100) % 2 ? 60 : s == QB_BID ? 10 : 20;
+                    int del = (int)(rnd() % 100) < pct;
+                    up[s][i] = L(px * 1000000, 8, del ? 0 : (int64_t)(rnd() % 5000000) + 1, 8);
+                }
+            }
+            int rc = qb_book_apply(b, up[0], 20, up[1], 20);
+            int mrc = model_apply(m, up[0], 20, up[1], 20,
+                                  tight ? max_levels : QB_BOOK_DEFAULT_MAX_LEVELS);
+            QB_CHECK_EQ_INT(rc, mrc);
+            erange += rc == QB_ERANGE;
+            if (!model_matches(m, b)) {
+                fprintf(stderr, "  tight %d update %d\n", tight, u);
+                QB_CHECK(!"book differs from the model");
+            }
+        }
+        QB_CHECK(qb__book_merged(b) > (tight ? 2000u : 5000u)); /* of 6000 side updates */
+        QB_CHECK(tight ? erange > 0 : erange == 0);
+        qb_book_free(b);
+    }
+}
+
+/* The merge on a keyed side (mixed scales) whose keys are near the int64
+ * limit: kscale 18 (1E-18 and 5E-18 on the side), 9.00 is 9E18 as a key and
+ * fits, 9.50 would not, and neither would a price at scale 19. Sorted
+ * updates with such a price must give the model's book (the merge declines
+ * them; level by level then compares by value). */
+QB_TEST(apply_sorted_merge_keys_near_int64)
+{
+    static qb_level mlv[2][MODEL_CAP];
+    for (int variant = 0; variant < 4; variant++) {
+        model_side m[2] = {{mlv[0], 0}, {mlv[1], 0}};
+        qb_book *b = qb_book_new(0);
+        qb_level bids[] = {L(900, 2, 1, 0), L(850, 2, 2, 0), L(5, 18, 3, 0), L(1, 18, 4, 0)};
+        qb_level asks[] = {L(1, 18, 4, 0), L(5, 18, 3, 0), L(850, 2, 2, 0), L(900, 2, 1, 0)};
+        QB_CHECK_EQ_INT(qb_book_replace(b, bids, 4, asks, 4), QB_OK);
+        memcpy(mlv[0], bids, sizeof bids);
+        memcpy(mlv[1], asks, sizeof asks);
+        m[0].n = m[1].n = 4;
+        /* best first: a fitting update, then one whose key would not fit */
+        qb_level ub[3], ua[3];
+        qb_dec far = variant == 0   ? D(950, 2)                     /* 9.5E18 */
+                     : variant == 1 ? D(92233720368547758LL, 16)    /* > int64 */
+                     : variant == 2 ? D(1000000000000000000LL, 19)  /* scale 19 */
+                                    : D(9223372036854775807LL, 18); /* fits exactly */
+        ub[0] = (qb_level){far, D(9, 0)};
+        ub[1] = L(900, 2, 0, 0);
+        ub[2] = L(3, 18, 5, 0);
+        for (int i = 1; i < 3; i++) { /* best first */
+            for (int j = i; j > 0 && qb_dec_cmp(ub[j].price, ub[j - 1].price) > 0; j--) {
+                qb_level x = ub[j];
+                ub[j] = ub[j - 1];
+                ub[j - 1] = x;
+            }
+        }
+        for (int i = 0; i < 3; i++) {
+            ua[i] = ub[2 - i];
+        }
+        /* the far price alone (nothing else to catch it), then all three */
+        qb_level one = {far, D(8, 0)};
+        int rc = qb_book_apply(b, &one, 1, &one, 1);
+        int mrc = model_apply(m, &one, 1, &one, 1, QB_BOOK_DEFAULT_MAX_LEVELS);
+        QB_CHECK_EQ_INT(rc, mrc);
+        rc = qb_book_apply(b, ub, 3, ua, 3);
+        mrc = model_apply(m, ub, 3, ua, 3, QB_BOOK_DEFAULT_MAX_LEVELS);
+        QB_CHECK_EQ_INT(rc, mrc);
+        if (!model_matches(m, b)) {
+            fprintf(stderr, "  variant %d\n", variant);
+            QB_CHECK(!"book differs from the model");
         }
         qb_book_free(b);
     }

@@ -2,8 +2,10 @@
  * test_decimal.c: proto/decimal.c. Parsing (exponents, trailing zeros,
  * 18/19 significant digits, overflow, invalid text), formatting (round trips
  * to the same text, INT64 boundaries), comparison across scales, rescale and
- * add. qb_dec_parse's fast path against the general parser
- * (qb__dec_parse_general) on edge cases and on random strings.
+ * add. qb_dec_parse's fast paths (and the plain-C ones alone,
+ * qb__dec_parse_portable) against the general parser
+ * (qb__dec_parse_general) on every shape, every byte substitution of
+ * Binance's form, edge cases and random strings.
  */
 #include "decimal.h"
 #include "err.h"
@@ -433,12 +435,17 @@ static uint64_t fast_rnd(void)
  * same return code, same mantissa and scale on success. */
 static bool fast_matches_general(const char *s, size_t n)
 {
-    qb_dec a = {777, 77}, b = {777, 77};
+    qb_dec a = {777, 77}, b = {777, 77}, c = {777, 77};
     int ra = qb_dec_parse(s, n, &a);
     int rb = qb__dec_parse_general(s, n, &b);
-    if (ra != rb || (ra == QB_OK && !qb_dec_identical(a, b))) {
-        fprintf(stderr, "  '%.*s': parse %d {%lld,%d} general %d {%lld,%d}\n", (int)n, s, ra,
-                (long long)a.mant, a.scale, rb, (long long)b.mant, b.scale);
+    /* the plain-C fast paths too (what runs without SSE2) */
+    int rc = qb__dec_parse_portable(s, n, &c);
+    if (ra != rb || (ra == QB_OK && !qb_dec_identical(a, b)) || rc != rb ||
+        (rc == QB_OK && !qb_dec_identical(c, b)) ||
+        (rb != QB_OK && (a.mant != 777 || a.scale != 77 || c.mant != 777 || c.scale != 77))) {
+        fprintf(stderr, "  '%.*s': parse %d {%lld,%d} portable %d {%lld,%d} general %d {%lld,%d}\n",
+                (int)n, s, ra, (long long)a.mant, a.scale, rc, (long long)c.mant, c.scale, rb,
+                (long long)b.mant, b.scale);
         return false;
     }
     return true;
@@ -599,6 +606,80 @@ QB_TEST(parse_fast_path_exhaustive_shapes)
     free(block);
 }
 
+/* The string s[0..n) copied to the very start of a heap block, so that
+ * AddressSanitizer reports any read before it. */
+static bool fast_matches_general_at_start(char *block, const char *s, size_t n)
+{
+    memcpy(block, s, n);
+    return fast_matches_general(block, n);
+}
+
+/* Binance's form "d.dddddddd" .. "dddddddd.dddddddd" (10..17 bytes, the
+ * point 9 bytes from the end) has its own path in qb_dec_parse, SSE2 and
+ * plain C: every length 9..18 with the point there, each byte in turn
+ * replaced by each of the 256 byte values (the point too: then it is not
+ * that form), the text at the end and at the start of a heap block (reads
+ * outside s[0..len) are reported by AddressSanitizer); two bytes replaced
+ * at random; millions of random strings of that shape. */
+QB_TEST(parse_binance_form_every_byte)
+{
+    enum { CAP = 32 };
+    char *end_block = malloc(CAP), *start_block = malloc(CAP);
+    QB_CHECK(end_block != NULL && start_block != NULL);
+    if (end_block == NULL || start_block == NULL) {
+        free(end_block);
+        free(start_block);
+        return;
+    }
+    char s[CAP];
+    size_t bad = 0, checked = 0;
+    for (size_t len = 9; len <= 18; len++) {
+        for (int fill = 0; fill < 5; fill++) {
+            for (size_t i = 0; i < len; i++) {
+                s[i] = fill == 0   ? '9'
+                       : fill == 1 ? '0'
+                       : fill == 2 ? (char)('1' + i % 9)
+                       : fill == 3 ? (char)('0' + (i * 7 + 3) % 10)
+                                   : (i == 0 ? '-' : '5'); /* signed */
+            }
+            s[len - 9] = '.';
+            bad += !fast_matches_general_at_end(end_block, CAP, s, len);
+            bad += !fast_matches_general_at_start(start_block, s, len);
+            checked += 2;
+            for (size_t j = 0; j < len; j++) {
+                char keep = s[j];
+                for (int c = 0; c < 256; c++) {
+                    s[j] = (char)c;
+                    bad += !fast_matches_general_at_end(end_block, CAP, s, len);
+                    bad += !fast_matches_general_at_start(start_block, s, len);
+                    checked += 2;
+                }
+                s[j] = keep;
+            }
+        }
+    }
+    for (int r = 0; r < 2000000; r++) {
+        uint64_t x = fast_rnd();
+        size_t len = 10 + (size_t)(x % 8);
+        for (size_t i = 0; i < len; i++) {
+            s[i] = (char)('0' + fast_rnd() % 10);
+        }
+        s[len - 9] = '.';
+        if ((x >> 8) % 4 == 0) {
+            s[(x >> 16) % len] = (char)(x >> 24); /* any byte, anywhere */
+        }
+        if ((x >> 32) % 8 == 0) {
+            s[(x >> 40) % len] = (char)(x >> 48);
+        }
+        bad += !fast_matches_general_at_end(end_block, CAP, s, len);
+        checked++;
+    }
+    QB_CHECK_EQ_INT(bad, 0);
+    QB_CHECK(checked > 2000000);
+    free(end_block);
+    free(start_block);
+}
+
 /* Binance pads to 8 decimals: the trailing zeros are kept (the text's scale),
  * on the fast path as on the general one. */
 QB_TEST(parse_keeps_trailing_zeros)
@@ -611,6 +692,25 @@ QB_TEST(parse_keeps_trailing_zeros)
     CHECK_PARSE("1234567.12345678", 123456712345678, 8);
     CHECK_PARSE("12345678.1234567", 123456781234567, 7);
     CHECK_PARSE("1234567812345678", 1234567812345678, 0);
+    /* Binance's form, every integer length */
+    CHECK_PARSE("0.00000000", 0, 8);
+    CHECK_PARSE("9.99999999", 999999999, 8);
+    CHECK_PARSE("59999.99000000", 5999999000000, 8);
+    CHECK_PARSE("1.00000001", 100000001, 8);
+    CHECK_PARSE("12.34567890", 1234567890, 8);
+    CHECK_PARSE("123.45678901", 12345678901, 8);
+    CHECK_PARSE("1234.56789012", 123456789012, 8);
+    CHECK_PARSE("123456.78901234", 12345678901234, 8);
+    CHECK_PARSE("1234567.89012345", 123456789012345, 8);
+    CHECK_PARSE("12345678.90123456", 1234567890123456, 8);
+    CHECK_PARSE("99999999.99999999", 9999999999999999, 8);
+    CHECK_PARSE("00000000.00000000", 0, 8);
+    CHECK_PARSE("-29000.12000000", -2900012000000, 8);
+    CHECK_PARSE_FAILS("1.2345678:", QB_EPARSE);
+    CHECK_PARSE_FAILS("/.23456789", QB_EPARSE);
+    CHECK_PARSE_FAILS("12345678.9012345/", QB_EPARSE);
+    CHECK_PARSE_FAILS("1 .23456789", QB_EPARSE);
+    CHECK_PARSE_FAILS("1.2345678e", QB_EPARSE);
 }
 
 int main(void)

@@ -368,6 +368,96 @@ QB_TEST(encode_rejects_bad_fields)
     qb_buf_fini(&b);
 }
 
+/* msg.c checks each level while it packs it (no separate validation pass):
+ * a bad field in any level of either side, first, middle or last, must
+ * still fail the encode with QB_EINVAL and leave the buffer as it was; the
+ * limits themselves (scale +-QB_DEC_MAX_SCALE, size 0) are accepted. */
+QB_TEST(encode_rejects_bad_level_anywhere)
+{
+    enum { N = 41 };
+    qb_level lv[2][N];
+    for (int s = 0; s < 2; s++) {
+        for (int i = 0; i < N; i++) {
+            lv[s][i] = (qb_level){{5000000 + i, 2}, {(int64_t)i * 1000, 8}};
+        }
+    }
+    qb_buf b = QB_BUF_INIT;
+    QB_CHECK_EQ_INT(qb_buf_append(&b, "xyz", 3), QB_OK);
+    qb_msg m = sample(QB_MSG_DELTA);
+    m.bids = lv[0];
+    m.asks = lv[1];
+    m.n_bids = N;
+    m.n_asks = N;
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+    size_t good_len = b.len;
+    b.len = 3;
+    static const struct {
+        int field; /* 0 price mant, 1 price scale, 2 size mant, 3 size scale */
+        int64_t v;
+        bool ok;
+    } cases[] = {
+        {0, 0, false},          {0, -1, false},         {0, INT64_MIN, false}, {0, 1, true},
+        {0, INT64_MAX, true},   {1, 31, false},         {1, -31, false},       {1, 127, false},
+        {1, -128, false},       {1, QB_DEC_MAX_SCALE, true}, {1, -QB_DEC_MAX_SCALE, true},
+        {2, -1, false},         {2, INT64_MIN, false},  {2, 0, true},          {3, 31, false},
+        {3, -31, false},        {3, 127, false},        {3, -128, false},      {3, 30, true},
+        {3, -30, true},
+    };
+    unsigned long checked = 0;
+    for (int s = 0; s < 2; s++) {
+        for (int i = 0; i < N; i++) {
+            for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+                qb_level keep = lv[s][i];
+                qb_level *l = &lv[s][i];
+                switch (cases[c].field) {
+                case 0:
+                    l->price.mant = cases[c].v;
+                    break;
+                case 1:
+                    l->price.scale = (int8_t)cases[c].v;
+                    break;
+                case 2:
+                    l->size.mant = cases[c].v;
+                    break;
+                default:
+                    l->size.scale = (int8_t)cases[c].v;
+                    break;
+                }
+                int want = cases[c].ok ? QB_OK : QB_EINVAL;
+                QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), want);
+                QB_CHECK(b.len == (cases[c].ok ? b.len : 3u));
+                b.len = 3;
+                QB_CHECK_EQ_INT(qb_msg_encode_map(&m, &b), want);
+                QB_CHECK(cases[c].ok || b.len == 3);
+                QB_CHECK(memcmp(b.data, "xyz", 3) == 0);
+                b.len = 3;
+                *l = keep;
+                checked++;
+            }
+        }
+    }
+    QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+    QB_CHECK_EQ_INT(b.len, good_len);
+    /* qb_msg_encode checks exchange and symbol once (qb_topic_format), then
+     * only their MSG_NAME_MAX limit: 64 bytes pass, 65 do not */
+    char name[65];
+    memset(name, 'a', sizeof name);
+    for (int k = 0; k < 2; k++) {
+        qb_str *f = k ? &m.symbol : &m.exchange;
+        qb_str keep = *f;
+        *f = (qb_str){name, 65};
+        b.len = 3;
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_EINVAL);
+        QB_CHECK_EQ_INT(qb_msg_encode_map(&m, &b), QB_EINVAL);
+        QB_CHECK_EQ_INT(b.len, 3);
+        *f = (qb_str){name, 64};
+        QB_CHECK_EQ_INT(qb_msg_encode(&m, &b), QB_OK);
+        *f = keep;
+    }
+    printf("bad levels: %lu encodes checked\n", checked);
+    qb_buf_fini(&b);
+}
+
 QB_TEST(several_maps_in_one_frame)
 {
     qb_buf b = QB_BUF_INIT;
