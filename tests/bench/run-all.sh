@@ -15,7 +15,9 @@
 #   ADAPTER_RUNS  runs of qb-bench-adapter [7]
 #   CALLGRIND  1 to add callgrind instruction counts (needs valgrind) [1]
 #   SKIP       space-separated sections to skip: adapter latency throughput memory
-#              websocket compare (5 and 6 call run-ws.sh and compare/run-compare.sh,
+#              websocket compare readahead (5, 6 and 6F call run-ws.sh,
+#              compare/run-compare.sh and compare/run-readahead.sh (RATES,
+#              REPEAT; about 1.5 minutes),
 #              whose own knobs pass through: WS_*, and RATE, CHANGES, WARMUP,
 #              CLIENTS, NS, SETTLE, SWEEP_RATES, SWEEP_SECS, PERF for the comparison,
 #              whose window is CMP_SECS [20]; about 5.5 minutes)
@@ -257,5 +259,11 @@ if ! skip compare; then
     # run-compare.sh builds what it needs (qb-bench-consumer too) unless NO_BUILD=1
     NO_BUILD=${NO_BUILD:-0} BUILD=$BUILD SECS=${CMP_SECS:-20} "$root/tests/bench/compare/run-compare.sh" ||
         echo "run-compare.sh failed (exit $?)"
+    echo
+fi
+if ! skip readahead; then
+    echo "## 6F. The adapter's TLS read-ahead, on and off (tests/bench/compare/run-readahead.sh)"
+    echo
+    BUILD=$BUILD "$root/tests/bench/compare/run-readahead.sh" || echo "run-readahead.sh failed (exit $?)"
     echo
 fi
