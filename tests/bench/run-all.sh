@@ -65,7 +65,9 @@ tmp=$(mktemp -d /tmp/qb-bench.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
+    # Only our processes: a bare wait would also wait for the tee below,
+    # which waits for this script's stdout to close (a deadlock at exit).
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
