@@ -26,7 +26,10 @@
  * levels beyond --max-levels are removed explicitly (size 0 is sent), so
  * books stay about --max-levels deep. Inserts are clamped to stay strictly
  * inside the opposite best, so the book never crosses. Every level appears
- * at most once per event; an event of k entries consumes k update ids:
+ * at most once per event, and each side's changes are listed best first
+ * (bids descending, asks ascending), as Binance spot and HTX send them
+ * (every multi-level side of ../shared/exchange-data's recordings is); an
+ * event of k entries consumes k update ids:
  * U = previous u + 1, u = U + k - 1.
  *
  * Faults (per symbol event index k, counted): --gap-every N skips sending
@@ -487,6 +490,20 @@ static void market_number_event(qb__exsim_sym *sym, qb__exsim_event *ev, uint64_
     sym->last_time_ms = ev->time_ms;
 }
 
+/* Best first: bids by descending price, asks by ascending (all prices of
+ * the synthetic market have 8 decimals, so mantissas compare). */
+static int market_bid_cmp(const void *x, const void *y)
+{
+    int64_t a = ((const qb_level *)x)->price.mant, b = ((const qb_level *)y)->price.mant;
+    return (a < b) - (a > b);
+}
+
+static int market_ask_cmp(const void *x, const void *y)
+{
+    int64_t a = ((const qb_level *)x)->price.mant, b = ((const qb_level *)y)->price.mant;
+    return (a > b) - (a < b);
+}
+
 static void market_gen_event(qb__exsim *sim, qb__exsim_sym *sym, qb__exsim_event *ev)
 {
     uint64_t *r = &sym->rng;
@@ -585,6 +602,10 @@ static void market_gen_event(qb__exsim *sim, qb__exsim_sym *sym, qb__exsim_event
             market_set(sym, ev, QB_BID, (sym->mid - 1) * sym->tick, market_qty(sym));
         }
     }
+    /* One entry per price (market_set), so the order does not change what
+     * the event does to a book. */
+    qsort(ev->bids, ev->n_bids, sizeof *ev->bids, market_bid_cmp);
+    qsort(ev->asks, ev->n_asks, sizeof *ev->asks, market_ask_cmp);
     market_number_event(sym, ev, (idr >> 8) % 40);
 }
 
