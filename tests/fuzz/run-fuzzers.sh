@@ -35,7 +35,7 @@ command -v clang >/dev/null || { echo "run-fuzzers: clang not installed (scripts
 command -v clang++ >/dev/null || { echo "run-fuzzers: clang++ not installed (scripts/install-deps.sh)"; exit 1; }
 
 echo "== build libraries with clang (fuzzer-no-link, ASan, UBSan) in $build =="
-cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DQB_SANITIZE=fuzzer-no-link,address,undefined >/dev/null
 libs_ok=1
 cmake --build "$build" -j"$jobs" --target qbcommon qbproto qbadapter >/dev/null
