@@ -55,6 +55,8 @@
 #   PERF_RATE, PERF_SECS  [20000, 6]
 #   NO_NPM    1: never run npm (ccxt is skipped when not installed)
 #   HTTP_PORT the broker's HTTP port for the final book [17790]
+#   ADAPTER_ARGS  extra quotebus-adapter options for the quotebus and sweep
+#             runs, e.g. "--batch-maps 16" or "--no-tls-read-ahead" []
 # With defaults about 5 minutes on an idle machine: 3 x (WARMUP + SECS + ~8 s) for python,
 # python2, ccxt, WARMUP + |NS| x SECS + (|NS|-1) x SETTLE + ~15 s for
 # quotebus, and |SWEEP_RATES| x (SWEEP_SECS + ~4 s) + PERF_SECS + 2 s for the
@@ -229,7 +231,7 @@ run_quotebus() {
     "$B/quotebus-adapter" binance --symbols BTC-USDT --no-tickers \
         --ws-url "wss://127.0.0.1:$EPORT/stream" --rest-url "https://127.0.0.1:$EPORT" --ca-file "$CA" \
         --broker "ipc://$tmp/in.ipc" --stats-file "$tmp/adapter.stats" --log-level warn \
-        2>"$tmp/adapter.log" &
+        ${ADAPTER_ARGS:-} 2>"$tmp/adapter.log" &
     local apid=$!
     pids+=("$apid")
     # live: the adapter has published
@@ -355,7 +357,7 @@ run_sweep() {
         "$B/quotebus-adapter" binance --symbols BTC-USDT --no-tickers \
             --ws-url "wss://127.0.0.1:$EPORT/stream" --rest-url "https://127.0.0.1:$EPORT" --ca-file "$CA" \
             --broker "ipc://$tmp/sin.ipc" --stats-file "$tmp/sweep$r.adapter.stats" --log-level warn \
-            2>"$tmp/sweep$r.adapter.log" &
+            ${ADAPTER_ARGS:-} 2>"$tmp/sweep$r.adapter.log" &
         apid=$!
         pids+=("$apid")
         for _ in $(seq 200); do
