@@ -1203,9 +1203,9 @@ int qb_adapter_run(qb_adapter *a)
             lws_cancel_service(a->ctx); /* the next pass must not sleep */
         }
         /* End of a pass: send what it batched, unless more exchange input
-         * already waits (buffered in lws or readable), which the next pass
-         * reads into the same batches (publish.c). */
-        qb__pub_pass_end(a->pub, qb__pub_input_waiting(a->pub, a));
+         * already waits (read ahead, buffered in lws or readable), which the
+         * next pass reads into the same batches (publish.c). */
+        qb__pub_pass_end(a->pub, more || qb__pub_input_waiting(a->pub, a));
     }
     QB_INFO("adapter_stop", "stopping");
     return QB_OK;

@@ -184,10 +184,7 @@ void qb__wsconn_recycle(qb_wsconn *c, const char *why);
  * The queue is emptied when the connection closes. */
 int qb__wsconn_send(qb_wsconn *c, const char *text, size_t len);
 void qb__wsconn_cancel_timers(qb_wsconn *c);
-/* TLS read-ahead (see ws_conn.c): true when OpenSSL holds input of c that
- * poll() cannot see and lws would not read without a socket event. */
-bool qb__wsconn_tls_buffered(const qb_wsconn *c);
-/* Has lws read what qb__wsconn_tls_buffered() reports, up to
+/* Has lws read the records OpenSSL read ahead for c (invisible to poll()), up to
  * QB_WS_TLS_DRAIN_MAX records. Returns true when buffered input remains and
  * the loop must not sleep (the caller wakes it with lws_cancel_service). */
 bool qb__wsconn_drain_tls(qb_wsconn *c);

@@ -20,10 +20,11 @@
  *   qb__pub_pass_end(more_input) -> at the end of every lws service pass
  *        (adapter.c): every open batch sent, oldest first (qb__pub_flush),
  *        unless input is already waiting (qb__pub_input_waiting: lws holds
- *        buffered or TLS-decrypted input, OpenSSL holds records it read
- *        ahead (ws_conn.c), or an exchange connection's socket is readable
- *        now; lws hands over about one websocket message per pass), in which
- *        case the next pass continues the batches
+ *        buffered or TLS-decrypted input, or an exchange connection's
+ *        socket is readable now; lws hands over about one websocket message
+ *        per pass; adapter.c also passes more_input when records OpenSSL read
+ *        ahead are left for the next pass, see ws_conn.c), in which case the
+ *        next pass continues the batches
  *   qb__pub_send(snapshot, status, ticker) -> every open batch sent first,
  *        then the message as its own frame (order kept across topics)
  *
@@ -190,11 +191,6 @@ bool qb__pub_input_waiting(qb_pub *p, qb_adapter *a)
     }
     if (lws_service_adjust_timeout(a->ctx, 1, 0) == 0) {
         return true;
-    }
-    for (size_t i = 0; i < a->nconn; i++) {
-        if (qb__wsconn_tls_buffered(&a->conns[i])) {
-            return true; /* read ahead by OpenSSL: invisible to poll() */
-        }
     }
     struct pollfd fds[PUB_POLL_MAX];
     nfds_t n = 0;

@@ -354,7 +354,9 @@ static void wsconn_rx(qb_wsconn *c, struct lws *wsi, const void *in, size_t len)
     qb_buf_reset(&c->rx);
 }
 
-bool qb__wsconn_tls_buffered(const qb_wsconn *c)
+/* True when OpenSSL holds input of c that poll() cannot see and lws would
+ * not read without a socket event. */
+static bool wsconn_tls_buffered(const qb_wsconn *c)
 {
     if (c->wsi == NULL || !c->established) {
         return false;
@@ -367,7 +369,7 @@ bool qb__wsconn_drain_tls(qb_wsconn *c)
 {
     qb_adapter *a = c->a;
     uint64_t calls = c->rx_calls;
-    for (unsigned k = 0; k < QB_WS_TLS_DRAIN_MAX && qb__wsconn_tls_buffered(c); k++) {
+    for (unsigned k = 0; k < QB_WS_TLS_DRAIN_MAX && wsconn_tls_buffered(c); k++) {
         struct lws_pollfd pfd = {
             .fd = lws_get_socket_fd(c->wsi), .events = POLLIN, .revents = POLLIN};
         a->cnt.tls_drained++;
@@ -375,7 +377,7 @@ bool qb__wsconn_drain_tls(qb_wsconn *c)
             return false;
         }
     }
-    if (!qb__wsconn_tls_buffered(c)) {
+    if (!wsconn_tls_buffered(c)) {
         return false;
     }
     if (c->rx_calls == calls) {

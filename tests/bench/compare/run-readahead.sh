@@ -83,9 +83,8 @@ one() {
     local apid=$!
     pids+=("$apid")
     sleep "$WARMUP"
-    local t0 f0 t1 f1 sc="-" w0 w1
+    local t0 t1 sc="-" w0 w1
     t0=$(cpu_ticks "$apid")
-    f0=$(stat_frames "$tmp/ad.stats" frames)
     w0=$(date +%s%N)
     if ((have_perf)); then
         sc=$(perf stat -x, -e raw_syscalls:sys_enter -p "$apid" -- sleep "$SECS" 2>&1 | awk -F, '/sys_enter/ {print $1}')
@@ -95,17 +94,16 @@ one() {
     t1=$(cpu_ticks "$apid")
     w1=$(date +%s%N)
     sleep 0.6 # the stats file is rewritten every 500 ms
-    f1=$(stat_frames "$tmp/ad.stats" frames)
     local drained stuck
     drained=$(stat_frames "$tmp/ad.stats" tls_drained)
     stuck=$(stat_frames "$tmp/ad.stats" tls_drain_stuck)
     kill "$apid" "$spid" "$bpid" "$epid" 2>/dev/null
     wait "$apid" "$spid" "$bpid" "$epid" 2>/dev/null
-    "$PY" - "$tmp/sub.jsonl" "$rate" "$mode" "$t0" "$t1" "$f0" "$f1" "$sc" "$drained" "$stuck" \
+    "$PY" - "$tmp/sub.jsonl" "$rate" "$mode" "$t0" "$t1" "$sc" "$drained" "$stuck" \
         "$w0" "$w1" "$(getconf CLK_TCK)" >>"$tmp/rows" <<'EOF'
 import json, sys
-path, rate, mode, t0, t1, f0, f1, sc, drained, stuck, w0, w1, hz = sys.argv[1:]
-t0, t1, f0, f1, hz = float(t0), float(t1), int(f0), int(f1), float(hz)
+path, rate, mode, t0, t1, sc, drained, stuck, w0, w1, hz = sys.argv[1:]
+t0, t1, hz = float(t0), float(t1), float(hz)
 w0, w1 = int(w0), int(w1)
 lat = []
 for line in open(path):
