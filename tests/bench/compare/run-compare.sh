@@ -15,13 +15,19 @@
 #            qb_mirror, one exact book each), N stepping through NS
 #            (1 2 4 8) in one run: a phase per N, consumers added between
 #            phases, every one measured in every window
+#   floor    the transport's floor: adapter + broker + one qb-bench-consumer
+#            and two qb-bench-nng-recv (NNG alone receiving the same frames,
+#            no decoding, no book: a thread in nng_recvmsg, and nng_recv_aio
+#            callbacks) in the same window, and with PERF=1 a perf profile of
+#            each: what the consumer's CPU per delta is made of
 #   sweep    the adapter alone (adapter + broker, no consumer) at each rate
 #            of SWEEP_RATES: CPU per message of the adapter, the broker and
 #            the simulator, whether it kept up, and at PERF_RATE a perf
 #            profile and a system-call count of the adapter
 # Tables: A per-program cost and ratio vs Python, B two Python clients at
 # once, C the whole system with N consumers (ratio vs N Python clients, the
-# fit total(N) = F + N x V and where 50x would be reached), E the sweep and
+# fit total(N) = F + N x V and where 50x would be reached), G the floor
+# (NNG alone vs the consumer, context switches, profiles), E the sweep and
 # profile, D every final book against the simulator's dump.
 # Each is measured over a window of SECS s (python/ccxt after WARMUP s of
 # live feed; quotebus: the first phase after WARMUP s, the next ones SETTLE s
@@ -51,7 +57,9 @@
 #   SWEEP_SECS   window per sweep rate [8]
 #   PERF      1: at PERF_RATE also profile the adapter with perf (cpu-clock,
 #             -g, PERF_SECS s, after the window) and count its system calls
-#             (perf stat -e raw_syscalls:sys_enter, 2 s) [1]
+#             (perf stat -e raw_syscalls:sys_enter, 2 s); in the floor run,
+#             profile the consumer and then each qb-bench-nng-recv
+#             (PERF_SECS s each, after the window) [1]
 #   PERF_RATE, PERF_SECS  [20000, 6]
 #   NO_NPM    1: never run npm (ccxt is skipped when not installed)
 #   HTTP_PORT the broker's HTTP port for the final book [17790]
@@ -59,8 +67,8 @@
 #             runs, e.g. "--batch-maps 16" or "--no-tls-read-ahead" []
 # With defaults about 5 minutes on an idle machine: 3 x (WARMUP + SECS + ~8 s) for python,
 # python2, ccxt, WARMUP + |NS| x SECS + (|NS|-1) x SETTLE + ~15 s for
-# quotebus, and |SWEEP_RATES| x (SWEEP_SECS + ~4 s) + PERF_SECS + 2 s for the
-# sweep.
+# quotebus, WARMUP + SECS + 3 x PERF_SECS + ~10 s for the floor, and
+# |SWEEP_RATES| x (SWEEP_SECS + ~4 s) + PERF_SECS + 2 s for the sweep.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -71,7 +79,7 @@ WARMUP=${WARMUP:-5}
 SECS=${SECS:-20}
 NS=${NS:-"1 2 4 8"}
 SETTLE=${SETTLE:-3}
-CLIENTS=${CLIENTS-"python python2 ccxt quotebus sweep"}
+CLIENTS=${CLIENTS-"python python2 ccxt quotebus floor sweep"}
 SWEEP_RATES=${SWEEP_RATES:-"2000 20000 40000 60000"}
 SWEEP_SECS=${SWEEP_SECS:-8}
 PERF_RATE=${PERF_RATE:-20000}
@@ -89,11 +97,11 @@ EVENTS_QB=$((RATE * (WARMUP + nphases * (SECS + SETTLE) + 10)))
 if [[ ${NO_BUILD:-0} != 1 ]]; then
     cmake -S "$root" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
     if ! cmake --build "$BUILD" --target quotebus-exsim quotebus-adapter quotebus-broker \
-        qb-bench-consumer -j2 >"$BUILD/compare-build.log" 2>&1; then
+        qb-bench-consumer qb-bench-nng-recv -j2 >"$BUILD/compare-build.log" 2>&1; then
         echo "run-compare.sh: build failed (see $BUILD/compare-build.log); using the binaries in $B" >&2
     fi
 fi
-for bin in quotebus-exsim quotebus-adapter quotebus-broker qb-bench-consumer; do
+for bin in quotebus-exsim quotebus-adapter quotebus-broker qb-bench-consumer qb-bench-nng-recv; do
     [[ -x $B/$bin ]] || { echo "run-compare.sh: $B/$bin missing" >&2; exit 1; }
 done
 
@@ -106,6 +114,10 @@ cleanup() {
 }
 trap cleanup EXIT
 la() { cut -d' ' -f1-3 /proc/loadavg; }
+# ctxsw PID: voluntary + involuntary context switches of all its threads
+ctxsw() {
+    cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'
+}
 log() { echo "run-compare.sh: $*" >&2; }
 # cpu_s PID: utime+stime in seconds (the whole process: all its threads)
 cpu_s() {
@@ -336,6 +348,77 @@ PYEOF
 }
 
 
+# floor: one qb-bench-consumer (the libquotebus mirror) and two
+# qb-bench-nng-recv (NNG alone, no decoding, no book, libquotebus's socket
+# options: --mode block, a thread in nng_recvmsg; --mode aio, nng_recv_aio
+# callbacks on NNG's threads) on the same broker and topic, measured
+# over the same window: both receive the same frames, so the consumer's
+# deltas per frame give the floor's CPU per delta. Context switches of all
+# threads of each from /proc/PID/task/*/status. With PERF=1 a perf profile
+# of the consumer and then of each receiver (PERF_SECS s each).
+run_floor() {
+    local ev=$((RATE * (WARMUP + SECS + 3 * PERF_SECS + 12)))
+    exsim_start floor "$ev" || return 1
+    "$B/quotebus-broker" --no-spawn --ingest "ipc://$tmp/fin.ipc" --pub "ipc://$tmp/fout.ipc" \
+        --snapshot "ipc://$tmp/fsnap.ipc" --http-listen off \
+        --log-level warn >"$tmp/floor.broker.log" 2>&1 &
+    local bpid=$!
+    pids+=("$bpid")
+    sleep 0.3
+    "$B/quotebus-adapter" binance --symbols BTC-USDT --no-tickers \
+        --ws-url "wss://127.0.0.1:$EPORT/stream" --rest-url "https://127.0.0.1:$EPORT" --ca-file "$CA" \
+        --broker "ipc://$tmp/fin.ipc" --stats-file "$tmp/floor.adapter.stats" --log-level warn \
+        ${ADAPTER_ARGS:-} 2>"$tmp/floor.adapter.log" &
+    local apid=$!
+    pids+=("$apid")
+    for _ in $(seq 200); do
+        [[ $(json_get "$tmp/floor.adapter.stats" published) -gt 0 ]] 2>/dev/null && break
+        sleep 0.1
+    done
+    local maxrun=$((WARMUP + SECS + 3 * PERF_SECS + 120))
+    "$B/qb-bench-consumer" --connect "ipc://$tmp/fout.ipc" --snapshot "ipc://$tmp/fsnap.ipc" \
+        --topic book.binance.BTC-USDT --marks "$tmp/floor.cons.marks" --label floor-consumer \
+        --idle 3 --max-run "$maxrun" >"$tmp/floor.cons.json" 2>"$tmp/floor.cons.err" &
+    local cpid=$!
+    pids+=("$cpid")
+    local rpid xpid mode
+    for mode in block aio; do
+        "$B/qb-bench-nng-recv" --connect "ipc://$tmp/fout.ipc" --topic book.binance.BTC-USDT \
+            --mode "$mode" --marks "$tmp/floor.$mode.marks" --label "floor-nng-$mode" --idle 3 \
+            --max-run "$maxrun" >"$tmp/floor.$mode.json" 2>"$tmp/floor.$mode.err" &
+        pids+=($!)
+        if [[ $mode == block ]]; then rpid=$!; else xpid=$!; fi
+    done
+    sleep "$WARMUP"
+    log "floor: consumer + two NNG-only receivers, window $SECS s"
+    local c0 r0 x0 c1 r1 x1
+    kill -USR1 "$cpid" "$rpid" "$xpid"
+    c0=$(ctxsw $cpid); r0=$(ctxsw $rpid); x0=$(ctxsw $xpid)
+    sleep "$SECS"
+    kill -USR1 "$cpid" "$rpid" "$xpid"
+    c1=$(ctxsw $cpid); r1=$(ctxsw $rpid); x1=$(ctxsw $xpid)
+    echo "$c0 $c1 $r0 $r1 $x0 $x1 $(la)" >"$tmp/floor.ctxsw"
+    if [[ ${PERF:-1} == 1 ]] && command -v perf >/dev/null; then
+        local who pid
+        for who in cons block aio; do
+            pid=$cpid
+            [[ $who == block ]] && pid=$rpid
+            [[ $who == aio ]] && pid=$xpid
+            log "floor: perf on the $who process, $PERF_SECS s"
+            perf record -e cpu-clock -F 2000 -g -p "$pid" -o "$tmp/floor.$who.perf" \
+                -- sleep "$PERF_SECS" >/dev/null 2>"$tmp/floor.$who.perf.log"
+            perf report -i "$tmp/floor.$who.perf" --no-children -g none --sort dso 2>/dev/null |
+                grep -v '^#' | grep -v '^$' | head -8 >"$tmp/floor.$who.dso"
+            perf report -i "$tmp/floor.$who.perf" --no-children -g none --sort dso,sym 2>/dev/null |
+                grep -v '^#' | grep -v '^$' | awk '$1 + 0 >= 0.8' | head -20 >"$tmp/floor.$who.sym"
+        done
+    fi
+    kill "$cpid" "$rpid" "$xpid" "$apid" "$bpid" 2>/dev/null
+    wait "$cpid" "$rpid" "$xpid" "$apid" "$bpid" 2>/dev/null
+    kill "$EPID" 2>/dev/null
+    wait "$EPID" 2>/dev/null
+}
+
 # sweep: the adapter alone (adapter + broker, no consumer) at each rate of
 # SWEEP_RATES for SWEEP_SECS s after 2 s of live feed: CPU per message of the
 # adapter, the broker and the simulator (which shares the 2 CPUs), whether
@@ -427,7 +510,7 @@ done
     echo "windows of $SECS s; runs one after the other, each on a fresh simulator; quotebus phases N = $NS"
     echo "in one run (consumers added between phases, $SETTLE s before each window)."
     echo
-    RATE=$RATE PERF_RATE=$PERF_RATE $PY - "$tmp" $CLIENTS <<'EOF2'
+    RATE=$RATE PERF_RATE=$PERF_RATE PERF_SECS=$PERF_SECS SECS_ENV=$SECS $PY - "$tmp" $CLIENTS <<'EOF2'
 import json, os, sys
 from decimal import Decimal
 tmp, clients = sys.argv[1], sys.argv[2:]
@@ -450,7 +533,7 @@ res = {}
 for c in clients:
     if c == "python2":
         res["python2a"], res["python2b"] = load("python2a"), load("python2b")
-    elif c not in ("quotebus", "sweep"):
+    elif c not in ("quotebus", "sweep", "floor"):
         res[c] = load(c)
 phases = []
 if "quotebus" in clients:
@@ -467,6 +550,7 @@ base = res["python"]["msgs_per_cpu_s"] if ok(res.get("python", {})) else None
 P = 1e6 / base if base else None  # Python's us of CPU per message (one client)
 
 RATE = float(os.environ.get("RATE", "20000"))
+SECS_ENV = os.environ.get("SECS_ENV", "?")
 def kept(mps):
     # within a window a consumer that keeps up receives the feed's rate
     return "yes" if mps >= 0.97 * RATE else "**no** (%.0f %%)" % (100.0 * mps / RATE)
@@ -613,6 +697,93 @@ if phases:
             print("<= P / 50 = %.2f µs per message; it is at %.2f µs (%.1fx)." % (P / 50, V, P / V if V > 0 else 0))
         print()
 
+def marks(path):
+    try:
+        ls = [l.split() for l in open(path) if l.startswith("mark")]
+        m0, m1 = ls[0], ls[1]
+        return {"secs": (int(m1[1]) - int(m0[1])) / 1e9, "cpu": float(m1[2]) - float(m0[2]),
+                "deltas": int(m1[3]) - int(m0[3]), "frames": int(m1[4]) - int(m0[4]),
+                "gaps": int(m1[5]) - int(m0[5]),
+                "bytes": int(m1[6]) - int(m0[6]) if len(m1) > 6 else None}
+    except Exception:
+        return None
+
+if "floor" in clients:
+    fc = marks(os.path.join(tmp, "floor.cons.marks"))
+    fr = marks(os.path.join(tmp, "floor.block.marks"))
+    fa = marks(os.path.join(tmp, "floor.aio.marks"))
+    try:
+        cs = open(os.path.join(tmp, "floor.ctxsw")).read().split()
+        c0, c1, r0, r1, x0, x1 = (int(v) for v in cs[:6])
+        fla = " ".join(cs[6:])
+    except Exception:
+        c0 = c1 = r0 = r1 = x0 = x1 = 0
+        fla = ""
+    print("### G. The floor under a consumer program: NNG alone receiving the same frames")
+    print()
+    print("One more run on a fresh simulator (the same feed): adapter + broker, one qb-bench-consumer (the")
+    print("libquotebus mirror, as in table A) and two qb-bench-nng-recv (`compare/nng_recv.c`: the same SUB")
+    print("socket options as libquotebus, no decoding, no book; `--mode block`: one thread in nng_recvmsg +")
+    print("nng_msg_free, as the mirror's thread; `--mode aio`: nng_recv_aio callbacks on NNG's own threads,")
+    print("no thread of ours), all subscribed to the same topic and measured over the same %s s window" % SECS_ENV)
+    print("(load %s). They receive the same frames, so a receiver's CPU per delta is its CPU per frame" % fla)
+    print("divided by the consumer's deltas per frame. Context switches: voluntary + involuntary, all threads.")
+    print()
+    if fc and fr and fa and fc["frames"] > 0 and fr["frames"] > 0 and fa["frames"] > 0 and fc["deltas"] > 0:
+        dpf = fc["deltas"] / fc["frames"]
+        print("| process (same broker, topic and window) | frames | deltas | deltas/frame | CPU-s/s | µs CPU per frame | µs CPU per delta | context switches per frame | ceiling of the per-program ratio (P / µs per delta) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        rows = []
+        for name, m, dc, cx in (
+                ("NNG alone, a thread in nng_recvmsg (qb-bench-nng-recv --mode block)", fr, fr["frames"] * dpf, r1 - r0),
+                ("NNG alone, nng_recv_aio callbacks (qb-bench-nng-recv --mode aio)", fa, fa["frames"] * dpf, x1 - x0),
+                ("libquotebus mirror (qb-bench-consumer): receive, decode, apply", fc, fc["deltas"], c1 - c0)):
+            usd = m["cpu"] / dc * 1e6
+            rows.append(usd)
+            print("| %s | %d | %.0f%s | %.1f | %.3f | %.1f | %.2f | %.1f | %s |" % (
+                name, m["frames"], dc, " (frames x the consumer's deltas/frame)" if m is not fc else "",
+                dpf, m["cpu"] / m["secs"], m["cpu"] / m["frames"] * 1e6, usd, cx / m["frames"],
+                "%.1fx" % (P / usd) if P else "?"))
+        print()
+        print("Consumer gaps in the window: %d." % fc["gaps"])
+        lo = min(rows[0], rows[1])
+        if P:
+            print()
+            print("50x the hand-written Python client (P = %.1f µs per message, table A) allows a consumer" % P)
+            print("program **%.2f µs per delta**. NNG alone, receiving the frames and doing nothing with them," % (P / 50))
+            print("costs **%.2f µs per delta** here, the cheaper of its two ways (%.1fx that budget)%s" %
+                  (lo, lo / (P / 50), ": no consumer" if lo > P / 50 else "."))
+            if lo > P / 50:
+                print("built on NNG 1.5.2 can reach 50x with this feed's frames on this machine, whatever its own")
+                print("code costs; the ceiling with zero work is %.1fx." % (P / lo))
+            print("The mirror's own work (decode + apply + its thread) is the difference to the blocking")
+            print("receiver, %.2f µs per delta." % (rows[2] - rows[0]))
+        print()
+    else:
+        print("no result (consumer marks %s, receiver marks %s)" % (fc, fr))
+        print()
+    for who, title in (("cons", "qb-bench-consumer"), ("block", "qb-bench-nng-recv --mode block"),
+                       ("aio", "qb-bench-nng-recv --mode aio")):
+        try:
+            dso = open(os.path.join(tmp, "floor.%s.dso" % who)).read().rstrip()
+            sym = open(os.path.join(tmp, "floor.%s.sym" % who)).read().rstrip()
+        except OSError:
+            continue
+        if not dso:
+            continue
+        print("Profile of %s after the window (`perf record -e cpu-clock -F 2000 -g -p <pid> -- sleep %s`)," %
+              (title, os.environ.get("PERF_SECS", "6")))
+        print("`perf report --no-children --sort dso`, then `--sort dso,sym` (>= 0.8 %):")
+        print()
+        print("```")
+        print(dso)
+        print("```")
+        print()
+        print("```")
+        print(sym)
+        print("```")
+        print()
+
 sweep = []
 try:
     sweep = [json.loads(l) for l in open(os.path.join(tmp, "sweep.jsonl")) if l.strip()]
@@ -724,7 +895,7 @@ for c in clients:
         for i in range(1, ncons + 1):
             rows.append(("quotebus consumer %d (libquotebus mirror)" % i, "quotebus", load("cons%d" % i),
                          "cons%d" % i))
-    elif c != "sweep":
+    elif c not in ("sweep", "floor"):
         rows.append((c, c, res[c]))
 broker_seq = None
 try:

@@ -1,0 +1,288 @@
+/*
+ * nng_recv.c (qb-bench-nng-recv): the floor under every quotebus consumer
+ * program, the CPU that NNG 1.5.2 alone costs a process to receive the
+ * broker's frames, with no decoding and no book (issue 8 part 6, section
+ * 6G of BENCHMARKS.md). tests/bench/compare/run-compare.sh runs it next to
+ * one qb-bench-consumer on the same broker, topic and window: both receive
+ * the same frames, so the consumer's deltas per frame turn this program's
+ * CPU per frame into CPU per delta, the least any consumer can pay.
+ *
+ *   qb-bench-nng-recv --connect URL [--topic TOPIC] [--mode block|aio]
+ *                     [--marks FILE] [--idle S] [--max-run S] [--label NAME]
+ *
+ * The socket is set up exactly as libquotebus sets up its SUB sockets
+ * (clients/lib/client.c qbc_sub_options: receive queue 8192 frames, frames
+ * up to 8 MiB, reconnect 100 ms to 1 s; an exact topic subscribed with its
+ * NUL terminator). Two ways to receive, so that the floor is the cheaper of
+ * the two ways NNG 1.5.2 offers:
+ *   block  one thread blocks in nng_recvmsg and frees each frame, as the
+ *          mirror thread of qb_mirror does before it decodes (with the
+ *          mirror's 50 ms receive timeout, NNG_OPT_RECVTIMEO, which is also
+ *          how the thread sees the stop flag: nng_close while another
+ *          thread is in nng_recvmsg can hang in NNG 1.5.2);
+ *   aio    no thread of ours: nng_recv_aio with a completion callback that
+ *          counts and frees the frame and re-arms the aio, on NNG's own
+ *          task thread (one hand-off fewer than a thread of ours).
+ *
+ * Measurement, as qb-bench-consumer: the main thread blocks SIGUSR1/SIGINT/
+ * SIGTERM before the receive thread and NNG's threads exist (so they
+ * inherit the mask) and waits in sigtimedwait; each SIGUSR1 appends
+ *   mark <monotonic ns> <cpu s> 0 <frames> 0 <bytes>
+ * to --marks (the deltas and gaps fields of qb-bench-consumer's line are 0:
+ * nothing is decoded), cpu = user + system time of the whole process.
+ * End: after frames arrived and then none for --idle seconds, on
+ * SIGINT/SIGTERM, or after --max-run; one JSON line of totals to stdout.
+ */
+#define _POSIX_C_SOURCE 200809L /* sigtimedwait, clock_gettime */
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define NNG_RECV_MAX_FRAME (8u << 20) /* QB_MSG_MAX_FRAME */
+
+typedef struct nng_recv_state {
+    nng_socket sock;
+    nng_aio *aio; /* --mode aio */
+    _Atomic uint64_t frames, bytes;
+    _Atomic int stop;
+} nng_recv_state;
+
+static double nng_recv_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double nng_recv_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) {
+        return 0;
+    }
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The receive thread: one blocking nng_recvmsg per frame, counted and
+ * freed. Ends at the stop flag (seen within the receive timeout). */
+static void *nng_recv_main(void *arg)
+{
+    nng_recv_state *s = arg;
+    while (!atomic_load(&s->stop)) {
+        nng_msg *m;
+        int rv = nng_recvmsg(s->sock, &m, 0);
+        if (rv != 0) { /* NNG_ETIMEDOUT: look at the stop flag */
+            continue;
+        }
+        atomic_fetch_add_explicit(&s->bytes, nng_msg_len(m), memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->frames, 1, memory_order_relaxed);
+        nng_msg_free(m);
+    }
+    return NULL;
+}
+
+/* --mode aio: the completion callback, on an NNG task thread. Re-arms
+ * until the socket is closed (NNG_ECLOSED) or the aio is stopped. */
+static void nng_recv_aio_cb(void *arg)
+{
+    nng_recv_state *s = arg;
+    int rv = nng_aio_result(s->aio);
+    if (rv == 0) {
+        nng_msg *m = nng_aio_get_msg(s->aio);
+        atomic_fetch_add_explicit(&s->bytes, nng_msg_len(m), memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->frames, 1, memory_order_relaxed);
+        nng_msg_free(m);
+    } else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || atomic_load(&s->stop)) {
+        return;
+    }
+    nng_recv_aio(s->sock, s->aio);
+}
+
+static void nng_recv_usage(FILE *f, const char *prog)
+{
+    fprintf(f,
+            "usage: %s --connect URL [--topic TOPIC] [--mode block|aio] [--marks FILE]\n"
+            "          [--idle S] [--max-run S] [--label NAME]\n"
+            "Receives the broker's frames of TOPIC with NNG alone (no decoding, no book),\n"
+            "with libquotebus's socket options, and measures its own CPU; SIGUSR1 appends a\n"
+            "mark line (mono_ns cpu_s 0 frames 0 bytes) to --marks. --mode block: a thread\n"
+            "in nng_recvmsg; aio: nng_recv_aio callbacks on NNG's threads. Defaults: --topic\n"
+            "book.binance.BTC-USDT, --mode block, --idle 3, --max-run 600.\n",
+            prog);
+}
+
+int main(int argc, char **argv)
+{
+    const char *connect = NULL, *topic = "book.binance.BTC-USDT", *marks_path = NULL;
+    const char *label = "nng-recv", *mode = "block";
+    double idle_s = 3, max_run_s = 600;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help")) {
+            nng_recv_usage(stdout, argv[0]);
+            return 0;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("qb-bench-nng-recv (NNG %s)\n", nng_version());
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            nng_recv_usage(stderr, argv[0]);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--connect")) {
+            connect = v;
+        } else if (!strcmp(a, "--topic")) {
+            topic = v;
+        } else if (!strcmp(a, "--marks")) {
+            marks_path = v;
+        } else if (!strcmp(a, "--mode") && (!strcmp(v, "block") || !strcmp(v, "aio"))) {
+            mode = v;
+        } else if (!strcmp(a, "--label")) {
+            label = v;
+        } else if (!strcmp(a, "--idle")) {
+            idle_s = atof(v);
+        } else if (!strcmp(a, "--max-run")) {
+            max_run_s = atof(v);
+        } else {
+            nng_recv_usage(stderr, argv[0]);
+            return 2;
+        }
+    }
+    if (connect == NULL) {
+        nng_recv_usage(stderr, argv[0]);
+        return 2;
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+        perror("pthread_sigmask");
+        return 1;
+    }
+    FILE *marks = NULL;
+    if (marks_path != NULL && (marks = fopen(marks_path, "a")) == NULL) {
+        perror(marks_path);
+        return 1;
+    }
+
+    static nng_recv_state s;
+    int rv = nng_sub0_open(&s.sock);
+    /* An exact topic (two dots) is subscribed with its NUL, as
+     * libquotebus does (qbc_sub_len). */
+    size_t tn = strlen(topic), dots = 0;
+    for (size_t i = 0; i < tn; i++) {
+        dots += topic[i] == '.';
+    }
+    size_t sub_len = (dots == 2 && tn > 0 && topic[tn - 1] != '.') ? tn + 1 : tn;
+    if (rv == 0) {
+        if ((rv = nng_socket_set(s.sock, NNG_OPT_SUB_SUBSCRIBE, topic, sub_len)) != 0 ||
+            (rv = nng_socket_set_int(s.sock, NNG_OPT_RECVBUF, 8192)) != 0 ||
+            (rv = nng_socket_set_size(s.sock, NNG_OPT_RECVMAXSZ, NNG_RECV_MAX_FRAME)) != 0 ||
+            (rv = nng_socket_set_ms(s.sock, NNG_OPT_RECONNMINT, 100)) != 0 ||
+            (rv = nng_socket_set_ms(s.sock, NNG_OPT_RECONNMAXT, 1000)) != 0) {
+            nng_close(s.sock);
+        } else {
+            rv = nng_dial(s.sock, connect, NULL, NNG_FLAG_NONBLOCK);
+            if (rv != 0) {
+                nng_close(s.sock);
+            }
+        }
+    }
+    if (rv != 0) {
+        fprintf(stderr, "%s: %s: %s\n", argv[0], connect, nng_strerror(rv));
+        if (marks != NULL) {
+            fclose(marks);
+        }
+        return 1;
+    }
+    bool aio_mode = !strcmp(mode, "aio");
+    pthread_t th;
+    if (!aio_mode && (rv = nng_socket_set_ms(s.sock, NNG_OPT_RECVTIMEO, 50)) != 0) {
+        fprintf(stderr, "%s: NNG_OPT_RECVTIMEO: %s\n", argv[0], nng_strerror(rv));
+        nng_close(s.sock);
+        return 1;
+    }
+    if (aio_mode) {
+        if ((rv = nng_aio_alloc(&s.aio, nng_recv_aio_cb, &s)) != 0) {
+            fprintf(stderr, "%s: nng_aio_alloc: %s\n", argv[0], nng_strerror(rv));
+            nng_close(s.sock);
+            return 1;
+        }
+        nng_recv_aio(s.sock, s.aio);
+    } else if (pthread_create(&th, NULL, nng_recv_main, &s) != 0) {
+        fprintf(stderr, "%s: pthread_create failed\n", argv[0]);
+        nng_close(s.sock);
+        return 1;
+    }
+
+    double t_start = nng_recv_mono_s(), t_last_change = t_start;
+    uint64_t last_frames = 0;
+    int n_marks = 0;
+    const char *end = "max-run";
+    for (;;) {
+        struct timespec tick = {0, 200000000L};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        double now = nng_recv_mono_s();
+        uint64_t frames = atomic_load(&s.frames), bytes = atomic_load(&s.bytes);
+        if (sig == SIGUSR1 && marks != NULL) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            fprintf(marks, "mark %lld %.6f 0 %llu 0 %llu\n",
+                    (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, nng_recv_cpu_s(),
+                    (unsigned long long)frames, (unsigned long long)bytes);
+            fflush(marks);
+            n_marks++;
+        } else if (sig == SIGINT || sig == SIGTERM) {
+            end = "signal";
+            break;
+        } else if (sig < 0 && errno != EAGAIN && errno != EINTR) {
+            perror("sigtimedwait");
+            end = "error";
+            break;
+        }
+        if (frames != last_frames) {
+            last_frames = frames;
+            t_last_change = now;
+        } else if (last_frames > 0 && now - t_last_change >= idle_s) {
+            end = "idle";
+            break;
+        }
+        if (now - t_start >= max_run_s) {
+            break;
+        }
+    }
+    atomic_store(&s.stop, 1);
+    if (aio_mode) {
+        nng_aio_stop(s.aio); /* waits for a running callback; no re-arm after */
+        nng_close(s.sock);
+        nng_aio_free(s.aio);
+    } else {
+        pthread_join(th, NULL); /* within the receive timeout */
+        nng_close(s.sock);
+    }
+    printf("{\"client\":\"%s\",\"mode\":\"%s\",\"end\":\"%s\",\"marks\":%d,"
+           "\"cpu_secs_total\":%.3f,\"frames\":%llu,\"bytes\":%llu}\n",
+           label, mode, end, n_marks, nng_recv_cpu_s(), (unsigned long long)atomic_load(&s.frames),
+           (unsigned long long)atomic_load(&s.bytes));
+    if (marks != NULL) {
+        fclose(marks);
+    }
+    return atomic_load(&s.frames) > 0 ? 0 : 1;
+}
