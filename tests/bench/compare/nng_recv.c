@@ -24,9 +24,9 @@
  *          counts and frees the frame and re-arms the aio, on NNG's own
  *          task thread (one hand-off fewer than a thread of ours).
  *
- * Measurement, as qb-bench-consumer: the main thread blocks SIGUSR1/SIGINT/
- * SIGTERM before the receive thread and NNG's threads exist (so they
- * inherit the mask) and waits in sigtimedwait; each SIGUSR1 appends
+ * Measurement (bench_marks.h), as qb-bench-consumer: the main thread blocks
+ * SIGUSR1/SIGINT/SIGTERM before the receive thread and NNG's threads exist
+ * (so they inherit the mask) and waits in sigtimedwait; each SIGUSR1 appends
  *   mark <monotonic ns> <cpu s> 0 <frames> 0 <bytes>
  * to --marks (the deltas and gaps fields of qb-bench-consumer's line are 0:
  * nothing is decoded), cpu = user + system time of the whole process.
@@ -35,19 +35,17 @@
  */
 #define _POSIX_C_SOURCE 200809L /* sigtimedwait, clock_gettime */
 
+#include "bench_marks.h"
+
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 
-#include <errno.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdbool.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #define NNG_RECV_MAX_FRAME (8u << 20) /* QB_MSG_MAX_FRAME */
 
@@ -58,21 +56,15 @@ typedef struct nng_recv_state {
     _Atomic int stop;
 } nng_recv_state;
 
-static double nng_recv_mono_s(void)
+/* bench_marks_fn: "0 <frames> 0 <bytes>"; progress = frames. */
+static uint64_t nng_recv_mark(void *arg, FILE *f)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double nng_recv_cpu_s(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) {
-        return 0;
+    nng_recv_state *s = arg;
+    uint64_t frames = atomic_load(&s->frames), bytes = atomic_load(&s->bytes);
+    if (f != NULL) {
+        fprintf(f, "0 %llu 0 %llu", (unsigned long long)frames, (unsigned long long)bytes);
     }
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return frames;
 }
 
 /* The receive thread: one blocking nng_recvmsg per frame, counted and
@@ -168,11 +160,7 @@ int main(int argc, char **argv)
     }
 
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+    if (bench_marks_block(&set) != 0) {
         perror("pthread_sigmask");
         return 1;
     }
@@ -232,42 +220,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double t_start = nng_recv_mono_s(), t_last_change = t_start;
-    uint64_t last_frames = 0;
-    int n_marks = 0;
-    const char *end = "max-run";
-    for (;;) {
-        struct timespec tick = {0, 200000000L};
-        int sig = sigtimedwait(&set, NULL, &tick);
-        double now = nng_recv_mono_s();
-        uint64_t frames = atomic_load(&s.frames), bytes = atomic_load(&s.bytes);
-        if (sig == SIGUSR1 && marks != NULL) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            fprintf(marks, "mark %lld %.6f 0 %llu 0 %llu\n",
-                    (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, nng_recv_cpu_s(),
-                    (unsigned long long)frames, (unsigned long long)bytes);
-            fflush(marks);
-            n_marks++;
-        } else if (sig == SIGINT || sig == SIGTERM) {
-            end = "signal";
-            break;
-        } else if (sig < 0 && errno != EAGAIN && errno != EINTR) {
-            perror("sigtimedwait");
-            end = "error";
-            break;
-        }
-        if (frames != last_frames) {
-            last_frames = frames;
-            t_last_change = now;
-        } else if (last_frames > 0 && now - t_last_change >= idle_s) {
-            end = "idle";
-            break;
-        }
-        if (now - t_start >= max_run_s) {
-            break;
-        }
-    }
+    int n_marks;
+    const char *end = bench_marks_wait(&set, marks, idle_s, max_run_s, nng_recv_mark, &s, &n_marks);
     atomic_store(&s.stop, 1);
     if (aio_mode) {
         nng_aio_stop(s.aio); /* waits for a running callback; no re-arm after */
@@ -279,7 +233,7 @@ int main(int argc, char **argv)
     }
     printf("{\"client\":\"%s\",\"mode\":\"%s\",\"end\":\"%s\",\"marks\":%d,"
            "\"cpu_secs_total\":%.3f,\"frames\":%llu,\"bytes\":%llu}\n",
-           label, mode, end, n_marks, nng_recv_cpu_s(), (unsigned long long)atomic_load(&s.frames),
+           label, mode, end, n_marks, bench_marks_cpu_s(), (unsigned long long)atomic_load(&s.frames),
            (unsigned long long)atomic_load(&s.bytes));
     if (marks != NULL) {
         fclose(marks);

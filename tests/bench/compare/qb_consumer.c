@@ -15,9 +15,10 @@
  * lock on the mirror thread. No change callback: the program reads the
  * book when it wants (here: at the end), as mirror_top5.c does.
  *
- * Measurement: the main thread blocks SIGUSR1/SIGINT/SIGTERM (before the
- * mirror starts, so NNG's and the mirror's threads inherit the mask) and
- * waits in sigtimedwait. Each SIGUSR1 appends one line to --marks:
+ * Measurement (bench_marks.h): the main thread blocks SIGUSR1/SIGINT/
+ * SIGTERM (before the mirror starts, so NNG's and the mirror's threads
+ * inherit the mask) and waits in sigtimedwait. Each SIGUSR1 appends one
+ * line to --marks:
  *   mark <monotonic ns> <cpu s> <deltas applied> <frames> <gaps>
  * with cpu = user + system time of the whole process (getrusage
  * RUSAGE_SELF: every thread, the mirror's and NNG's included). The driver
@@ -36,34 +37,31 @@
  */
 #define _POSIX_C_SOURCE 200809L /* sigtimedwait, clock_gettime */
 
+#include "bench_marks.h"
+
 #include <quotebus.h>
 
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #define CONSUMER_MAX_LEVELS 200000
 
-static double consumer_mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+typedef struct consumer_state {
+    qb_mirror *m;
+} consumer_state;
 
-/* User + system CPU seconds of the whole process (all threads). */
-static double consumer_cpu_s(void)
+/* bench_marks_fn: "<deltas applied> <frames> <gaps>"; progress = deltas. */
+static uint64_t consumer_mark(void *arg, FILE *f)
 {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) {
-        return 0;
+    consumer_state *c = arg;
+    qb_mirror_stats st;
+    qb_mirror_stats_get(c->m, &st);
+    if (f != NULL) {
+        fprintf(f, "%llu %llu %llu", (unsigned long long)st.deltas,
+                (unsigned long long)st.frames, (unsigned long long)st.gaps);
     }
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return st.deltas;
 }
 
 /* Writes one side as [["price","size"],...]; returns the level count or
@@ -146,11 +144,7 @@ int main(int argc, char **argv)
     }
 
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+    if (bench_marks_block(&set) != 0) {
         perror("pthread_sigmask");
         return 1;
     }
@@ -175,44 +169,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double t_start = consumer_mono_s(), t_last_change = t_start;
-    uint64_t last_deltas = 0;
-    int n_marks = 0;
-    const char *end = "max-run";
-    for (;;) {
-        struct timespec tick = {0, 200000000L};
-        int sig = sigtimedwait(&set, NULL, &tick);
-        double now = consumer_mono_s();
-        qb_mirror_stats st;
-        qb_mirror_stats_get(m, &st);
-        if (sig == SIGUSR1 && marks != NULL) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            fprintf(marks, "mark %lld %.6f %llu %llu %llu\n",
-                    (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, consumer_cpu_s(),
-                    (unsigned long long)st.deltas, (unsigned long long)st.frames,
-                    (unsigned long long)st.gaps);
-            fflush(marks);
-            n_marks++;
-        } else if (sig == SIGINT || sig == SIGTERM) {
-            end = "signal";
-            break;
-        } else if (sig < 0 && errno != EAGAIN && errno != EINTR) {
-            perror("sigtimedwait");
-            end = "error";
-            break;
-        }
-        if (st.deltas != last_deltas) {
-            last_deltas = st.deltas;
-            t_last_change = now;
-        } else if (last_deltas > 0 && now - t_last_change >= idle_s) {
-            end = "idle";
-            break;
-        }
-        if (now - t_start >= max_run_s) {
-            break;
-        }
-    }
+    consumer_state cs = {.m = m};
+    int n_marks;
+    const char *end = bench_marks_wait(&set, marks, idle_s, max_run_s, consumer_mark, &cs, &n_marks);
 
     qb_book_info info;
     int have = qb_mirror_info(m, topic, &info) == QB_OK;
@@ -241,7 +200,7 @@ int main(int argc, char **argv)
            "\"deltas\":%llu,\"frames\":%llu,\"gaps\":%llu,\"service_snapshots\":%llu,"
            "\"stream_snapshots\":%llu,\"snapshot_failures\":%llu,\"restarts\":%llu,"
            "\"reconnects\":%llu,\"seq\":%llu,\"state\":\"%s\",\"bids\":%ld,\"asks\":%ld}\n",
-           label, end, n_marks, consumer_cpu_s(), (unsigned long long)st.deltas,
+           label, end, n_marks, bench_marks_cpu_s(), (unsigned long long)st.deltas,
            (unsigned long long)st.frames, (unsigned long long)st.gaps,
            (unsigned long long)st.service_snapshots, (unsigned long long)st.stream_snapshots,
            (unsigned long long)st.snapshot_failures, (unsigned long long)st.restarts,

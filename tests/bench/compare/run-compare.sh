@@ -174,6 +174,32 @@ exsim_stop() {
     wait "$EPID" 2>/dev/null
 }
 
+# pipeline_start TAG [BROKER_ARGS...]: a fresh quotebus-broker (ingest
+# ipc://$tmp/TAG.in.ipc, publish ipc://$tmp/TAG.out.ipc, log TAG.broker.log)
+# and quotebus-adapter binance on the simulator at EPORT (stats file
+# TAG.adapter.stats, log TAG.adapter.log, ADAPTER_ARGS), in the background;
+# sets BPID and APID and returns once the adapter has published
+pipeline_start() {
+    local tag=$1
+    shift
+    "$B/quotebus-broker" --no-spawn --ingest "ipc://$tmp/$tag.in.ipc" --pub "ipc://$tmp/$tag.out.ipc" \
+        "$@" --log-level warn >"$tmp/$tag.broker.log" 2>&1 &
+    BPID=$!
+    pids+=("$BPID")
+    sleep 0.3
+    rm -f "$tmp/$tag.adapter.stats"
+    "$B/quotebus-adapter" binance --symbols BTC-USDT --no-tickers \
+        --ws-url "wss://127.0.0.1:$EPORT/stream" --rest-url "https://127.0.0.1:$EPORT" --ca-file "$CA" \
+        --broker "ipc://$tmp/$tag.in.ipc" --stats-file "$tmp/$tag.adapter.stats" --log-level warn \
+        ${ADAPTER_ARGS:-} 2>"$tmp/$tag.adapter.log" &
+    APID=$!
+    pids+=("$APID")
+    for _ in $(seq 200); do
+        [[ $(json_get "$tmp/$tag.adapter.stats" published) -gt 0 ]] 2>/dev/null && break
+        sleep 0.1
+    done
+}
+
 # python_client NAME: one python_client.py on the simulator at EPORT, in the
 # background (sets PYPID); result NAME.json, book NAME.book
 python_client() {
@@ -234,29 +260,16 @@ run_ccxt() {
 # broker and simulator, at its start and at its end.
 run_quotebus() {
     exsim_start quotebus "$EVENTS_QB" || return 1
-    "$B/quotebus-broker" --no-spawn --ingest "ipc://$tmp/in.ipc" --pub "ipc://$tmp/out.ipc" \
-        --snapshot "ipc://$tmp/snap.ipc" --http-listen "127.0.0.1:$HTTP_PORT" \
-        --stats-file "$tmp/broker.stats" --log-level warn >"$tmp/broker.log" 2>&1 &
-    local bpid=$!
-    pids+=("$bpid")
-    sleep 0.3
-    "$B/quotebus-adapter" binance --symbols BTC-USDT --no-tickers \
-        --ws-url "wss://127.0.0.1:$EPORT/stream" --rest-url "https://127.0.0.1:$EPORT" --ca-file "$CA" \
-        --broker "ipc://$tmp/in.ipc" --stats-file "$tmp/adapter.stats" --log-level warn \
-        ${ADAPTER_ARGS:-} 2>"$tmp/adapter.log" &
-    local apid=$!
-    pids+=("$apid")
-    # live: the adapter has published
-    for _ in $(seq 200); do
-        [[ $(json_get "$tmp/adapter.stats" published) -gt 0 ]] 2>/dev/null && break
-        sleep 0.1
-    done
+    pipeline_start quotebus --snapshot "ipc://$tmp/quotebus.snap.ipc" \
+        --http-listen "127.0.0.1:$HTTP_PORT" --stats-file "$tmp/broker.stats"
+    local apid=$APID bpid=$BPID
     local cpids=() ncons=0 first=1 n t0 a0 b0 e0 f0 t1 a1 b1 e1 f1
     : >"$tmp/phases.jsonl"
     for n in $NS; do
         while ((ncons < n)); do
             ncons=$((ncons + 1))
-            "$B/qb-bench-consumer" --connect "ipc://$tmp/out.ipc" --snapshot "ipc://$tmp/snap.ipc" \
+            "$B/qb-bench-consumer" --connect "ipc://$tmp/quotebus.out.ipc" \
+                --snapshot "ipc://$tmp/quotebus.snap.ipc" \
                 --topic book.binance.BTC-USDT --marks "$tmp/cons$ncons.marks" \
                 --book-out "$tmp/cons$ncons.book" --label "consumer$ncons" --idle 3 \
                 --max-run $((WARMUP + nphases * (SECS + SETTLE) + 120)) \
@@ -267,15 +280,15 @@ run_quotebus() {
         if ((first)); then sleep "$WARMUP"; else sleep "$SETTLE"; fi
         first=0
         log "quotebus phase: $n consumer(s), window $SECS s"
-        stats_sync "$tmp/adapter.stats"
+        stats_sync "$tmp/quotebus.adapter.stats"
         kill -USR1 "${cpids[@]}"
         t0=$(date +%s.%N); a0=$(cpu_s $apid); b0=$(cpu_s $bpid); e0=$(cpu_s $EPID)
-        f0=$(json_get "$tmp/adapter.stats" frames)
+        f0=$(json_get "$tmp/quotebus.adapter.stats" frames)
         sleep "$SECS"
-        stats_sync "$tmp/adapter.stats"
+        stats_sync "$tmp/quotebus.adapter.stats"
         kill -USR1 "${cpids[@]}"
         t1=$(date +%s.%N); a1=$(cpu_s $apid); b1=$(cpu_s $bpid); e1=$(cpu_s $EPID)
-        f1=$(json_get "$tmp/adapter.stats" frames)
+        f1=$(json_get "$tmp/quotebus.adapter.stats" frames)
         sleep 0.3
         $PY - "$tmp" "$n" "$t0" "$t1" "$a0" "$a1" "$b0" "$b1" "$e0" "$e1" "$f0" "$f1" \
             "$(la)" >>"$tmp/phases.jsonl" <<'PYEOF'
@@ -305,7 +318,7 @@ PYEOF
     done
     local prev=-1 cur
     for _ in $(seq 100); do
-        cur=$(json_get "$tmp/adapter.stats" frames)
+        cur=$(json_get "$tmp/quotebus.adapter.stats" frames)
         [[ $cur == "$prev" ]] && break
         prev=$cur
         sleep 1
@@ -334,7 +347,7 @@ PYEOF
     done
     kill "${cpids[@]}" 2>/dev/null
     for p in "${cpids[@]}"; do wait "$p" 2>/dev/null; done
-    $PY - "$tmp/adapter.stats" >"$tmp/quotebus.json" <<'PYEOF'
+    $PY - "$tmp/quotebus.adapter.stats" >"$tmp/quotebus.json" <<'PYEOF'
 import json, sys
 st = json.load(open(sys.argv[1]))
 print(json.dumps({"client": "quotebus", "resyncs": st.get("resyncs"), "gaps": st.get("gaps"),
@@ -359,31 +372,17 @@ PYEOF
 run_floor() {
     local ev=$((RATE * (WARMUP + SECS + 3 * PERF_SECS + 12)))
     exsim_start floor "$ev" || return 1
-    "$B/quotebus-broker" --no-spawn --ingest "ipc://$tmp/fin.ipc" --pub "ipc://$tmp/fout.ipc" \
-        --snapshot "ipc://$tmp/fsnap.ipc" --http-listen off \
-        --log-level warn >"$tmp/floor.broker.log" 2>&1 &
-    local bpid=$!
-    pids+=("$bpid")
-    sleep 0.3
-    "$B/quotebus-adapter" binance --symbols BTC-USDT --no-tickers \
-        --ws-url "wss://127.0.0.1:$EPORT/stream" --rest-url "https://127.0.0.1:$EPORT" --ca-file "$CA" \
-        --broker "ipc://$tmp/fin.ipc" --stats-file "$tmp/floor.adapter.stats" --log-level warn \
-        ${ADAPTER_ARGS:-} 2>"$tmp/floor.adapter.log" &
-    local apid=$!
-    pids+=("$apid")
-    for _ in $(seq 200); do
-        [[ $(json_get "$tmp/floor.adapter.stats" published) -gt 0 ]] 2>/dev/null && break
-        sleep 0.1
-    done
+    pipeline_start floor --snapshot "ipc://$tmp/floor.snap.ipc" --http-listen off
+    local apid=$APID bpid=$BPID
     local maxrun=$((WARMUP + SECS + 3 * PERF_SECS + 120))
-    "$B/qb-bench-consumer" --connect "ipc://$tmp/fout.ipc" --snapshot "ipc://$tmp/fsnap.ipc" \
+    "$B/qb-bench-consumer" --connect "ipc://$tmp/floor.out.ipc" --snapshot "ipc://$tmp/floor.snap.ipc" \
         --topic book.binance.BTC-USDT --marks "$tmp/floor.cons.marks" --label floor-consumer \
         --idle 3 --max-run "$maxrun" >"$tmp/floor.cons.json" 2>"$tmp/floor.cons.err" &
     local cpid=$!
     pids+=("$cpid")
     local rpid xpid mode
     for mode in block aio; do
-        "$B/qb-bench-nng-recv" --connect "ipc://$tmp/fout.ipc" --topic book.binance.BTC-USDT \
+        "$B/qb-bench-nng-recv" --connect "ipc://$tmp/floor.out.ipc" --topic book.binance.BTC-USDT \
             --mode "$mode" --marks "$tmp/floor.$mode.marks" --label "floor-nng-$mode" --idle 3 \
             --max-run "$maxrun" >"$tmp/floor.$mode.json" 2>"$tmp/floor.$mode.err" &
         pids+=($!)
@@ -431,22 +430,9 @@ run_sweep() {
     for r in $SWEEP_RATES; do
         ev=$((r * (SWEEP_SECS + 12)))
         exsim_start "sweep$r" "$ev" "$r" || continue
-        "$B/quotebus-broker" --no-spawn --ingest "ipc://$tmp/sin.ipc" --pub "ipc://$tmp/sout.ipc" \
-            --snapshot off --http-listen off --log-level warn >"$tmp/sweep$r.broker.log" 2>&1 &
-        bpid=$!
-        pids+=("$bpid")
-        sleep 0.3
-        rm -f "$tmp/sweep$r.adapter.stats"
-        "$B/quotebus-adapter" binance --symbols BTC-USDT --no-tickers \
-            --ws-url "wss://127.0.0.1:$EPORT/stream" --rest-url "https://127.0.0.1:$EPORT" --ca-file "$CA" \
-            --broker "ipc://$tmp/sin.ipc" --stats-file "$tmp/sweep$r.adapter.stats" --log-level warn \
-            ${ADAPTER_ARGS:-} 2>"$tmp/sweep$r.adapter.log" &
-        apid=$!
-        pids+=("$apid")
-        for _ in $(seq 200); do
-            [[ $(json_get "$tmp/sweep$r.adapter.stats" published) -gt 0 ]] 2>/dev/null && break
-            sleep 0.1
-        done
+        pipeline_start "sweep$r" --snapshot off --http-listen off
+        apid=$APID
+        bpid=$BPID
         sleep 2
         log "sweep: rate $r/s, window $SWEEP_SECS s"
         stats_sync "$tmp/sweep$r.adapter.stats"
