@@ -33,6 +33,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "exchange-data"))
@@ -270,12 +271,17 @@ def check_depth(stream, d, sym):
           f"bad ids {d['U']} {d['u']}")
     n = len(d["b"]) + len(d["a"])
     check(n >= 1 and d["u"] - d["U"] + 1 == n, f"ids do not match {n} levels: {d}")
-    for side in (d["b"], d["a"]):
+    for side, best_first in ((d["b"], -1), (d["a"], 1)):
         prices = set()
         for p, q in side:
             check(DEC8.match(p) and DEC8.match(q), f"bad decimal text {p} {q}")
             check(p not in prices, f"price twice in one event: {d}")
             prices.add(p)
+        # each side best first, as Binance spot sends it: bids descending,
+        # asks ascending (fixed 8-decimal text: Decimal compares exactly)
+        ps = [Decimal(p) for p, _ in side]
+        check(all((b - a) * best_first > 0 for a, b in zip(ps, ps[1:])),
+              f"side not best first: {side}")
 
 
 def check_trade(d, sym):
