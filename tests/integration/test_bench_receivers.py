@@ -10,9 +10,10 @@ qb-bench-consumer (a libquotebus mirror) and qb-bench-nng-recv (NNG alone,
   which is what table G's "frames x the consumer's deltas/frame" relies on.
 - Each ends on SIGTERM with its JSON line (end "signal") and exit 0; the
   consumer's book is live and its gaps are 0.
-- Bad command lines: --help/--version exit 0; an unknown --mode, a missing
-  --connect or a value-less option exit 2 with the usage; an address NNG
-  cannot dial exits 1 with NNG's message.
+- Command lines (common/opts.h): --help/--version exit 0; a missing
+  --connect, a value-less or unknown option, a non-number --idle, a stray
+  argument or an unknown --mode exit 2 saying why; an address NNG cannot
+  dial exits 1 with NNG's message.
 
 Usage: test_bench_receivers.py --bin-dir DIR [--keep]
 """
@@ -43,19 +44,23 @@ def check_cli(exe, name):
         return subprocess.run([exe] + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               timeout=20)
     r = run(["--help"])
-    if r.returncode != 0 or b"usage: " not in r.stdout:
+    if r.returncode != 0 or b"Usage: " + name.encode() not in r.stdout:
         fail("%s --help: %s %r" % (name, r.returncode, r.stdout[:200]))
     r = run(["--version"])
     if r.returncode != 0 or not r.stdout.startswith(name.encode() + b" "):
         fail("%s --version: %s %r" % (name, r.returncode, r.stdout[:200]))
-    bad = [[], ["--connect"], ["--no-such-flag", "x"]]
+    bad = [([], b"--connect is required"), (["--connect"], b"--connect"),
+           (["--no-such-flag", "x"], b"--no-such-flag"),
+           (["--connect", "ipc:///nonexistent/x.ipc", "--idle", "soon"], b"idle"),
+           (["--connect", "ipc:///nonexistent/x.ipc", "extra"], b"unexpected argument")]
     if name == "qb-bench-nng-recv":
-        bad.append(["--connect", "ipc:///nonexistent/x.ipc", "--mode", "bogus"])
-    for argv in bad:
+        bad.append((["--connect", "ipc:///nonexistent/x.ipc", "--mode", "bogus"],
+                    b"--mode is block or aio"))
+    for argv, why in bad:
         r = run(argv)
-        if r.returncode != 2 or b"usage: " not in r.stderr:
-            fail("%s %s: want exit 2 with the usage, got %s %r" %
-                 (name, argv, r.returncode, r.stderr[:200]))
+        if r.returncode != 2 or why not in r.stderr:
+            fail("%s %s: want exit 2 saying %r, got %s %r" %
+                 (name, argv, why, r.returncode, r.stderr[:200]))
     if name == "qb-bench-nng-recv":
         r = run(["--connect", "bogus://nowhere"])
         if r.returncode != 1 or b"bogus://nowhere" not in r.stderr:

@@ -8,6 +8,7 @@
  *   qb-bench-consumer --connect URL [--snapshot URL] [--topic TOPIC]
  *                     [--marks FILE] [--book-out FILE] [--idle S]
  *                     [--max-run S] [--label NAME]
+ * (common/opts.h: --help, --version and --config FILE as every binary)
  *
  * The program is the product's documented way to hold a book: one
  * qb_mirror (libquotebus) on the broker's publish address, late-joining
@@ -38,6 +39,8 @@
 #define _POSIX_C_SOURCE 200809L /* sigtimedwait, clock_gettime */
 
 #include "bench_marks.h"
+
+#include "opts.h" /* the project's option parser; its error codes are quotebus.h's */
 
 #include <quotebus.h>
 
@@ -85,93 +88,83 @@ static long consumer_dump_side(FILE *f, qb_mirror *m, const char *topic, qb_book
     return (long)n;
 }
 
-static void consumer_usage(FILE *f, const char *prog)
-{
-    fprintf(f,
-            "usage: %s --connect URL [--snapshot URL] [--topic TOPIC] [--marks FILE]\n"
-            "          [--book-out FILE] [--idle S] [--max-run S] [--label NAME]\n"
-            "Holds one exact book with the libquotebus mirror and measures its own CPU per\n"
-            "delta applied; SIGUSR1 appends a mark line (mono_ns cpu_s deltas frames gaps) to\n"
-            "--marks. Defaults: --topic book.binance.BTC-USDT, --snapshot the library's\n"
-            "default, --idle 3, --max-run 600.\n",
-            prog);
-}
-
 int main(int argc, char **argv)
 {
-    const char *connect = NULL, *snapshot = NULL, *topic = "book.binance.BTC-USDT";
-    const char *marks_path = NULL, *book_out = NULL, *label = "consumer";
-    double idle_s = 3, max_run_s = 600;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help")) {
-            consumer_usage(stdout, argv[0]);
-            return 0;
+    char *connect = NULL, *snapshot = NULL, *topic_opt = NULL, *marks_path = NULL;
+    char *book_out = NULL, *label_opt = NULL;
+    int64_t idle_s = 3, max_run_s = 600;
+    const qb_opt opts[] = {
+        {"connect", QB_OPT_STR, &connect, "URL", "the broker's publish address (required)"},
+        {"snapshot", QB_OPT_STR, &snapshot, "URL",
+         "the broker's snapshot service [the library's default]"},
+        {"topic", QB_OPT_STR, &topic_opt, "TOPIC", "the book to hold [book.binance.BTC-USDT]"},
+        {"marks", QB_OPT_STR, &marks_path, "FILE", "append a mark line here at each SIGUSR1"},
+        {"book-out", QB_OPT_STR, &book_out, "FILE", "the final book as JSON, at the end"},
+        {"idle", QB_OPT_INT, &idle_s, "S", "end S seconds after the last delta"},
+        {"max-run", QB_OPT_INT, &max_run_s, "S", "end after S seconds in any case"},
+        {"label", QB_OPT_STR, &label_opt, "NAME", "the client name in the JSON line [consumer]"},
+        {0},
+    };
+    static const qb_prog prog = {
+        "qb-bench-consumer", "--connect URL [OPTIONS]",
+        "Holds one exact book with the libquotebus mirror and measures its own CPU per\n"
+        "delta applied; SIGUSR1 appends a mark line (mono_ns cpu_s deltas frames gaps) to\n"
+        "--marks. Ends --idle seconds after the last delta, on SIGINT/SIGTERM or after\n"
+        "--max-run, printing one JSON line of totals (tests/bench/compare/run-compare.sh).",
+        NULL};
+    int first_pos;
+    int rc = qb_opts_parse(&prog, opts, argc, argv, &first_pos);
+    if (rc != QB_OK || first_pos != argc || connect == NULL) {
+        if (rc == QB_OK) {
+            fprintf(stderr, "qb-bench-consumer: %s (see --help)\n",
+                    connect == NULL ? "--connect is required" : "unexpected argument");
         }
-        if (!strcmp(a, "--version")) {
-            printf("qb-bench-consumer (libquotebus %s)\n", qb_version());
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            consumer_usage(stderr, argv[0]);
-            return 2;
-        }
-        const char *v = argv[++i];
-        if (!strcmp(a, "--connect")) {
-            connect = v;
-        } else if (!strcmp(a, "--snapshot")) {
-            snapshot = v;
-        } else if (!strcmp(a, "--topic")) {
-            topic = v;
-        } else if (!strcmp(a, "--marks")) {
-            marks_path = v;
-        } else if (!strcmp(a, "--book-out")) {
-            book_out = v;
-        } else if (!strcmp(a, "--label")) {
-            label = v;
-        } else if (!strcmp(a, "--idle")) {
-            idle_s = atof(v);
-        } else if (!strcmp(a, "--max-run")) {
-            max_run_s = atof(v);
-        } else {
-            consumer_usage(stderr, argv[0]);
-            return 2;
-        }
+        qb_opts_free(opts);
+        return rc == QB_EEOF ? 0 : 2;
     }
-    if (connect == NULL) {
-        consumer_usage(stderr, argv[0]);
-        return 2;
-    }
+    const char *topic = topic_opt ? topic_opt : "book.binance.BTC-USDT";
+    const char *label = label_opt ? label_opt : "consumer";
 
     sigset_t set;
     if (bench_marks_block(&set) != 0) {
         perror("pthread_sigmask");
+        qb_opts_free(opts);
         return 1;
     }
     FILE *marks = NULL;
     if (marks_path != NULL && (marks = fopen(marks_path, "a")) == NULL) {
         perror(marks_path);
+        qb_opts_free(opts);
         return 1;
     }
     qb_price_level *lv = malloc(CONSUMER_MAX_LEVELS * sizeof *lv);
     if (lv == NULL) {
         fprintf(stderr, "out of memory\n");
+        if (marks != NULL) {
+            fclose(marks);
+        }
+        qb_opts_free(opts);
         return 1;
     }
 
     qb_mirror_config cfg = {.connect = connect, .snapshot = snapshot, .topics = &topic,
                             .n_topics = 1};
     qb_mirror *m;
-    int rc = qb_mirror_open(&cfg, &m);
+    rc = qb_mirror_open(&cfg, &m);
     if (rc != QB_OK) {
         fprintf(stderr, "qb_mirror_open: %s\n", qb_strerror(rc));
+        if (marks != NULL) {
+            fclose(marks);
+        }
         free(lv);
+        qb_opts_free(opts);
         return 1;
     }
 
     consumer_state cs = {.m = m};
     int n_marks;
-    const char *end = bench_marks_wait(&set, marks, idle_s, max_run_s, consumer_mark, &cs, &n_marks);
+    const char *end = bench_marks_wait(&set, marks, (double)idle_s, (double)max_run_s,
+                                       consumer_mark, &cs, &n_marks);
 
     qb_book_info info;
     int have = qb_mirror_info(m, topic, &info) == QB_OK;
@@ -212,5 +205,6 @@ int main(int argc, char **argv)
         fclose(marks);
     }
     free(lv);
+    qb_opts_free(opts);
     return have && info.state == QB_MIRROR_LIVE ? 0 : 1;
 }
