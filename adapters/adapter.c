@@ -957,7 +957,12 @@ static char *adapter_strdup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
+/* The part of qb_adapter_new that qb_adapter_check shares: copies the
+ * configuration, validates it (every symbol through the exchange's own
+ * to_native / from_native, duplicates) and builds the instruments and the
+ * connections' URLs. No socket, no lws context. On success *out is an
+ * adapter without ctx and pub (qb_adapter_free frees it). */
+static int adapter_build(const qb_adapter_cfg *cfg_in, qb_adapter **out)
 {
     const qb_exchange_ops *ops = cfg_in->ops;
     if (ops == NULL || cfg_in->nsymbols == 0 || cfg_in->ws_url == NULL || cfg_in->broker == NULL) {
@@ -1128,6 +1133,30 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
             goto fail;
         }
         c->url = (char *)url.data; /* ownership moves to c */
+    }
+    *out = a;
+    return QB_OK;
+fail:
+    qb_adapter_free(a);
+    return rc;
+}
+
+int qb_adapter_check(const qb_adapter_cfg *cfg)
+{
+    qb_adapter_cfg c = *cfg;
+    c.stats_file = NULL; /* a check must not touch a running adapter's file */
+    qb_adapter *a = NULL;
+    int rc = adapter_build(&c, &a);
+    qb_adapter_free(a);
+    return rc;
+}
+
+int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
+{
+    qb_adapter *a = NULL;
+    int rc = adapter_build(cfg_in, &a);
+    if (rc != QB_OK) {
+        return rc;
     }
 
     /* NNG. */

@@ -2,6 +2,7 @@
  * adapter.h: the exchange adapter framework (one process per exchange).
  *
  *   qb_adapter_new(cfg) -> qb_adapter_run() ... qb_adapter_stop() -> qb_adapter_free()
+ *   qb_adapter_check(cfg): the validation part of qb_adapter_new alone
  *
  * A qb_adapter owns one lws context and its single service thread (the
  * thread that calls qb_adapter_run), which does everything: websocket
@@ -61,6 +62,14 @@ typedef struct qb_adapter_cfg {
  * everything (qb_adapter_free). QB_EINVAL (bad symbol or URL), QB_ENOMEM,
  * QB_ETRANSPORT (lws or NNG setup failed). */
 int qb_adapter_new(const qb_adapter_cfg *cfg, qb_adapter **out);
+
+/* Validates cfg with the very code qb_adapter_new runs before it opens
+ * anything (symbols through the exchange's own rules, duplicates, the
+ * connections' URLs), then frees what it built: no socket, no lws context,
+ * no connection, no stats file. QB_OK when qb_adapter_new would not refuse
+ * cfg as invalid; QB_EINVAL with the reason logged at error level
+ * (bad_symbol, ...); QB_ENOMEM. Any thread. (quotebus-adapter --check.) */
+int qb_adapter_check(const qb_adapter_cfg *cfg);
 
 /* Runs the service loop until qb_adapter_stop(). Returns QB_OK. */
 int qb_adapter_run(qb_adapter *a);

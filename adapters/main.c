@@ -3,6 +3,12 @@
  * JSON), logging, signal handling, then the adapter framework's service
  * loop on the main thread. SIGINT/SIGTERM set the stop flag and wake the
  * loop (lws_cancel_service); everything is freed on the way out.
+ *
+ * --check runs every validation of a start (the options here, then the
+ * exchange's symbol rules through qb_adapter_check, the same code
+ * qb_adapter_new runs) and exits before opening anything: 0 and silence
+ * when valid, 2 and the usual error on stderr when not. quotebus-broker
+ * runs it for each --adapter before it starts any child.
  */
 #include "adapter.h"
 
@@ -63,6 +69,12 @@ static const char main_footer[] =
     "  quotebus-adapter bithumb --ws-url ws://127.0.0.1:9443/websocket/v1\n"
     "  quotebus-adapter --config adapter.json binance\n"
     "      with adapter.json = {\"symbols\": [\"BTC-USDT\"], \"stats-file\": \"/tmp/a.json\"}\n"
+    "  quotebus-adapter --check --symbols BTC-USDT,SOL-USDT binance\n"
+    "      validate only (quotebus-broker does so for each --adapter before starting any)\n"
+    "\n"
+    "Exit status: 0 after SIGINT/SIGTERM (or a valid --check), 1 when setting up fails,\n"
+    "2 on bad options (unknown exchange, bad symbol, a value out of range): a supervising\n"
+    "quotebus-broker does not restart an adapter that exits with 2.\n"
     "\n"
     "--stats-file is rewritten atomically every 500 ms and at exit: one JSON object of\n"
     "counters (frames, bytes, bad_json, oversized, unknown, deltas_applied,\n"
@@ -80,7 +92,7 @@ int main(int argc, char **argv)
     char *broker = "ipc:///tmp/quotebus/ingest.ipc";
     char *ca_file = NULL, *stats_file = NULL, *log_level = "info";
     qb_strlist symbols = {0}, symbol_map = {0};
-    bool no_tickers = false, no_tls_read_ahead = false;
+    bool no_tickers = false, no_tls_read_ahead = false, check = false;
     int64_t levels = 150, keepalive_ms = 0;
     int64_t max_connects_per_min = 0, max_snapshots_per_min = 0;
     int64_t depth_limit = 1000, streams_per_conn = 1024;
@@ -140,6 +152,9 @@ int main(int argc, char **argv)
         {"stats-file", QB_OPT_STR, &stats_file, "PATH",
          "write JSON counters here every 500 ms and at exit"},
         {"log-level", QB_OPT_STR, &log_level, "LEVEL", "error, warn, info or debug"},
+        {"check", QB_OPT_BOOL, &check, NULL,
+         "only validate the options, exchange and symbols as a start would (connects "
+         "nowhere): exit 0 silently when valid, else 2 with the error"},
         {0},
     };
     const qb_prog prog = {
@@ -166,7 +181,8 @@ int main(int argc, char **argv)
         code = 2;
         goto out;
     }
-    qb_log_set_level(lvl);
+    /* A check says only what is wrong (errors), whatever --log-level says. */
+    qb_log_set_level(check ? QB_LOG_ERROR : lvl);
     if (argc - first != 1) {
         fprintf(stderr, "quotebus-adapter: expected one EXCHANGE (%s), see --help\n",
                 qb_exchange_names());
@@ -252,7 +268,10 @@ int main(int argc, char **argv)
                 .tickers = !no_tickers,
             },
     };
-    rc = qb_adapter_new(&cfg, &a);
+    rc = check ? qb_adapter_check(&cfg) : qb_adapter_new(&cfg, &a);
+    if (rc == QB_OK && check) {
+        goto out;
+    }
     if (rc != QB_OK) {
         QB_ERROR("adapter_init_failed", "%s", qb_strerror(rc));
         code = rc == QB_EINVAL ? 2 : 1;

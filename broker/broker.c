@@ -32,6 +32,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "listeners.h"
 #include "log.h"
 #include "msg.h"
 #include "nngclose.h"
@@ -49,6 +50,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Frames up to this size reach the decoder (which rejects anything over
  * QB_MSG_MAX_FRAME, counted as oversized). NNG's default receive limit
@@ -129,12 +131,16 @@ struct qb_broker {
     void *tap_arg;
     broker_gate drop_gates[BROKER_DROP_KINDS];
     broker_gate ev_gates[BROKER_EV_KINDS];
-    char *self_url;           /* the ingest address qb_broker_publish dials */
+    qb_listeners *listeners;  /* the listeners of ingest and pub (probed, repaired) */
+    bool own_listeners;       /* created here (cfg->listeners was NULL) */
+    char self_url[96];        /* inproc:// listener of ingest that qb_broker_publish dials */
+    _Atomic uint32_t self_lid; /* its listener id: frames the broker publishes itself */
     pthread_mutex_t self_lock; /* guards self, self_open */
-    nng_socket self;          /* PUB dialing our own ingest (opened on first use) */
+    nng_socket self;          /* PUB dialing self_url (opened on first use) */
     bool self_open;
     _Atomic uint64_t adapter_restarts;   /* set by the supervisor's owner */
     _Atomic uint64_t adapter_hung_kills;
+    _Atomic uint64_t adapters_failed;
 };
 
 /* Single writer per counter (the ingest thread, or NNG's pipe callbacks for
@@ -181,7 +187,8 @@ static void broker_sanitize(const void *p, size_t n, char *out, size_t cap)
     out[k] = '\0';
 }
 
-static void broker_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+/* qb_listeners_pipe_fn of the ingest socket (NNG threads). */
+static void broker_pipe_cb(void *arg, nng_pipe p, nng_pipe_ev ev)
 {
     qb_broker *b = arg;
     (void)p;
@@ -595,50 +602,14 @@ static void *broker_ingest_main(void *arg)
     return NULL;
 }
 
-/* mkdir -p of the directory of an ipc:// path. */
-static int broker_ipc_mkdir(const char *url)
-{
-    if (strncmp(url, "ipc://", 6) != 0) {
-        return QB_OK;
-    }
-    char path[512];
-    if (snprintf(path, sizeof path, "%s", url + 6) >= (int)sizeof path) {
-        return QB_EINVAL;
-    }
-    char *slash = strrchr(path, '/');
-    if (slash == NULL || slash == path) {
-        return QB_OK;
-    }
-    *slash = '\0';
-    for (char *p = path + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-                return QB_EIO;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-        return QB_EIO;
-    }
-    return QB_OK;
-}
-
-static int broker_listen(nng_socket s, const char *const *urls, size_t n, const char *what)
+static int broker_listen(qb_broker *b, nng_socket s, const char *const *urls, size_t n,
+                         const char *role)
 {
     for (size_t i = 0; i < n; i++) {
-        if (broker_ipc_mkdir(urls[i]) != QB_OK) {
-            QB_ERROR("broker.listen_failed", "%s %s: cannot create the directory: %s", what,
-                     urls[i], strerror(errno));
-            return QB_EIO;
+        int rc = qb_listeners_add(b->listeners, s, role, urls[i], false);
+        if (rc != QB_OK) {
+            return rc;
         }
-        int rv = nng_listen(s, urls[i], NULL, 0);
-        if (rv != 0) {
-            QB_ERROR("broker.listen_failed", "%s %s: %s", what, urls[i], nng_strerror(rv));
-            return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? QB_EINVAL : QB_ETRANSPORT;
-        }
-        QB_INFO("broker.listening", "%s %s", what, urls[i]);
     }
     return QB_OK;
 }
@@ -661,16 +632,17 @@ int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
     pthread_mutex_init(&b->lock, NULL);
     pthread_mutex_init(&b->self_lock, NULL);
     int rc = QB_ENOMEM;
-    /* The local ipc:// address if any: qb_broker_publish dials it. */
-    const char *self_url = cfg->ingest_urls[0];
-    for (size_t i = 0; i < cfg->n_ingest; i++) {
-        if (strncmp(cfg->ingest_urls[i], "ipc://", 6) == 0) {
-            self_url = cfg->ingest_urls[i];
-            break;
+    /* qb_broker_publish dials an inproc:// listener of the ingest socket:
+     * no file or port another process could reach, and its frames are
+     * told apart from every adapter's by that listener's id. */
+    snprintf(b->self_url, sizeof b->self_url, "inproc://quotebus-broker-self-%ld-%p",
+             (long)getpid(), (void *)b);
+    b->listeners = cfg->listeners;
+    if (b->listeners == NULL) {
+        if (qb_listeners_new(&b->listeners) != QB_OK) {
+            goto fail;
         }
-    }
-    if ((b->self_url = strdup(self_url)) == NULL) {
-        goto fail;
+        b->own_listeners = true;
     }
     int rv;
     if ((b->topics = qb_topics_new(cfg->max_topics)) == NULL ||
@@ -688,12 +660,19 @@ int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
     if ((rv = nng_socket_set(b->ingest, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
         (rv = nng_socket_set_int(b->ingest, NNG_OPT_RECVBUF, QB_BROKER_RECVBUF)) != 0 ||
         (rv = nng_socket_set_size(b->ingest, NNG_OPT_RECVMAXSZ, BROKER_RECVMAXSZ)) != 0 ||
-        (rv = nng_socket_set_ms(b->ingest, NNG_OPT_RECVTIMEO, BROKER_TICK_MS)) != 0 ||
-        (rv = nng_pipe_notify(b->ingest, NNG_PIPE_EV_ADD_POST, broker_pipe_cb, b)) != 0 ||
-        (rv = nng_pipe_notify(b->ingest, NNG_PIPE_EV_REM_POST, broker_pipe_cb, b)) != 0) {
+        (rv = nng_socket_set_ms(b->ingest, NNG_OPT_RECVTIMEO, BROKER_TICK_MS)) != 0) {
         rc = broker_nng_fail("ingest socket options", rv);
         goto fail;
     }
+    if ((rc = qb_listeners_watch(b->listeners, b->ingest, broker_pipe_cb, b)) != QB_OK) {
+        goto fail;
+    }
+    nng_listener self_l;
+    if ((rv = nng_listen(b->ingest, b->self_url, &self_l, 0)) != 0) {
+        rc = broker_nng_fail("ingest self listener", rv);
+        goto fail;
+    }
+    atomic_store(&b->self_lid, (uint32_t)nng_listener_id(self_l));
 
     /* Publish: PUB. SENDBUF is the per-subscriber queue (pub0 keeps 16 by
      * default and drops the oldest when a subscriber falls behind). */
@@ -706,11 +685,17 @@ int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
         rc = broker_nng_fail("pub socket options", rv);
         goto fail;
     }
+    if ((rc = qb_listeners_watch(b->listeners, b->pub, NULL, NULL)) != QB_OK) {
+        goto fail;
+    }
 
     /* Subscribers first, so nothing forwarded early is lost to an
      * unready pub side. */
-    if ((rc = broker_listen(b->pub, cfg->pub_urls, cfg->n_pub, "pub")) != QB_OK ||
-        (rc = broker_listen(b->ingest, cfg->ingest_urls, cfg->n_ingest, "ingest")) != QB_OK) {
+    if ((rc = broker_listen(b, b->pub, cfg->pub_urls, cfg->n_pub, "pub")) != QB_OK ||
+        (rc = broker_listen(b, b->ingest, cfg->ingest_urls, cfg->n_ingest, "ingest")) != QB_OK) {
+        goto fail;
+    }
+    if (b->own_listeners && (rc = qb_listeners_start(b->listeners, 0)) != QB_OK) {
         goto fail;
     }
     if (pthread_create(&b->thread, NULL, broker_ingest_main, b) != 0) {
@@ -729,6 +714,9 @@ void qb_broker_free(qb_broker *b)
 {
     if (b == NULL) {
         return;
+    }
+    if (b->own_listeners) {
+        qb_listeners_stop(b->listeners); /* no probe while the sockets close */
     }
     /* The ingest thread sees the stop flag within a receive tick; the
      * sockets are closed only once no receive is pending on them, which
@@ -761,7 +749,9 @@ void qb_broker_free(qb_broker *b)
     qb_topics_free(b->topics);
     pthread_mutex_destroy(&b->lock);
     pthread_mutex_destroy(&b->self_lock);
-    free(b->self_url);
+    if (b->own_listeners) {
+        qb_listeners_free(b->listeners); /* after the sockets: releases the ipc claims */
+    }
     free(b);
 }
 
@@ -793,16 +783,58 @@ int qb_broker_publish(qb_broker *b, const void *frame, size_t len)
     return QB_OK;
 }
 
-void qb_broker_set_adapter_counts(qb_broker *b, uint64_t restarts, uint64_t hung_kills)
+int qb_broker_publish_status(qb_broker *b, const char *ex, const char *sym, const char *nsym,
+                             qb_feed_state state, const char *reason)
+{
+    qb_str exs = {ex, strlen(ex)}, syms = {sym, strlen(sym)};
+    char topic[QB_TOPIC_MAX + 8];
+    if (qb_topic_format(topic, sizeof topic, "status", exs, syms) <= 0) {
+        return QB_EINVAL;
+    }
+    qb_topic_info info;
+    uint64_t seq = 1;
+    char known[QB_TOPICS_NSYM_MAX + 1] = "";
+    if (qb_broker_topic_get(b, topic, &info, NULL) == QB_OK) {
+        seq = info.last_seq + 1;
+        snprintf(known, sizeof known, "%s", info.nsym);
+    }
+    if (nsym == NULL) {
+        nsym = known[0] != '\0' ? known : sym;
+    }
+    qb_msg m = {
+        .type = QB_MSG_STATUS,
+        .version = QB_PROTO_VERSION,
+        .exchange = exs,
+        .symbol = syms,
+        .native = {nsym, strlen(nsym)},
+        .seq = seq,
+        .recv_ts = qb_now_ns(),
+        .state = state,
+        .reason = {reason, strnlen(reason, 256)},
+    };
+    qb_buf frame = {0};
+    int rc = qb_msg_encode(&m, &frame);
+    if (rc == QB_OK) {
+        rc = qb_broker_publish(b, frame.data, frame.len);
+    }
+    qb_buf_fini(&frame);
+    return rc;
+}
+
+void qb_broker_set_adapter_counts(qb_broker *b, uint64_t restarts, uint64_t hung_kills,
+                                  uint64_t failed)
 {
     atomic_store_explicit(&b->adapter_restarts, restarts, memory_order_relaxed);
     atomic_store_explicit(&b->adapter_hung_kills, hung_kills, memory_order_relaxed);
+    atomic_store_explicit(&b->adapters_failed, failed, memory_order_relaxed);
 }
 
-void qb_broker_adapter_counts(qb_broker *b, uint64_t *restarts, uint64_t *hung_kills)
+void qb_broker_adapter_counts(qb_broker *b, uint64_t *restarts, uint64_t *hung_kills,
+                              uint64_t *failed)
 {
     *restarts = atomic_load_explicit(&b->adapter_restarts, memory_order_relaxed);
     *hung_kills = atomic_load_explicit(&b->adapter_hung_kills, memory_order_relaxed);
+    *failed = atomic_load_explicit(&b->adapters_failed, memory_order_relaxed);
 }
 
 void qb_broker_stats_get(qb_broker *b, qb_broker_stats *out)

@@ -48,12 +48,21 @@
 
 typedef struct qb_broker qb_broker;
 
+/* The broker's own status topic, "status.quotebus.broker": events of the
+ * broker itself (a listener re-created), PROTOCOL.md 4.5. */
+#define QB_BROKER_STATUS_EX "quotebus"
+#define QB_BROKER_STATUS_SYM "broker"
+
 typedef struct qb_broker_config {
     const char *const *ingest_urls; /* SUB listens here (ipc://..., tcp://...) */
     size_t n_ingest;
     const char *const *pub_urls; /* PUB listens here */
     size_t n_pub;
     size_t max_topics; /* 0: QB_TOPICS_DEFAULT_MAX */
+    /* Claims, probes and repairs the listeners (listeners.h); the caller
+     * starts it after adding every socket, stops it before qb_broker_free
+     * and frees it after. NULL: the broker makes and runs its own. */
+    struct qb_listeners *listeners;
 } qb_broker_config;
 
 /* Counters since start (monotonic) and gauges (topics, books, books_valid),
@@ -109,11 +118,21 @@ void qb_broker_free(qb_broker *b);
  * QB_ETRANSPORT (logged, rate-limited). Any thread. */
 int qb_broker_publish(qb_broker *b, const void *frame, size_t len);
 
+/* Publishes, through qb_broker_publish, a status message the broker itself
+ * encodes on "status.<ex>.<sym>": state, reason, native symbol nsym (NULL:
+ * the topic's last known one, else sym), seq = the topic's last seq + 1.
+ * QB_OK, QB_EINVAL (not a valid topic), QB_ETRANSPORT. Any thread. */
+int qb_broker_publish_status(qb_broker *b, const char *ex, const char *sym, const char *nsym,
+                             qb_feed_state state, const char *reason);
+
 /* The supervisor's adapter counters, set by its owner (main) and read by
- * /metrics (quotebus_adapter_restarts_total, ..._hung_kills_total). Any
- * thread. */
-void qb_broker_set_adapter_counts(qb_broker *b, uint64_t restarts, uint64_t hung_kills);
-void qb_broker_adapter_counts(qb_broker *b, uint64_t *restarts, uint64_t *hung_kills);
+ * /metrics (quotebus_adapter_restarts_total, ..._hung_kills_total,
+ * quotebus_adapters_failed) and /health: failed counts adapters stopped for
+ * good (exit status 2: bad options). Any thread. */
+void qb_broker_set_adapter_counts(qb_broker *b, uint64_t restarts, uint64_t hung_kills,
+                                  uint64_t failed);
+void qb_broker_adapter_counts(qb_broker *b, uint64_t *restarts, uint64_t *hung_kills,
+                              uint64_t *failed);
 
 /* Copies the current counters. Any thread. */
 void qb_broker_stats_get(qb_broker *b, qb_broker_stats *out);

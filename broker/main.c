@@ -19,11 +19,20 @@
  * supervisor restarts it. Its exits and restarts are published on its
  * status topics through the broker's own ingest (PROTOCOL.md 4.5).
  *
+ * Bad adapter options: before any child starts, each --adapter value's
+ * command line runs once as `quotebus-adapter --check ...` (the adapter
+ * alone knows its exchanges and symbol rules); status 2 ends the broker
+ * with status 2 and the adapter's message. An adapter that still exits with
+ * status 2 later (say, its --config file was edited) is not restarted by
+ * the supervisor: its symbols get status down with the reason (its --check
+ * run again gives the adapter's message), and the stats file lists it.
+ *
  * Shutdown: stop the children (SIGTERM, 5 s, SIGKILL), clear the tap, stop
  * the websocket endpoint and the snapshot service, stop the core (close
  * ingest, join, close pub), write the stats file a last time, free all.
  */
 #include "broker.h"
+#include "listeners.h"
 #include "snapshot.h"
 #include "supervisor.h"
 #include "ws.h"
@@ -43,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +60,7 @@
 #define MAIN_SUMMARY_INTERVAL_MS 10000
 #define MAIN_STOP_GRACE_MS 5000
 #define MAIN_MAX_ADAPTERS 16
+#define MAIN_CHECK_TIMEOUT_MS 5000
 
 /* One spawned adapter, for the hung check and the supervisor's statuses. */
 typedef struct main_adapter {
@@ -57,11 +68,13 @@ typedef struct main_adapter {
     char ex[64];      /* exchange id */
     const char *syms; /* "BTC-USDT,ETH-USDT" (points into the options), or NULL */
     uint64_t starts;
+    char failed[257]; /* the status reason once it exited with status 2, else "" */
 } main_adapter;
 
 /* The supervisor event callback's state (main thread only). */
 typedef struct main_sup_ctx {
     qb_broker *b; /* NULL until the broker runs */
+    qb_super *sup;
     main_adapter ad[MAIN_MAX_ADAPTERS];
     size_t n_ad;
     uint64_t silence_ms; /* --adapter-silence-ms; 0 disables */
@@ -77,7 +90,8 @@ static const qb_prog main_prog = {
         "and counted), checks per-topic sequence numbers, keeps the current book of every\n"
         "instrument, and fans each frame out, encoded once, to every subscriber of its topic.\n"
         "Without arguments it also starts the adapters given by --adapter as child processes\n"
-        "(restarting one that dies, with backoff from 1 s to 30 s) and stops them on exit.\n"
+        "(restarting one that dies, with backoff from 1 s to 30 s; see Supervision below) and\n"
+        "stops them on exit.\n"
         "Books heal by themselves after any loss: adapters re-send every book as a refresh\n"
         "snapshot each second, so every subscriber is complete again within about 1 s.",
     .footer =
@@ -101,9 +115,17 @@ static const qb_prog main_prog = {
         "one that stays behind past --http-slow-ms is closed (4001).\n"
         "The snapshot service (--snapshot, NNG REP) answers late joiners with current books.\n"
         "\n"
+        "Supervision: before starting anything, each --adapter value is checked by\n"
+        "quotebus-adapter --check (unknown exchange, bad symbol, bad --adapter-arg): a refused\n"
+        "one ends the broker with status 2 and the adapter's message. A child that dies is\n"
+        "restarted with backoff (1 s doubling to 30 s), except one that exits with status 2\n"
+        "(bad options: it would fail the same way forever): it is logged once (child.permanent)\n"
+        "and not restarted; its symbols get status down with the reason on the bus, and the\n"
+        "stats file counts it (adapters_failed; per adapter, state and reason in \"adapters\").\n"
+        "\n"
         "Addresses are NNG URLs (ipc://PATH, tcp://HOST:PORT); directories of ipc paths are\n"
         "created. Exit status: 0 after SIGINT/SIGTERM, 1 when a socket cannot be set up,\n"
-        "2 on bad options.",
+        "2 on bad options (an --adapter value quotebus-adapter --check refuses included).",
 };
 
 typedef struct main_opts {
@@ -321,11 +343,31 @@ static int main_adapter_spec(const char *spec, char *ex, size_t cap, const char 
     return QB_OK;
 }
 
-/* Adds the simulator (demo) and the adapters to the supervisor. */
-static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, char *demo_ws,
-                         char *demo_rest,
-                         size_t cap)
+/* Runs the adapter command line argv (argv[0] quotebus-adapter, EXCHANGE
+ * last) as `quotebus-adapter --check ...`: the adapter validates its
+ * options, exchange and symbols as a start would and exits (0 valid, 2 bad
+ * options) without connecting anywhere. line gets its first stderr line.
+ * qb_super_run's result; *status the check's waitpid status. */
+static int main_adapter_check(const char *const *argv, int *status, char *line, size_t cap)
 {
+    const char *cargv[32 + 64 + 2];
+    size_t k = 0;
+    cargv[k++] = argv[0];
+    cargv[k++] = "--check";
+    for (size_t i = 1; argv[i] != NULL && k + 1 < sizeof cargv / sizeof cargv[0]; i++) {
+        cargv[k++] = argv[i];
+    }
+    cargv[k] = NULL;
+    return qb_super_run(cargv, MAIN_CHECK_TIMEOUT_MS, status, line, cap);
+}
+
+/* Adds the simulator (demo) and the adapters to the supervisor, each
+ * adapter's command line first validated by main_adapter_check: QB_EINVAL
+ * (after saying why on stderr) when one is refused, so nothing starts. */
+static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, char *demo_ws,
+                         char *demo_rest, size_t cap)
+{
+    ctx->sup = sup;
     char adapter_bin[4096];
     if (qb_super_find_binary("quotebus-adapter", adapter_bin, sizeof adapter_bin) != QB_OK) {
         QB_ERROR("broker.no_adapter", "quotebus-adapter not found next to quotebus-broker nor on "
@@ -401,6 +443,29 @@ static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, c
             fprintf(stderr, "quotebus-broker: at most %d --adapter values\n", MAIN_MAX_ADAPTERS);
             return QB_EINVAL;
         }
+        char line[192];
+        int st = 0;
+        int crc = main_adapter_check(argv, &st, line, sizeof line);
+        if (crc == QB_OK && WIFEXITED(st) && WEXITSTATUS(st) == QB_SUPER_EXIT_PERMANENT) {
+            fprintf(stderr, "quotebus-broker: bad --adapter '%s': %s\n", o->adapters.v[i],
+                    line[0] ? line : "quotebus-adapter --check exited with status 2");
+            return QB_EINVAL;
+        }
+        if (crc != QB_OK || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            /* Not a verdict on the options (no binary, no memory, a hang):
+             * the supervisor runs it and handles what happens. */
+            char how[64];
+            if (crc != QB_OK) {
+                snprintf(how, sizeof how, "%s", qb_strerror(crc));
+            } else if (WIFEXITED(st)) {
+                snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(st));
+            } else {
+                snprintf(how, sizeof how, "signal %d", WTERMSIG(st));
+            }
+            QB_WARN("broker.adapter_check",
+                    "adapter=\"%s\" quotebus-adapter --check: %s%s%s; starting it anyway",
+                    o->adapters.v[i], how, line[0] ? ": " : "", line);
+        }
         main_adapter *ma = &ctx->ad[ctx->n_ad];
         ma->idx = (o->demo ? 1 : 0) + ctx->n_ad;
         snprintf(ma->ex, sizeof ma->ex, "%s", ex);
@@ -466,7 +531,10 @@ static void main_sup_status(main_sup_ctx *ctx, const main_adapter *a, qb_feed_st
 }
 
 /* qb_super_event_fn: every start after the first and every exit of an
- * adapter becomes a status message on its topics (PROTOCOL.md 4.5). */
+ * adapter becomes a status message on its topics (PROTOCOL.md 4.5); an
+ * exit with status 2 (QB_SUPER_FAILED: never restarted) a last "down" whose
+ * reason quotes the adapter's own message, from its --check run again on
+ * the same command line (the adapter's stderr goes to the log, not here). */
 static void main_sup_event(void *arg, size_t i, qb_super_event ev, const char *detail,
                            uint64_t delay_ms)
 {
@@ -487,6 +555,18 @@ static void main_sup_event(void *arg, size_t i, qb_super_event ev, const char *d
         }
         snprintf(reason, sizeof reason, "adapter restarted: %s", detail);
         main_sup_status(ctx, a, QB_FEED_SYNCING, reason);
+    } else if (ev == QB_SUPER_FAILED) {
+        char line[192] = "";
+        int st = 0;
+        const char *const *argv = ctx->sup != NULL ? qb_super_argv(ctx->sup, i) : NULL;
+        if (argv == NULL || main_adapter_check(argv, &st, line, sizeof line) != QB_OK ||
+            !WIFEXITED(st) || WEXITSTATUS(st) != QB_SUPER_EXIT_PERMANENT || line[0] == '\0') {
+            snprintf(line, sizeof line, "see the log");
+        }
+        snprintf(a->failed, sizeof a->failed,
+                 "adapter exited with status %d (bad options): %s; not restarting",
+                 QB_SUPER_EXIT_PERMANENT, line);
+        main_sup_status(ctx, a, QB_FEED_DOWN, a->failed);
     } else if (delay_ms != UINT64_MAX) {
         snprintf(reason, sizeof reason, "adapter %s; restarting in %llu ms", detail,
                  (unsigned long long)delay_ms);
@@ -541,14 +621,43 @@ static void main_check_hung(main_sup_ctx *ctx, qb_super *sup, uint64_t now_ms)
     }
 }
 
-static void main_write_stats(qb_broker *b, qb_super *sup, qb_ws *ws, qb_snapshot *snap,
+/* The supervisor's part of the stats file, as extra JSON pairs:
+ * "adapters_failed" and, per --adapter, its exchange, symbols, state
+ * (qb_super_state) and, once failed, the reason published on the bus.
+ * Appends to out; QB_OK or QB_ENOMEM. */
+static int main_sup_stats(const main_sup_ctx *ctx, qb_buf *out)
+{
+    const qb_super *sup = ctx->sup;
+    int rc = qb_buf_appendf(out, ", \"adapters_failed\": %zu, \"adapters\": [",
+                            sup ? qb_super_failed(sup, "adapter") : (size_t)0);
+    for (size_t k = 0; sup != NULL && k < ctx->n_ad && rc == QB_OK; k++) {
+        const main_adapter *a = &ctx->ad[k];
+        const char *state = qb_super_state(sup, a->idx);
+        const char *syms = a->syms ? a->syms : "";
+        if (state == NULL) {
+            state = "none"; /* not added (qb_super_add failed) */
+        }
+        rc = qb_buf_appendf(out, "%s{\"exchange\": ", k ? ", " : "");
+        rc = rc ? rc : qb_wsq_json_str(out, a->ex, strlen(a->ex));
+        rc = rc ? rc : qb_buf_appendf(out, ", \"symbols\": ");
+        rc = rc ? rc : qb_wsq_json_str(out, syms, strlen(syms));
+        rc = rc ? rc : qb_buf_appendf(out, ", \"state\": \"%s\", \"reason\": ", state);
+        rc = rc ? rc : qb_wsq_json_str(out, a->failed, strlen(a->failed));
+        rc = rc ? rc : qb_buf_appendf(out, "}");
+    }
+    return rc ? rc : qb_buf_appendf(out, "]");
+}
+
+static void main_write_stats(qb_broker *b, const main_sup_ctx *ctx, qb_ws *ws, qb_snapshot *snap,
                              const char *path, uint64_t start_ms)
 {
+    qb_super *sup = ctx->sup;
     qb_broker_stats s;
     qb_broker_stats_get(b, &s);
     if (sup != NULL) {
         qb_broker_set_adapter_counts(b, qb_super_restarts(sup, "adapter"),
-                                     qb_super_hung_kills(sup, "adapter"));
+                                     qb_super_hung_kills(sup, "adapter"),
+                                     qb_super_failed(sup, "adapter"));
     }
     char extra[8192];
     int k = snprintf(extra, sizeof extra,
@@ -583,9 +692,14 @@ static void main_write_stats(qb_broker *b, qb_super *sup, qb_ws *ws, qb_snapshot
         QB_SNAPSHOT_STATS(MAIN_SNAP_)
 #undef MAIN_SNAP_
     }
-    if (path != NULL && qb_broker_stats_write(&s, extra, path) != QB_OK) {
+    qb_buf all = QB_BUF_INIT;
+    if (path != NULL &&
+        (qb_buf_append(&all, extra, strlen(extra)) != QB_OK || main_sup_stats(ctx, &all) != QB_OK ||
+         qb_buf_append(&all, "", 1) != QB_OK ||
+         qb_broker_stats_write(&s, (const char *)all.data, path) != QB_OK)) {
         QB_LOG_RL(QB_LOG_WARN, "broker.stats_write_failed", "%s: %s", path, strerror(errno));
     }
+    qb_buf_fini(&all);
 }
 
 static void main_log_summary(qb_broker *b, qb_super *sup)
@@ -605,6 +719,25 @@ static void main_log_summary(qb_broker *b, qb_super *sup)
             (unsigned long long)s.bad_version, (unsigned long long)s.oversized,
             (unsigned long long)s.bad_topic, sup ? qb_super_running(sup, "adapter") : (size_t)0,
             (unsigned long long)(sup ? qb_super_restarts(sup, "adapter") : 0));
+}
+
+/* qb_listeners_event_fn: a re-created (or not re-creatable) listener is
+ * said on the bus, on the broker's own status topic (PROTOCOL.md 4.5). */
+static void main_listener_event(void *arg, const qb_listener_info *info, bool repaired)
+{
+    qb_broker *b = arg;
+    char reason[512]; /* cut to 256 bytes by qb_broker_publish_status */
+    if (repaired) {
+        snprintf(reason, sizeof reason,
+                 "listener %s %s re-created: it had stopped handing connections to the broker "
+                 "(repairs: %llu)",
+                 info->role, info->url, (unsigned long long)info->repairs);
+    } else {
+        snprintf(reason, sizeof reason, "listener %s %s is down: cannot listen again (retrying)",
+                 info->role, info->url);
+    }
+    (void)qb_broker_publish_status(b, QB_BROKER_STATUS_EX, QB_BROKER_STATUS_SYM, NULL,
+                                   repaired ? QB_FEED_LIVE : QB_FEED_DOWN, reason);
 }
 
 /* Waits up to timeout_ms for a TCP listener on 127.0.0.1:port, or a stop
@@ -731,6 +864,7 @@ int main(int argc, char **argv)
     qb_broker *b = NULL;
     qb_ws *ws = NULL;
     qb_snapshot *snap = NULL;
+    qb_listeners *listeners = NULL;
     uint64_t start_ms = qb_mono_ns() / 1000000u;
     char demo_ws[128] = "", demo_rest[128] = "";
     main_sup_ctx sup_ctx;
@@ -749,15 +883,26 @@ int main(int argc, char **argv)
         }
     }
 
+    if (qb_listeners_new(&listeners) != QB_OK) {
+        exit_code = 1;
+        goto out;
+    }
     qb_broker_config cfg = {
         .ingest_urls = (const char *const *)o.ingest.v,
         .n_ingest = o.ingest.n,
         .pub_urls = (const char *const *)o.pub.v,
         .n_pub = o.pub.n,
         .max_topics = (size_t)o.max_topics,
+        .listeners = listeners,
     };
     if ((rc = qb_broker_new(&cfg, &b)) != QB_OK) {
-        fprintf(stderr, "quotebus-broker: cannot start: %s (see the log above)\n", qb_strerror(rc));
+        if (rc == QB_ESTATE) {
+            fprintf(stderr, "quotebus-broker: another quotebus-broker is running on these "
+                            "addresses (see the log above for its pid); not starting\n");
+        } else {
+            fprintf(stderr, "quotebus-broker: cannot start: %s (see the log above)\n",
+                    qb_strerror(rc));
+        }
         exit_code = 1;
         goto out;
     }
@@ -773,11 +918,13 @@ int main(int argc, char **argv)
             .n_urls = o.snapshot.n,
             .collect = qb_broker_snapshot_collect,
             .collect_arg = b,
+            .listeners = listeners,
         };
         rc = qb_snapshot_new(&scfg, &snap);
         if (rc != QB_OK && o.snapshot.from_default) {
             /* The default addresses are shared by every broker on the
-             * machine (tests run several): busy defaults are not fatal. */
+             * machine (tests run several): busy defaults are not fatal.
+             * A claimed ipc address was not touched (listeners.h). */
             QB_WARN("broker.snapshot_off", "snapshot service not started: the default addresses "
                                            "are busy (another broker?); give --snapshot ADDR");
         } else if (rc != QB_OK) {
@@ -821,6 +968,7 @@ int main(int argc, char **argv)
                 },
             .broker = b,
             .snapshot = snap,
+            .listeners = listeners,
         };
         rc = qb_ws_new(&wcfg, &ws);
         if (rc == QB_ETRANSPORT && o.http_listen == NULL && o.http_cert == NULL) {
@@ -839,6 +987,12 @@ int main(int argc, char **argv)
         if (ws != NULL) {
             qb_broker_set_tap(b, qb_ws_offer, ws);
         }
+    }
+
+    qb_listeners_set_event_cb(listeners, main_listener_event, b);
+    if (qb_listeners_start(listeners, 0) != QB_OK) {
+        exit_code = 1;
+        goto out;
     }
 
     char where[1024];
@@ -880,7 +1034,7 @@ int main(int argc, char **argv)
             main_check_hung(&sup_ctx, sup, now);
         }
         if (now >= next_stats) {
-            main_write_stats(b, sup, ws, snap, o.stats_file, start_ms);
+            main_write_stats(b, &sup_ctx, ws, snap, o.stats_file, start_ms);
             next_stats = now + MAIN_STATS_INTERVAL_MS;
         }
         if (now >= next_summary) {
@@ -900,11 +1054,13 @@ out:
         qb_super_set_event_cb(sup, NULL, NULL);
         qb_super_stop(sup, MAIN_STOP_GRACE_MS);
     }
+    /* No probe or repair while the sockets close; the claims go after. */
+    qb_listeners_stop(listeners);
     if (b != NULL) {
         /* The last stats file, with the endpoint's counters, before the
          * endpoint goes. */
         qb_broker_set_tap(b, NULL, NULL);
-        main_write_stats(b, sup, ws, snap, o.stats_file, start_ms);
+        main_write_stats(b, &sup_ctx, ws, snap, o.stats_file, start_ms);
     }
     qb_ws_free(ws);
     ws = NULL;
@@ -917,6 +1073,7 @@ out:
         QB_INFO("broker.stopped", "frames_in=%llu frames_out=%llu",
                 (unsigned long long) final.frames_in, (unsigned long long) final.frames_out);
     }
+    qb_listeners_free(listeners);
     qb_super_free(sup);
     qb_buf_fini(&sup_ctx.frame);
     qb_opts_free(table);

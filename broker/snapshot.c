@@ -30,6 +30,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "listeners.h"
 #include "log.h"
 
 #include <msgpack.h>
@@ -98,6 +99,8 @@ struct qb_snapshot {
     qb_snapshot_collect_fn collect;
     void *collect_arg;
     snapshot_counters c;
+    struct qb_listeners *listeners;
+    bool own_listeners; /* made here (cfg->listeners was NULL) */
 };
 
 static void snapshot_count(_Atomic uint64_t *c, uint64_t n)
@@ -607,35 +610,6 @@ static void snapshot_cb(void *arg)
     nng_ctx_send(c->ctx, c->aio);
 }
 
-/* mkdir -p of the directory of an ipc:// path. */
-static int snapshot_ipc_mkdir(const char *url)
-{
-    if (strncmp(url, "ipc://", 6) != 0) {
-        return QB_OK;
-    }
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s", url + 6) >= (int)sizeof path) {
-        return QB_EINVAL;
-    }
-    char *slash = strrchr(path, '/');
-    if (slash == NULL || slash == path) {
-        return QB_OK;
-    }
-    *slash = '\0';
-    for (char *p = path + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-                return QB_EIO;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-        return QB_EIO;
-    }
-    return QB_OK;
-}
 
 void qb_snapshot_free(qb_snapshot *s)
 {
@@ -643,6 +617,9 @@ void qb_snapshot_free(qb_snapshot *s)
         return;
     }
     atomic_store(&s->closing, true);
+    if (s->own_listeners) {
+        qb_listeners_stop(s->listeners); /* no probe while the socket closes */
+    }
     /* Stop every context's aio first: this aborts its pending operation
      * and waits for a running callback; a callback that raced with the stop
      * may have left a reply in the aio (an operation started on a stopped
@@ -676,6 +653,9 @@ void qb_snapshot_free(qb_snapshot *s)
         qb_buf_fini(&c->out);
     }
     free(s->ctxs);
+    if (s->own_listeners) {
+        qb_listeners_free(s->listeners); /* after the socket: releases the ipc claims */
+    }
     free(s);
 }
 
@@ -721,16 +701,24 @@ int qb_snapshot_new(const qb_snapshot_config *cfg, qb_snapshot **out)
         }
         c->ctx_open = true;
     }
+    s->listeners = cfg->listeners;
+    if (s->listeners == NULL) {
+        if ((rc = qb_listeners_new(&s->listeners)) != QB_OK) {
+            goto fail;
+        }
+        s->own_listeners = true;
+    }
+    if ((rc = qb_listeners_watch(s->listeners, s->sock, NULL, NULL)) != QB_OK) {
+        goto fail;
+    }
     for (size_t i = 0; i < cfg->n_urls; i++) {
-        if (snapshot_ipc_mkdir(cfg->urls[i]) != QB_OK) {
-            QB_ERROR("snapshot.listen_failed", "%s: cannot create the directory", cfg->urls[i]);
+        if ((rc = qb_listeners_add(s->listeners, s->sock, "snapshot", cfg->urls[i], false)) !=
+            QB_OK) {
             goto fail;
         }
-        if ((rv = nng_listen(s->sock, cfg->urls[i], NULL, 0)) != 0) {
-            QB_ERROR("snapshot.listen_failed", "%s: %s", cfg->urls[i], nng_strerror(rv));
-            rc = rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? QB_EINVAL : QB_ETRANSPORT;
-            goto fail;
-        }
+    }
+    if (s->own_listeners && (rc = qb_listeners_start(s->listeners, 0)) != QB_OK) {
+        goto fail;
     }
     for (size_t i = 0; i < s->n_ctxs; i++) {
         nng_ctx_recv(s->ctxs[i].ctx, s->ctxs[i].aio);

@@ -90,6 +90,9 @@ typedef struct qb_snapshot_config {
     size_t max_reply;  /* bytes per reply; 0: default (8 MiB) */
     qb_snapshot_collect_fn collect;
     void *collect_arg;
+    /* Claims, probes and repairs the listeners (listeners.h), as in
+     * qb_broker_config; NULL: the service makes and runs its own. */
+    struct qb_listeners *listeners;
 } qb_snapshot_config;
 
 /* Counters since start, X(name, help). */
@@ -113,9 +116,11 @@ typedef struct qb_snapshot_stats {
 
 typedef struct qb_snapshot qb_snapshot;
 
-/* Opens the REP socket, creates the directories of ipc:// paths, listens on
- * every url and starts serving. Returns QB_OK and writes *out, or QB_EINVAL
- * (no url, no collect), QB_ETRANSPORT (cannot listen; logged), QB_ENOMEM;
+/* Opens the REP socket, claims and listens on every url (qb_listeners_add:
+ * directories of ipc:// paths created) and starts serving. Returns QB_OK
+ * and writes *out, or QB_EINVAL (no url, no collect), QB_ESTATE (an ipc
+ * address is claimed by another process; logged), QB_ETRANSPORT (cannot
+ * listen; logged), QB_ENOMEM;
  * on error nothing is left open. cfg is read during the call only;
  * collect_arg must stay valid until qb_snapshot_free() returns. */
 int qb_snapshot_new(const qb_snapshot_config *cfg, qb_snapshot **out);

@@ -4,13 +4,21 @@
  * Each child moves through:
  *
  *   PENDING --start--> RUNNING --exit--> WAITING (backoff) --due--> RUNNING ...
+ *                         |   |
+ *                         |   +--exit status 2--> FAILED (logged once, never restarted)
  *                         |
  *                      stop: SIGTERM, grace, SIGKILL --> STOPPED
+ *
+ * Exit status 2 is every quotebus binary's "bad options": the same argv
+ * would fail the same way after every backoff, forever, so the child is
+ * given up on at once and its owner told (QB_SUPER_FAILED). Any other exit
+ * (a crash, a signal, status 1) is restarted.
  *
  * Between fork and execv the child only calls async-signal-safe functions
  * (the parent is multi-threaded: NNG's threads and the ingest thread): it
  * unblocks signals, restores SIGPIPE, asks for SIGTERM on parent death and
- * execs a path resolved before the fork.
+ * execs a path resolved before the fork (supervisor_exec, shared by the
+ * supervised children and qb_super_run).
  */
 #include "supervisor.h"
 
@@ -19,7 +27,9 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +43,7 @@ typedef enum supervisor_state {
     SUPERVISOR_PENDING = 0,
     SUPERVISOR_RUNNING,
     SUPERVISOR_WAITING,
+    SUPERVISOR_FAILED,
     SUPERVISOR_STOPPED,
 } supervisor_state;
 
@@ -138,21 +149,32 @@ int qb_super_add(qb_super *s, const char *name, const char *const *argv)
     return QB_OK;
 }
 
+/* In the child after fork: async-signal-safe calls only. out_fd and
+ * err_fd (-1: inherited) become stdout and stderr. Never returns. */
+static void supervisor_exec(char *const *argv, pid_t parent, int out_fd, int err_fd)
+{
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    if ((out_fd >= 0 && dup2(out_fd, STDOUT_FILENO) < 0) ||
+        (err_fd >= 0 && dup2(err_fd, STDERR_FILENO) < 0)) {
+        _exit(127);
+    }
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) {
+        _exit(127); /* the broker died before prctl took effect */
+    }
+    execv(argv[0], argv);
+    _exit(127);
+}
+
 static void supervisor_start(qb_super *s, supervisor_child *c, uint64_t now_ms)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent) {
-            _exit(127); /* the broker died before prctl took effect */
-        }
-        execv(c->argv[0], c->argv);
-        _exit(127);
+        supervisor_exec(c->argv, parent, -1, -1);
     }
     if (pid < 0) {
         QB_ERROR("child.start_failed", "name=\"%s\" fork: %s; retrying in %llu ms", c->name,
@@ -202,7 +224,8 @@ static void supervisor_describe(int status, char *out, size_t cap)
 static void supervisor_exited(qb_super *s, supervisor_child *c, int status, uint64_t now_ms)
 {
     char why[160];
-    if (c->kill_reason[0] != '\0') {
+    bool killed = c->kill_reason[0] != '\0';
+    if (killed) {
         snprintf(why, sizeof why, "%s", c->kill_reason);
         c->kill_reason[0] = '\0';
     } else {
@@ -217,6 +240,18 @@ static void supervisor_exited(qb_super *s, supervisor_child *c, int status, uint
         c->state = SUPERVISOR_STOPPED;
         if (s->event_fn != NULL) {
             s->event_fn(s->event_arg, idx, QB_SUPER_EXIT, why, UINT64_MAX);
+        }
+        return;
+    }
+    if (!killed && WIFEXITED(status) && WEXITSTATUS(status) == QB_SUPER_EXIT_PERMANENT) {
+        QB_ERROR("child.permanent",
+                 "name=\"%s\" exited with status %d (bad options) after %llu ms: not "
+                 "restarting (its own error is in the log above; fix the options and restart "
+                 "the broker)",
+                 c->name, QB_SUPER_EXIT_PERMANENT, (unsigned long long)ran);
+        c->state = SUPERVISOR_FAILED;
+        if (s->event_fn != NULL) {
+            s->event_fn(s->event_arg, idx, QB_SUPER_FAILED, why, UINT64_MAX);
         }
         return;
     }
@@ -283,7 +318,7 @@ void qb_super_stop(qb_super *s, uint64_t grace_ms)
         if (c->state == SUPERVISOR_RUNNING) {
             kill(c->pid, SIGTERM);
             running++;
-        } else {
+        } else if (c->state != SUPERVISOR_FAILED) {
             c->state = SUPERVISOR_STOPPED;
         }
     }
@@ -347,6 +382,30 @@ size_t qb_super_running(const qb_super *s, const char *prefix)
     return n;
 }
 
+size_t qb_super_failed(const qb_super *s, const char *prefix)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        n += supervisor_match(&s->kids[i], prefix) && s->kids[i].state == SUPERVISOR_FAILED;
+    }
+    return n;
+}
+
+const char *qb_super_state(const qb_super *s, size_t i)
+{
+    static const char *const names[] = {
+        [SUPERVISOR_PENDING] = "pending", [SUPERVISOR_RUNNING] = "running",
+        [SUPERVISOR_WAITING] = "waiting", [SUPERVISOR_FAILED] = "failed",
+        [SUPERVISOR_STOPPED] = "stopped",
+    };
+    return i < s->n ? names[s->kids[i].state] : NULL;
+}
+
+const char *const *qb_super_argv(const qb_super *s, size_t i)
+{
+    return i < s->n ? (const char *const *)s->kids[i].argv : NULL;
+}
+
 int qb_super_pid(const qb_super *s, size_t i)
 {
     if (i >= s->n || s->kids[i].state != SUPERVISOR_RUNNING) {
@@ -369,8 +428,7 @@ int qb_super_kill(qb_super *s, size_t i, const char *reason)
     supervisor_child *c = &s->kids[i];
     snprintf(c->kill_reason, sizeof c->kill_reason, "%s", reason ? reason : "killed");
     c->hung_kills++;
-    QB_WARN("child.hung", "name=\"%s\" pid=%d %s: SIGKILL", c->name, (int)c->pid,
-            c->kill_reason);
+    QB_WARN("child.hung", "name=\"%s\" pid=%d %s: SIGKILL", c->name, (int)c->pid, c->kill_reason);
     kill(c->pid, SIGKILL);
     return QB_OK;
 }
@@ -390,6 +448,105 @@ uint64_t qb_super_started_ms(const qb_super *s, size_t i)
         return 0;
     }
     return s->kids[i].started_ms;
+}
+
+/* Reads fd until EOF or deadline_ms, keeping the first non-empty line in
+ * line. True at EOF, false at the deadline. */
+static bool supervisor_read_line(int fd, uint64_t deadline_ms, char *line, size_t cap)
+{
+    size_t n = 0;
+    bool done = false; /* the first non-empty line is complete */
+    line[0] = '\0';
+    for (;;) {
+        uint64_t now = supervisor_now_ms();
+        if (now >= deadline_ms) {
+            return false;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        uint64_t wait = deadline_ms - now;
+        int r = poll(&p, 1, wait > INT_MAX ? INT_MAX : (int)wait);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return false;
+        }
+        char buf[512];
+        ssize_t got = read(fd, buf, sizeof buf);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return true;
+        }
+        for (ssize_t k = 0; k < got && !done; k++) {
+            if (buf[k] == '\n' || buf[k] == '\r') {
+                done = n > 0;
+            } else if (n + 1 < cap) {
+                line[n++] = buf[k];
+                line[n] = '\0';
+            }
+        }
+    }
+}
+
+int qb_super_run(const char *const *argv, uint64_t timeout_ms, int *status, char *line, size_t cap)
+{
+    line[0] = '\0';
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        return QB_EIO;
+    }
+    int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null_fd < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return QB_EIO;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        supervisor_exec((char *const *)argv, parent, null_fd, fds[1]);
+    }
+    close(fds[1]);
+    close(null_fd);
+    if (pid < 0) {
+        close(fds[0]);
+        return QB_EIO;
+    }
+    uint64_t deadline = supervisor_now_ms() + timeout_ms;
+    bool timed_out = !supervisor_read_line(fds[0], deadline, line, cap);
+    close(fds[0]);
+    if (timed_out) {
+        kill(pid, SIGKILL);
+    }
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, timed_out ? 0 : WNOHANG);
+        if (r == pid) {
+            break;
+        }
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            return QB_EIO;
+        }
+        if (supervisor_now_ms() >= deadline) {
+            timed_out = true; /* closed its stderr but still running */
+            kill(pid, SIGKILL);
+            continue;
+        }
+        struct timespec ts = {0, 2 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (timed_out) {
+        QB_WARN("child.run_timeout", "%s did not finish in %llu ms: killed", argv[0],
+                (unsigned long long)timeout_ms);
+        return QB_ETIMEDOUT;
+    }
+    *status = st;
+    return QB_OK;
 }
 
 int qb_super_find_binary(const char *name, char *out, size_t cap)

@@ -40,6 +40,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "listeners.h"
 #include "log.h"
 
 #include <libwebsockets.h>
@@ -92,6 +93,7 @@ struct qb_ws {
     qb_wsq_limits limits;
     qb_broker *broker;
     qb_snapshot *snapshot;
+    struct qb_listeners *listeners;
 
     /* handoff (ingest -> service thread) */
     pthread_mutex_t mu;
@@ -393,6 +395,63 @@ static void ws_prom_inst(qb_buf *o, const ws_inst *in)
     qb_buf_append(o, "\"", 1);
 }
 
+/* quotebus_listener_up / _repairs_total / _probes_total / _probe_failures_total. */
+static void ws_prom_listeners(qb_ws *ws, qb_buf *o)
+{
+    if (ws->listeners == NULL) {
+        return;
+    }
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        {"listener_up", "gauge", "1 while the listener accepts (its last probe reached the socket)"},
+        {"listener_repairs_total", "counter",
+         "times the listener was found not handing connections to the broker and re-created"},
+        {"listener_probes_total", "counter", "end-to-end probes of the listener"},
+        {"listener_probe_failures_total", "counter", "probes whose connection never reached the "
+                                                     "broker"},
+    };
+    size_t n = qb_listeners_get(ws->listeners, 0, NULL);
+    for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
+        qb_buf_appendf(o, "# HELP quotebus_%s %s\n# TYPE quotebus_%s %s\n", m[k].name, m[k].help,
+                       m[k].name, m[k].type);
+        for (size_t i = 0; i < n; i++) {
+            qb_listener_info li;
+            if (qb_listeners_get(ws->listeners, i, &li) <= i) {
+                break;
+            }
+            uint64_t v[] = {li.up ? 1u : 0u, li.repairs, li.probes, li.probe_fails};
+            qb_buf_appendf(o, "quotebus_%s{listener=\"%s\",url=", m[k].name, li.role);
+            qb_wsq_json_str(o, li.url, strlen(li.url));
+            qb_buf_appendf(o, "} %llu\n", (unsigned long long)v[k]);
+        }
+    }
+}
+
+/* ,"listeners":[{"role":..,"url":..,"up":..,"repairs":..}]; *all_up false
+ * when one is down. */
+static void ws_health_listeners(qb_ws *ws, qb_buf *o, bool *all_up)
+{
+    *all_up = true;
+    if (ws->listeners == NULL) {
+        return;
+    }
+    qb_buf_append(o, ",\"listeners\":[", 14);
+    size_t n = qb_listeners_get(ws->listeners, 0, NULL);
+    for (size_t i = 0; i < n; i++) {
+        qb_listener_info li;
+        if (qb_listeners_get(ws->listeners, i, &li) <= i) {
+            break;
+        }
+        *all_up = *all_up && li.up;
+        qb_buf_appendf(o, "%s{\"role\":\"%s\",\"url\":", i ? "," : "", li.role);
+        qb_wsq_json_str(o, li.url, strlen(li.url));
+        qb_buf_appendf(o, ",\"up\":%s,\"repairs\":%llu}", li.up ? "true" : "false",
+                       (unsigned long long)li.repairs);
+    }
+    qb_buf_append(o, "]", 1);
+}
+
 static void ws_metrics(qb_ws *ws, qb_buf *o)
 {
     qb_broker_stats b;
@@ -412,11 +471,14 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
     M_("resyncs_total", "counter", "status messages with state resyncing", b.resyncs);
     M_("duplicates_total", "counter", "duplicate or old messages on ingest", b.duplicates);
     M_("crossed_total", "counter", "books found crossed", b.crossed);
-    uint64_t a_restarts, a_hung;
-    qb_broker_adapter_counts(ws->broker, &a_restarts, &a_hung);
+    uint64_t a_restarts, a_hung, a_failed;
+    qb_broker_adapter_counts(ws->broker, &a_restarts, &a_hung, &a_failed);
     M_("adapter_restarts_total", "counter", "adapter restarts by the supervisor", a_restarts);
     M_("adapter_hung_kills_total", "counter", "adapters killed as hung (alive but silent)",
        a_hung);
+    M_("adapters_failed", "gauge",
+       "adapters stopped for good: exited with status 2 (bad options), not restarted", a_failed);
+    ws_prom_listeners(ws, o);
     qb_buf_appendf(o, "# HELP quotebus_drops_total messages dropped, by kind\n"
                       "# TYPE quotebus_drops_total counter\n");
     const struct {
@@ -589,12 +651,20 @@ static void ws_health(qb_ws *ws, qb_buf *o)
     for (size_t i = 0; i < a.n; i++) {
         not_live += a.v[i].has_state && a.v[i].state != QB_FEED_LIVE;
     }
-    bool ok = b.books_valid == b.books && not_live == 0;
+    qb_buf lis = QB_BUF_INIT;
+    bool listeners_up;
+    ws_health_listeners(ws, &lis, &listeners_up);
+    uint64_t a_restarts, a_hung, a_failed;
+    qb_broker_adapter_counts(ws->broker, &a_restarts, &a_hung, &a_failed);
+    bool ok = b.books_valid == b.books && not_live == 0 && listeners_up && a_failed == 0;
+    qb_buf_appendf(o, "{\"status\":\"%s\",\"adapters_failed\":%llu%.*s", ok ? "ok" : "degraded",
+                   (unsigned long long)a_failed, (int)lis.len, lis.data ? (char *)lis.data : "");
+    qb_buf_fini(&lis);
     qb_buf_appendf(o,
-                   "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_s\":%llu,\"books\":%llu,"
+                   ",\"version\":\"%s\",\"uptime_s\":%llu,\"books\":%llu,"
                    "\"books_valid\":%llu,\"instruments\":%zu,\"instruments_not_live\":%zu,"
                    "\"ingest_publishers\":%llu,\"ws_clients\":%llu,\"not_live\":[",
-                   ok ? "ok" : "degraded", QB_VERSION,
+                   QB_VERSION,
                    (unsigned long long)((qb_mono_ns() - ws->start_ns) / 1000000000u),
                    (unsigned long long)b.books, (unsigned long long)b.books_valid, a.n, not_live,
                    (unsigned long long)(b.ingest_connects - b.ingest_disconnects),
@@ -1075,6 +1145,7 @@ int qb_ws_new(const qb_ws_config *cfg, qb_ws **out)
     ws->limits = cfg->limits;
     ws->broker = cfg->broker;
     ws->snapshot = cfg->snapshot;
+    ws->listeners = cfg->listeners;
     ws->ring = calloc(ws->handoff_max, sizeof *ws->ring);
     ws->batch = calloc(ws->handoff_max, sizeof *ws->batch);
     ws->origins = calloc(cfg->n_origins + 1, sizeof *ws->origins);

@@ -41,6 +41,7 @@ typedef struct qb_ws_config {
     qb_wsq_limits limits;  /* per-client limits (zero fields: defaults) */
     qb_broker *broker;     /* books, stats (required) */
     qb_snapshot *snapshot; /* for /metrics (optional) */
+    struct qb_listeners *listeners; /* for /metrics and /health (optional) */
 } qb_ws_config;
 
 /* Counters of the endpoint (service thread's, copied every 250 ms). */
