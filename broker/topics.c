@@ -36,6 +36,8 @@ typedef struct topics_entry {
     uint64_t last_id, exch_ts, recv_ts, resyncs;
     uint64_t state_changes[QB_TOPICS_NSTATES];
     uint64_t state_since_ns;
+    uint64_t refused, refused_note_ns; /* frames refused from non-owners, last notice */
+    uint32_t owner;                    /* NNG pipe id of the publisher, 0: none */
     uint8_t nsym_len, reason_len;
     char nsym[QB_TOPICS_NSYM_MAX + 1];
     char reason[QB_TOPICS_REASON_MAX + 1];
@@ -50,6 +52,7 @@ struct qb_topics {
     size_t max;
     size_t books;
     size_t books_valid;
+    uint64_t gap_want; /* the seq expected by the last QB_TOPICS_GAP */
 };
 
 #define TOPICS_MIN_CAP 64
@@ -205,7 +208,7 @@ static unsigned topics_check_book(qb_topics *t, topics_entry *e, int rc)
 }
 
 /* Seq rule shared by every non-snapshot message: 0 when in sequence. */
-static unsigned topics_check_seq(topics_entry *e, uint64_t seq)
+static unsigned topics_check_seq(qb_topics *t, topics_entry *e, uint64_t seq)
 {
     if (!e->has_seq) {
         e->has_seq = true;
@@ -224,9 +227,18 @@ static unsigned topics_check_seq(topics_entry *e, uint64_t seq)
     if (seq <= e->last_seq) {
         return QB_TOPICS_DUPLICATE;
     }
-    unsigned ev = seq == e->last_seq + 1 ? 0 : QB_TOPICS_GAP;
+    unsigned ev = 0;
+    if (seq != e->last_seq + 1) {
+        ev = QB_TOPICS_GAP;
+        t->gap_want = e->last_seq + 1;
+    }
     e->last_seq = seq;
     return ev;
+}
+
+uint64_t qb_topics_gap_expected(const qb_topics *t)
+{
+    return t->gap_want;
 }
 
 unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t now_ns)
@@ -264,7 +276,7 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
     }
 
     bool was_first = !e->has_seq;
-    unsigned seq_ev = topics_check_seq(e, m->seq);
+    unsigned seq_ev = topics_check_seq(t, e, m->seq);
     ev |= seq_ev;
     if (!(seq_ev & QB_TOPICS_DUPLICATE)) {
         /* The book's version: the last message applied (or skipped by a
@@ -302,6 +314,40 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
     return ev;
 }
 
+int qb_topics_owner(const qb_topics *t, qb_str topic, uint32_t *owner)
+{
+    const topics_entry *e = topics_find(t, topic);
+    if (e == NULL) {
+        return QB_ENOTFOUND;
+    }
+    *owner = e->owner;
+    return QB_OK;
+}
+
+int qb_topics_set_owner(qb_topics *t, qb_str topic, uint32_t owner)
+{
+    topics_entry *e = topics_find(t, topic);
+    if (e == NULL) {
+        return QB_ENOTFOUND;
+    }
+    e->owner = owner;
+    return QB_OK;
+}
+
+bool qb_topics_refused(qb_topics *t, qb_str topic, uint64_t now_ns, uint64_t interval_ns)
+{
+    topics_entry *e = topics_find(t, topic);
+    if (e == NULL) {
+        return true;
+    }
+    e->refused++;
+    if (e->refused_note_ns != 0 && now_ns - e->refused_note_ns < interval_ns) {
+        return false;
+    }
+    e->refused_note_ns = now_ns;
+    return true;
+}
+
 size_t qb_topics_count(const qb_topics *t)
 {
     return t->count;
@@ -333,6 +379,8 @@ static void topics_info_of(const topics_entry *e, qb_topic_info *info)
         .recv_ts = e->recv_ts,
         .resyncs = e->resyncs,
         .state_since_ns = e->state_since_ns,
+        .owner = e->owner,
+        .refused = e->refused,
     };
     memcpy(info->state_changes, e->state_changes, sizeof info->state_changes);
     memcpy(info->nsym, e->nsym, (size_t)e->nsym_len + 1);

@@ -20,8 +20,13 @@
  * snapshot or delta, or that a change cannot be applied to, is invalid until
  * the next snapshot. Other topics (trade, status, ticker) follow the same
  * seq rules without a book. A status topic also keeps its current state and
- * reason, and counts transitions per state (issue 7: every feed state change
- * is visible in /metrics with its reason).
+ * reason, and counts transitions per state (every feed state change is
+ * visible in /metrics with its reason).
+ *
+ * Each entry also records its publisher (broker.c, PROTOCOL.md 1): the id of
+ * the NNG pipe that owns the topic, 0 for none, and how many frames of the
+ * topic were refused from other pipes. The table only stores them; the
+ * broker decides who may publish.
  *
  * Threads: a table belongs to one thread at a time (the broker's ingest
  * thread; readers from other threads go through qb_broker's lock).
@@ -71,9 +76,15 @@ typedef struct qb_topic_info {
     /* Status topics: transitions into each state, indexed by qb_feed_state
      * (the first status counts; the same state with a new reason does not). */
     uint64_t state_changes[QB_TOPICS_NSTATES];
+    uint32_t owner;                        /* NNG pipe id of its publisher, 0: none */
+    uint64_t refused;                      /* frames refused from other publishers */
     char nsym[QB_TOPICS_NSYM_MAX + 1];     /* native symbol of the last message */
     char reason[QB_TOPICS_REASON_MAX + 1]; /* status topics: last reason */
 } qb_topic_info;
+
+/* After qb_topics_apply returned QB_TOPICS_GAP: the seq that was expected
+ * (the message's own seq is the one received). Same thread as apply. */
+uint64_t qb_topics_gap_expected(const qb_topics *t);
 
 /* Returns a new empty table holding at most max_topics topics (0 means
  * QB_TOPICS_DEFAULT_MAX), or NULL when out of memory. Owned by the caller;
@@ -87,6 +98,20 @@ void qb_topics_free(qb_topics *t); /* NULL is a no-op */
  * only during the call. Allocates only for a new topic or a book that grows
  * past its previous size. */
 unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t now_ns);
+
+/* The owner (publisher's NNG pipe id, 0: none) of a tracked topic: QB_OK
+ * and *owner, or QB_ENOTFOUND (topic not tracked). One hash lookup, no
+ * allocation. */
+int qb_topics_owner(const qb_topics *t, qb_str topic, uint32_t *owner);
+
+/* Makes owner the owner of a tracked topic: QB_OK or QB_ENOTFOUND. */
+int qb_topics_set_owner(qb_topics *t, qb_str topic, uint32_t owner);
+
+/* Counts one frame of topic refused from a publisher that does not own it.
+ * Returns true when the topic's last notice (a log line, a status message)
+ * is at least interval_ns old, and then records now_ns as its last notice;
+ * also true for a topic that is not tracked (the caller bounds those). */
+bool qb_topics_refused(qb_topics *t, qb_str topic, uint64_t now_ns, uint64_t interval_ns);
 
 /* Counts, maintained on every apply. */
 size_t qb_topics_count(const qb_topics *t);       /* tracked topics */

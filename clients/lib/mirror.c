@@ -99,6 +99,7 @@ typedef struct mirror_book {
     uint64_t gaps, snapshots;
     uint64_t stream_seq; /* last seq seen on the stream (valid when has_stream_seq) */
     bool has_stream_seq;
+    uint32_t pipe; /* NNG pipe of the last stream message (a new one: reconnected) */
     /* Mirror thread only: */
     bool want; /* needs a snapshot from the service */
     uint64_t next_try;
@@ -117,6 +118,7 @@ typedef struct mirror_counters {
 } mirror_counters;
 
 struct qb_mirror {
+    uint32_t cur_pipe; /* mirror thread: the pipe of the frame being applied */
     char *connect;
     char *snapshot; /* NULL: no service */
     mirror_prefix *prefixes;
@@ -271,8 +273,17 @@ static void mirror_gap(qb_mirror *m, mirror_book *b, const char *why, uint64_t w
     b->gaps++;
     mirror_add(&m->c.gaps, 1);
     b->state = QB_MIRROR_RESYNCING;
-    QB_LOG_RL(QB_LOG_WARN, "mirror.gap", "topic=%s %s (expected seq %llu, got %llu): resyncing",
-              b->topic, why, (unsigned long long)want_seq, (unsigned long long)got_seq);
+    /* The likely cause: a new connection to the broker since the book's
+     * last message loses what was sent meanwhile; otherwise the loss is
+     * upstream (the broker's ingest_gaps) or in a full receive buffer. */
+    const char *cause = b->pipe != 0 && b->pipe != m->cur_pipe
+                            ? "after a reconnect to the broker: messages sent while disconnected "
+                              "are lost"
+                            : "same connection: lost before the broker (see its ingest_gaps) or "
+                              "in a full receive buffer";
+    QB_LOG_RL(QB_LOG_WARN, "mirror.gap",
+              "topic=%s %s (expected seq %llu, got %llu; %s): resyncing", b->topic, why,
+              (unsigned long long)want_seq, (unsigned long long)got_seq, cause);
     mirror_want(m, b, true);
 }
 
@@ -380,6 +391,7 @@ static void mirror_frame(qb_mirror *m, nng_msg *frame)
     char changed_topic[QB_TOPIC_MAX + 1];
     bool changed = false;
     mirror_add(&m->c.frames, 1);
+    m->cur_pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(frame));
     int rc = qb_decoder_begin(m->dec, nng_msg_body(frame), nng_msg_len(frame), &topic);
     if (rc != QB_OK) {
         mirror_add(&m->c.invalid, 1);
@@ -406,6 +418,7 @@ static void mirror_frame(qb_mirror *m, nng_msg *frame)
     } else {
         while ((rc = qb_decoder_next(m->dec, &msg)) == QB_OK) {
             changed |= mirror_apply(m, b, &msg, now);
+            b->pipe = m->cur_pipe;
         }
         if (rc != QB_EEOF) {
             /* Maps before the bad one were applied; a bad book change

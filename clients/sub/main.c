@@ -89,6 +89,7 @@ typedef struct sub_opts {
 typedef struct sub_topic {
     uint64_t hash;
     uint64_t last_seq;
+    uint32_t pipe; /* NNG pipe of the last message (a new one: reconnected) */
     size_t len;
     char topic[]; /* len bytes and a NUL */
 } sub_topic;
@@ -189,7 +190,8 @@ static sub_topic *sub_seqs_get(sub_seqs *s, qb_str topic, bool *created)
     return e;
 }
 
-static void sub_check_seq(sub_seqs *seqs, sub_counters *c, qb_str topic, const qb_msg *m)
+static void sub_check_seq(sub_seqs *seqs, sub_counters *c, qb_str topic, const qb_msg *m,
+                          uint32_t pipe)
 {
     bool created;
     sub_topic *e = sub_seqs_get(seqs, topic, &created);
@@ -201,9 +203,14 @@ static void sub_check_seq(sub_seqs *seqs, sub_counters *c, qb_str topic, const q
         if (m->seq > want) {
             c->gaps++;
             c->missed += m->seq - want;
-            fprintf(stderr, "quotebus-sub: gap on %.*s: expected %llu got %llu (%llu missed)\n",
+            fprintf(stderr,
+                    "quotebus-sub: gap on %.*s: expected %llu got %llu (%llu missed; %s)\n",
                     (int)topic.n, topic.p, (unsigned long long)want, (unsigned long long)m->seq,
-                    (unsigned long long)(m->seq - want));
+                    (unsigned long long)(m->seq - want),
+                    e->pipe != pipe ? "after a reconnect to the broker: messages sent while "
+                                      "disconnected are lost"
+                                    : "same connection: lost before the broker (see its "
+                                      "ingest_gaps) or in a full receive buffer");
         } else {
             c->out_of_order++;
             fprintf(stderr,
@@ -213,6 +220,7 @@ static void sub_check_seq(sub_seqs *seqs, sub_counters *c, qb_str topic, const q
         }
     }
     e->last_seq = m->seq;
+    e->pipe = pipe;
 }
 
 /* Builds the NNG subscription for one argument (see the help text). */
@@ -342,7 +350,7 @@ static bool sub_frame(nng_msg *msg, qb_decoder *dec, sub_seqs *seqs, sub_counter
         if (rc != QB_OK) {
             break;
         }
-        sub_check_seq(seqs, c, topic, &m);
+        sub_check_seq(seqs, c, topic, &m, (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg)));
         qb_buf_reset(line);
         if (qb_msg_to_json(&m, line) != QB_OK || qb_buf_append(line, "\n", 1) != QB_OK) {
             QB_LOG_RL(QB_LOG_WARN, "sub.json_failed", "topic=%.*s seq=%llu: cannot format",
