@@ -281,9 +281,8 @@ static void mirror_gap(qb_mirror *m, mirror_book *b, const char *why, uint64_t w
                               "are lost"
                             : "same connection: lost before the broker (see its ingest_gaps) or "
                               "in a full receive buffer";
-    QB_LOG_RL(QB_LOG_WARN, "mirror.gap",
-              "topic=%s %s (expected seq %llu, got %llu; %s): resyncing", b->topic, why,
-              (unsigned long long)want_seq, (unsigned long long)got_seq, cause);
+    QB_LOG_RL(QB_LOG_WARN, "mirror.gap", "topic=%s %s (expected seq %llu, got %llu; %s): resyncing",
+              b->topic, why, (unsigned long long)want_seq, (unsigned long long)got_seq, cause);
     mirror_want(m, b, true);
 }
 

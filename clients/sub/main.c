@@ -203,8 +203,7 @@ static void sub_check_seq(sub_seqs *seqs, sub_counters *c, qb_str topic, const q
         if (m->seq > want) {
             c->gaps++;
             c->missed += m->seq - want;
-            fprintf(stderr,
-                    "quotebus-sub: gap on %.*s: expected %llu got %llu (%llu missed; %s)\n",
+            fprintf(stderr, "quotebus-sub: gap on %.*s: expected %llu got %llu (%llu missed; %s)\n",
                     (int)topic.n, topic.p, (unsigned long long)want, (unsigned long long)m->seq,
                     (unsigned long long)(m->seq - want),
                     e->pipe != pipe ? "after a reconnect to the broker: messages sent while "
