@@ -249,6 +249,11 @@ static int ws_inst_one(void *arg, qb_str topic, const qb_topic_info *info, const
     if (kind < 0) {
         return 0;
     }
+    /* The broker's own status topic is no instrument (its listeners are
+     * in /health "listeners" and the quotebus_listener_* metrics). */
+    if (el == strlen(QB_BROKER_STATUS_EX) && memcmp(d1 + 1, QB_BROKER_STATUS_EX, el) == 0) {
+        return 0;
+    }
     ws_inst *in = NULL;
     for (size_t i = 0; i < a->n; i++) {
         if (strlen(a->v[i].ex) == el && memcmp(a->v[i].ex, d1 + 1, el) == 0 &&
