@@ -44,7 +44,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <netdb.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +75,9 @@ typedef struct listeners_one {
     _Atomic uint32_t lid;  /* nng_listener_id(l), 0 while not listening */
     _Atomic uint64_t adds; /* pipes added from this listener */
     int lock_fd;           /* ipc: the claim; -1 otherwise */
+    nng_tls_config *tls;       /* tls+tcp: the server configuration (held), else NULL */
+    nng_tls_config *probe_tls; /* tls+tcp: the probe's client configuration (held) */
+    bool proven;               /* a probe reached the socket once (probe thread) */
     unsigned fails;        /* probe misses in a row (probe thread) */
     bool up;
     uint64_t probes, probe_fails, repairs, relisten_fails;
@@ -234,7 +241,7 @@ static int listeners_claim(const char *role, const char *url, const char *path, 
 static void listeners_dial_url(listeners_one *o)
 {
     snprintf(o->dial_url, sizeof o->dial_url, "%s", o->url);
-    if (strncmp(o->url, "tcp", 3) != 0) {
+    if (strncmp(o->url, "tcp", 3) != 0 && strncmp(o->url, "tls+tcp", 7) != 0) {
         return;
     }
     const char *scheme_end = strstr(o->url, "://");
@@ -270,7 +277,15 @@ static void listeners_dial_url(listeners_one *o)
 static int listeners_listen(listeners_one *o, int *nng_rv)
 {
     nng_listener l;
-    int rv = nng_listen(o->w->s, o->url, &l, 0);
+    int rv;
+    if (o->tls == NULL) {
+        rv = nng_listen(o->w->s, o->url, &l, 0);
+    } else if ((rv = nng_listener_create(&l, o->w->s, o->url)) == 0) {
+        if ((rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, o->tls)) != 0 ||
+            (rv = nng_listener_start(l, 0)) != 0) {
+            nng_listener_close(l);
+        }
+    }
     *nng_rv = rv;
     if (rv != 0) {
         return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? QB_EINVAL : QB_ETRANSPORT;
@@ -283,6 +298,12 @@ static int listeners_listen(listeners_one *o, int *nng_rv)
 
 int qb_listeners_add(qb_listeners *ls, nng_socket s, const char *role, const char *url,
                      bool private_dir)
+{
+    return qb_listeners_add_tls(ls, s, role, url, private_dir, NULL, NULL);
+}
+
+int qb_listeners_add_tls(qb_listeners *ls, nng_socket s, const char *role, const char *url,
+                         bool private_dir, nng_tls_config *tls, nng_tls_config *probe_tls)
 {
     listeners_sock *w = NULL;
     for (size_t i = 0; i < ls->n_socks; i++) {
@@ -300,6 +321,8 @@ int qb_listeners_add(qb_listeners *ls, nng_socket s, const char *role, const cha
     o->lock_fd = -1;
     snprintf(o->role, sizeof o->role, "%s", role);
     snprintf(o->url, sizeof o->url, "%s", url);
+    o->tls = tls;
+    o->probe_tls = tls != NULL ? probe_tls : NULL;
     const char *path = listeners_ipc_path(url);
     if (path != NULL) {
         if (listeners_mkdir(path, private_dir ? 0700 : 0755) != QB_OK) {
@@ -322,6 +345,12 @@ int qb_listeners_add(qb_listeners *ls, nng_socket s, const char *role, const cha
         return rc;
     }
     o->up = true;
+    if (o->tls != NULL) {
+        nng_tls_config_hold(o->tls);
+    }
+    if (o->probe_tls != NULL) {
+        nng_tls_config_hold(o->probe_tls);
+    }
     ls->n++;
     QB_INFO("listener.listening", "%s %s", role, url);
     return QB_OK;
@@ -379,17 +408,151 @@ static void listeners_wait(qb_listeners *ls, uint64_t deadline_ms)
 
 /* One probe of o: true when a pipe from o reached its socket. Probe
  * thread. */
+/* Connects a plain socket to o's address (ipc path, or tcp host:port of
+ * its dial URL), with send/receive timeouts of ms. The fd, or -1 with errno
+ * set. */
+static int listeners_raw_connect(const listeners_one *o, unsigned ms)
+{
+    int fd = -1;
+    const char *path = listeners_ipc_path(o->dial_url);
+    if (path != NULL) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(path) >= sizeof sa.sun_path) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+            return -1;
+        }
+        struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        return fd;
+    }
+    /* tcp://HOST:PORT, HOST possibly [v6]. */
+    const char *h = strstr(o->dial_url, "://");
+    const char *colon = h != NULL ? strrchr(h + 3, ':') : NULL;
+    if (colon == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    h += 3;
+    char host[256];
+    size_t hn = (size_t)(colon - h);
+    if (hn >= 2 && h[0] == '[' && h[hn - 1] == ']') {
+        h++;
+        hn -= 2;
+    }
+    if (hn == 0 || hn >= sizeof host) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(host, h, hn);
+    host[hn] = '\0';
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+            int e = errno;
+            close(fd);
+            fd = -1;
+            errno = e;
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* The probe of a plain (ipc, tcp) listener, on a plain socket doing the
+ * SP handshake itself: NNG's own dialer is not used because, on NNG 1.5.2,
+ * each closed probe pipe of a busy pub socket was seen to leave both of
+ * its file descriptors behind (20000 after 23 minutes). The connection is
+ * closed only after the listener's header arrived, so the probe itself
+ * never closes a connection during the handshake (nng#1518's trigger).
+ * Returns 1 (reached the socket), 0 (missed), -1 (could not tell: a local
+ * resource error). */
+static int listeners_probe_raw(qb_listeners *ls, listeners_one *o)
+{
+    int peer = 0;
+    if (nng_socket_get_int(o->w->s, NNG_OPT_PEER, &peer) != 0) {
+        return -1;
+    }
+    uint64_t adds0 = atomic_load(&o->adds);
+    int fd = listeners_raw_connect(o, 1000);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ECONNREFUSED || e == ENOENT) {
+            QB_LOG_RL(QB_LOG_WARN, "listener.probe_refused", "%s %s: %s", o->role, o->url,
+                      strerror(e));
+            return 0; /* nothing listens there any more (e.g. the ipc file was removed) */
+        }
+        QB_LOG_RL(QB_LOG_WARN, "listener.probe_failed", "%s %s: connect: %s", o->role, o->url,
+                  strerror(e));
+        return -1;
+    }
+    uint8_t hdr[8] = {0, 'S', 'P', 0, (uint8_t)(peer >> 8), (uint8_t)peer, 0, 0};
+    uint8_t got[8];
+    size_t n = 0;
+    int rc = 0;
+    if (send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) == (ssize_t)sizeof hdr) {
+        while (n < sizeof got) {
+            ssize_t k = recv(fd, got + n, sizeof got - n, 0);
+            if (k <= 0) {
+                break;
+            }
+            n += (size_t)k;
+        }
+    }
+    if (n == sizeof got) {
+        uint64_t deadline = listeners_ms() + QB_LISTENERS_PROBE_WAIT_MS;
+        pthread_mutex_lock(&ls->mtx);
+        while (atomic_load(&o->adds) == adds0 && !ls->stop && listeners_ms() < deadline) {
+            listeners_wait(ls, deadline);
+        }
+        rc = atomic_load(&o->adds) != adds0 || ls->stop ? 1 : 0;
+        pthread_mutex_unlock(&ls->mtx);
+    }
+    close(fd);
+    return rc;
+}
+
 static bool listeners_probe(qb_listeners *ls, listeners_one *o)
 {
+    if (o->tls == NULL) {
+        int r = listeners_probe_raw(ls, o);
+        if (r > 0) {
+            o->proven = true;
+        }
+        return r != 0;
+    }
     int rv = listeners_probe_socket(o->w);
     if (rv != 0) {
         QB_LOG_RL(QB_LOG_WARN, "listener.probe_failed", "%s %s: probe socket: %s", o->role, o->url,
                   nng_strerror(rv));
         return true; /* cannot tell: not a reason to tear the listener down */
     }
+    if (o->tls != NULL && o->probe_tls == NULL) {
+        return true; /* a TLS listener without a probe configuration: not probed */
+    }
     uint64_t adds0 = atomic_load(&o->adds);
     nng_dialer d;
-    if ((rv = nng_dialer_create(&d, o->w->probe, o->dial_url)) != 0) {
+    if ((rv = nng_dialer_create(&d, o->w->probe, o->dial_url)) != 0 ||
+        (o->probe_tls != NULL &&
+         (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, o->probe_tls)) != 0)) {
         QB_LOG_RL(QB_LOG_WARN, "listener.probe_failed", "%s %s: dialer %s: %s", o->role, o->url,
                   o->dial_url, nng_strerror(rv));
         return true;
@@ -404,6 +567,19 @@ static bool listeners_probe(qb_listeners *ls, listeners_one *o)
     bool stopping = ls->stop;
     pthread_mutex_unlock(&ls->mtx);
     nng_dialer_close(d);
+    if (ok) {
+        o->proven = true;
+    } else if (o->tls != NULL && !o->proven && !stopping) {
+        if (o->probes == 0) {
+            QB_WARN("listener.probe_unproven",
+                    "%s %s: the probe (presenting the broker's own certificate as a client "
+                    "certificate) did not get through; this listener is not repaired until "
+                    "one does (give the certificate the clientAuth usage too, as "
+                    "scripts/make-certs.sh does)",
+                    o->role, o->url);
+        }
+        return true;
+    }
     return ok || stopping;
 }
 
@@ -539,6 +715,12 @@ void qb_listeners_free(qb_listeners *ls)
     for (size_t i = 0; i < ls->n; i++) {
         if (ls->one[i].lock_fd >= 0) {
             close(ls->one[i].lock_fd);
+        }
+        if (ls->one[i].tls != NULL) {
+            nng_tls_config_free(ls->one[i].tls);
+        }
+        if (ls->one[i].probe_tls != NULL) {
+            nng_tls_config_free(ls->one[i].probe_tls);
         }
     }
     pthread_cond_destroy(&ls->cv);

@@ -13,12 +13,15 @@
  *    fails with the running instance's pid instead of probing (and
  *    breaking) its sockets, which NNG's own "is the path stale?" check does.
  *
- * 2. Probe and repair. A probe thread dials every listener through its
- *    real address every QB_LISTENERS_PROBE_MS with a socket of the peer
- *    protocol and waits, at most QB_LISTENERS_PROBE_WAIT_MS, for the pipe
- *    to arrive at the listening socket (its NNG_PIPE_EV_ADD_POST from that
+ * 2. Probe and repair. A probe thread connects to every listener through
+ *    its real address every QB_LISTENERS_PROBE_MS (a plain socket doing
+ *    the SP handshake as the peer protocol; TLS listeners: an NNG dialer)
+ *    and waits, at most QB_LISTENERS_PROBE_WAIT_MS, for the pipe to arrive
+ *    at the listening socket (its NNG_PIPE_EV_ADD_POST from that
  *    listener): a listener whose connections complete the handshake but
- *    never reach the socket fails the probe. Any other pipe from the same
+ *    never reach the socket fails the probe, and so does an address where
+ *    nothing listens any more (an ipc file removed); a local resource error
+ *    (out of file descriptors) is no evidence and never tears one down. Any other pipe from the same
  *    listener during the wait counts as well. QB_LISTENERS_FAILS failed
  *    probes in a row close the listener (its pipes go with it; their peers
  *    redial) and listen again on the same address, logged
@@ -35,6 +38,7 @@
 #define QB_LISTENERS_H
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,6 +89,19 @@ int qb_listeners_watch(qb_listeners *ls, nng_socket s, qb_listeners_pipe_fn fn, 
  * directory or lock file cannot be made. */
 int qb_listeners_add(qb_listeners *ls, nng_socket s, const char *role, const char *url,
                      bool private_dir);
+
+/* qb_listeners_add for a tls+tcp:// url: the listener is created with the
+ * server TLS configuration tls (nngtls.h; clients must present a
+ * certificate), and the probe dials it with probe_tls (a client
+ * configuration presenting the broker's certificate; NULL: this listener
+ * is not probed). Both are held until qb_listeners_free (the caller keeps
+ * and frees its own holds). A TLS listener is repaired only once a probe of
+ * it has succeeded: a certificate that cannot act as a client certificate
+ * (no clientAuth usage) leaves it unprobed (logged once,
+ * listener.probe_unproven) instead of re-created every few seconds. Same
+ * results as qb_listeners_add. */
+int qb_listeners_add_tls(qb_listeners *ls, nng_socket s, const char *role, const char *url,
+                         bool private_dir, nng_tls_config *tls, nng_tls_config *probe_tls);
 
 /* Sets the repair event callback (before _start). */
 void qb_listeners_set_event_cb(qb_listeners *ls, qb_listeners_event_fn fn, void *arg);
