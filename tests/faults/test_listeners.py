@@ -44,6 +44,11 @@ Cases (one CTest test each; usage: test_listeners.py --bin-dir DIR --case NAME):
       listener up, and (pub, snapshot) a restarted adapter's books exact at
       every subscriber, new ones included; (snapshot) the service's books
       equal the simulator's.
+  listener_http_exsim  the lws listeners (the broker's HTTP/websocket port,
+      the simulator's wss/https port) after connect-and-close, a reset,
+      garbage, a TLS-looking record and connections held open: /health
+      answers, a new websocket client gets books, a restarted adapter
+      connects to a simulator again and its books reach a subscriber exactly.
   second_broker  a running --no-spawn broker with an adapter; a second
       quotebus-broker on the same --ingest/--pub/--snapshot addresses must
       exit 1 within a few seconds naming the first one's pid; then the first
@@ -711,7 +716,60 @@ def case_second_broker(st):
     fl.stop_clean(env.adapter, broker, env.sim)
 
 
-CASES = {"second_broker": case_second_broker}
+def case_listener_http_exsim(st):
+    """The listening sockets that are not NNG's: the broker's HTTP/websocket
+    endpoint (lws) and the simulator's wss/https port (lws, TLS). After raw
+    connect-and-close, a reset (SO_LINGER 0), garbage (64 random bytes and a
+    TLS-looking record) and connections held open without a request, both
+    still serve: /health answers, a new websocket client receives books, and
+    a restarted adapter connects to the simulator again (wss + https
+    snapshot) and its books reach the subscribers exactly."""
+    env = Env(st)
+    sim = env.new_sim(0, 200)
+    broker = env.start_broker()
+    rd = env.reader("ipc", "sub-a")
+    env.start_adapter(sim, "ipc")
+    wait_for(lambda: poll_all(env) or books_valid(rd), 30, "books at the first subscriber")
+    held = []
+    for port in (env.http, sim.port):
+        for kind in ("close", "reset", "garbage", "tls", "held"):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if kind == "reset":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif kind == "garbage":
+                send_quietly(s, os.urandom(64))
+            elif kind == "tls":
+                send_quietly(s, b"\x16\x03\x01\x00\x05" + os.urandom(5))
+            if kind == "held":
+                held.append(s)
+            else:
+                s.close()
+        log("hostile connections on port %d done" % port)
+    t0 = time.time()
+    h = wait_for(lambda: fl.health(env.http, 2), 10, "/health after the hostile connections")
+    log("/health answers %.2f s later: %s" % (time.time() - t0, h.get("status")))
+    ws = fl.RawWs(env.http)
+    got = []
+    ws.send_text('{"op":"subscribe","topics":["book.binance."]}')
+    ws.read_for(3, lambda t: got.append(t))
+    ws.close()
+    if not any(b'"snapshot"' in g for g in got):
+        fail("a new websocket client got no book snapshot after the hostile connections "
+             "(%d messages)" % len(got))
+    # A restarted adapter connects to a simulator again (wss and the https
+    # snapshot) and its books reach the subscriber exactly; the held
+    # connections stay open meanwhile.
+    env.sim = sim
+    nxt = env.new_sim(20000, 2000)
+    check_ingest(env, "ipc", time.time(), nxt, "after the hostile connections")
+    for s in held:
+        s.close()
+    fl.check_alive(broker, nxt)
+    fl.stop_clean(rd.proc)
+    fl.stop_clean(env.adapter, broker, nxt)
+
+
+CASES = {"second_broker": case_second_broker, "listener_http_exsim": case_listener_http_exsim}
 for _role in ROLES:
     for _tr in TRANSPORTS:
         CASES["listener_%s_%s" % (_role, _tr)] = \
