@@ -11,16 +11,23 @@
  *      TICKER -> publish ticker
  *      REPLY  -> send the answer (HTX pong) on the same connection
  *      SHUTDOWN -> recycle the connection (reconnect at once)
- *   an undecodable frame (HTX: corrupt gzip, inflates past --max-frame) is
- *   counted (bad_gzip, gzip_oversized) and resyncs the connection's
- *   instruments (ops->resync_on_lost_frame), the connection stays up.
- *   qb_sync --want_snapshot--> sul_fetch -> rest.c GET -> parse_snapshot
+ *   a lost frame (HTX: corrupt gzip, inflates past --max-frame; any
+ *   exchange: oversized, unparseable) is counted (bad_gzip, gzip_oversized,
+ *   oversized, bad_json) and the connection stays up. When its channel can
+ *   still be read (ops->lost_frame_kind) only that symbol's book is
+ *   suspect; otherwise every live book of the connection is
+ *   (ops->suspect_on_lost_frame): each one's next depth event confirms it
+ *   or resyncs that book alone (sync.h, qb_sync_suspect), and one with no
+ *   event within QB_SYNC_SUSPECT_MS resyncs.
+ *   qb_sync --want_snapshot--> a->fetchq (budget.h) --adapter_pump_cb-->
+ *         rest.c GET or websocket req -> parse_snapshot
  *         -> qb_sync_on_snapshot -> publish snapshot + status live
  *
  * Timers (lws_sul, all on the service thread, all cancelled at shutdown):
  *   per connection: reconnect backoff, max age, healthy (ws_conn.c);
- *   per instrument: snapshot fetch / retry / watchdog, staleness;
- *   per adapter: refresh snapshots, stats file.
+ *   per instrument: snapshot request watchdog, suspect timeout, staleness;
+ *   per adapter: snapshot request pump, resync progress (1 s), refresh
+ *   snapshots, stats file.
  *
  * Refresh snapshots (contract with the broker): every --refresh-ms the
  * adapter publishes the full book of every live instrument as a snapshot
@@ -36,14 +43,27 @@
  * Full-book exchanges (Bithumb) never fetch: the next message is the
  * snapshot.
  *
- * Snapshot fetch policy: at most one GET in flight per instrument, at least
- * QB_FETCH_MIN_INTERVAL_MS between two starts, a watchdog of
- * QB_FETCH_TIMEOUT_MS, and on failure (HTTP 429/418/5xx, network error,
- * malformed body) exponential backoff 1 s doubling to 60 s with jitter,
- * never earlier than the server's Retry-After. Every start also takes a
- * token of the process-wide snapshot budget (a->budget, budget.c), and a
- * 429/418 answer pauses the snapshot requests of every instrument until its
- * Retry-After (418 without one: 120 s); a deferred start is rescheduled.
+ * Snapshot fetch policy: one queue per process (a->fetchq, budget.h) with
+ * at most one entry per instrument, and at most one request outstanding
+ * per instrument (queued, or in flight: GET or websocket req). The pump
+ * (adapter_pump_cb: on every want, every answer, and its own timer)
+ * starts the queued book that has waited longest (since it broke, or since
+ * its own last request in this spell), not the first to ask, as long as
+ * fewer than QB_FETCH_MAX_INFLIGHT GETs are in flight, its connection may
+ * send a req (HTX pacing) and the process-wide snapshot budget has a
+ * token (a->budget: the exchange's weight budget over the weight of one
+ * request at --depth-limit, e.g. Binance 5000/min over 50 = 100/min). Per
+ * instrument: at least QB_FETCH_MIN_INTERVAL_MS between two starts, a
+ * watchdog of QB_FETCH_TIMEOUT_MS, and on failure (HTTP 429/418/5xx,
+ * network error, malformed body) exponential backoff 1 s doubling to 60 s
+ * with jitter, never earlier than the server's Retry-After; a 429/418
+ * answer pauses the snapshot requests of every instrument until its
+ * Retry-After (418 without one: 120 s). So with N books broken at once and
+ * a budget of B requests per minute (burst B/10), the last one's request
+ * starts within max(0, N - B/10) * 60/B s (README, "No silent loss").
+ * While a book waits, its status is re-published at 5, 10, 20, 40... s
+ * with "resyncing for N s" and its place in the queue in the reason; the
+ * stats file has each book's resyncing_ms, queue position and heal times.
  */
 #include "adapter_int.h"
 
@@ -64,6 +84,7 @@
 #define QB_FETCH_TIMEOUT_MS 20000
 #define QB_FETCH_BACKOFF_MIN_MS 1000
 #define QB_FETCH_BACKOFF_MAX_MS 60000
+#define QB_PROGRESS_FIRST_S 5 /* first "resyncing for N s" status; then doubling */
 #define QB_STATS_INTERVAL_MS 500
 #define QB_SYSTEM_CA_DIR "/etc/ssl/certs"
 #define QB_SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
@@ -169,6 +190,26 @@ static void adapter_publish_status(qb_inst *in, qb_feed_state st, const char *re
 static void adapter_sync_on_state(qb_sync *s, qb_feed_state st, const char *reason)
 {
     qb_inst *in = s->user;
+    qb_adapter *a = in->a;
+    uint64_t now = qb_mono_ns();
+    if (st == QB_FEED_LIVE || st == QB_FEED_STALE) {
+        if (in->broken_since) {
+            /* Healed: the book is exact again. */
+            uint64_t d = now - in->broken_since;
+            in->heals++;
+            in->last_heal_ns = d;
+            in->max_heal_ns = d > in->max_heal_ns ? d : in->max_heal_ns;
+            a->heals++;
+            a->heal_max_ns = d > a->heal_max_ns ? d : a->heal_max_ns;
+            in->broken_since = 0;
+        }
+    } else if (in->broken_since == 0) {
+        /* A broken spell starts: the heal clock and the queue's order. */
+        in->broken_since = now;
+        in->last_req_mono = 0;
+        in->progress_s = QB_PROGRESS_FIRST_S;
+        in->resyncs += st == QB_FEED_RESYNCING;
+    }
     qb_log_level lvl = st == QB_FEED_LIVE || st == QB_FEED_SYNCING ? QB_LOG_INFO : QB_LOG_WARN;
     uint64_t sup;
     if (lvl <= qb_log_get_level() && qb_log_rl_allow(&in->log_rl, &sup)) {
@@ -181,8 +222,10 @@ static void adapter_sync_on_state(qb_sync *s, qb_feed_state st, const char *reas
 /* ---- snapshot fetches ------------------------------------------------------ */
 
 static void adapter_fetch_cb(lws_sorted_usec_list_t *sul);
+static void adapter_pump_cb(lws_sorted_usec_list_t *sul);
 
-static void adapter_fetch_schedule(qb_inst *in, uint64_t delay_ms)
+/* The watchdog of the instrument's outstanding request. */
+static void adapter_watchdog_arm(qb_inst *in, uint64_t delay_ms)
 {
     if (in->a->stopping) {
         return;
@@ -191,24 +234,48 @@ static void adapter_fetch_schedule(qb_inst *in, uint64_t delay_ms)
                      (lws_usec_t)delay_ms * LWS_US_PER_MS);
 }
 
+/* Runs the pump after delay_ms (0: on the next service pass, never from
+ * inside the caller: sync.c callbacks ask for snapshots mid-update). */
+static void adapter_pump_schedule(qb_adapter *a, uint64_t delay_ms)
+{
+    if (a->stopping) {
+        return;
+    }
+    lws_sul_schedule(a->ctx, 0, &a->sul_pump, adapter_pump_cb,
+                     (lws_usec_t)delay_ms * LWS_US_PER_MS);
+}
+
+/* Queues in for a snapshot request in delay_ms at the earliest (never
+ * before its minimum interval). Its place: since the book broke, or since
+ * its own last request of this spell (a stale or failed answer goes
+ * behind the books that have not had one). */
+static void adapter_fetch_want(qb_inst *in, uint64_t delay_ms)
+{
+    qb_adapter *a = in->a;
+    uint64_t now = qb_mono_ns();
+    uint64_t nb = now + delay_ms * 1000000u;
+    if (in->next_fetch_mono > nb) {
+        nb = in->next_fetch_mono;
+    }
+    uint64_t since = in->last_req_mono  ? in->last_req_mono
+                     : in->broken_since ? in->broken_since
+                                        : now;
+    if (qb_fetchq_want(&a->fetchq, &in->fq, since, nb) != QB_OK) {
+        return; /* cannot happen: one entry per instrument, sized for all */
+    }
+    adapter_pump_schedule(a, 0);
+}
+
 static void adapter_sync_want_snapshot(qb_sync *s, uint32_t delay_ms)
 {
     qb_inst *in = s->user;
-    if (in->a->ops->full_book) {
+    if (in->a->ops->full_book || in->a->stopping) {
         return; /* the next full book is the snapshot */
     }
     if (in->req || in->ws_fetch_pending) {
-        return; /* one in flight; its watchdog owns sul_fetch */
+        return; /* one outstanding per instrument: its answer or watchdog decides */
     }
-    uint64_t now = qb_mono_ns();
-    uint64_t d = delay_ms;
-    if (in->next_fetch_mono > now) {
-        uint64_t wait = (in->next_fetch_mono - now) / 1000000u;
-        if (wait > d) {
-            d = wait;
-        }
-    }
-    adapter_fetch_schedule(in, d);
+    adapter_fetch_want(in, delay_ms);
 }
 
 static const qb_sync_ops adapter_sync_ops = {
@@ -249,7 +316,11 @@ static void adapter_rest_cb(void *user, int status, const char *body, size_t len
     in->req = NULL;
     a->fetch_inflight--;
     lws_sul_cancel(&in->sul_fetch); /* the watchdog */
-    if (a->stopping || in->sync.state != QB_SYNC_WAITING) {
+    if (a->stopping) {
+        return;
+    }
+    adapter_pump_schedule(a, 0); /* a GET slot is free */
+    if (in->sync.state != QB_SYNC_WAITING) {
         return;
     }
     char why[QB_EVENT_INFO_MAX];
@@ -289,6 +360,7 @@ static void adapter_rest_cb(void *user, int status, const char *body, size_t len
     }
 }
 
+/* The watchdog: the instrument's outstanding request got no answer. */
 static void adapter_fetch_cb(lws_sorted_usec_list_t *sul)
 {
     qb_inst *in = lws_container_of(sul, qb_inst, sul_fetch);
@@ -297,55 +369,57 @@ static void adapter_fetch_cb(lws_sorted_usec_list_t *sul)
         return;
     }
     if (in->req) {
-        /* Watchdog: the request hangs. */
         qb__rest_cancel(in->req);
         in->req = NULL;
         a->fetch_inflight--;
+        adapter_pump_schedule(a, 0);
         adapter_fetch_failed(in, QB_FEED_RESYNCING, "snapshot request timed out", 0);
         return;
     }
     if (in->ws_fetch_pending) {
         in->ws_fetch_pending = false;
         adapter_fetch_failed(in, QB_FEED_RESYNCING, "snapshot answer timed out", 0);
+    }
+}
+
+/* qb_fetchq_ready_fn: the websocket request pacing (HTX: one req per
+ * connection per ws_request_interval_ms) and a connection that is up. */
+static bool adapter_fetch_ready(void *ctx, qb_fetchq_item *it, uint64_t now, uint64_t *wait_ns)
+{
+    qb_adapter *a = ctx;
+    qb_inst *in = it->user;
+    if (a->ops->snapshot_url != NULL) {
+        return true;
+    }
+    qb_wsconn *c = in->conn;
+    if (!c->established) {
+        *wait_ns = 0; /* the connection's comeback restarts the instrument */
+        return false;
+    }
+    if (a->ops->ws_request_interval_ms && c->next_req_mono > now) {
+        a->cnt.requests_paced++;
+        *wait_ns = c->next_req_mono - now;
+        return false;
+    }
+    return true;
+}
+
+/* Starts in's snapshot request now (the pump chose it, the budget token
+ * is taken). */
+static void adapter_fetch_start(qb_inst *in, uint64_t now)
+{
+    qb_adapter *a = in->a;
+    if (in->sync.state != QB_SYNC_WAITING || in->req || in->ws_fetch_pending) {
         return;
     }
-    if (in->sync.state != QB_SYNC_WAITING) {
-        return;
-    }
-    if (a->fetch_inflight >= QB_FETCH_MAX_INFLIGHT) {
-        /* Queue policy "retry later": with many symbols, starting every
-         * snapshot at once would trip the exchange's per-IP weight limit. */
-        adapter_fetch_schedule(in, qb__adapter_rand(a, 50, 150));
-        return;
-    }
-    /* The process-wide snapshot budget and any 429/418 pause (budget.c). */
-    uint64_t budget_ns = qb_budget_snapshot(&a->budget, qb_mono_ns());
-    if (budget_ns) {
-        uint64_t ms = budget_ns / 1000000u + 1;
-        ms += qb__adapter_rand(a, 0, ms / 10 + 50);
-        QB_LOG_RL(QB_LOG_WARN, "snapshot_budget",
-                  "symbol=%s snapshot budget exhausted, next attempt in %llu s", in->symbol,
-                  (unsigned long long)((ms + 999) / 1000));
-        adapter_fetch_schedule(in, ms);
-        return;
-    }
+    in->last_req_mono = now;
+    in->next_fetch_mono = now + (uint64_t)QB_FETCH_MIN_INTERVAL_MS * 1000000u;
+    a->cnt.snapshot_requests++;
     if (a->ops->snapshot_url == NULL) {
         /* Snapshot over the websocket (HTX style): the answer comes back as
          * a QB_EV_SNAPSHOT message on the instrument's connection; the
-         * watchdog below asks again when it does not. */
+         * watchdog asks again when it does not. */
         qb_wsconn *c = in->conn;
-        uint64_t now = qb_mono_ns();
-        if (a->ops->ws_request_interval_ms && c->next_req_mono > now) {
-            /* Pacing: the exchange allows one request per interval per
-             * connection; take the next free slot. */
-            a->cnt.requests_paced++;
-            adapter_fetch_schedule(in, (c->next_req_mono - now) / 1000000u + 1);
-            return;
-        }
-        if (!c->established) {
-            adapter_fetch_failed(in, QB_FEED_RESYNCING, "snapshot request: not connected", 0);
-            return;
-        }
         c->next_req_mono = now + (uint64_t)a->ops->ws_request_interval_ms * 1000000u;
         qb_buf msg = QB_BUF_INIT;
         int rc = a->ops->snapshot_ws_request(&a->xcfg, in->native, &msg);
@@ -355,14 +429,12 @@ static void adapter_fetch_cb(lws_sorted_usec_list_t *sul)
             rc = qb__wsconn_send(in->conn, (const char *)msg.data, msg.len);
         }
         qb_buf_fini(&msg);
-        a->cnt.snapshot_requests++;
-        in->next_fetch_mono = qb_mono_ns() + (uint64_t)QB_FETCH_MIN_INTERVAL_MS * 1000000u;
         if (rc != QB_OK) {
             adapter_fetch_failed(in, QB_FEED_RESYNCING, "snapshot request not sent", 0);
             return;
         }
         in->ws_fetch_pending = true;
-        adapter_fetch_schedule(in, QB_FETCH_TIMEOUT_MS);
+        adapter_watchdog_arm(in, QB_FETCH_TIMEOUT_MS);
         return;
     }
     qb_buf url = QB_BUF_INIT;
@@ -373,8 +445,6 @@ static void adapter_fetch_cb(lws_sorted_usec_list_t *sul)
         adapter_fetch_failed(in, QB_FEED_RESYNCING, "out of memory", 0);
         return;
     }
-    a->cnt.snapshot_requests++;
-    in->next_fetch_mono = qb_mono_ns() + (uint64_t)QB_FETCH_MIN_INTERVAL_MS * 1000000u;
     QB_DEBUG("snapshot_request", "symbol=%s GET %s", in->symbol, (const char *)url.data);
     in->req = qb__rest_get(a->ctx, (const char *)url.data, a->cfg.max_body, adapter_rest_cb, in,
                            err, sizeof err);
@@ -386,7 +456,103 @@ static void adapter_fetch_cb(lws_sorted_usec_list_t *sul)
         return;
     }
     a->fetch_inflight++;
-    adapter_fetch_schedule(in, QB_FETCH_TIMEOUT_MS);
+    adapter_watchdog_arm(in, QB_FETCH_TIMEOUT_MS);
+}
+
+/* The pump: starts queued requests, longest waiting first, while the GET
+ * slots, the connections' pacing and the snapshot budget allow; then
+ * sleeps until the earliest time one more could start (an answer, a new
+ * want or a freed GET slot wakes it sooner). */
+static void adapter_pump_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_adapter *a = lws_container_of(sul, qb_adapter, sul_pump);
+    if (a->stopping) {
+        return;
+    }
+    uint64_t wait = 0, waits0 = a->budget.budget_waits;
+    while (a->fetchq.n > 0) {
+        if (a->ops->snapshot_url && a->fetch_inflight >= QB_FETCH_MAX_INFLIGHT) {
+            /* Queue policy "wait for a slot": many GETs at once would trip
+             * the exchange's per-IP limits; each answer runs the pump. */
+            wait = 0;
+            break;
+        }
+        uint64_t now = qb_mono_ns();
+        qb_fetchq_item *it =
+            qb_fetchq_next(&a->fetchq, &a->budget, now, adapter_fetch_ready, a, &wait);
+        if (it == NULL) {
+            break;
+        }
+        adapter_fetch_start(it->user, now);
+    }
+    if (wait) {
+        uint64_t ms = (wait + 999999u) / 1000000u;
+        if (a->budget.budget_waits != waits0) { /* the budget (or a 429/418) holds them */
+            QB_LOG_RL(QB_LOG_WARN, "snapshot_budget",
+                      "%zu book(s) wait for a snapshot request, next in %llu ms (budget %u per "
+                      "minute)",
+                      a->fetchq.n, (unsigned long long)ms, a->snapshots_per_min);
+        }
+        adapter_pump_schedule(a, ms);
+    }
+}
+
+/* Every second: a book resyncing for 5, 10, 20, 40 ... s says so on the
+ * bus (same state, its reason plus how long and its place in the queue),
+ * so a subscriber, the broker's /metrics reason and /health tell a book
+ * that waits for the budget from one that is stuck. */
+static void adapter_progress_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_adapter *a = lws_container_of(sul, qb_adapter, sul_progress);
+    if (a->stopping) {
+        return;
+    }
+    uint64_t now = qb_mono_ns();
+    for (size_t i = 0; i < a->ninst; i++) {
+        qb_inst *in = &a->insts[i];
+        if (in->broken_since == 0 || in->sync.state != QB_SYNC_WAITING ||
+            now - in->broken_since < (uint64_t)in->progress_s * 1000000000u) {
+            continue;
+        }
+        uint64_t secs = (now - in->broken_since) / 1000000000u;
+        while (in->progress_s <= secs) {
+            in->progress_s *= 2;
+        }
+        /* At most 150 + 90 bytes: under the protocol's 256 for a reason. */
+        char why[QB_EVENT_INFO_MAX * 2];
+        size_t rank = qb_fetchq_rank(&a->fetchq, &in->fq);
+        const char *cause = in->sync.reason[0] ? in->sync.reason : "waiting for the first snapshot";
+        const char *verb = in->sync.feed == QB_FEED_SYNCING ? "syncing"
+                           : in->sync.feed == QB_FEED_DOWN  ? "down"
+                                                            : "resyncing";
+        if (rank) {
+            snprintf(why, sizeof why,
+                     "%.150s; %s for %llu s, snapshot queue %zu of %zu (budget %u per minute)",
+                     cause, verb, (unsigned long long)secs, rank, a->fetchq.n,
+                     a->snapshots_per_min);
+        } else {
+            snprintf(why, sizeof why, "%.150s; %s for %llu s, snapshot %s", cause, verb,
+                     (unsigned long long)secs,
+                     in->req || in->ws_fetch_pending ? "requested" : "not yet asked for");
+        }
+        uint64_t sup;
+        if (qb_log_get_level() >= QB_LOG_INFO && qb_log_rl_allow(&in->log_rl, &sup)) {
+            QB_INFO("feed_progress", "symbol=%s state=%s reason=%s%s", in->symbol,
+                    qb_feed_state_name(in->sync.feed), why, adapter_suppressed(sup));
+        }
+        /* Not through sync.c: the state and its own reason stay as they
+         * are (a broker reconnect re-says those); this is a note. */
+        adapter_publish_status(in, in->sync.feed, why);
+    }
+    lws_sul_schedule(a->ctx, 0, &a->sul_progress, adapter_progress_cb, LWS_US_PER_SEC);
+}
+
+static void adapter_suspect_cb(lws_sorted_usec_list_t *sul)
+{
+    qb_inst *in = lws_container_of(sul, qb_inst, sul_suspect);
+    if (!in->a->stopping) {
+        qb_sync_suspect_expire(&in->sync);
+    }
 }
 
 static void adapter_inst_halt(qb_inst *in)
@@ -395,9 +561,12 @@ static void adapter_inst_halt(qb_inst *in)
         qb__rest_cancel(in->req);
         in->req = NULL;
         in->a->fetch_inflight--;
+        adapter_pump_schedule(in->a, 0);
     }
     in->ws_fetch_pending = false;
+    qb_fetchq_drop(&in->a->fetchq, &in->fq);
     lws_sul_cancel(&in->sul_fetch);
+    lws_sul_cancel(&in->sul_suspect);
     lws_sul_cancel(&in->sul_stale);
 }
 
@@ -479,27 +648,45 @@ void qb__adapter_on_conn_up(qb_wsconn *c)
     }
 }
 
-void qb__adapter_on_frame_lost(qb_wsconn *c, const char *why)
+/* A lost frame of c: only's book (its channel was still readable), or
+ * every book of c (only NULL). Each live one becomes suspect (sync.c
+ * judges it by its next event); a snapshot answer it may have been is
+ * asked for again. */
+static void adapter_frame_lost(qb_wsconn *c, const char *why, qb_inst *only)
 {
     qb_adapter *a = c->a;
-    if (!a->ops->resync_on_lost_frame || a->stopping) {
+    if (!a->ops->suspect_on_lost_frame || a->stopping) {
         return;
     }
-    char reason[QB_EVENT_INFO_MAX];
-    snprintf(reason, sizeof reason, "%s: resyncing the connection's books", why);
-    a->cnt.lost_frame_resyncs++;
+    a->cnt.lost_frames++;
     for (size_t i = 0; i < c->ninst; i++) {
         qb_inst *in = c->insts[i];
+        if (only != NULL && in != only) {
+            continue;
+        }
         if (in->ws_fetch_pending) {
-            /* The lost frame may have been the answer: ask again (a late
-             * answer to the old request is then ignored as unexpected). */
+            /* The lost frame may have been the answer: ask again, keeping
+             * its place (a late answer to the old request is then ignored
+             * as unexpected). */
             in->ws_fetch_pending = false;
             lws_sul_cancel(&in->sul_fetch);
+            in->last_req_mono = 0;
+            in->next_fetch_mono = 0;
+            adapter_fetch_want(in, 0);
         }
-        if (in->sync.state != QB_SYNC_STOPPED) {
-            qb_sync_resync(&in->sync, reason);
+        bool was = in->sync.suspect;
+        if (qb_sync_suspect(&in->sync, why) && !was) {
+            /* Armed when it becomes suspect, not moved by later losses: a
+             * book that gets no event is resynced in QB_SYNC_SUSPECT_MS. */
+            lws_sul_schedule(a->ctx, 0, &in->sul_suspect, adapter_suspect_cb,
+                             (lws_usec_t)QB_SYNC_SUSPECT_MS * LWS_US_PER_MS);
         }
     }
+}
+
+void qb__adapter_on_frame_lost(qb_wsconn *c, const char *why)
+{
+    adapter_frame_lost(c, why, NULL);
 }
 
 void qb__adapter_on_conn_down(qb_wsconn *c, qb_feed_state st, const char *reason)
@@ -645,6 +832,20 @@ void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint6
         }
         QB_LOG_RL(QB_LOG_WARN, "frame_rejected", "conn=%u %s (%zu bytes): %s", c->idx,
                   qb_strerror(rc), jl, ex);
+        /* Whose was it? A readable channel names the one book that may
+         * have lost an update (or none: trades, tickers). */
+        char nat[QB_NATIVE_MAX];
+        int kind = a->ops->lost_frame_kind ? a->ops->lost_frame_kind(js, jl, nat, sizeof nat)
+                                           : QB_LOST_UNKNOWN;
+        if (kind == QB_LOST_UNKNOWN) {
+            adapter_frame_lost(c, "unparseable frame", NULL);
+        } else if (kind == QB_LOST_BOOK) {
+            qb_inst *own = adapter_find(a, nat);
+            if (own != NULL && own->conn == c) {
+                a->cnt.lost_frames_attributed++;
+                adapter_frame_lost(c, "unparseable frame", own);
+            }
+        }
         return;
     }
     ev.recv_ts = recv_ts;
@@ -703,7 +904,8 @@ void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint6
                 c->next_req_mono = qb_mono_ns() + gap * 1000000u;
                 a->cnt.requests_rate_limited++;
                 in->next_fetch_mono = 0;
-                adapter_fetch_schedule(in, 2 * gap);
+                in->last_req_mono = 0; /* keeps its place in the queue */
+                adapter_fetch_want(in, 2 * gap);
                 return;
             }
             /* The exchange refused our snapshot request: retry with
@@ -833,7 +1035,18 @@ static void adapter_write_stats(qb_adapter *a)
     STAT("tickers", c->tickers);
     STAT("bad_gzip", c->bad_gzip);
     STAT("gzip_oversized", c->gzip_oversized);
-    STAT("lost_frame_resyncs", c->lost_frame_resyncs);
+    STAT("lost_frames", c->lost_frames);
+    STAT("lost_frames_attributed", c->lost_frames_attributed);
+    STAT("suspects", s->suspects);
+    STAT("suspects_confirmed", s->suspects_confirmed);
+    STAT("suspects_broken", s->suspects_broken);
+    STAT("suspects_expired", s->suspects_expired);
+    STAT("snapshot_queue", a->fetchq.n);
+    STAT("snapshot_queue_max", a->fetchq.max_n);
+    STAT("snapshots_per_min", a->snapshots_per_min);
+    STAT("snapshot_weight", a->snapshot_weight);
+    STAT("heals", a->heals);
+    STAT("heal_max_ms", a->heal_max_ns / 1000000u);
     STAT("pongs", c->pongs);
     STAT("heartbeats", c->heartbeats);
     STAT("keepalives", c->keepalives);
@@ -852,19 +1065,30 @@ static void adapter_write_stats(qb_adapter *a)
     STAT("connections", a->nconn);
 #undef STAT
     qb_buf_appendf(&b, "\"symbols\":{");
+    uint64_t now = qb_mono_ns();
     for (size_t i = 0; i < a->ninst; i++) {
         const qb_inst *in = &a->insts[i];
         const qb_book *bk = qb_sync_book(&in->sync);
         adapter_json_str(&b, in->symbol);
-        qb_buf_appendf(&b,
-                       ":{\"native\":\"%s\",\"state\":\"%s\",\"last_update_id\":%llu,"
-                       "\"bids\":%zu,\"asks\":%zu,\"book_seq\":%llu,\"trade_seq\":%llu,"
-                       "\"status_seq\":%llu,\"ticker_seq\":%llu}%s",
-                       in->native, qb_feed_state_name(in->sync.feed),
-                       (unsigned long long)in->sync.book_id, qb_book_depth(bk, QB_BID),
-                       qb_book_depth(bk, QB_ASK), (unsigned long long)in->book_seq,
-                       (unsigned long long)in->trade_seq, (unsigned long long)in->status_seq,
-                       (unsigned long long)in->ticker_seq, i + 1 < a->ninst ? "," : "");
+        /* resyncing_ms: how long the book has not been live (0: live);
+         * queue_pos: its place among the books waiting for a snapshot
+         * request (0: not waiting for one). */
+        qb_buf_appendf(
+            &b,
+            ":{\"native\":\"%s\",\"state\":\"%s\",\"last_update_id\":%llu,"
+            "\"bids\":%zu,\"asks\":%zu,\"book_seq\":%llu,\"trade_seq\":%llu,"
+            "\"status_seq\":%llu,\"ticker_seq\":%llu,\"resyncing_ms\":%llu,"
+            "\"queue_pos\":%zu,\"suspect\":%s,\"resyncs\":%llu,\"heals\":%llu,"
+            "\"last_heal_ms\":%llu,\"max_heal_ms\":%llu}%s",
+            in->native, qb_feed_state_name(in->sync.feed), (unsigned long long)in->sync.book_id,
+            qb_book_depth(bk, QB_BID), qb_book_depth(bk, QB_ASK), (unsigned long long)in->book_seq,
+            (unsigned long long)in->trade_seq, (unsigned long long)in->status_seq,
+            (unsigned long long)in->ticker_seq,
+            (unsigned long long)(in->broken_since ? (now - in->broken_since) / 1000000u : 0),
+            qb_fetchq_rank(&a->fetchq, &in->fq), in->sync.suspect ? "true" : "false",
+            (unsigned long long)in->resyncs, (unsigned long long)in->heals,
+            (unsigned long long)(in->last_heal_ns / 1000000u),
+            (unsigned long long)(in->max_heal_ns / 1000000u), i + 1 < a->ninst ? "," : "");
     }
     qb_buf_appendf(&b, "}}\n");
 
@@ -977,6 +1201,9 @@ static int adapter_build(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     a->cfg.ws_url = adapter_strdup(cfg_in->ws_url);
     a->cfg.rest_url = adapter_strdup(cfg_in->rest_url ? cfg_in->rest_url : ops->default_rest_url);
     a->cfg.broker = adapter_strdup(cfg_in->broker);
+    a->cfg.broker_tls.cert = adapter_strdup(cfg_in->broker_tls.cert);
+    a->cfg.broker_tls.key = adapter_strdup(cfg_in->broker_tls.key);
+    a->cfg.broker_tls.ca = adapter_strdup(cfg_in->broker_tls.ca);
     a->cfg.ca_file = adapter_strdup(cfg_in->ca_file);
     a->cfg.stats_file = adapter_strdup(cfg_in->stats_file);
     a->cfg.symbols = NULL;
@@ -990,10 +1217,6 @@ static int adapter_build(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     if (a->cfg.keepalive_ms == 0) {
         a->cfg.keepalive_ms = ops->keepalive_ms;
     }
-    qb_budget_init(&a->budget,
-                   a->cfg.max_connects_per_min ? a->cfg.max_connects_per_min : ops->connects_per_min,
-                   a->cfg.max_snapshots_per_min ? a->cfg.max_snapshots_per_min
-                                                : ops->snapshots_per_min);
     if (a->cfg.max_body == 0) {
         a->cfg.max_body = QB_ADAPTER_MAX_BODY_DEFAULT;
     }
@@ -1033,6 +1256,9 @@ static int adapter_build(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     if (a->cfg.ws_url == NULL || a->cfg.broker == NULL ||
         ((cfg_in->rest_url || ops->default_rest_url) && a->cfg.rest_url == NULL) ||
         (cfg_in->ca_file && a->cfg.ca_file == NULL) ||
+        (cfg_in->broker_tls.cert && a->cfg.broker_tls.cert == NULL) ||
+        (cfg_in->broker_tls.key && a->cfg.broker_tls.key == NULL) ||
+        (cfg_in->broker_tls.ca && a->cfg.broker_tls.ca == NULL) ||
         (cfg_in->stats_file && a->cfg.stats_file == NULL)) {
         rc = QB_ENOMEM;
         goto fail;
@@ -1041,6 +1267,27 @@ static int adapter_build(const qb_adapter_cfg *cfg_in, qb_adapter **out)
         QB_WARN("depth_limit_clamped", "--depth-limit %u > --max-levels %zu: using %zu",
                 a->cfg.depth_limit, a->cfg.max_levels, a->cfg.max_levels);
         a->cfg.depth_limit = (unsigned)a->cfg.max_levels;
+    }
+    /* The snapshot budget in requests: the exchange's weight budget over
+     * the weight of one request at this depth (Binance: 5000/min over 50 at
+     * depth 1000 = 100/min; 1000/min at depth 100), else its request
+     * budget; --max-snapshots-per-min overrides either. */
+    a->snapshot_weight = ops->snapshot_weight ? ops->snapshot_weight(a->cfg.depth_limit) : 1;
+    if (a->snapshot_weight == 0) {
+        a->snapshot_weight = 1;
+    }
+    a->snapshots_per_min = a->cfg.max_snapshots_per_min ? a->cfg.max_snapshots_per_min
+                           : ops->snapshot_weight
+                               ? (ops->snapshot_weight_per_min / a->snapshot_weight
+                                      ? ops->snapshot_weight_per_min / a->snapshot_weight
+                                      : 1)
+                               : ops->snapshots_per_min;
+    qb_budget_init(&a->budget,
+                   a->cfg.max_connects_per_min ? a->cfg.max_connects_per_min
+                                               : ops->connects_per_min,
+                   a->snapshots_per_min);
+    if ((rc = qb_fetchq_init(&a->fetchq, cfg_in->nsymbols)) != QB_OK) {
+        goto fail;
     }
     if ((rc = qb_parser_init(&a->parser, a->cfg.max_frame, a->cfg.max_levels)) != QB_OK) {
         goto fail;
@@ -1056,6 +1303,7 @@ static int adapter_build(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     for (size_t i = 0; i < a->ninst; i++) {
         qb_inst *in = &a->insts[i];
         in->a = a;
+        in->fq.user = in;
         const char *sym = cfg_in->symbols[i];
         char err[256], norm[QB_NATIVE_MAX];
         snprintf(err, sizeof err, "'%s' is not a normalized symbol like BTC-USDT", sym);
@@ -1160,7 +1408,7 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
     }
 
     /* NNG. */
-    if ((rc = qb__pub_open(&a->pub, a->cfg.broker, &a->pcnt)) != QB_OK) {
+    if ((rc = qb__pub_open(&a->pub, a->cfg.broker, &a->cfg.broker_tls, &a->pcnt)) != QB_OK) {
         goto fail;
     }
     if (a->cfg.batch_maps > 0 && a->cfg.batch_maps < QB_PUB_BATCH_MAPS) {
@@ -1207,6 +1455,10 @@ int qb_adapter_run(qb_adapter *a)
 {
     QB_INFO("adapter_start", "exchange=%s symbols=%zu connections=%zu broker=%s", a->ops->name,
             a->ninst, a->nconn, a->cfg.broker);
+    if (!a->ops->full_book) {
+        QB_INFO("snapshot_budget", "%u snapshot requests per minute (burst %u), weight %u each",
+                a->snapshots_per_min, qb_budget_burst(a->snapshots_per_min), a->snapshot_weight);
+    }
     for (size_t i = 0; i < a->nconn; i++) {
         qb__wsconn_start(&a->conns[i]);
     }
@@ -1218,6 +1470,9 @@ int qb_adapter_run(qb_adapter *a)
         adapter_write_stats(a);
         lws_sul_schedule(a->ctx, 0, &a->sul_stats, adapter_stats_cb,
                          (lws_usec_t)QB_STATS_INTERVAL_MS * LWS_US_PER_MS);
+    }
+    if (!a->ops->full_book) {
+        lws_sul_schedule(a->ctx, 0, &a->sul_progress, adapter_progress_cb, LWS_US_PER_SEC);
     }
     while (!a->stop) {
         if (lws_service(a->ctx, 0) < 0) {
@@ -1257,6 +1512,8 @@ void qb_adapter_free(qb_adapter *a)
     if (a->ctx) {
         lws_sul_cancel(&a->sul_refresh);
         lws_sul_cancel(&a->sul_stats);
+        lws_sul_cancel(&a->sul_pump);
+        lws_sul_cancel(&a->sul_progress);
         for (size_t i = 0; i < a->ninst; i++) {
             adapter_inst_halt(&a->insts[i]);
         }
@@ -1279,11 +1536,15 @@ void qb_adapter_free(qb_adapter *a)
         }
     }
     free(a->insts);
+    qb_fetchq_fini(&a->fetchq);
     qb__pub_close(a->pub);
     qb_parser_fini(&a->parser);
     free((char *)a->cfg.ws_url);
     free((char *)a->cfg.rest_url);
     free((char *)a->cfg.broker);
+    free((char *)a->cfg.broker_tls.cert);
+    free((char *)a->cfg.broker_tls.key);
+    free((char *)a->cfg.broker_tls.ca);
     free((char *)a->cfg.ca_file);
     free((char *)a->cfg.stats_file);
     for (size_t i = 0; i < a->xcfg.nsymbol_map; i++) {

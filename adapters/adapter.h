@@ -20,6 +20,7 @@
 #define QB_ADAPTER_ADAPTER_H
 
 #include "exchange.h"
+#include "nngtls.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,6 +36,7 @@ typedef struct qb_adapter_cfg {
     const char *ws_url;     /* without the ?streams= part */
     const char *rest_url;   /* base, e.g. https://api.binance.com */
     const char *broker;     /* NNG address the PUB socket dials */
+    qb_tls_files broker_tls; /* tls+tcp:// broker: the broker's CA, our certificate and key */
     const char *ca_file;    /* extra trusted CA (PEM), or NULL */
     const char *stats_file; /* or NULL */
     unsigned depth_limit;   /* REST snapshot depth */

@@ -53,8 +53,12 @@ typedef struct qb_pub qb_pub;
 #define QB_PUB_OPEN_BATCHES 64
 
 /* Opens a PUB socket (NNG_OPT_SENDBUF 8192) dialing url without blocking:
- * NNG keeps redialing until the broker is up. QB_OK or a qb_err. */
-int qb__pub_open(qb_pub **out, const char *url, qb_pub_counters *cnt);
+ * NNG keeps redialing until the broker is up. A tls+tcp:// url dials with
+ * mutual TLS from tls (nngtls.h: the broker's CA required, our certificate
+ * and key); tls may be NULL for other URLs. tls is read during the call
+ * only. QB_OK or a qb_err (QB_EINVAL: a TLS file missing or unusable,
+ * logged). */
+int qb__pub_open(qb_pub **out, const char *url, const qb_tls_files *tls, qb_pub_counters *cnt);
 /* Sends what is still batched, then closes. NULL is a no-op. */
 void qb__pub_close(qb_pub *p);
 /* Publishes m. Deltas and trades are appended to the open batch of their
@@ -127,7 +131,16 @@ typedef struct qb_inst {
     uint32_t fetch_failures;   /* consecutive, for the backoff */
     uint64_t next_fetch_mono;  /* earliest start of the next fetch (rate) */
     uint64_t last_update_mono; /* last depth event or trade */
-    lws_sorted_usec_list_t sul_fetch;
+    /* Snapshot scheduling (adapter.c, budget.h's qb_fetchq): the queue
+     * entry (at most one per instrument), when the book stopped being live
+     * (0: live), when its last request started in this broken spell. */
+    qb_fetchq_item fq;
+    uint64_t broken_since, last_req_mono;
+    uint64_t resyncs;                          /* this instrument's resync spells */
+    uint64_t heals, last_heal_ns, max_heal_ns; /* broken -> live again */
+    uint32_t progress_s;                       /* next "resyncing for N s" status */
+    lws_sorted_usec_list_t sul_fetch;          /* request watchdog */
+    lws_sorted_usec_list_t sul_suspect;
     lws_sorted_usec_list_t sul_stale;
     /* The instrument's state-change lines (feed_state, snapshot_applied):
      * one limiter per instrument, so a storm of bad frames that resyncs
@@ -197,10 +210,11 @@ typedef struct qb_adapter_counters {
     uint64_t frames, bytes, bad_json, oversized, unknown, trades, reconnects;
     uint64_t connects, disconnects, connect_errors, exchange_errors, controls;
     uint64_t unknown_symbol, shutdowns, snapshot_requests;
-    uint64_t bad_gzip, gzip_oversized, lost_frame_resyncs;
+    uint64_t bad_gzip, gzip_oversized, lost_frames; /* lost_frames: handled as suspect */
     uint64_t pongs, heartbeats, keepalives, tickers, trades_duplicate, requests_paced;
     uint64_t empty_updates, requests_rate_limited;
     uint64_t tls_drained, tls_drain_stuck;
+    uint64_t lost_frames_attributed; /* undecodable frames whose symbol was still readable */
 } qb_adapter_counters;
 
 struct qb_adapter {
@@ -220,8 +234,14 @@ struct qb_adapter {
     qb_sync_counters scnt;
     qb_pub_counters pcnt;
     uint64_t rng;
-    unsigned fetch_inflight; /* snapshot GETs in flight, all instruments */
-    qb_budget budget;        /* connect / snapshot budgets of the process (budget.c) */
+    unsigned fetch_inflight;    /* snapshot GETs in flight, all instruments */
+    qb_budget budget;           /* connect / snapshot budgets of the process (budget.c) */
+    qb_fetchq fetchq;           /* books waiting for a snapshot request (budget.c) */
+    uint32_t snapshots_per_min; /* the snapshot budget in requests (weights applied) */
+    uint32_t snapshot_weight;   /* the exchange's weight of one request (1: none) */
+    lws_sorted_usec_list_t sul_pump;
+    lws_sorted_usec_list_t sul_progress;
+    uint64_t heals, heal_max_ns; /* books live again after a broken spell */
     volatile sig_atomic_t stop;
     bool stopping;
     lws_sorted_usec_list_t sul_refresh;
@@ -233,8 +253,11 @@ struct qb_adapter {
 void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint64_t recv_ts);
 /* Connection c is up: start syncing its instruments. */
 void qb__adapter_on_conn_up(qb_wsconn *c);
-/* A frame of c was lost (oversized, undecodable): exchanges with
- * ops->resync_on_lost_frame resync every instrument of c. */
+/* A frame of c was lost (oversized, undecodable, unparseable) and nobody
+ * can say whose it was: with ops->suspect_on_lost_frame every live book of
+ * c becomes suspect until its next event confirms or breaks its sequence
+ * (sync.h, qb_sync_suspect); a pending websocket snapshot request of c is
+ * asked again (the frame may have been its answer). */
 void qb__adapter_on_frame_lost(qb_wsconn *c, const char *why);
 /* Connection c is gone (st RESYNCING or DOWN, reason). */
 void qb__adapter_on_conn_down(qb_wsconn *c, qb_feed_state st, const char *reason);

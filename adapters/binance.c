@@ -474,6 +474,46 @@ static int binance_parse_snapshot(qb_parser *p, const char *js, size_t len, qb_e
     return QB_OK;
 }
 
+/* GET /api/v3/depth weight by limit (../shared/exchange-protocols.md 1.4):
+ * 1-100: 5, 101-500: 25, 501-1000: 50, 1001-5000: 250. */
+static uint32_t binance_snapshot_weight(unsigned limit)
+{
+    return limit <= 100 ? 5 : limit <= 500 ? 25 : limit <= 1000 ? 50 : 250;
+}
+
+/* A combined-stream frame that failed to parse: {"stream":"<sym>@<name>",...
+ * comes first, so a truncated frame usually keeps it. */
+static int binance_lost_frame_kind(const char *js, size_t len, char *native, size_t cap)
+{
+    static const char key[] = "\"stream\":\"";
+    const char *p = memmem(js, len, key, sizeof key - 1);
+    if (p == NULL) {
+        return QB_LOST_UNKNOWN;
+    }
+    const char *sym = p + sizeof key - 1, *end = js + len;
+    size_t n = 0;
+    while (sym + n < end && isalnum((unsigned char)sym[n])) {
+        n++;
+    }
+    if (n == 0 || n >= cap || sym + n >= end || sym[n] != '@') {
+        return QB_LOST_UNKNOWN;
+    }
+    const char *name = sym + n + 1;
+    size_t nl = (size_t)(end - name);
+    if (nl >= 5 && memcmp(name, "depth", 5) == 0) {
+        for (size_t k = 0; k < n; k++) {
+            native[k] = (char)toupper((unsigned char)sym[k]);
+        }
+        native[n] = '\0';
+        return QB_LOST_BOOK;
+    }
+    if ((nl >= 6 && memcmp(name, "trade\"", 6) == 0) ||
+        (nl >= 7 && memcmp(name, "ticker\"", 7) == 0)) {
+        return QB_LOST_OTHER;
+    }
+    return QB_LOST_UNKNOWN;
+}
+
 /* ---- the spot sequence rule ------------------------------------------- */
 
 static bool binance_is_stale(const qb_event *ev, uint64_t book_id)
@@ -524,9 +564,16 @@ const qb_exchange_ops qb_binance_ops = {
     .ticker_streams = 1,
     .max_depth_limit = 5000,
     /* 300 connection attempts per 5 min per IP: stay at 60/min. REST
-     * weight 6000/min, a depth-1000 snapshot weighs 50: at most ~100/min. */
+     * weight 6000/min per IP: snapshots take 5000 of it (the rest for
+     * anything else on the IP), i.e. 100/min at the default depth 1000
+     * (weight 50), 1000/min at depth 100 (weight 5), 20/min at 5000. */
     .connects_per_min = 60,
     .snapshots_per_min = 100,
+    .snapshot_weight_per_min = 5000,
+    .snapshot_weight = binance_snapshot_weight,
+    /* An oversized or unparseable frame: each book's next U tells whether
+     * it was its own (sync.h, qb_sync_suspect). */
+    .suspect_on_lost_frame = true,
     .default_symbols = "BTC-USDT,ETH-USDT",
     .to_native = binance_to_native,
     .from_native = NULL,
@@ -537,5 +584,6 @@ const qb_exchange_ops qb_binance_ops = {
     .snapshot_url = binance_snapshot_url,
     .snapshot_ws_request = NULL,
     .parse_snapshot = binance_parse_snapshot,
+    .lost_frame_kind = binance_lost_frame_kind,
     .seq = &qb_seq_binance_spot,
 };

@@ -432,7 +432,7 @@ const qb_exchange_ops qb_bithumb_ops = {
     .max_depth_limit = 30,
     .default_symbols = "BTC-KRW,ETH-KRW",
     .full_book = true,
-    .resync_on_lost_frame = false,
+    .suspect_on_lost_frame = false, /* every book message is complete */
     .ws_request_interval_ms = 0,
     /* 10 connection requests per second per IP (429 beyond): 30/min. No
      * snapshot requests (every book message is a full book). */

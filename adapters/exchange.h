@@ -23,7 +23,8 @@
  * the caller counts and logs it.
  *
  * The three exchanges use the table in three ways:
- *   binance.c  REST snapshot (.snapshot_url) + U/u chained deltas;
+ *   binance.c  REST snapshot (.snapshot_url, weighed by depth:
+ *              .snapshot_weight) + U/u chained deltas;
  *   htx.c      gzip frames (.decode, inflate.c), JSON ping answered through a
  *              QB_EV_REPLY event, snapshot by "req" on the same websocket
  *              (.snapshot_ws_request, at most one per .ws_request_interval_ms
@@ -31,6 +32,10 @@
  *   bithumb.c  every book message is a full top-N snapshot (QB_EV_BOOK_FULL,
  *              .full_book): sync.c turns consecutive ones into exact deltas;
  *              text keepalive (.keepalive_text every .keepalive_ms).
+ * A frame lost on the way (undecodable, oversized, unparseable) makes the
+ * connection's books suspect (.suspect_on_lost_frame; only one book when
+ * .lost_frame_kind can still read its channel) until each one's sequence
+ * rule confirms or breaks its chain (sync.h).
  * Exchange-specific settings (HTX levels, symbol map, tickers on/off) reach
  * the ops functions through a qb_exchange_cfg.
  */
@@ -131,6 +136,9 @@ typedef struct qb_parser {
 int qb_parser_init(qb_parser *p, size_t max_bytes, size_t max_levels);
 void qb_parser_fini(qb_parser *p);
 
+/* qb_exchange_ops.lost_frame_kind results. */
+enum { QB_LOST_UNKNOWN = 0, QB_LOST_BOOK = 1, QB_LOST_OTHER = 2 };
+
 /* Sequence rule: how an exchange's update ids chain (sync.c applies it).
  * All functions are pure. */
 typedef struct qb_seq_rule {
@@ -170,7 +178,8 @@ typedef struct qb_exchange_ops {
     unsigned max_depth_limit;        /* largest snapshot depth the exchange serves */
     const char *default_symbols;     /* comma separated, normalized */
     bool full_book;                  /* book messages are full snapshots (no fetch) */
-    bool resync_on_lost_frame;       /* an undecodable/oversized frame resyncs the connection */
+    bool suspect_on_lost_frame;      /* an unattributable lost frame makes the connection's
+                                        books suspect (sync.h, qb_sync_suspect) */
     uint32_t ws_request_interval_ms; /* min gap between snapshot requests per connection */
     uint32_t keepalive_ms;           /* send keepalive_text this often (0: never) */
     const char *keepalive_text;
@@ -178,6 +187,18 @@ typedef struct qb_exchange_ops {
      * --max-connects-per-min / --max-snapshots-per-min override them. */
     uint32_t connects_per_min;  /* websocket connection attempts */
     uint32_t snapshots_per_min; /* snapshot requests (REST or websocket req) */
+    /* Exchanges that weigh requests (Binance: by depth limit): the weight
+     * budget per minute; the snapshot budget is then this over
+     * snapshot_weight(limit) requests, and snapshots_per_min is unused. */
+    uint32_t snapshot_weight_per_min;
+    /* The weight of one snapshot request of depth limit (NULL: no weights). */
+    uint32_t (*snapshot_weight)(unsigned limit);
+    /* What a frame that failed to parse was (js, len: the decoded text,
+     * maybe truncated or invalid), as far as its channel can still be
+     * read: QB_LOST_BOOK with native written (a book update of that
+     * symbol), QB_LOST_OTHER (a channel that carries no book: trades,
+     * tickers), QB_LOST_UNKNOWN (NULL: always unknown). */
+    int (*lost_frame_kind)(const char *js, size_t len, char *native, size_t cap);
 
     /* Normalized "BTC-USDT" -> native "BTCUSDT". QB_OK, QB_EINVAL (with a
      * reason in err when err is not NULL). */

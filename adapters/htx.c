@@ -620,6 +620,41 @@ static int htx_parse_snapshot(qb_parser *p, const char *js, size_t len, qb_event
     return rc;
 }
 
+/* A frame that failed to parse: "ch"/"rep" still readable? HTX puts it
+ * first, so a truncated frame usually keeps it. */
+static int htx_lost_frame_kind(const char *js, size_t len, char *native, size_t cap)
+{
+    static const char *const keys[] = {"\"ch\":\"market.", "\"rep\":\"market."};
+    for (size_t k = 0; k < 2; k++) {
+        size_t kl = strlen(keys[k]);
+        const char *p = memmem(js, len, keys[k], kl);
+        if (p == NULL) {
+            continue;
+        }
+        const char *sym = p + kl, *end = js + len;
+        size_t n = 0;
+        while (sym + n < end && isalnum((unsigned char)sym[n])) {
+            n++;
+        }
+        if (n == 0 || n >= cap || sym + n >= end || sym[n] != '.') {
+            return QB_LOST_UNKNOWN;
+        }
+        const char *rest = sym + n + 1;
+        size_t rl = (size_t)(end - rest);
+        if (rl >= 4 && memcmp(rest, "mbp.", 4) == 0) {
+            memcpy(native, sym, n);
+            native[n] = '\0';
+            return QB_LOST_BOOK; /* an update, or (rep) a snapshot answer */
+        }
+        if ((rl >= 6 && memcmp(rest, "trade.", 6) == 0) ||
+            (rl >= 7 && (memcmp(rest, "detail\"", 7) == 0 || memcmp(rest, "ticker\"", 7) == 0))) {
+            return QB_LOST_OTHER;
+        }
+        return QB_LOST_UNKNOWN;
+    }
+    return QB_LOST_UNKNOWN;
+}
+
 /* ---- the prevSeqNum sequence rule ---------------------------------------- */
 
 static bool htx_is_stale(const qb_event *ev, uint64_t book_id)
@@ -676,7 +711,9 @@ const qb_exchange_ops qb_htx_ops = {
     .max_depth_limit = 400,
     .default_symbols = "BTC-USDT,ETH-USDT",
     .full_book = false,
-    .resync_on_lost_frame = true,
+    /* A corrupt gzip frame could be any symbol's update: each book's next
+     * prevSeqNum tells whether it was its own (sync.h, qb_sync_suspect). */
+    .suspect_on_lost_frame = true,
     /* "one req per 100 ms per connection", measured by the server on
      * arrival: 10 % margin for jitter between our queue and its clock. */
     .ws_request_interval_ms = 110,
@@ -695,5 +732,6 @@ const qb_exchange_ops qb_htx_ops = {
     .snapshot_url = NULL,
     .snapshot_ws_request = htx_snapshot_ws_request,
     .parse_snapshot = htx_parse_snapshot,
+    .lost_frame_kind = htx_lost_frame_kind,
     .seq = &qb_seq_htx,
 };

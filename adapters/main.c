@@ -16,11 +16,13 @@
 #include "log.h"
 #include "opts.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static qb_adapter *main_adapter;
 
@@ -53,11 +55,14 @@ static const char main_summary[] =
 static const char main_footer[] =
     "Examples:\n"
     "  quotebus-adapter binance\n"
-    "      BTC-USDT and ETH-USDT from Binance into ipc:///tmp/quotebus/ingest.ipc\n"
+    "      BTC-USDT and ETH-USDT from Binance into ipc:///tmp/quotebus/private/ingest.ipc\n"
     "  quotebus-adapter binance --symbols BTC-USDT,SOL-USDT --log-level debug\n"
     "  quotebus-adapter binance --ws-url ws://127.0.0.1:9443/stream \\\n"
-    "      --rest-url http://127.0.0.1:9443 --broker tcp://127.0.0.1:7783\n"
+    "      --rest-url http://127.0.0.1:9443\n"
     "      against the offline simulator (quotebus-exsim)\n"
+    "  quotebus-adapter binance --broker tls+tcp://broker.lan:7783 --broker-tls-ca ca.pem \\\n"
+    "      --broker-tls-cert adapter.pem --broker-tls-key adapter.key\n"
+    "      into a broker whose ingest requires mutual TLS (scripts/make-certs.sh)\n"
     "  quotebus-adapter binance --ws-url wss://127.0.0.1:9443/stream \\\n"
     "      --rest-url https://127.0.0.1:9443 --ca-file test-ca.pem\n"
     "  quotebus-adapter htx --symbols BTC-USDT,ethbtc --levels 150\n"
@@ -80,16 +85,20 @@ static const char main_footer[] =
     "counters (frames, bytes, bad_json, oversized, unknown, deltas_applied,\n"
     "deltas_dropped_stale, gaps, resyncs, snapshots_ok, snapshots_failed, crossed,\n"
     "reconnects, published, trades, trades_duplicate, tickers, bad_gzip,\n"
-    "gzip_oversized, lost_frame_resyncs, pongs, heartbeats, keepalives,\n"
-    "requests_paced, requests_rate_limited, empty_updates, budget_waits, http_429, http_418, full_books, full_unchanged, ...) and "
+    "gzip_oversized, lost_frames, suspects, suspects_confirmed, suspects_broken,\n"
+    "suspects_expired, snapshot_queue, heals, heal_max_ms, pongs, heartbeats, keepalives,\n"
+    "requests_paced, requests_rate_limited, empty_updates, budget_waits, http_429, http_418, "
+    "full_books, full_unchanged, ...) and "
     "\"symbols\": {SYM: "
     "{state,\n"
-    "last_update_id, bids, asks, ...}}.";
+    "last_update_id, bids, asks, resyncing_ms, queue_pos, suspect, resyncs, heals,\n"
+    "last_heal_ms, max_heal_ms, ...}}.";
 
 int main(int argc, char **argv)
 {
     char *ws_url = NULL, *rest_url = NULL;
-    char *broker = "ipc:///tmp/quotebus/ingest.ipc";
+    char *broker = "ipc:///tmp/quotebus/private/ingest.ipc";
+    char *broker_tls_cert = NULL, *broker_tls_key = NULL, *broker_tls_ca = NULL;
     char *ca_file = NULL, *stats_file = NULL, *log_level = "info";
     qb_strlist symbols = {0}, symbol_map = {0};
     bool no_tickers = false, no_tls_read_ahead = false, check = false;
@@ -110,7 +119,8 @@ int main(int argc, char **argv)
          "REST base URL for snapshots; /api/v3/depth?symbol=X&limit=N is appended "
          "[binance: https://api.binance.com]"},
         {"depth-limit", QB_OPT_INT, &depth_limit, "N",
-         "binance: REST snapshot depth (levels per side)"},
+         "binance: REST snapshot depth (levels per side); its weight sets the snapshot "
+         "budget (5000 weight/min: 1-100 weigh 5, 101-500 25, 501-1000 50, 1001-5000 250)"},
         {"levels", QB_OPT_INT, &levels, "N", "htx: market.<sym>.mbp.N levels: 5, 20, 150 or 400"},
         {"symbol-map", QB_OPT_LIST, &symbol_map, "LIST",
          "htx: native=BASE-QUOTE entries for symbols the quote list cannot split "
@@ -123,7 +133,14 @@ int main(int argc, char **argv)
         {"no-tls-read-ahead", QB_OPT_BOOL, &no_tls_read_ahead, NULL,
          "let OpenSSL read one TLS record per system call (the default reads ahead: "
          "fewer system calls per message)"},
-        {"broker", QB_OPT_STR, &broker, "ADDR", "NNG address of the broker ingest (dialed)"},
+        {"broker", QB_OPT_STR, &broker, "ADDR",
+         "NNG address of the broker ingest (dialed) [ipc:///tmp/quotebus/private/ingest.ipc]"},
+        {"broker-tls-ca", QB_OPT_STR, &broker_tls_ca, "PEM",
+         "tls+tcp:// --broker: CA of the broker's certificate (required for tls+tcp://)"},
+        {"broker-tls-cert", QB_OPT_STR, &broker_tls_cert, "PEM",
+         "tls+tcp:// --broker: this adapter's client certificate (the broker requires one)"},
+        {"broker-tls-key", QB_OPT_STR, &broker_tls_key, "PEM",
+         "tls+tcp:// --broker: the private key of --broker-tls-cert"},
         {"ca-file", QB_OPT_STR, &ca_file, "PEM",
          "extra trusted CA certificate(s), on top of the system store"},
         {"streams-per-conn", QB_OPT_INT, &streams_per_conn, "N",
@@ -147,8 +164,9 @@ int main(int argc, char **argv)
          "(0: the exchange default: binance 60, htx 20, bithumb 30); beyond it attempts "
          "wait"},
         {"max-snapshots-per-min", QB_OPT_INT, &max_snapshots_per_min, "N",
-         "snapshot requests per minute, all symbols (0: the exchange default: binance 100, "
-         "htx 300); HTTP 429/418 Retry-After pauses every snapshot request"},
+         "snapshot requests per minute, all symbols (0: the exchange default: binance 5000 "
+         "weight over one request's weight at --depth-limit, 100 at 1000; htx 300); queued "
+         "longest-broken first; HTTP 429/418 Retry-After pauses every snapshot request"},
         {"stats-file", QB_OPT_STR, &stats_file, "PATH",
          "write JSON counters here every 500 ms and at exit"},
         {"log-level", QB_OPT_STR, &log_level, "LEVEL", "error, warn, info or debug"},
@@ -235,6 +253,28 @@ int main(int argc, char **argv)
         code = 2;
         goto out;
     }
+    bool broker_tls = qb_tls_url(broker);
+    if ((broker_tls_cert == NULL) != (broker_tls_key == NULL) ||
+        (broker_tls && broker_tls_ca == NULL) ||
+        (!broker_tls && (broker_tls_cert || broker_tls_key || broker_tls_ca))) {
+        fprintf(stderr, "quotebus-adapter: %s\n",
+                !broker_tls ? "--broker-tls-* need a tls+tcp:// --broker"
+                : broker_tls_ca == NULL
+                    ? "a tls+tcp:// --broker needs --broker-tls-ca (and --broker-tls-cert, "
+                      "--broker-tls-key for a broker that requires client certificates)"
+                    : "--broker-tls-cert and --broker-tls-key go together");
+        code = 2;
+        goto out;
+    }
+    const char *tls_files[] = {broker_tls_ca, broker_tls_cert, broker_tls_key};
+    for (size_t i = 0; i < 3; i++) {
+        if (tls_files[i] != NULL && access(tls_files[i], R_OK) != 0) {
+            fprintf(stderr, "quotebus-adapter: cannot read %s: %s\n", tls_files[i],
+                    strerror(errno));
+            code = 2;
+            goto out;
+        }
+    }
     static char component[64];
     snprintf(component, sizeof component, "adapter.%s", ops->name);
     qb_log_set_component(component);
@@ -245,6 +285,7 @@ int main(int argc, char **argv)
         .ws_url = ws_url ? ws_url : ops->default_ws_url,
         .rest_url = rest_url ? rest_url : ops->default_rest_url,
         .broker = broker,
+        .broker_tls = {.cert = broker_tls_cert, .key = broker_tls_key, .ca = broker_tls_ca},
         .ca_file = ca_file,
         .stats_file = stats_file,
         .depth_limit = (unsigned)depth_limit,

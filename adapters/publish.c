@@ -7,7 +7,10 @@
  * watchdog re-creates the dialer if no connection exists for 3 s; the
  * dialer keeps retrying in the background while the broker is down, and
  * messages published meanwhile are dropped by NNG, which is what a PUB
- * does; the broker heals from the periodic refresh snapshots). Runs on the
+ * does; the broker heals from the periodic refresh snapshots). A
+ * tls+tcp:// broker is dialed with mutual TLS (common/nngtls.h: the broker's
+ * certificate verified against --broker-tls-ca and the URL's host, ours
+ * presented from --broker-tls-cert/--broker-tls-key). Runs on the
  * lws service thread only. Send buffer: NNG_OPT_SENDBUF 8192 messages (the
  * maximum; NNG's default silently drops under bursts).
  *
@@ -48,6 +51,7 @@
 #include "dialer.h"
 #include "err.h"
 #include "log.h"
+#include "nngtls.h"
 
 #include <nng/protocol/pubsub0/pub.h>
 #include <poll.h>
@@ -78,10 +82,29 @@ struct qb_pub {
     uint64_t held_since;  /* qb_mono_ns() of the first map held since */
 };
 
-int qb__pub_open(qb_pub **out, const char *url, qb_pub_counters *cnt)
+int qb__pub_open(qb_pub **out, const char *url, const qb_tls_files *tls, qb_pub_counters *cnt)
 {
+    nng_tls_config *tcfg = NULL;
+    if (qb_tls_url(url)) {
+        int trc = qb_tls_client_config(tls, url, &tcfg);
+        if (trc != QB_OK) {
+            QB_ERROR("nng_dial_failed",
+                     "broker=%s: TLS setup failed (--broker-tls-ca, "
+                     "--broker-tls-cert, --broker-tls-key): %s",
+                     url, qb_strerror(trc));
+            return trc;
+        }
+    } else if (qb_tls_files_any(tls)) {
+        QB_WARN("broker_tls_unused",
+                "broker=%s is not a tls+tcp:// address: the "
+                "--broker-tls-* files are not used",
+                url);
+    }
     qb_pub *p = calloc(1, sizeof *p);
     if (p == NULL) {
+        if (tcfg != NULL) {
+            nng_tls_config_free(tcfg);
+        }
         return QB_ENOMEM;
     }
     p->cnt = cnt;
@@ -90,16 +113,25 @@ int qb__pub_open(qb_pub **out, const char *url, qb_pub_counters *cnt)
     int rv = nng_pub0_open(&p->sock);
     if (rv != 0) {
         QB_ERROR("nng_open_failed", "pub0: %s", nng_strerror(rv));
+        if (tcfg != NULL) {
+            nng_tls_config_free(tcfg);
+        }
         free(p);
         return qb_err_from_nng(rv);
     }
     if ((rv = nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, 8192)) != 0) {
         QB_ERROR("nng_option_failed", "sendbuf: %s", nng_strerror(rv));
         nng_close(p->sock);
+        if (tcfg != NULL) {
+            nng_tls_config_free(tcfg);
+        }
         free(p);
         return qb_err_from_nng(rv);
     }
-    int rc = qb_dialer_start(p->sock, url, "broker", &p->dialer);
+    int rc = qb_dialer_start_tls(p->sock, url, "broker", tcfg, &p->dialer);
+    if (tcfg != NULL) {
+        nng_tls_config_free(tcfg); /* the dialer holds its own */
+    }
     if (rc != QB_OK) {
         QB_ERROR("nng_dial_failed", "broker=%s: %s", url, qb_strerror(rc));
         nng_close(p->sock);

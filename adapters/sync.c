@@ -90,6 +90,7 @@ static void sync_clear(qb_sync *s)
     s->book_id = 0;
     s->need_bridge = false;
     s->fetch_asked = false;
+    s->suspect = false;
 }
 
 void qb_sync_start(qb_sync *s, qb_feed_state st, const char *reason)
@@ -221,6 +222,32 @@ void qb_sync_resync(qb_sync *s, const char *reason)
     sync_restart(s, reason, NULL);
 }
 
+bool qb_sync_suspect(qb_sync *s, const char *why)
+{
+    /* Full books carry no chain (and need none: the next one is complete). */
+    if (s->state != QB_SYNC_LIVE || s->rule == &qb_seq_none) {
+        return false;
+    }
+    if (!s->suspect) {
+        s->cnt->suspects++;
+    }
+    s->suspect = true;
+    snprintf(s->suspect_why, sizeof s->suspect_why, "%s", why ? why : "lost frame");
+    return true;
+}
+
+void qb_sync_suspect_expire(qb_sync *s)
+{
+    if (s->state != QB_SYNC_LIVE || !s->suspect) {
+        return;
+    }
+    char why[QB_EVENT_INFO_MAX];
+    snprintf(why, sizeof why, "lost frame (%s) not confirmed by a sequenced update within %d ms",
+             s->suspect_why, QB_SYNC_SUSPECT_MS);
+    s->cnt->suspects_expired++;
+    sync_restart(s, why, NULL);
+}
+
 static int sync_apply(qb_sync *s, const qb_event *ev)
 {
     const qb_seq_rule *r = s->rule;
@@ -229,9 +256,26 @@ static int sync_apply(qb_sync *s, const qb_event *ev)
         return QB_OK;
     }
     bool ok = s->need_bridge ? r->bridges(ev, s->book_id) : r->follows(ev, s->book_id);
+    if (s->suspect) {
+        /* The one place a lost frame is judged: by the same chain rule. */
+        s->suspect = false;
+        if (ok) {
+            s->cnt->suspects_confirmed++;
+        } else {
+            s->cnt->suspects_broken++;
+        }
+    } else {
+        s->suspect_why[0] = '\0';
+    }
     if (!ok) {
         char why[QB_EVENT_INFO_MAX];
-        r->describe_gap(ev, s->book_id, why, sizeof why);
+        size_t off = 0;
+        if (s->suspect_why[0]) {
+            off =
+                (size_t)snprintf(why, sizeof why, "gap after a lost frame (%s): ", s->suspect_why);
+            off = off < sizeof why ? off : sizeof why - 1;
+        }
+        r->describe_gap(ev, s->book_id, why + off, sizeof why - off);
         s->cnt->gaps++;
         QB_LOG_RL(QB_LOG_WARN, "gap_detected", "%s%s", why,
                   s->need_bridge ? " (first event after snapshot)" : "");

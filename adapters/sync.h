@@ -27,6 +27,17 @@
  *      follow its predecessor;
  *   4. live: same checks per event; after each one the book must not be
  *      crossed. Any failure resyncs this instrument only.
+ * Lost frames (qb_sync_suspect): a frame that could not be decoded or
+ * parsed cannot be attributed to an instrument, so every LIVE book of its
+ * connection becomes "suspect": it stays live, nothing is published, and
+ * its next depth event decides with the same sequence rule as any other
+ * (rule->follows): it chains on the book -> confirmed, nothing of this
+ * instrument was lost (the frame was another symbol's, a trade, a ping);
+ * it does not -> the usual gap resync of this instrument alone, its reason
+ * naming the lost frame. A book with no event within the owner's timeout
+ * (qb_sync_suspect_expire, QB_SYNC_SUSPECT_MS) resyncs: its lost update
+ * may have been the last. A WAITING instrument needs nothing: the replay
+ * checks every buffered event's chain against the snapshot.
  * Full-book exchanges (Bithumb: every message is the whole top-N book) use
  * qb_sync_on_full() instead: the first full book is the snapshot, each later
  * one is turned into the exact difference from the current book (levels
@@ -45,6 +56,11 @@
 #define QB_SYNC_BUFFER_BYTES (64u << 20)
 #define QB_SYNC_FALLBACK_MS 1000 /* first fetch when no event arrives */
 #define QB_SYNC_REFETCH_MS 250   /* snapshot older than the buffer: fetch again */
+/* A suspect book (qb_sync_suspect) with no depth event for this long is
+ * resynced. HTX mbp.150 sends an update every 100 ms (empty when nothing
+ * changed), Binance @100ms one per 100 ms with changes: 2 s is many events
+ * on any traded symbol, and a quiet one pays one snapshot. */
+#define QB_SYNC_SUSPECT_MS 2000
 
 typedef enum qb_sync_state {
     QB_SYNC_STOPPED = 0,
@@ -64,9 +80,13 @@ typedef struct qb_sync_counters {
     uint64_t snapshots_stale; /* older than the buffer: fetched again */
     uint64_t crossed;
     uint64_t buffer_overflows;
-    uint64_t book_errors;    /* level rejected by the book (full side, bad value) */
-    uint64_t full_books;     /* full books received (qb_sync_on_full) */
-    uint64_t full_unchanged; /* ... identical to the book: nothing published */
+    uint64_t book_errors;        /* level rejected by the book (full side, bad value) */
+    uint64_t full_books;         /* full books received (qb_sync_on_full) */
+    uint64_t full_unchanged;     /* ... identical to the book: nothing published */
+    uint64_t suspects;           /* live books made suspect by a lost frame */
+    uint64_t suspects_confirmed; /* ... whose next event chained: no resync */
+    uint64_t suspects_broken;    /* ... whose next event broke the chain: resynced */
+    uint64_t suspects_expired;   /* ... with no event within QB_SYNC_SUSPECT_MS: resynced */
 } qb_sync_counters;
 
 typedef struct qb_sync qb_sync;
@@ -95,6 +115,8 @@ struct qb_sync {
     uint64_t book_id;               /* id of the last applied update */
     bool need_bridge;               /* the next applied event must bridge the snapshot */
     bool fetch_asked;               /* want_snapshot(0) already sent in this cycle */
+    bool suspect;                   /* LIVE, a frame was lost since the last event */
+    char suspect_why[64];           /* what was lost ("corrupt gzip frame") */
     qb_buf buf;                     /* buffered events, packed (see sync.c) */
     qb_buf replay;                  /* second buffer swapped in while replaying */
     size_t nbuf;
@@ -144,6 +166,19 @@ int qb_sync_on_snapshot(qb_sync *s, const qb_event *snap);
 /* A snapshot fetch failed: count it, report st (RESYNCING or DOWN) with
  * reason and ask again after retry_ms. */
 void qb_sync_on_snapshot_error(qb_sync *s, qb_feed_state st, const char *reason, uint32_t retry_ms);
+
+/* A frame that nobody can attribute was lost on this instrument's
+ * connection (why: "corrupt gzip frame"). LIVE (or stale): the book
+ * becomes suspect and stays live; its next depth event confirms it (chains:
+ * nothing lost, counted suspects_confirmed) or resyncs it (a gap, counted
+ * suspects_broken, reason "gap after a lost frame (why): ..."). Returns
+ * true when the book is now suspect (the caller arms QB_SYNC_SUSPECT_MS
+ * and then calls qb_sync_suspect_expire); false otherwise (not live, or
+ * no sequence to check: full books), nothing to do. */
+bool qb_sync_suspect(qb_sync *s, const char *why);
+/* The suspect book saw no depth event within QB_SYNC_SUSPECT_MS: resyncs
+ * it (counted suspects_expired). No-op when it is no longer suspect. */
+void qb_sync_suspect_expire(qb_sync *s);
 
 /* Forces a resync with reason (e.g. the exchange signalled trouble). */
 void qb_sync_resync(qb_sync *s, const char *reason);

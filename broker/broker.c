@@ -6,6 +6,8 @@
  *   nng_recvmsg(ingest) -> size and topic checks
  *     -> qb_decoder over every map, each decoded once into the stash
  *     -> invalid: count by kind, log (once per kind per second), nng_msg_free
+ *     -> valid:   owner check (the frame's pipe against the topic's owner)
+ *     -> refused: count, notice (log + status, rate-limited), nng_msg_free
  *     -> valid:   lock; qb_topics_apply each stashed map; unlock
  *                 nng_sendmsg(pub, the same msg)   (ownership passes to NNG)
  *
@@ -22,6 +24,31 @@
  * cannot make the stash grow with them. The state lock is uncontended
  * except while another thread inspects a topic.
  *
+ * Topic ownership (broker.h, PROTOCOL.md 1). Each topic's state holds the
+ * id of the pipe that publishes it (topics.h). The hot path is one lookup
+ * and one compare per frame (frame pipe == owner), made by the ingest
+ * thread without the lock (it is the table's only writer). Anything else
+ * is the cold path, also on the ingest thread:
+ *
+ *   pipe is the broker's own (qb_broker_publish)   -> accept, own nothing
+ *   topic of the broker's own exchange "quotebus"  -> refuse
+ *   topic new or without owner                     -> accept, pipe owns it
+ *   owner's pipe still open                        -> refuse
+ *   owner's pipe closed                            -> accept, pipe owns it
+ *
+ * "Still open" asks NNG's own pipe registry (nng_pipe_socket: a pipe is
+ * found until NNG has run its REM_POST callback and destroyed it), and for
+ * an ipc pipe also whether its peer process still runs (NNG 1.5.2's reaper
+ * can stall, see broker_owner_open), so the pipe callbacks (NNG threads)
+ * never touch the topic table, and no set of pipes is kept here: a pipe id
+ * is never reused while the process runs (NNG allocates them upwards from
+ * a random start, 31 bits). A frame
+ * still queued from a pipe that has just closed is accepted as long as the
+ * topic has not changed hands: it was sent before the close.
+ * Who a pipe is (ipc: the peer's pid and uid; tcp: its address) is read
+ * when it connects (broker_pipe_cb) into a small ring, so a publisher that
+ * sent one frame and left is still named in the refusal notice.
+ *
  * Allocation per message: none in this file once warm (one decoder and one
  * stash reused, topic lookups keyed by the frame's own topic bytes), none in
  * the decoder once warm (proto/msg.c reuses its msgpack-c zone). NNG
@@ -36,14 +63,18 @@
 #include "log.h"
 #include "msg.h"
 #include "nngclose.h"
+#include "nngrecv.h"
+#include "nngtls.h"
 #include "snapshot.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +100,12 @@
  * second time instead. 64 maps of 20+20 levels is a typical batch. */
 #define BROKER_STASH_MAPS 4096u
 #define BROKER_STASH_LEVELS (64u * 1024u) /* 2 MiB of qb_level */
+/* Publishers remembered by pipe id for the refusal notices (a ring: the
+ * newest connections; probes of the listeners count too, 4 a second). */
+#define BROKER_PEERS 128u
+/* How long a refused frame relies on the last "is the owner still open?"
+ * answer for the same owner. */
+#define BROKER_OWNER_CHECK_NS (100u * 1000000u)
 
 typedef enum broker_drop {
     BROKER_DROP_MSGPACK = 0,
@@ -94,6 +131,7 @@ enum {
     BROKER_EV_UNTRACKED,
     BROKER_EV_SEND,
     BROKER_EV_RECV,
+    BROKER_EV_OWNER,
     BROKER_EV_KINDS
 };
 
@@ -102,6 +140,12 @@ typedef struct broker_gate {
     uint64_t last_ns;
     uint64_t held;
 } broker_gate;
+
+/* Who is at the other end of an ingest pipe, for the refusal notices. */
+typedef struct broker_peer {
+    uint32_t pipe;
+    char desc[80];
+} broker_peer;
 
 typedef struct broker_counters {
 #define BROKER_ATOMIC_FIELD_(name, help) _Atomic uint64_t name;
@@ -120,6 +164,7 @@ struct qb_broker {
     pthread_mutex_t lock; /* guards topics */
     qb_topics *topics;
     qb_decoder *dec;
+    qb_nng_recv *recv; /* the ingest thread's receiver (nngrecv.h) */
     /* The decoded messages of the frame being handled (ingest thread). */
     qb_msg *stash;
     size_t stash_n, stash_cap;
@@ -131,14 +176,26 @@ struct qb_broker {
     void *tap_arg;
     broker_gate drop_gates[BROKER_DROP_KINDS];
     broker_gate ev_gates[BROKER_EV_KINDS];
-    qb_listeners *listeners;  /* the listeners of ingest and pub (probed, repaired) */
-    bool own_listeners;       /* created here (cfg->listeners was NULL) */
-    char self_url[96];        /* inproc:// listener of ingest that qb_broker_publish dials */
+    qb_listeners *listeners;   /* the listeners of ingest and pub (probed, repaired) */
+    bool own_listeners;        /* created here (cfg->listeners was NULL) */
+    char self_url[96];         /* inproc:// listener of ingest that qb_broker_publish dials */
     _Atomic uint32_t self_lid; /* its listener id: frames the broker publishes itself */
     pthread_mutex_t self_lock; /* guards self, self_open */
-    nng_socket self;          /* PUB dialing self_url (opened on first use) */
+    nng_socket self;           /* PUB dialing self_url (opened on first use) */
     bool self_open;
-    _Atomic uint64_t adapter_restarts;   /* set by the supervisor's owner */
+    uint32_t self_pipe;        /* ingest thread: the pipe of self_url, once seen */
+    uint32_t owner_check_pipe; /* ingest thread: the last broker_owner_open answer */
+    uint64_t owner_check_ns;
+    bool owner_check_open;
+    uint64_t rogue_window_ns;    /* ingest thread: start of the notice window */
+    unsigned rogue_notices;      /* notices given in it (<= QB_BROKER_ROGUE_NOTICES) */
+    uint64_t rogue_held;         /* notices held back by that bound */
+    pthread_mutex_t status_lock; /* orders qb_broker_publish_status: seq, then send */
+    uint64_t status_seq;         /* guarded by status_lock: last seq it gave its own topic */
+    pthread_mutex_t peers_lock;  /* guards peers, peers_next (NNG threads, ingest) */
+    broker_peer peers[BROKER_PEERS];
+    unsigned peers_next;
+    _Atomic uint64_t adapter_restarts; /* set by the supervisor's owner */
     _Atomic uint64_t adapter_hung_kills;
     _Atomic uint64_t adapters_failed;
 };
@@ -187,14 +244,75 @@ static void broker_sanitize(const void *p, size_t n, char *out, size_t cap)
     out[k] = '\0';
 }
 
+/* Describes an open pipe's peer: "pid 123 uid 1000" (ipc), "tcp
+ * 127.0.0.1:40000", "tls 10.0.0.5:40000", "the broker itself" (inproc).
+ * false when NNG no longer knows the pipe. */
+static bool broker_peer_live(nng_pipe p, char *out, size_t cap)
+{
+    uint64_t pid, uid; /* NNG 1.5.2 gives both as uint64 */
+    if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) == 0) {
+        if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) == 0) {
+            snprintf(out, cap, "pid %llu uid %llu", (unsigned long long)pid,
+                     (unsigned long long)uid);
+        } else {
+            snprintf(out, cap, "pid %llu", (unsigned long long)pid);
+        }
+        return true;
+    }
+    nng_sockaddr sa;
+    if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0) {
+        return false;
+    }
+    bool verified;
+    const char *tr = nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) == 0 ? "tls" : "tcp";
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (sa.s_family == NNG_AF_INET) {
+        inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof host);
+        snprintf(out, cap, "%s %s:%u", tr, host, (unsigned)ntohs(sa.s_in.sa_port));
+    } else if (sa.s_family == NNG_AF_INET6) {
+        inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof host);
+        snprintf(out, cap, "%s [%s]:%u", tr, host, (unsigned)ntohs(sa.s_in6.sa_port));
+    } else if (sa.s_family == NNG_AF_INPROC) {
+        snprintf(out, cap, "the broker itself");
+    } else {
+        snprintf(out, cap, "connection %u", (unsigned)nng_pipe_id(p));
+    }
+    return true;
+}
+
+/* Describes pipe id: open, else as it was when it connected (the ring),
+ * else by its id. Ingest thread (cold path). */
+static void broker_peer_desc(qb_broker *b, uint32_t id, char *out, size_t cap)
+{
+    nng_pipe p = NNG_PIPE_INITIALIZER;
+    p.id = id;
+    if (broker_peer_live(p, out, cap)) {
+        return;
+    }
+    snprintf(out, cap, "connection %u, closed", (unsigned)id);
+    pthread_mutex_lock(&b->peers_lock);
+    for (unsigned i = 0; i < BROKER_PEERS; i++) {
+        if (b->peers[i].pipe == id && id != 0) {
+            snprintf(out, cap, "%s, closed", b->peers[i].desc);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&b->peers_lock);
+}
+
 /* qb_listeners_pipe_fn of the ingest socket (NNG threads). */
 static void broker_pipe_cb(void *arg, nng_pipe p, nng_pipe_ev ev)
 {
     qb_broker *b = arg;
-    (void)p;
     if (ev == NNG_PIPE_EV_ADD_POST) {
         broker_add(&b->c.ingest_connects, 1);
-        QB_DEBUG("ingest.connect", "publisher connected");
+        broker_peer bp = {.pipe = (uint32_t)nng_pipe_id(p)};
+        if (broker_peer_live(p, bp.desc, sizeof bp.desc)) {
+            pthread_mutex_lock(&b->peers_lock);
+            b->peers[b->peers_next++ % BROKER_PEERS] = bp;
+            pthread_mutex_unlock(&b->peers_lock);
+        }
+        QB_DEBUG("ingest.connect", "publisher connected: %s", bp.desc);
     } else if (ev == NNG_PIPE_EV_REM_POST) {
         broker_add(&b->c.ingest_disconnects, 1);
         QB_DEBUG("ingest.disconnect", "publisher disconnected");
@@ -482,10 +600,16 @@ static void broker_apply_one(qb_broker *b, qb_str topic, const qb_msg *m, uint64
     }
     if (ev & QB_TOPICS_GAP) {
         broker_add(&b->c.ingest_gaps, 1);
-        broker_event_log(b, BROKER_EV_GAP, QB_LOG_WARN, "ingest.gap", topic, m,
-                         m->type == QB_MSG_DELTA
-                             ? "sequence gap on ingest; book invalid until the next snapshot"
-                             : "sequence gap on ingest");
+        uint64_t want = qb_topics_gap_expected(b->topics);
+        char what[320];
+        snprintf(what, sizeof what,
+                 "sequence gap on ingest: expected seq %llu, received %llu (%llu missed: lost "
+                 "between the adapter and the broker, e.g. the adapter's connection to the "
+                 "ingest was re-established)%s",
+                 (unsigned long long)want, (unsigned long long)m->seq,
+                 (unsigned long long)(m->seq - want),
+                 m->type == QB_MSG_DELTA ? "; book invalid until the next snapshot" : "");
+        broker_event_log(b, BROKER_EV_GAP, QB_LOG_WARN, "ingest.gap", topic, m, what);
     }
     if (ev & QB_TOPICS_DUPLICATE) {
         broker_add(&b->c.duplicates, 1);
@@ -534,6 +658,169 @@ static void broker_apply(qb_broker *b, const char *frame, size_t len, qb_str top
     broker_set(&b->c.books_valid, qb_topics_books_valid(b->topics));
 }
 
+/* The verdict on a valid frame by who sent it (see the top of the file). */
+typedef enum broker_own {
+    BROKER_OWN_OK,     /* from the topic's owner */
+    BROKER_OWN_SELF,   /* from the broker itself: accepted, owns nothing */
+    BROKER_OWN_CLAIM,  /* accepted; the pipe becomes the owner */
+    BROKER_OWN_REFUSE, /* another pipe owns the topic (owner 0: the broker) */
+} broker_own;
+
+/* True when pipe id is the broker's own (qb_broker_publish's inproc pipe). */
+static bool broker_is_self(qb_broker *b, uint32_t id)
+{
+    if (id != 0 && id == b->self_pipe) {
+        return true;
+    }
+    nng_pipe p = NNG_PIPE_INITIALIZER;
+    p.id = id;
+    int lid = nng_listener_id(nng_pipe_listener(p));
+    if (lid > 0 && (uint32_t)lid == atomic_load(&b->self_lid)) {
+        b->self_pipe = id;
+        return true;
+    }
+    return false;
+}
+
+/* "<kind>.quotebus.<sym>": the broker's own topics. */
+static bool broker_reserved(qb_str topic)
+{
+    static const char ex[] = "." QB_BROKER_STATUS_EX ".";
+    const char *dot = memchr(topic.p, '.', topic.n);
+    size_t rest = dot != NULL ? (size_t)(topic.p + topic.n - dot) : 0;
+    return rest > sizeof ex - 1 && memcmp(dot, ex, sizeof ex - 1) == 0;
+}
+
+/* True when process pid no longer runs (gone, or a zombie). */
+static bool broker_pid_gone(uint64_t pid)
+{
+    if (pid == 0 || pid > INT32_MAX) {
+        return false; /* not known (another pid namespace) */
+    }
+    if (kill((pid_t)pid, 0) != 0) {
+        return errno == ESRCH;
+    }
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%llu/stat", (unsigned long long)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return rp != NULL && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+/* True while the owner's pipe id is open. NNG knows a pipe until its reaper
+ * thread has destroyed it (and run REM_POST); NNG 1.5.2's reaper can stall
+ * for good (a close with traffic in flight, nanomsg/nng#1543), after which
+ * no pipe is ever destroyed. So an ipc pipe whose peer process has exited
+ * is closed too, whatever NNG says (the restarted adapter must not be
+ * refused for ever). Checked at most every BROKER_OWNER_CHECK_NS per owner
+ * (a flood of refused frames costs no system calls). Ingest thread. */
+static bool broker_owner_open(qb_broker *b, uint32_t id)
+{
+    uint64_t now = qb_mono_ns();
+    if (id == b->owner_check_pipe && now - b->owner_check_ns < BROKER_OWNER_CHECK_NS) {
+        return b->owner_check_open;
+    }
+    nng_pipe p = NNG_PIPE_INITIALIZER;
+    p.id = id;
+    uint64_t pid = 0;
+    bool open = nng_socket_id(nng_pipe_socket(p)) > 0 &&
+                !(nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) == 0 && broker_pid_gone(pid));
+    b->owner_check_pipe = id;
+    b->owner_check_ns = now;
+    b->owner_check_open = open;
+    return open;
+}
+
+/* Decides who may publish this frame; *owner gets the current owner. Ingest
+ * thread, without the lock (reads only). */
+static broker_own broker_owner_check(qb_broker *b, qb_str topic, uint32_t pipe, uint32_t *owner)
+{
+    uint32_t cur = 0;
+    bool tracked = qb_topics_owner(b->topics, topic, &cur) == QB_OK;
+    if (tracked && cur == pipe && pipe != 0) {
+        return BROKER_OWN_OK; /* the common case: one compare */
+    }
+    *owner = cur;
+    if (broker_is_self(b, pipe)) {
+        return BROKER_OWN_SELF;
+    }
+    if (broker_reserved(topic)) {
+        *owner = 0;
+        return BROKER_OWN_REFUSE;
+    }
+    if (!tracked || cur == 0 || !broker_owner_open(b, cur)) {
+        return BROKER_OWN_CLAIM;
+    }
+    return BROKER_OWN_REFUSE;
+}
+
+/* Counts a refused frame and, at most once per topic per
+ * QB_BROKER_ROGUE_NOTICE_MS (and QB_BROKER_ROGUE_NOTICES topics per such
+ * period), logs it and says it on status.quotebus.broker. Ingest thread. */
+static void broker_refuse(qb_broker *b, qb_str topic, uint32_t pipe, uint32_t owner)
+{
+    broker_add(&b->c.rogue_publisher, 1);
+    uint64_t now = qb_mono_ns();
+    const uint64_t period = (uint64_t)QB_BROKER_ROGUE_NOTICE_MS * 1000000u;
+    pthread_mutex_lock(&b->lock);
+    bool due = qb_topics_refused(b->topics, topic, now, period);
+    pthread_mutex_unlock(&b->lock);
+    if (!due) {
+        return;
+    }
+    if (b->rogue_window_ns == 0 || now - b->rogue_window_ns >= period) {
+        b->rogue_window_ns = now;
+        b->rogue_notices = 0;
+    }
+    if (b->rogue_notices >= QB_BROKER_ROGUE_NOTICES) {
+        b->rogue_held++;
+        return;
+    }
+    b->rogue_notices++;
+    char from[96], own[96];
+    broker_peer_desc(b, pipe, from, sizeof from);
+    if (owner == 0) {
+        snprintf(own, sizeof own, "the broker itself");
+    } else {
+        broker_peer_desc(b, owner, own, sizeof own);
+    }
+    uint64_t held = b->rogue_held;
+    b->rogue_held = 0;
+    qb_log(QB_LOG_WARN, "ingest.rogue_publisher",
+           "topic=%.*s from=\"%s\" owner=\"%s\": frame refused: the topic is published by "
+           "another connection (refused frames: %llu; notices held back: %llu)",
+           (int)topic.n, topic.p, from, own,
+           (unsigned long long)atomic_load_explicit(&b->c.rogue_publisher, memory_order_relaxed),
+           (unsigned long long)held);
+    char reason[400]; /* cut to 256 bytes by qb_broker_publish_status */
+    snprintf(reason, sizeof reason,
+             "rejected frames for %.*s from another publisher (%s): the topic is owned by %s",
+             (int)topic.n, topic.p, from, own);
+    (void)qb_broker_publish_status(b, QB_BROKER_STATUS_EX, QB_BROKER_STATUS_SYM, NULL, QB_FEED_LIVE,
+                                   reason);
+}
+
+/* After a frame was applied: makes pipe the owner of topic (a new topic,
+ * one without owner, or one whose owner's pipe closed). Lock held. */
+static void broker_claim(qb_broker *b, qb_str topic, uint32_t pipe, uint32_t prev)
+{
+    if (qb_topics_set_owner(b->topics, topic, pipe) != QB_OK || prev == 0) {
+        return; /* untracked topic, or its first owner */
+    }
+    uint64_t held;
+    if (broker_gate_pass(&b->ev_gates[BROKER_EV_OWNER], &held)) {
+        qb_log(QB_LOG_INFO, "ingest.owner_changed",
+               "topic=%.*s: now published by connection %u (the previous publisher, "
+               "connection %u, has disconnected) (lines held back: %llu)",
+               (int)topic.n, topic.p, (unsigned)pipe, (unsigned)prev, (unsigned long long)held);
+    }
+}
+
 static void broker_handle(qb_broker *b, nng_msg *msg)
 {
     const char *frame = nng_msg_body(msg);
@@ -549,8 +836,19 @@ static void broker_handle(qb_broker *b, nng_msg *msg)
         nng_msg_free(msg);
         return;
     }
+    int pid = nng_pipe_id(nng_msg_get_pipe(msg));
+    uint32_t pipe = pid > 0 ? (uint32_t)pid : 0, owner = 0;
+    broker_own own = broker_owner_check(b, topic, pipe, &owner);
+    if (own == BROKER_OWN_REFUSE) {
+        broker_refuse(b, topic, pipe, owner);
+        nng_msg_free(msg);
+        return;
+    }
     pthread_mutex_lock(&b->lock);
     broker_apply(b, frame, len, topic);
+    if (own == BROKER_OWN_CLAIM && pipe != 0) {
+        broker_claim(b, topic, pipe, owner);
+    }
     /* Under the lock: whoever copies a book sees it at least as new as
      * every frame already handed to the tap (ws.c relies on it). */
     if (b->tap != NULL) {
@@ -582,14 +880,17 @@ static void *broker_ingest_main(void *arg)
     qb_broker *b = arg;
     while (!atomic_load_explicit(&b->stop, memory_order_acquire)) {
         nng_msg *msg;
-        int rv = nng_recvmsg(b->ingest, &msg, 0);
-        if (rv == NNG_ECLOSED) {
+        int rv = 0;
+        /* Not NNG's receive timeout: it loses a message now and then
+         * (nngrecv.h). */
+        int rc = qb_nng_recv_next(b->recv, BROKER_TICK_MS, &msg, &rv);
+        if (rc == QB_ECLOSED) {
             break;
         }
-        if (rv == NNG_ETIMEDOUT) {
+        if (rc == QB_ETIMEDOUT) {
             continue; /* a tick to look at the stop flag */
         }
-        if (rv != 0) {
+        if (rc != QB_OK) {
             uint64_t held;
             if (broker_gate_pass(&b->ev_gates[BROKER_EV_RECV], &held)) {
                 qb_log(QB_LOG_WARN, "ingest.recv_failed", "%s (lines held back: %llu)",
@@ -602,16 +903,37 @@ static void *broker_ingest_main(void *arg)
     return NULL;
 }
 
+/* Listens on every url of one socket. priv: ipc directories mode 0700.
+ * tls+tcp:// urls get a server configuration from tls (and the probe a
+ * client one presenting the same certificate). */
 static int broker_listen(qb_broker *b, nng_socket s, const char *const *urls, size_t n,
-                         const char *role)
+                         const char *role, bool priv, const qb_tls_files *tls)
 {
-    for (size_t i = 0; i < n; i++) {
-        int rc = qb_listeners_add(b->listeners, s, role, urls[i], false);
-        if (rc != QB_OK) {
-            return rc;
+    nng_tls_config *srv = NULL, *probe = NULL;
+    int rc = QB_OK;
+    for (size_t i = 0; i < n && rc == QB_OK; i++) {
+        bool is_tls = qb_tls_url(urls[i]);
+        if (is_tls && srv == NULL) {
+            if ((rc = qb_tls_server_config(tls, &srv)) != QB_OK) {
+                QB_ERROR("listener.listen_failed", "%s %s: TLS setup failed", role, urls[i]);
+                break;
+            }
+            if (qb_tls_probe_config(tls, &probe) != QB_OK) {
+                QB_WARN("listener.probe_off",
+                        "%s %s: no probe configuration: this listener "
+                        "is not probed",
+                        role, urls[i]);
+            }
         }
+        rc = qb_listeners_add_tls(b->listeners, s, role, urls[i], priv, is_tls ? srv : NULL, probe);
     }
-    return QB_OK;
+    if (srv != NULL) {
+        nng_tls_config_free(srv); /* the listeners hold their own */
+    }
+    if (probe != NULL) {
+        nng_tls_config_free(probe);
+    }
+    return rc;
 }
 
 static int broker_nng_fail(const char *what, int rv)
@@ -631,6 +953,8 @@ int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
     }
     pthread_mutex_init(&b->lock, NULL);
     pthread_mutex_init(&b->self_lock, NULL);
+    pthread_mutex_init(&b->peers_lock, NULL);
+    pthread_mutex_init(&b->status_lock, NULL);
     int rc = QB_ENOMEM;
     /* qb_broker_publish dials an inproc:// listener of the ingest socket:
      * no file or port another process could reach, and its frames are
@@ -659,9 +983,11 @@ int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
     b->ingest_open = true;
     if ((rv = nng_socket_set(b->ingest, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
         (rv = nng_socket_set_int(b->ingest, NNG_OPT_RECVBUF, QB_BROKER_RECVBUF)) != 0 ||
-        (rv = nng_socket_set_size(b->ingest, NNG_OPT_RECVMAXSZ, BROKER_RECVMAXSZ)) != 0 ||
-        (rv = nng_socket_set_ms(b->ingest, NNG_OPT_RECVTIMEO, BROKER_TICK_MS)) != 0) {
+        (rv = nng_socket_set_size(b->ingest, NNG_OPT_RECVMAXSZ, BROKER_RECVMAXSZ)) != 0) {
         rc = broker_nng_fail("ingest socket options", rv);
+        goto fail;
+    }
+    if ((rc = qb_nng_recv_new(b->ingest, &b->recv)) != QB_OK) {
         goto fail;
     }
     if ((rc = qb_listeners_watch(b->listeners, b->ingest, broker_pipe_cb, b)) != QB_OK) {
@@ -691,8 +1017,10 @@ int qb_broker_new(const qb_broker_config *cfg, qb_broker **out)
 
     /* Subscribers first, so nothing forwarded early is lost to an
      * unready pub side. */
-    if ((rc = broker_listen(b, b->pub, cfg->pub_urls, cfg->n_pub, "pub")) != QB_OK ||
-        (rc = broker_listen(b, b->ingest, cfg->ingest_urls, cfg->n_ingest, "ingest")) != QB_OK) {
+    if ((rc = broker_listen(b, b->pub, cfg->pub_urls, cfg->n_pub, "pub", false, &cfg->pub_tls)) !=
+            QB_OK ||
+        (rc = broker_listen(b, b->ingest, cfg->ingest_urls, cfg->n_ingest, "ingest", true,
+                            &cfg->ingest_tls)) != QB_OK) {
         goto fail;
     }
     if (b->own_listeners && (rc = qb_listeners_start(b->listeners, 0)) != QB_OK) {
@@ -718,11 +1046,13 @@ void qb_broker_free(qb_broker *b)
     if (b->own_listeners) {
         qb_listeners_stop(b->listeners); /* no probe while the sockets close */
     }
-    /* The ingest thread sees the stop flag within a receive tick; the
-     * sockets are closed only once no receive is pending on them, which
-     * makes NNG 1.5.2's close race (qb_nng_close_bounded) rarer. */
+    /* The ingest thread sees the stop flag at once (woken) or within a
+     * receive tick; the sockets are closed only once its pending receive is
+     * cancelled, which makes NNG 1.5.2's close race (qb_nng_close_bounded)
+     * rarer. */
     if (b->thread_started) {
         atomic_store_explicit(&b->stop, true, memory_order_release);
+        qb_nng_recv_wake(b->recv);
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
         dl.tv_sec += 2;
@@ -737,6 +1067,7 @@ void qb_broker_free(qb_broker *b)
     if (b->self_open) {
         qb_nng_close_bounded(b->self, "self", BROKER_CLOSE_MS);
     }
+    qb_nng_recv_free(b->recv); /* the thread is gone: cancel its pending receive */
     if (b->ingest_open) {
         qb_nng_close_bounded(b->ingest, "ingest", BROKER_CLOSE_MS);
     }
@@ -749,6 +1080,8 @@ void qb_broker_free(qb_broker *b)
     qb_topics_free(b->topics);
     pthread_mutex_destroy(&b->lock);
     pthread_mutex_destroy(&b->self_lock);
+    pthread_mutex_destroy(&b->peers_lock);
+    pthread_mutex_destroy(&b->status_lock);
     if (b->own_listeners) {
         qb_listeners_free(b->listeners); /* after the sockets: releases the ipc claims */
     }
@@ -794,9 +1127,17 @@ int qb_broker_publish_status(qb_broker *b, const char *ex, const char *sym, cons
     qb_topic_info info;
     uint64_t seq = 1;
     char known[QB_TOPICS_NSYM_MAX + 1] = "";
+    /* One at a time, seq and send together: the ingest thread itself
+     * publishes here (broker_refuse) before its earlier statuses are
+     * applied, so on the broker's own topic the seq is counted here too. */
+    pthread_mutex_lock(&b->status_lock);
     if (qb_broker_topic_get(b, topic, &info, NULL) == QB_OK) {
         seq = info.last_seq + 1;
         snprintf(known, sizeof known, "%s", info.nsym);
+    }
+    bool own = strcmp(ex, QB_BROKER_STATUS_EX) == 0;
+    if (own && seq <= b->status_seq) {
+        seq = b->status_seq + 1;
     }
     if (nsym == NULL) {
         nsym = known[0] != '\0' ? known : sym;
@@ -817,6 +1158,10 @@ int qb_broker_publish_status(qb_broker *b, const char *ex, const char *sym, cons
     if (rc == QB_OK) {
         rc = qb_broker_publish(b, frame.data, frame.len);
     }
+    if (rc == QB_OK && own) {
+        b->status_seq = seq;
+    }
+    pthread_mutex_unlock(&b->status_lock);
     qb_buf_fini(&frame);
     return rc;
 }

@@ -14,6 +14,17 @@
  * frame is never copied or re-encoded per subscriber. Invalid frames are
  * dropped, counted by kind and logged at most once per kind per second.
  *
+ * Topic ownership (PROTOCOL.md 1): the first connection (NNG pipe) that
+ * publishes a topic owns it; a valid frame of that topic from any other
+ * pipe is refused whole, before any state changes (rogue_publisher), with a
+ * log line (ingest.rogue_publisher) and a status message on
+ * status.quotebus.broker naming the topic and both publishers, each at most
+ * once per topic per QB_BROKER_ROGUE_NOTICE_MS. Ownership passes to another
+ * pipe only once the owner's pipe has closed (an adapter restarted). Frames
+ * the broker publishes itself (qb_broker_publish) are never refused and own
+ * nothing; the broker's own topics (exchange "quotebus") belong to it alone.
+ * tls+tcp:// addresses require mutual TLS (qb_broker_config).
+ *
  * Overflow policies (all bounded): each subscriber pipe queues at most
  * QB_BROKER_SENDBUF frames ("drop oldest", NNG pub0; the subscriber sees the
  * gap by seq and heals from the next refresh snapshot); the ingest queue
@@ -36,6 +47,7 @@
 
 #include "book.h"
 #include "buf.h"
+#include "nngtls.h"
 #include "topics.h"
 
 #include <stddef.h>
@@ -53,12 +65,24 @@ typedef struct qb_broker qb_broker;
 #define QB_BROKER_STATUS_EX "quotebus"
 #define QB_BROKER_STATUS_SYM "broker"
 
+/* A refused publisher is logged and said on the bus at most once per topic
+ * per this period (and at most QB_BROKER_ROGUE_NOTICES topics per period). */
+#define QB_BROKER_ROGUE_NOTICE_MS 10000u
+#define QB_BROKER_ROGUE_NOTICES 32u
+
 typedef struct qb_broker_config {
     const char *const *ingest_urls; /* SUB listens here (ipc://..., tcp://...) */
     size_t n_ingest;
     const char *const *pub_urls; /* PUB listens here */
     size_t n_pub;
     size_t max_topics; /* 0: QB_TOPICS_DEFAULT_MAX */
+    /* Mutual TLS of the tls+tcp:// addresses of each list (nngtls.h): the
+     * broker's certificate and key, and the CA that must have signed every
+     * client's certificate (clients without one are refused in the
+     * handshake). All three are required when the list has a tls+tcp://
+     * address; unused otherwise. */
+    qb_tls_files ingest_tls;
+    qb_tls_files pub_tls;
     /* Claims, probes and repairs the listeners (listeners.h); the caller
      * starts it after adding every socket, stops it before qb_broker_free
      * and frees it after. NULL: the broker makes and runs its own. */
@@ -76,6 +100,7 @@ typedef struct qb_broker_config {
     X(bad_version, "frames dropped: unsupported schema version")                                   \
     X(oversized, "frames dropped: over QB_MSG_MAX_FRAME or too many levels")                       \
     X(bad_topic, "frames dropped: malformed topic, or topic not matching its message")             \
+    X(rogue_publisher, "frames dropped: a topic published by another connection than its owner")   \
     X(resyncs, "status messages with state resyncing")                                             \
     X(ingest_gaps, "seq jumps on ingest (messages the broker missed)")                             \
     X(duplicates, "messages with seq <= the last one (not applied)")                               \
@@ -96,8 +121,10 @@ typedef struct qb_broker_stats {
 } qb_broker_stats;
 
 /* Opens both sockets (sizing their buffers), creates the directories of
- * ipc:// paths, listens on every address and starts the ingest thread.
- * Returns QB_OK and writes *out, or an error (QB_EINVAL for a bad config,
+ * ipc:// paths (an ingest address's directory mode 0700: only the broker's
+ * user may connect), listens on every address and starts the ingest thread.
+ * Returns QB_OK and writes *out, or an error (QB_EINVAL for a bad config or
+ * an unusable TLS file,
  * QB_ETRANSPORT when an address cannot be listened on, QB_ENOMEM), having
  * logged the reason; on error nothing is left open. cfg is read during the
  * call only. */

@@ -74,11 +74,18 @@ typedef struct listeners_one {
     nng_listener l;
     _Atomic uint32_t lid;  /* nng_listener_id(l), 0 while not listening */
     _Atomic uint64_t adds; /* pipes added from this listener */
-    int lock_fd;           /* ipc: the claim; -1 otherwise */
-    nng_tls_config *tls;       /* tls+tcp: the server configuration (held), else NULL */
-    nng_tls_config *probe_tls; /* tls+tcp: the probe's client configuration (held) */
-    bool proven;               /* a probe reached the socket once (probe thread) */
-    unsigned fails;        /* probe misses in a row (probe thread) */
+    /* The probe in flight (probe thread writes, pipe callback reads): its
+     * connection is told apart from real clients by the peer's pid (ipc)
+     * or its local port (tcp), and its pipe is then kept out of the
+     * owner's callback (connection counters, publisher table). */
+    atomic_bool probing;
+    _Atomic uint32_t probe_port; /* tcp: the probe's local port */
+    _Atomic uint32_t probe_pipe; /* the server side of the probe, until removed */
+    int lock_fd;                 /* ipc: the claim; -1 otherwise */
+    nng_tls_config *tls;         /* tls+tcp: the server configuration (held), else NULL */
+    nng_tls_config *probe_tls;   /* tls+tcp: the probe's client configuration (held) */
+    bool proven;                 /* a probe reached the socket once (probe thread) */
+    unsigned fails;              /* probe misses in a row (probe thread) */
     bool up;
     uint64_t probes, probe_fails, repairs, relisten_fails;
 } listeners_one;
@@ -115,20 +122,62 @@ int qb_listeners_new(qb_listeners **out)
 }
 
 /* NNG thread: a pipe came or went on a watched socket. */
+/* The path of an ipc:// URL, or NULL. */
+static const char *listeners_ipc_path(const char *url)
+{
+    return strncmp(url, "ipc://", 6) == 0 ? url + 6 : NULL;
+}
+
+/* True when pipe p (from listener o, a probe in flight) is the probe's. */
+static bool listeners_is_probe(listeners_one *o, nng_pipe p)
+{
+    if (!atomic_load(&o->probing)) {
+        return false;
+    }
+    if (listeners_ipc_path(o->url) != NULL) {
+        int pid = 0;
+        return nng_pipe_get_int(p, NNG_OPT_IPC_PEER_PID, &pid) == 0 && pid == (int)getpid();
+    }
+    nng_sockaddr sa;
+    if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0) {
+        return false;
+    }
+    uint16_t port = sa.s_family == NNG_AF_INET    ? sa.s_in.sa_port
+                    : sa.s_family == NNG_AF_INET6 ? sa.s_in6.sa_port
+                                                  : 0;
+    return port != 0 && ntohs(port) == atomic_load(&o->probe_port);
+}
+
 static void listeners_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     listeners_sock *w = arg;
     qb_listeners *ls = w->ls;
+    uint32_t pid = (uint32_t)nng_pipe_id(p);
     if (ev == NNG_PIPE_EV_ADD_POST) {
         uint32_t id = (uint32_t)nng_listener_id(nng_pipe_listener(p));
         for (size_t i = 0; i < ls->n; i++) {
             listeners_one *o = &ls->one[i];
             if (o->w == w && id != 0 && atomic_load(&o->lid) == id) {
+                bool probe = listeners_is_probe(o, p);
+                if (probe) {
+                    atomic_store(&o->probe_pipe, pid);
+                }
                 atomic_fetch_add(&o->adds, 1);
                 pthread_mutex_lock(&ls->mtx);
                 pthread_cond_broadcast(&ls->cv);
                 pthread_mutex_unlock(&ls->mtx);
+                if (probe) {
+                    return;
+                }
                 break;
+            }
+        }
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        for (size_t i = 0; i < ls->n; i++) {
+            uint32_t want = pid;
+            if (ls->one[i].w == w &&
+                atomic_compare_exchange_strong(&ls->one[i].probe_pipe, &want, 0)) {
+                return;
             }
         }
     }
@@ -152,12 +201,6 @@ int qb_listeners_watch(qb_listeners *ls, nng_socket s, qb_listeners_pipe_fn fn, 
     }
     ls->n_socks++;
     return QB_OK;
-}
-
-/* The path of an ipc:// URL, or NULL. */
-static const char *listeners_ipc_path(const char *url)
-{
-    return strncmp(url, "ipc://", 6) == 0 ? url + 6 : NULL;
 }
 
 /* mkdir -p of the directory of path (the last component is the file). */
@@ -504,6 +547,16 @@ static int listeners_probe_raw(qb_listeners *ls, listeners_one *o)
                   strerror(e));
         return -1;
     }
+    struct sockaddr_storage la;
+    socklen_t ll = sizeof la;
+    uint32_t port = 0;
+    if (getsockname(fd, (struct sockaddr *)&la, &ll) == 0) {
+        port = la.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&la)->sin_port)
+               : la.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&la)->sin6_port)
+                                          : 0;
+    }
+    atomic_store(&o->probe_port, port);
+    atomic_store(&o->probing, true); /* before the listener can see our header */
     uint8_t hdr[8] = {0, 'S', 'P', 0, (uint8_t)(peer >> 8), (uint8_t)peer, 0, 0};
     uint8_t got[8];
     size_t n = 0;
@@ -527,6 +580,7 @@ static int listeners_probe_raw(qb_listeners *ls, listeners_one *o)
         pthread_mutex_unlock(&ls->mtx);
     }
     close(fd);
+    atomic_store(&o->probing, false);
     return rc;
 }
 

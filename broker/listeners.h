@@ -21,10 +21,9 @@
  *    listener): a listener whose connections complete the handshake but
  *    never reach the socket fails the probe, and so does an address where
  *    nothing listens any more (an ipc file removed); a local resource error
- *    (out of file descriptors) is no evidence and never tears one down. Any other pipe from the same
- *    listener during the wait counts as well. QB_LISTENERS_FAILS failed
- *    probes in a row close the listener (its pipes go with it; their peers
- *    redial) and listen again on the same address, logged
+ *    (out of file descriptors) is no evidence and never tears one down. Any other pipe from the
+ * same listener during the wait counts as well. QB_LISTENERS_FAILS failed probes in a row close the
+ * listener (its pipes go with it; their peers redial) and listen again on the same address, logged
  *    (listener.repaired), counted, and reported to the event callback
  *    (the broker's status message on the bus). Detection bound:
  *    QB_LISTENERS_FAILS x (QB_LISTENERS_PROBE_MS + QB_LISTENERS_PROBE_WAIT_MS)
@@ -68,8 +67,9 @@ typedef struct qb_listener_info {
 typedef void (*qb_listeners_event_fn)(void *arg, const qb_listener_info *info, bool repaired);
 
 /* Called for every pipe added to or removed from a watched socket
- * (NNG_PIPE_EV_ADD_POST, NNG_PIPE_EV_REM_POST), probe pipes included, on
- * NNG's threads. */
+ * (NNG_PIPE_EV_ADD_POST, NNG_PIPE_EV_REM_POST), on NNG's threads; the
+ * probes' own pipes are left out (told apart by the peer's pid on ipc, its
+ * port on tcp), so connection counters count clients only. */
 typedef void (*qb_listeners_pipe_fn)(void *arg, nng_pipe p, nng_pipe_ev ev);
 
 /* A new, empty set. QB_OK or QB_ENOMEM. */

@@ -78,7 +78,6 @@ typedef struct main_sup_ctx {
     main_adapter ad[MAIN_MAX_ADAPTERS];
     size_t n_ad;
     uint64_t silence_ms; /* --adapter-silence-ms; 0 disables */
-    qb_buf frame;
 } main_sup_ctx;
 
 static const qb_prog main_prog = {
@@ -102,6 +101,10 @@ static const qb_prog main_prog = {
         "  quotebus-sub book.binance.             (another terminal) print Binance books as JSON\n"
         "  quotebus-broker --adapter binance:BTC-USDT,ETH-USDT,SOL-USDT --adapter htx:BTC-USDT\n"
         "  quotebus-broker --no-spawn --ingest ipc:///run/qb/in.ipc --pub tcp://0.0.0.0:7781\n"
+        "  quotebus-broker --no-spawn --ingest tls+tcp://0.0.0.0:7783 \\\n"
+        "        --ingest-tls-cert broker.pem --ingest-tls-key broker.key --ingest-tls-ca ca.pem\n"
+        "                                         adapters on other hosts, with client\n"
+        "                                         certificates (scripts/make-certs.sh DIR)\n"
         "  quotebus-broker --demo                 then open http://127.0.0.1:7780/ in a browser\n"
         "  quotebus-broker --http-listen 0.0.0.0:7780 --http-origin https://desk.example \\\n"
         "        --http-token s3cret --http-cert cert.pem --http-key key.pem\n"
@@ -123,14 +126,24 @@ static const qb_prog main_prog = {
         "and not restarted; its symbols get status down with the reason on the bus, and the\n"
         "stats file counts it (adapters_failed; per adapter, state and reason in \"adapters\").\n"
         "\n"
-        "Addresses are NNG URLs (ipc://PATH, tcp://HOST:PORT); directories of ipc paths are\n"
-        "created. Exit status: 0 after SIGINT/SIGTERM, 1 when a socket cannot be set up,\n"
-        "2 on bad options (an --adapter value quotebus-adapter --check refuses included).",
+        "Ingest: by default only ipc:///tmp/quotebus/private/ingest.ipc, whose directory is\n"
+        "made mode 0700 (only this user's processes can publish). Each topic belongs to the\n"
+        "connection that publishes it first; frames of it from any other connection are refused\n"
+        "(rogue_publisher), logged (ingest.rogue_publisher) and said on status.quotebus.broker,\n"
+        "until the owner disconnects (an adapter restart). A tcp:// ingest lets any local process\n"
+        "publish; tls+tcp:// with --ingest-tls-* admits only holders of a client certificate.\n"
+        "\n"
+        "Addresses are NNG URLs (ipc://PATH, tcp://HOST:PORT, tls+tcp://HOST:PORT); directories\n"
+        "of ipc paths are created. Exit status: 0 after SIGINT/SIGTERM, 1 when a socket\n"
+        "cannot be set up, 2 on bad options (an --adapter value quotebus-adapter --check\n"
+        "refuses included).",
 };
 
 typedef struct main_opts {
     qb_strlist ingest;
     qb_strlist pub;
+    char *ingest_tls_cert, *ingest_tls_key, *ingest_tls_ca;
+    char *pub_tls_cert, *pub_tls_key, *pub_tls_ca;
     qb_strlist adapters;
     qb_strlist adapter_args;
     bool no_spawn;
@@ -228,8 +241,9 @@ static void main_web_root(main_opts *o)
 
 static int main_parse(main_opts *o, const qb_opt *table, int argc, char **argv)
 {
-    static const char *const def_ingest[] = {"ipc:///tmp/quotebus/ingest.ipc",
-                                             "tcp://127.0.0.1:7783"};
+    /* ipc only, in a directory only this user may enter (mode 0700): no
+     * other user's process can publish (PROTOCOL.md 1). */
+    static const char *const def_ingest[] = {"ipc:///tmp/quotebus/private/ingest.ipc"};
     static const char *const def_pub[] = {"ipc:///tmp/quotebus/pub.ipc", "tcp://127.0.0.1:7781"};
     /* Binance, HTX and Bithumb side by side: global and Korean prices of
      * the same coins (quotebus-top BTC compares them). */
@@ -237,7 +251,7 @@ static int main_parse(main_opts *o, const qb_opt *table, int argc, char **argv)
                                               "bithumb:BTC-KRW,ETH-KRW"};
     static const char *const def_snapshot[] = {QB_SNAPSHOT_DEFAULT_IPC, QB_SNAPSHOT_DEFAULT_TCP};
     if (qb_strlist_set_default(&o->snapshot, def_snapshot, 2) != QB_OK ||
-        qb_strlist_set_default(&o->ingest, def_ingest, 2) != QB_OK ||
+        qb_strlist_set_default(&o->ingest, def_ingest, 1) != QB_OK ||
         qb_strlist_set_default(&o->pub, def_pub, 2) != QB_OK ||
         qb_strlist_set_default(&o->adapters, def_adapter, 3) != QB_OK) {
         return QB_ENOMEM;
@@ -259,6 +273,27 @@ static int main_parse(main_opts *o, const qb_opt *table, int argc, char **argv)
         fprintf(stderr, "quotebus-broker: --demo starts the simulator and adapters; it cannot be "
                         "combined with --no-spawn\n");
         return QB_EINVAL;
+    }
+    const struct {
+        const char *name;
+        const qb_strlist *urls;
+        qb_tls_files f;
+    } tls[] = {{"ingest", &o->ingest, {o->ingest_tls_cert, o->ingest_tls_key, o->ingest_tls_ca}},
+               {"pub", &o->pub, {o->pub_tls_cert, o->pub_tls_key, o->pub_tls_ca}}};
+    for (size_t t = 0; t < 2; t++) {
+        bool any_url = false;
+        for (size_t i = 0; i < tls[t].urls->n; i++) {
+            any_url = any_url || qb_tls_url(tls[t].urls->v[i]);
+        }
+        bool all = tls[t].f.cert && tls[t].f.key && tls[t].f.ca;
+        if (any_url != all || (!any_url && qb_tls_files_any(&tls[t].f))) {
+            fprintf(stderr,
+                    "quotebus-broker: a tls+tcp:// --%s address needs --%s-tls-cert, "
+                    "--%s-tls-key and --%s-tls-ca (client certificates are required), and "
+                    "those options need a tls+tcp:// --%s address\n",
+                    tls[t].name, tls[t].name, tls[t].name, tls[t].name, tls[t].name);
+            return QB_EINVAL;
+        }
     }
     if (o->demo_port <= 0 || o->demo_port > 65535) {
         fprintf(stderr, "quotebus-broker: --demo-port must be 1..65535\n");
@@ -405,8 +440,16 @@ static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, c
             argv[k++] = "--symbols";
             argv[k++] = syms;
         }
+        /* The children dial an ipc ingest when there is one (no TLS files
+         * needed: the directory's mode keeps other users out). */
+        const char *ingest = o->ingest.v[0];
+        for (size_t u = o->ingest.n; u-- > 0;) {
+            if (strncmp(o->ingest.v[u], "ipc://", 6) == 0) {
+                ingest = o->ingest.v[u];
+            }
+        }
         argv[k++] = "--broker";
-        argv[k++] = o->ingest.v[0];
+        argv[k++] = ingest;
         if (o->log_level != NULL) {
             argv[k++] = "--log-level";
             argv[k++] = o->log_level;
@@ -491,37 +534,11 @@ static void main_sup_status(main_sup_ctx *ctx, const main_adapter *a, qb_feed_st
     while (*p) {
         const char *e = strchr(p, ',');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        char sym[64], topic[160];
+        char sym[64];
         if (n > 0 && n < sizeof sym) {
             memcpy(sym, p, n);
             sym[n] = '\0';
-            qb_str exs = {a->ex, strlen(a->ex)}, syms = {sym, n};
-            qb_topic_info info;
-            uint64_t seq = 1;
-            char nsym[QB_TOPICS_NSYM_MAX + 1];
-            snprintf(nsym, sizeof nsym, "%s", sym);
-            if (qb_topic_format(topic, sizeof topic, "status", exs, syms) > 0 &&
-                qb_broker_topic_get(ctx->b, topic, &info, NULL) == QB_OK) {
-                seq = info.last_seq + 1;
-                if (info.nsym[0] != '\0') {
-                    snprintf(nsym, sizeof nsym, "%s", info.nsym);
-                }
-            }
-            qb_msg m = {
-                .type = QB_MSG_STATUS,
-                .version = QB_PROTO_VERSION,
-                .exchange = exs,
-                .symbol = syms,
-                .native = {nsym, strlen(nsym)},
-                .seq = seq,
-                .recv_ts = qb_now_ns(),
-                .state = state,
-                .reason = {reason, strlen(reason)},
-            };
-            qb_buf_reset(&ctx->frame);
-            if (qb_msg_encode(&m, &ctx->frame) == QB_OK) {
-                (void)qb_broker_publish(ctx->b, ctx->frame.data, ctx->frame.len);
-            }
+            (void)qb_broker_publish_status(ctx->b, a->ex, sym, NULL, state, reason);
         }
         p += n;
         if (*p == ',') {
@@ -709,7 +726,8 @@ static void main_log_summary(qb_broker *b, qb_super *sup)
     QB_INFO("broker.stats",
             "frames_in=%llu frames_out=%llu bytes_in=%llu topics=%llu books=%llu "
             "books_valid=%llu ingest_gaps=%llu duplicates=%llu crossed=%llu bad_msgpack=%llu "
-            "bad_version=%llu oversized=%llu bad_topic=%llu adapters_running=%zu "
+            "bad_version=%llu oversized=%llu bad_topic=%llu rogue_publisher=%llu "
+            "adapters_running=%zu "
             "adapter_restarts=%llu",
             (unsigned long long)s.frames_in, (unsigned long long)s.frames_out,
             (unsigned long long)s.bytes_in, (unsigned long long)s.topics,
@@ -717,7 +735,8 @@ static void main_log_summary(qb_broker *b, qb_super *sup)
             (unsigned long long)s.ingest_gaps, (unsigned long long)s.duplicates,
             (unsigned long long)s.crossed, (unsigned long long)s.bad_msgpack,
             (unsigned long long)s.bad_version, (unsigned long long)s.oversized,
-            (unsigned long long)s.bad_topic, sup ? qb_super_running(sup, "adapter") : (size_t)0,
+            (unsigned long long)s.bad_topic, (unsigned long long)s.rogue_publisher,
+            sup ? qb_super_running(sup, "adapter") : (size_t)0,
             (unsigned long long)(sup ? qb_super_restarts(sup, "adapter") : 0));
 }
 
@@ -789,9 +808,22 @@ int main(int argc, char **argv)
     };
     const qb_opt table[] = {
         {"ingest", QB_OPT_LIST, &o.ingest, "ADDR",
-         "listen for adapters (NNG SUB) on these addresses; repeatable"},
+         "listen for adapters (NNG SUB) on these addresses; repeatable "
+         "[ipc:///tmp/quotebus/private/ingest.ipc]"},
+        {"ingest-tls-cert", QB_OPT_STR, &o.ingest_tls_cert, "PEM",
+         "tls+tcp:// --ingest: the broker's certificate (scripts/make-certs.sh)"},
+        {"ingest-tls-key", QB_OPT_STR, &o.ingest_tls_key, "PEM",
+         "tls+tcp:// --ingest: the private key of --ingest-tls-cert"},
+        {"ingest-tls-ca", QB_OPT_STR, &o.ingest_tls_ca, "PEM",
+         "tls+tcp:// --ingest: only adapters with a certificate signed by this CA connect"},
         {"pub", QB_OPT_LIST, &o.pub, "ADDR",
          "listen for subscribers (NNG PUB) on these addresses; repeatable"},
+        {"pub-tls-cert", QB_OPT_STR, &o.pub_tls_cert, "PEM",
+         "tls+tcp:// --pub: the broker's certificate"},
+        {"pub-tls-key", QB_OPT_STR, &o.pub_tls_key, "PEM",
+         "tls+tcp:// --pub: the private key of --pub-tls-cert"},
+        {"pub-tls-ca", QB_OPT_STR, &o.pub_tls_ca, "PEM",
+         "tls+tcp:// --pub: only subscribers with a certificate signed by this CA connect"},
         {"adapter", QB_OPT_MULTI, &o.adapters, "EXCHANGE:SYM,SYM",
          "start this adapter as a child process; repeatable"},
         {"adapter-arg", QB_OPT_MULTI, &o.adapter_args, "ARG",
@@ -893,6 +925,8 @@ int main(int argc, char **argv)
         .pub_urls = (const char *const *)o.pub.v,
         .n_pub = o.pub.n,
         .max_topics = (size_t)o.max_topics,
+        .ingest_tls = {o.ingest_tls_cert, o.ingest_tls_key, o.ingest_tls_ca},
+        .pub_tls = {o.pub_tls_cert, o.pub_tls_key, o.pub_tls_ca},
         .listeners = listeners,
     };
     if ((rc = qb_broker_new(&cfg, &b)) != QB_OK) {
@@ -1075,7 +1109,6 @@ out:
     }
     qb_listeners_free(listeners);
     qb_super_free(sup);
-    qb_buf_fini(&sup_ctx.frame);
     qb_opts_free(table);
     /* NNG frees the pipes of closed sockets on its reaper thread, possibly
      * after nng_close() returned: wait for it (unless a close was

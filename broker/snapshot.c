@@ -32,6 +32,7 @@
 #include "err.h"
 #include "listeners.h"
 #include "log.h"
+#include "nngclose.h"
 
 #include <msgpack.h>
 #include <nng/nng.h>
@@ -610,7 +611,6 @@ static void snapshot_cb(void *arg)
     nng_ctx_send(c->ctx, c->aio);
 }
 
-
 void qb_snapshot_free(qb_snapshot *s)
 {
     if (s == NULL) {
@@ -640,7 +640,9 @@ void qb_snapshot_free(qb_snapshot *s)
         }
     }
     if (s->sock_open) {
-        nng_close(s->sock);
+        /* Bounded (nngclose.h): NNG 1.5.2 can hang closing a socket with a
+         * pipe mid-transfer, and the listener probes keep pipes coming. */
+        (void)qb_nng_close_bounded(s->sock, "snapshot", 1000);
     }
     for (size_t i = 0; i < s->n_ctxs; i++) {
         snapshot_ctx *c = &s->ctxs[i];

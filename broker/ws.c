@@ -494,6 +494,7 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
         {"bad_version", b.bad_version},
         {"oversized", b.oversized},
         {"bad_topic", b.bad_topic},
+        {"rogue_publisher", b.rogue_publisher},
         {"untracked", b.untracked},
         {"pub_send", b.send_errors},
         {"ws_handoff", atomic_load(&ws->c.ws_handoff_drops)},

@@ -18,6 +18,7 @@
 struct qb_dialer {
     nng_socket sock;
     nng_dialer dialer;
+    nng_tls_config *tls; /* held; NULL: plain */
     char *url;
     const char *what;
     nng_aio *aio;
@@ -47,6 +48,26 @@ static void dialer_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     }
 }
 
+/* Creates and starts (non-blocking) a dialer of d->url, with d->tls. */
+static int dialer_dial(qb_dialer *d)
+{
+    nng_dialer nd;
+    int rv = nng_dialer_create(&nd, d->sock, d->url);
+    if (rv != 0) {
+        return rv;
+    }
+    if (d->tls != NULL && (rv = nng_dialer_set_ptr(nd, NNG_OPT_TLS_CONFIG, d->tls)) != 0) {
+        nng_dialer_close(nd);
+        return rv;
+    }
+    if ((rv = nng_dialer_start(nd, NNG_FLAG_NONBLOCK)) != 0) {
+        nng_dialer_close(nd);
+        return rv;
+    }
+    d->dialer = nd;
+    return 0;
+}
+
 static void dialer_tick_cb(void *arg)
 {
     qb_dialer *d = arg;
@@ -57,7 +78,7 @@ static void dialer_tick_cb(void *arg)
     if (atomic_load(&d->pipes) <= 0 &&
         now - atomic_load(&d->last_pipe_ns) > (uint64_t)QB_DIALER_REDIAL_MS * 1000000ull) {
         nng_dialer_close(d->dialer);
-        int rv = nng_dial(d->sock, d->url, &d->dialer, NNG_FLAG_NONBLOCK);
+        int rv = dialer_dial(d);
         atomic_fetch_add(&d->redials, 1);
         atomic_store(&d->last_pipe_ns, now);
         QB_LOG_RL(QB_LOG_WARN, "nng_redial", "no connection to %s at %s for %d ms: re-dialed (%s)",
@@ -68,6 +89,12 @@ static void dialer_tick_cb(void *arg)
 
 int qb_dialer_start(nng_socket s, const char *url, const char *what, qb_dialer **out)
 {
+    return qb_dialer_start_tls(s, url, what, NULL, out);
+}
+
+int qb_dialer_start_tls(nng_socket s, const char *url, const char *what, nng_tls_config *tls,
+                        qb_dialer **out)
+{
     qb_dialer *d = calloc(1, sizeof *d);
     if (d == NULL || (d->url = strdup(url)) == NULL) {
         free(d);
@@ -75,16 +102,22 @@ int qb_dialer_start(nng_socket s, const char *url, const char *what, qb_dialer *
     }
     d->sock = s;
     d->what = what;
+    if (tls != NULL) {
+        nng_tls_config_hold(tls);
+        d->tls = tls;
+    }
     atomic_store(&d->last_pipe_ns, qb_mono_ns());
     nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 100);
     nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 2000);
     int rv;
     if ((rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, dialer_pipe_cb, d)) != 0 ||
         (rv = nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, dialer_pipe_cb, d)) != 0 ||
-        (rv = nng_dial(s, url, &d->dialer, NNG_FLAG_NONBLOCK)) != 0 ||
-        (rv = nng_aio_alloc(&d->aio, dialer_tick_cb, d)) != 0) {
+        (rv = dialer_dial(d)) != 0 || (rv = nng_aio_alloc(&d->aio, dialer_tick_cb, d)) != 0) {
         nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, NULL, NULL);
         nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, NULL, NULL);
+        if (d->tls != NULL) {
+            nng_tls_config_free(d->tls);
+        }
         free(d->url);
         free(d);
         return qb_err_from_nng(rv);
@@ -105,6 +138,9 @@ void qb_dialer_stop(qb_dialer *d)
     /* nng_close() returns after the socket's pipes are gone, so no pipe
      * callback can run on d after it. */
     nng_close(d->sock);
+    if (d->tls != NULL) {
+        nng_tls_config_free(d->tls);
+    }
     free(d->url);
     free(d);
 }

@@ -10,6 +10,9 @@
  * re-creates the dialer when the socket has had no pipe for
  * QB_DIALER_REDIAL_MS. Reconnect backoff is set to 100 ms .. 2 s.
  *
+ * A tls+tcp:// URL dials with a TLS configuration (nngtls.h), set on every
+ * dialer the watchdog creates.
+ *
  * One qb_dialer per socket (pipe notifications are per socket). Start and
  * stop from one thread; the callbacks run on NNG's threads and touch only
  * atomics and the dialer handle.
@@ -18,6 +21,7 @@
 #define QB_DIALER_H
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 #include <stdint.h>
 
 #define QB_DIALER_REDIAL_MS 3000
@@ -29,6 +33,12 @@ typedef struct qb_dialer qb_dialer;
  * result; qb_dialer_stop() closes s and frees it. Returns QB_OK,
  * QB_ENOMEM, or the converted NNG error (bad URL). */
 int qb_dialer_start(nng_socket s, const char *url, const char *what, qb_dialer **out);
+
+/* qb_dialer_start with a TLS configuration set on the dialer (tls may be
+ * NULL: plain). The qb_dialer takes its own hold on tls (the caller keeps
+ * and frees its own). Same results. */
+int qb_dialer_start_tls(nng_socket s, const char *url, const char *what, nng_tls_config *tls,
+                        qb_dialer **out);
 
 /* Stops the watchdog (waits for a running callback), CLOSES THE SOCKET s
  * (so that no pipe callback can still be running), then frees d. The socket

@@ -60,6 +60,7 @@
 #include "book.h"
 #include "clock.h"
 #include "log.h"
+#include "nngrecv.h"
 
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -118,6 +119,7 @@ typedef struct mirror_counters {
 } mirror_counters;
 
 struct qb_mirror {
+    qb_nng_recv *recv; /* the mirror thread's receiver of sub (nngrecv.h) */
     uint32_t cur_pipe; /* mirror thread: the pipe of the frame being applied */
     char *connect;
     char *snapshot; /* NULL: no service */
@@ -648,8 +650,9 @@ static void *mirror_main(void *arg)
         /* Drain what is queued, then wait a tick. */
         for (int n = 0; n < 4096 && !atomic_load(&m->stop); n++) {
             nng_msg *frame;
-            int rv = nng_recvmsg(m->sub, &frame, n == 0 ? 0 : NNG_FLAG_NONBLOCK);
-            if (rv != 0) {
+            /* Not NNG's receive timeout: it loses a frame now and then
+             * (nngrecv.h). */
+            if (qb_nng_recv_next(m->recv, n == 0 ? MIRROR_TICK_MS : 0, &frame, NULL) != QB_OK) {
                 break;
             }
             mirror_reconnect_check(m);
@@ -677,6 +680,8 @@ static void mirror_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 static void mirror_free(qb_mirror *m)
 {
+    qb_nng_recv_free(m->recv); /* the mirror thread is gone: cancel its receive */
+    m->recv = NULL;
     /* Bounded close: NNG 1.5.2 can hang closing a SUB socket while frames
      * arrive (see qbc_close_socket). Our pipe callbacks go first. */
     if (m->sub_open) {
@@ -783,8 +788,7 @@ QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
     }
     m->sub_open = true;
     if ((rc = qbc_sub_options(m->sub)) != QB_OK ||
-        (rc = nng_socket_set_ms(m->sub, NNG_OPT_RECVTIMEO, MIRROR_TICK_MS) ? QB_ETRANSPORT
-                                                                           : QB_OK) != QB_OK) {
+        (rc = qb_nng_recv_new(m->sub, &m->recv)) != QB_OK) {
         goto fail;
     }
     for (size_t i = 0; i < m->n_prefixes; i++) {
@@ -842,6 +846,9 @@ QB_API void qb_mirror_close(qb_mirror *m)
         return;
     }
     atomic_store(&m->stop, true);
+    if (m->recv != NULL) {
+        qb_nng_recv_wake(m->recv);
+    }
     if (m->thread_started) {
         pthread_join(m->thread, NULL);
     }

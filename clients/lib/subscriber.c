@@ -20,6 +20,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "nngrecv.h"
 
 #include <nng/protocol/pubsub0/sub.h>
 
@@ -31,7 +32,7 @@
 
 struct qb_subscriber {
     nng_socket sock;
-    nng_aio *aio;
+    qb_nng_recv *recv; /* one receive kept pending, no NNG timeout (nngrecv.h) */
     qb_decoder *dec;
     nng_msg *cur; /* frame being returned map by map */
     qb_str cur_topic;
@@ -59,15 +60,15 @@ QB_API int qb_subscriber_open(const char *url, qb_subscriber **out)
     qbc_map_init(&s->seqs, SUBSCRIBER_MAX_TOPICS);
     int rc = QB_ENOMEM, rv;
     s->dec = qb_decoder_new();
-    if (s->dec == NULL || nng_aio_alloc(&s->aio, NULL, NULL) != 0) {
-        s->aio = NULL;
+    if (s->dec == NULL) {
         goto fail_nosock;
     }
     if ((rv = nng_sub0_open(&s->sock)) != 0) {
         rc = qb_err_from_nng(rv);
         goto fail_nosock;
     }
-    if ((rc = qbc_sub_options(s->sock)) != QB_OK) {
+    if ((rc = qbc_sub_options(s->sock)) != QB_OK ||
+        (rc = qb_nng_recv_new(s->sock, &s->recv)) != QB_OK) {
         goto fail;
     }
     /* Non-blocking dial: works before the broker is up, and NNG redials
@@ -80,9 +81,9 @@ QB_API int qb_subscriber_open(const char *url, qb_subscriber **out)
     *out = s;
     return QB_OK;
 fail:
+    qb_nng_recv_free(s->recv);
     nng_close(s->sock);
 fail_nosock:
-    nng_aio_free(s->aio);
     qb_decoder_free(s->dec);
     qbc_map_fini(&s->seqs);
     free(s);
@@ -94,6 +95,7 @@ QB_API void qb_subscriber_close(qb_subscriber *s)
     if (s == NULL) {
         return;
     }
+    qb_nng_recv_free(s->recv); /* cancels the pending receive */
     /* Bounded: NNG 1.5.2 may hang closing a SUB socket while frames are
      * arriving (see qbc_close_socket); then the socket is abandoned. */
     if (qbc_close_socket(s->sock, 2000) != QB_OK) {
@@ -101,7 +103,6 @@ QB_API void qb_subscriber_close(qb_subscriber *s)
                 "NNG did not close the socket within 2000 ms (NNG 1.5.2 defect, "
                 "nanomsg/nng#1543); abandoned to NNG");
     }
-    nng_aio_free(s->aio);
     if (s->cur != NULL) {
         nng_msg_free(s->cur);
     }
@@ -182,25 +183,20 @@ QB_API int qb_subscriber_recv(qb_subscriber *s, int timeout_ms, qb_message **out
             nng_msg_free(s->cur);
             s->cur = NULL;
         }
-        nng_duration wait;
+        int wait;
         if (timeout_ms < 0) {
-            wait = NNG_DURATION_INFINITE;
+            wait = -1;
         } else {
             uint64_t now = qb_mono_ns();
-            wait = now >= deadline ? 0 : (nng_duration)((deadline - now + 999999u) / 1000000u);
+            wait = now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
         }
-        nng_aio_set_timeout(s->aio, wait == 0 ? NNG_DURATION_ZERO : wait);
-        nng_recv_aio(s->sock, s->aio);
-        nng_aio_wait(s->aio);
-        int rv = nng_aio_result(s->aio);
-        if (rv == NNG_ETIMEDOUT) {
-            return QB_ETIMEDOUT;
+        /* Not an aio timeout: NNG 1.5.2 loses a frame now and then when
+         * one expires (nngrecv.h). */
+        nng_msg *msg;
+        int rc = qb_nng_recv_next(s->recv, wait, &msg, NULL);
+        if (rc != QB_OK) {
+            return rc;
         }
-        if (rv != 0) {
-            return rv == NNG_ECLOSED ? QB_ECLOSED : QB_ETRANSPORT;
-        }
-        nng_msg *msg = nng_aio_get_msg(s->aio);
-        nng_aio_set_msg(s->aio, NULL);
         subscriber_add(&s->frames, 1);
         if (qb_decoder_begin(s->dec, nng_msg_body(msg), nng_msg_len(msg), &s->cur_topic) != QB_OK) {
             subscriber_add(&s->invalid, 1);

@@ -26,8 +26,10 @@
 #include "clock.h"
 #include "book.h"
 #include "dialer.h"
+#include "nngtls.h"
 #include "err.h"
 #include "log.h"
+#include "nngrecv.h"
 #include "msg.h"
 #include "nngclose.h"
 #include "opts.h"
@@ -73,6 +75,7 @@ static const qb_prog sub_prog = {
 
 typedef struct sub_opts {
     char *connect;
+    char *tls_ca, *tls_cert, *tls_key; /* tls+tcp:// --connect (nngtls.h) */
     char *book;
     char *snapshot;
     int64_t depth;
@@ -388,6 +391,11 @@ int main(int argc, char **argv)
     sub_opts o = {.connect = "ipc:///tmp/quotebus/pub.ipc", .recv_buf = 8192, .depth = 10};
     const qb_opt table[] = {
         {"connect", QB_OPT_STR, &o.connect, "ADDR", "the broker's publish address (NNG URL)"},
+        {"tls-ca", QB_OPT_STR, &o.tls_ca, "PEM",
+         "tls+tcp:// --connect: CA of the broker's certificate (required for tls+tcp://)"},
+        {"tls-cert", QB_OPT_STR, &o.tls_cert, "PEM",
+         "tls+tcp:// --connect: client certificate (a broker with --pub-tls-ca requires one)"},
+        {"tls-key", QB_OPT_STR, &o.tls_key, "PEM", "tls+tcp:// --connect: its private key"},
         {"count", QB_OPT_INT, &o.count, "N", "exit after N messages (0: never)"},
         {"book", QB_OPT_STR, &o.book, "TOPIC",
          "mirror this book (libquotebus) and print its top --depth levels on each change"},
@@ -429,6 +437,15 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    bool tls = qb_tls_url(o.connect);
+    if (tls != (o.tls_ca != NULL) || (o.tls_cert == NULL) != (o.tls_key == NULL) ||
+        (!tls && (o.tls_cert != NULL)) || (tls && o.book != NULL)) {
+        fprintf(stderr, "quotebus-sub: a tls+tcp:// --connect needs --tls-ca (and --tls-cert "
+                        "with --tls-key for a broker that requires client certificates), those "
+                        "options need a tls+tcp:// --connect, and --book does not dial TLS\n");
+        qb_opts_free(table);
+        return 2;
+    }
     if (o.book != NULL) {
         sigprocmask(SIG_SETMASK, &old, NULL);
         int brc = sub_book_run(o.connect, o.snapshot, o.book, o.depth, o.duration_ms, o.count,
@@ -444,6 +461,7 @@ int main(int argc, char **argv)
     qb_decoder *dec = qb_decoder_new();
     nng_socket s;
     bool open = false;
+    qb_nng_recv *recv = NULL; /* not NNG's receive timeout: it loses frames (nngrecv.h) */
     qb_dialer *dialer = NULL;
     int rv;
     if (dec == NULL) {
@@ -461,9 +479,13 @@ int main(int argc, char **argv)
      * broker forwards frames up to QB_MSG_MAX_FRAME, NNG's default 1 MiB
      * limit would drop the connection on a large snapshot. */
     if ((rv = nng_socket_set_int(s, NNG_OPT_RECVBUF, (int)o.recv_buf)) != 0 ||
-        (rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, QB_MSG_MAX_FRAME)) != 0 ||
-        (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, SUB_TICK_MS)) != 0) {
+        (rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, QB_MSG_MAX_FRAME)) != 0) {
         fprintf(stderr, "quotebus-sub: socket options: %s\n", nng_strerror(rv));
+        exit_code = 1;
+        goto out;
+    }
+    if (qb_nng_recv_new(s, &recv) != QB_OK) {
+        fprintf(stderr, "quotebus-sub: out of memory\n");
         exit_code = 1;
         goto out;
     }
@@ -476,7 +498,18 @@ int main(int argc, char **argv)
     /* Non-blocking dial with a watchdog (common/dialer.h): start even when
      * the broker is not up yet; redials in the background (also after a
      * broker restart), every connect and loss logged. */
-    if ((rv = qb_dialer_start(s, o.connect, "broker", &dialer)) != QB_OK) {
+    nng_tls_config *tcfg = NULL;
+    qb_tls_files tf = {o.tls_cert, o.tls_key, o.tls_ca};
+    if (tls && (rv = qb_tls_client_config(&tf, o.connect, &tcfg)) != QB_OK) {
+        fprintf(stderr, "quotebus-sub: TLS: %s (see the log above)\n", qb_strerror(rv));
+        exit_code = rv == QB_EINVAL ? 2 : 1;
+        goto out;
+    }
+    rv = qb_dialer_start_tls(s, o.connect, "broker", tcfg, &dialer);
+    if (tcfg != NULL) {
+        nng_tls_config_free(tcfg); /* the dialer holds its own */
+    }
+    if (rv != QB_OK) {
         fprintf(stderr, "quotebus-sub: connect %s: %s\n", o.connect, qb_strerror(rv));
         exit_code = rv == QB_EINVAL || rv == QB_EUNSUPPORTED ? 2 : 1;
         goto out;
@@ -505,8 +538,9 @@ int main(int argc, char **argv)
             next_stats = now + SUB_STATS_INTERVAL_MS;
         }
         nng_msg *msg;
-        rv = nng_recvmsg(s, &msg, unflushed ? NNG_FLAG_NONBLOCK : 0);
-        if (rv == NNG_EAGAIN) {
+        rv = 0;
+        int got = qb_nng_recv_next(recv, unflushed ? 0 : SUB_TICK_MS, &msg, &rv);
+        if (got == QB_ETIMEDOUT && unflushed) {
             unflushed = false; /* nothing waiting: write out what we have */
             if (fflush(stdout) != 0) {
                 sub_stdout_failed();
@@ -514,11 +548,11 @@ int main(int argc, char **argv)
             }
             continue;
         }
-        if (rv == NNG_ETIMEDOUT) {
+        if (got == QB_ETIMEDOUT) {
             continue;
         }
-        if (rv != 0) {
-            if (rv != NNG_ECLOSED) {
+        if (got != QB_OK) {
+            if (got != QB_ECLOSED) {
                 QB_ERROR("sub.recv_failed", "%s", nng_strerror(rv));
                 exit_code = 1;
             }
@@ -542,6 +576,7 @@ int main(int argc, char **argv)
             (unsigned long long)c.out_of_order, (unsigned long long)c.invalid);
     sub_write_stats(o.stats_file, &c);
 out:
+    qb_nng_recv_free(recv); /* cancels its pending receive before the close */
     /* The bounded close first (NNG 1.5.2 close race, common/nngclose.h);
      * qb_dialer_stop's own nng_close then finds the socket closed. When the
      * close was abandoned, the dialer is left alone too: its pipe callback

@@ -556,7 +556,7 @@ int main(int argc, char **argv)
         if (publish) {
             char url[128];
             snprintf(url, sizeof url, "ipc:///tmp/qb-bench-adapter-nobody-%d.ipc", (int)getpid());
-            if (qb__pub_open(&own.pub, url, &pc) != QB_OK) {
+            if (qb__pub_open(&own.pub, url, NULL, &pc) != QB_OK) {
                 return 1;
             }
         }

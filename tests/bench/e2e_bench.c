@@ -319,7 +319,7 @@ static int e2e_run(int argc, char **argv)
     int rv;
     if (adapter_pub) {
         qb_log_set_level(QB_LOG_ERROR);
-        if (qb__pub_open(&ap, pub_url, &pc) != QB_OK) {
+        if (qb__pub_open(&ap, pub_url, NULL, &pc) != QB_OK) {
             fprintf(stderr, "qb-bench-e2e: adapter publisher failed to open %s\n", pub_url);
             return 1;
         }

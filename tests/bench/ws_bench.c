@@ -614,7 +614,7 @@ int main(int argc, char **argv)
     static const qb_opt opts[] = {
         {"url", QB_OPT_STR, &wsb_cfg.url, "URL", "the broker's websocket [ws://127.0.0.1:7780/ws]"},
         {"ingest", QB_OPT_STR, &wsb_cfg.ingest, "ADDR",
-         "the broker's ingest, dialled by the publisher [ipc:///tmp/quotebus/ingest.ipc]"},
+         "the broker's ingest, dialled by the publisher [ipc:///tmp/quotebus/private/ingest.ipc]"},
         {"clients", QB_OPT_INT, &wsb_cfg.clients, "N", "websocket connections [1]"},
         {"rate", QB_OPT_INT, &wsb_cfg.rate, "N", "deltas per second [100]"},
         {"seconds", QB_OPT_STR, &wsb_cfg.seconds, "S", "length of the measurement window [10]"},
@@ -653,7 +653,7 @@ int main(int argc, char **argv)
         return 2;
     }
     char *url = strdup(wsb_cfg.url ? wsb_cfg.url : "ws://127.0.0.1:7780/ws");
-    const char *ingest = wsb_cfg.ingest ? wsb_cfg.ingest : "ipc:///tmp/quotebus/ingest.ipc";
+    const char *ingest = wsb_cfg.ingest ? wsb_cfg.ingest : "ipc:///tmp/quotebus/private/ingest.ipc";
     const char *label = wsb_cfg.label ? wsb_cfg.label : "quotebus-ws";
     if (wsb_cfg.seconds == NULL) {
         wsb_cfg.seconds = strdup("10");

@@ -7,7 +7,8 @@
        this build (--bin-dir) and the source tree, the shared libraries the
        binaries load (ldd), /bin/sh for the CMD-SHELL healthchecks, the CA
        store, passwd/group with its non-root user; its USER, WORKDIR, EXPOSE,
-       HEALTHCHECK and CMD lines verbatim. (The Dockerfile's own build needs
+       HEALTHCHECK and CMD lines verbatim; openssl, mkdir, chmod and rm for
+       make-certs.sh (the certs service). (The Dockerfile's own build needs
        the Debian mirror inside a container; test_dockerfile.py checks it
        statically.)
     └─ docker-compose -p qbtestPID -f docker/docker-compose.yml
@@ -176,8 +177,17 @@ def build_image(eng, bin_dir, tag):
         if not os.path.exists(b):
             fail("the Dockerfile's runtime stage does not install %s in /usr/local/bin" % b)
     put_file(rootfs, "/bin/dash", "/bin/sh", 0o755)
+    # make-certs.sh (the certs service): openssl and the few tools it runs,
+    # which the real image has from bookworm-slim and its openssl package.
+    tools = []
+    for t in ("/usr/bin/openssl", "/bin/mkdir", "/bin/chmod", "/bin/rm"):
+        real = shutil.which(os.path.basename(t)) or t
+        put_file(rootfs, real, t, 0o755)
+        tools.append(real)
+    os.makedirs(os.path.join(home, "tls"), mode=0o700)
+    os.chmod(os.path.join(home, "tls"), 0o700)
     libs = set()
-    for b in elfs + ["/bin/dash"]:
+    for b in elfs + ["/bin/dash"] + tools:
         libs.update(elf_deps(b))
     for lib in sorted(libs):
         put_file(rootfs, lib, lib)

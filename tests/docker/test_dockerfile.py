@@ -31,9 +31,11 @@ docker/Dockerfile's own build needs the Debian mirror inside a container.
         Dockerfile installs in /usr/local/bin; every --config file exists in
         docker/config, and every key of every config file is a long option of
         the binary that reads it (--help of --bin-dir's binaries);
-      - the broker: --no-spawn, ingest on 0.0.0.0:7783, published ports
-        7780/7781/7782 on 127.0.0.1 matching the addresses the broker listens
-        on (its command and broker.json); adapters dial tcp://broker:7783;
+      - the broker: --no-spawn, ingest only tls+tcp://0.0.0.0:7783 with mutual
+        TLS (--ingest-tls-* in the volume the one-shot service certs fills with
+        make-certs.sh), published ports 7780/7781/7782 on 127.0.0.1 matching
+        the addresses the broker listens on (its command and broker.json);
+        adapters dial tls+tcp://broker:7783 with their own certificate;
         restart policies, healthchecks, depends_on conditions.
 
 Exit 77 (skip) when apt-cache (dockerfile) or docker-compose (compose; installed
@@ -485,9 +487,9 @@ def part_compose(bin_dir):
     cfg, services = compose_config(tools, [])
     plain = sorted(n for n, s in cfg["services"].items() if not s.get("profiles"))
     demo = sorted(n for n, s in cfg["services"].items() if "demo" in s.get("profiles", []))
-    if plain != ["binance", "bithumb", "broker", "htx"] or demo != ["exsim", "watch"]:
-        fail("services without a profile %s (want broker and the three adapters), in profile "
-             "demo %s (want exsim, watch)" % (plain, demo))
+    if plain != ["binance", "bithumb", "broker", "certs", "htx"] or demo != ["exsim", "watch"]:
+        fail("services without a profile %s (want certs, broker and the three adapters), in "
+             "profile demo %s (want exsim, watch)" % (plain, demo))
     ok("docker-compose config validates; services %s; profile demo adds %s" %
        (" ".join(plain), " ".join(demo)))
     demo_cfg, _ = compose_config(tools, ["--profile", "demo"])
@@ -529,7 +531,7 @@ def part_compose(bin_dir):
                  "(%s)" % (name, cmd[0], sorted(installed)))
         hc = svc.get("healthcheck", {})
         disabled = hc.get("disable") or hc.get("test") in (["NONE"], "NONE")
-        if disabled and name not in ("exsim", "watch"):
+        if disabled and name not in ("exsim", "watch", "certs"):
             fail("service %s: healthcheck disabled" % name)
         if not disabled:
             test = " ".join(hc.get("test", []))
@@ -566,8 +568,40 @@ def part_compose(bin_dir):
     cmd = broker["command"]
     if "--no-spawn" not in cmd:
         fail("broker: no --no-spawn")
-    if arg_after(cmd, "--ingest") != ["tcp://0.0.0.0:7783"]:
-        fail("broker: --ingest should be tcp://0.0.0.0:7783: %s" % arg_after(cmd, "--ingest"))
+    if arg_after(cmd, "--ingest") != ["tls+tcp://0.0.0.0:7783"]:
+        fail("broker: --ingest should be only tls+tcp://0.0.0.0:7783 (mutual TLS): %s" %
+             arg_after(cmd, "--ingest"))
+    tls_dir = "/var/lib/quotebus/tls/"
+    want_tls = {"--ingest-tls-cert": "broker.pem", "--ingest-tls-key": "broker.key",
+                "--ingest-tls-ca": "ca.pem"}
+    for flag, f in want_tls.items():
+        if arg_after(cmd, flag) != [tls_dir + f]:
+            fail("broker: %s should be %s%s: %s" % (flag, tls_dir, f, arg_after(cmd, flag)))
+    certs = cfg["services"]["certs"]
+    if certs["command"][:2] != ["make-certs.sh", tls_dir.rstrip("/")] or \
+            not all(ex in certs["command"] for ex in ("binance", "htx", "bithumb")):
+        fail("certs: should run make-certs.sh %s binance htx bithumb: %s" %
+             (tls_dir.rstrip("/"), certs["command"]))
+
+    def tls_mount(svc, ro):
+        for v in svc.get("volumes", []):
+            src, tgt, mode = (v.get("source"), v.get("target"), "ro" if v.get("read_only")
+                              else "rw") if isinstance(v, dict) else (str(v).split(":") + [""])[:3]
+            if tgt == tls_dir.rstrip("/") and (mode == "ro") == ro:
+                return True
+        return False
+    if not tls_mount(certs, False):
+        fail("certs: the tls volume is not mounted writable at %s" % tls_dir)
+    for name in ("broker", "binance", "htx", "bithumb"):
+        svc = cfg["services"][name]
+        if not tls_mount(svc, True):
+            fail("%s: the tls volume is not mounted read-only at %s: %s" %
+                 (name, tls_dir, svc.get("volumes")))
+        cond = svc.get("depends_on", {}).get("certs", {}).get("condition")
+        if cond != "service_completed_successfully":
+            fail("%s: must start after certs completed (depends_on condition %r)" % (name, cond))
+    ok("certs: make-certs.sh into the tls volume; broker, binance, htx, bithumb mount it "
+       "read-only and start after it")
     with open(os.path.join(DOCKER_DIR, "config", "broker.json")) as f:
         bcfg = json.load(f)
     listen = {"7781": arg_after(cmd, "--pub") or bcfg.get("pub")}
@@ -595,22 +629,26 @@ def part_compose(bin_dir):
         fail("broker: `docker-compose build` must build docker/Dockerfile with the repository "
              "as context, got context %s dockerfile %s" % (ctx, dfile))
     ok("docker-compose build: docker/Dockerfile, context = the repository root")
-    ok("broker: --no-spawn, ingest tcp://0.0.0.0:7783 (not published), 7780/7781/7782 "
-       "published on 127.0.0.1 and listened on inside")
+    ok("broker: --no-spawn, ingest tls+tcp://0.0.0.0:7783 with client certificates (not "
+       "published), 7780/7781/7782 published on 127.0.0.1 and listened on inside")
     for ex in ("binance", "htx", "bithumb"):
         svc = cfg["services"][ex]
         if svc["command"][:2] != ["quotebus-adapter", ex]:
             fail("%s: command %s" % (ex, svc["command"][:2]))
-        if arg_after(svc["command"], "--broker") != ["tcp://broker:7783"]:
-            fail("%s: --broker should be tcp://broker:7783" % ex)
+        if arg_after(svc["command"], "--broker") != ["tls+tcp://broker:7783"]:
+            fail("%s: --broker should be tls+tcp://broker:7783" % ex)
+        for flag, f in (("--broker-tls-ca", "ca.pem"), ("--broker-tls-cert", ex + ".pem"),
+                        ("--broker-tls-key", ex + ".key")):
+            if arg_after(svc["command"], flag) != [tls_dir + f]:
+                fail("%s: %s should be %s%s" % (ex, flag, tls_dir, f))
         if "broker" not in svc.get("depends_on", {}):
             fail("%s: no depends_on broker" % ex)
         if not svc.get("healthcheck", {}).get("test"):
             fail("%s: no healthcheck" % ex)
     if demo_cfg["services"]["watch"]["depends_on"]["broker"]["condition"] != "service_healthy":
         fail("watch: depends_on broker should be service_healthy")
-    ok("adapters dial tcp://broker:7783, depend on the broker, have healthchecks; watch "
-       "waits for a healthy broker")
+    ok("adapters dial tls+tcp://broker:7783 with their own certificates, depend on the "
+       "broker, have healthchecks; watch waits for a healthy broker")
     # Environment expansion into the command line.
     env = {"QB_BINANCE_SYMBOLS": "BTC-USDT,SOL-USDT", "QB_LOG_LEVEL": "debug",
            "QB_PUB_PORT": "17781", "QB_BIND_ADDR": "0.0.0.0"}

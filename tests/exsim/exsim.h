@@ -248,6 +248,10 @@ typedef struct qb__exsim_cfg {
     int64_t bithumb_units;
     /* faults */
     int64_t gap_every;
+    int64_t drop_ppm;      /* --drop-rate: depth events dropped at random, per million */
+    int64_t drop_after_ms; /* ... from MS ms after each symbol's generation started */
+    int64_t drop_for_ms;   /* ... for MS ms from then (0 = for ever) */
+    bool drop_corrupt;     /* gzip exchanges: a dropped event arrives as a corrupt gzip frame */
     int64_t dup_every;
     int64_t reorder_every;
     int64_t malformed_every;
@@ -299,6 +303,7 @@ enum {
     X(pongs_unmatched)                                                                             \
     X(ping_timeouts)                                                                               \
     X(fault_gap)                                                                                   \
+    X(fault_drop)                                                                                  \
     X(fault_dup)                                                                                   \
     X(fault_reorder)                                                                               \
     X(fault_malformed)                                                                             \
@@ -372,7 +377,8 @@ struct qb__exsim_sym {
     int64_t lot;     /* quantity lot, 1e-8 units */
     int64_t qty_max; /* lots */
     uint64_t next_trade_id;
-    uint64_t idrng; /* seqNum jumps and empty events (independent of rng) */
+    uint64_t idrng;   /* seqNum jumps and empty events (independent of rng) */
+    uint64_t droprng; /* --drop-rate draws (independent of rng and idrng) */
     /* 24 h ticker state (1e-8 units; quote volume in 1e-16 units) */
     int64_t t_open, t_high, t_low, t_last, t_prev_close;
     int64_t t_vol;

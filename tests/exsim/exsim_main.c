@@ -82,6 +82,7 @@ int main(int argc, char **argv)
     qb_strlist symbols = {0};
     qb_strlist exchanges = {0};
     qb_strlist bad_kinds = {0};
+    char *drop_rate = NULL;
     static const char *const main_default_bad_kinds[] = {"truncated", "utf8", "nest", "bignum"};
     qb_strlist_set_default(&bad_kinds, main_default_bad_kinds, 4);
     static const char *const main_default_exchanges[] = {"binance", "htx", "bithumb"};
@@ -126,6 +127,16 @@ int main(int argc, char **argv)
          "close a connection sending more than N messages per second (Binance: 5; 0 = off)"},
         {"gap-every", QB_OPT_INT, &cfg.gap_every, "N",
          "fault: depth event k*N is applied but never sent"},
+        {"drop-rate", QB_OPT_STR, &drop_rate, "R",
+         "fault: each depth event is dropped (applied, never sent) with probability R, a "
+         "decimal 0..1 (e.g. 0.02), drawn per symbol from --seed; logged exsim_fault_drop"},
+        {"drop-after-ms", QB_OPT_INT, &cfg.drop_after_ms, "MS",
+         "fault: --drop-rate only from MS ms after each symbol's generation started"},
+        {"drop-for-ms", QB_OPT_INT, &cfg.drop_for_ms, "MS",
+         "fault: --drop-rate only for MS ms (from --drop-after-ms; 0 = for ever)"},
+        {"drop-corrupt", QB_OPT_BOOL, &cfg.drop_corrupt, NULL,
+         "fault (HTX): a --drop-rate event is sent as a corrupt gzip frame instead of not at "
+         "all (the client cannot tell whose update it lost)"},
         {"dup-every", QB_OPT_INT, &cfg.dup_every, "N", "fault: depth event k*N is sent twice"},
         {"reorder-every", QB_OPT_INT, &cfg.reorder_every, "N",
          "fault: depth event k*N is sent after event k*N+1"},
@@ -284,6 +295,21 @@ int main(int argc, char **argv)
                 "--snapshot-fail-status 429 or 500, --tls-cert with --tls-key; see --help)\n");
         exit_code = 2;
         goto out_opts;
+    }
+    if (drop_rate && *drop_rate) {
+        /* Parts per million, exactly: no floating point in the simulator. */
+        qb_dec d;
+        if (qb_dec_parse(drop_rate, strlen(drop_rate), &d) != QB_OK || d.mant < 0 ||
+            qb_dec_rescale(d, 6, &d) != QB_OK || d.mant > 1000000 || cfg.drop_for_ms < 0 ||
+            cfg.drop_after_ms < 0) {
+            fprintf(stderr,
+                    "quotebus-exsim: --drop-rate '%s': want a decimal 0..1 with at "
+                    "most 6 places (and --drop-after-ms, --drop-for-ms >= 0)\n",
+                    drop_rate);
+            exit_code = 2;
+            goto out_opts;
+        }
+        cfg.drop_ppm = d.mant;
     }
     cfg.symbols = symbols.v;
     cfg.nsymbols = symbols.n;

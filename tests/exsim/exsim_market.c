@@ -33,7 +33,11 @@
  * U = previous u + 1, u = U + k - 1.
  *
  * Faults (per symbol event index k, counted): --gap-every N skips sending
- * event k*N (the book still changes), --dup-every sends it twice,
+ * event k*N (the book still changes), --drop-rate R skips each event with
+ * probability R (a per-symbol draw from --seed, its own PRNG state, so the
+ * book and ids do not depend on R; logged exsim_fault_drop with the
+ * wall-clock time, the heal benchmark's t0; with --drop-corrupt a corrupt
+ * gzip frame takes its place on gzip exchanges), --dup-every sends it twice,
  * --reorder-every holds it back and sends it after the next one,
  * --malformed-every / --oversized-every add a bad frame after it, and on
  * gzip exchanges --corrupt-gzip-every / --gzip-bomb-every too.
@@ -308,6 +312,7 @@ static int market_sym_init(qb__exsim *sim, qb__exsim_sym *sym)
     uint64_t trng = h ^ 0x5851F42D4C957F2Dull;
     sym->next_trade_id = 100000000u + market_rnd(&trng) % 100000000u;
     sym->idrng = h ^ 0x2127599BF4325C37ull;
+    sym->droprng = h ^ 0x6A09E667F3BCC909ull;
     char base[QB__EXSIM_SYM_MAX], quote[QB__EXSIM_SYM_MAX];
     sym->ops->base_quote(sym->name, base, quote, sizeof base);
     sym->qty_max = 20000;
@@ -1009,18 +1014,51 @@ static void market_agg_add(qb__exsim *sim, qb__exsim_sym *sym, const qb__exsim_e
     g->time_ms = ev->time_ms;
 }
 
+/* --drop-rate: true when ev is dropped (drawn once per event, whether or
+ * not another fault already skips it, so the draws of a symbol depend only
+ * on (seed, symbol, index)). */
+static bool market_drop(qb__exsim *sim, qb__exsim_sym *sym, const qb__exsim_event *ev)
+{
+    const qb__exsim_cfg *cfg = sim->cfg;
+    if (cfg->drop_ppm <= 0) {
+        return false;
+    }
+    bool hit = market_rnd(&sym->droprng) % 1000000u < (uint64_t)cfg->drop_ppm;
+    uint64_t age = qb_mono_ns() - sym->start_ns;
+    uint64_t from = (uint64_t)cfg->drop_after_ms * 1000000u;
+    if (!hit || age < from ||
+        (cfg->drop_for_ms > 0 && age - from >= (uint64_t)cfg->drop_for_ms * 1000000u)) {
+        return false;
+    }
+    sim->st.fault_drop++;
+    bool corrupt = cfg->drop_corrupt && sym->ops->encode_corrupt;
+    QB_INFO("exsim_fault_drop", "sym=%s index=%llu first=%llu last=%llu t_ns=%llu corrupt=%d",
+            sym->name, (unsigned long long)ev->index, (unsigned long long)ev->first_id,
+            (unsigned long long)ev->last_id, (unsigned long long)qb_now_ns(), corrupt ? 1 : 0);
+    if (corrupt) {
+        /* The event's frame arrives, but as gzip no client can inflate:
+         * the client cannot tell whose update it was. */
+        sim->st.fault_corrupt_gzip++;
+        market_fanout_kind(sim, sym, QB__EXSIM_K_DEPTH, market_enc_corrupt, NULL, 0, 1);
+    }
+    return true;
+}
+
 /* Sends depth event ev (already applied to the book) through the faults. */
 static void market_emit_event(qb__exsim *sim, qb__exsim_sym *sym, const qb__exsim_event *ev)
 {
     const qb__exsim_cfg *cfg = sim->cfg;
     uint64_t k = ev->index;
     sim->st.events_generated++;
-    bool gap = cfg->gap_every > 0 && k % (uint64_t)cfg->gap_every == 0;
+    bool drop = market_drop(sim, sym, ev);
+    bool gap = (cfg->gap_every > 0 && k % (uint64_t)cfg->gap_every == 0) || drop;
     if (!gap) {
         market_agg_add(sim, sym, ev);
     }
     if (gap) {
-        sim->st.fault_gap++;
+        if (!drop) {
+            sim->st.fault_gap++;
+        }
         market_agg_flush(sim, sym);
         QB_DEBUG("exsim_fault_gap", "sym=%s index=%llu U=%llu u=%llu", sym->name,
                  (unsigned long long)k, (unsigned long long)ev->first_id,

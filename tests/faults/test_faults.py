@@ -555,7 +555,7 @@ def case_bad_input_htx(st):
     bad_input(st, "htx", SYMS, ["--corrupt-gzip-every", "113", "--gzip-bomb-every", "1700",
                                 "--gzip-bomb-bytes", "4194304"],
               ["bad_json", "oversized", "unknown", "bad_gzip", "gzip_oversized",
-               "lost_frame_resyncs", "parse_errors", "bad_frames"])
+               "lost_frames", "parse_errors", "bad_frames"])
 
 
 def case_bad_input_bithumb(st):

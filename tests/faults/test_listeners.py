@@ -35,7 +35,8 @@ Cases (one CTest test each; usage: test_listeners.py --bin-dir DIR --case NAME):
         pub:      a new quotebus-sub on that address holds valid books;
         snapshot: the service answers a request (a new nngcat --req0) on
                   that address with every book, valid.
-      ipc, after (a) and after (b): the repair is visible: /metrics
+      ipc, after (a) (bursts repeated until one broke the listener, at most
+      5): the repair is visible: /metrics
       quotebus_listener_repairs_total{listener=ROLE,url=URL} grows and
       quotebus_listener_up is 1, /health "listeners" says so, and a status on
       status.quotebus.broker names URL (tcp listeners need not break: there
@@ -487,6 +488,18 @@ def repair_watchers(env, role, tr):
     return [r for r in env.readers[:2] if not (role == "pub" and r.transport == tr)]
 
 
+def wait_repairs(env, role, url, at_least, timeout):
+    """True once /metrics counts at_least repairs of role's listener url."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = listener_metric(fl.metrics(env.http) or [], "quotebus_listener_repairs_total", role,
+                            url)
+        if v is not None and v >= at_least:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def expect_repaired(env, role, tr, at_least, bus_at_least, t0, what):
     """The repair of role's tr listener is visible: /metrics repairs >= at_least
     and up 1, /health's listeners entry agrees, and every subscriber that
@@ -621,6 +634,15 @@ def listener_case(st, role, tr):
             poll_all(env)
             t_start = time.time()
             held += hostile(step, url)
+            if tr == "ipc" and step == "a":
+                # Whether a burst breaks the listener is a race (hostile());
+                # on a loaded machine a burst can miss: another burst, until
+                # the broker has seen a broken listener (at most 4 more).
+                for _ in range(4):
+                    if wait_repairs(env, role, url, int(repairs0) + 1, 3.0):
+                        break
+                    log("%s: not broken yet (no repair within 3 s): another burst" % what)
+                    held += hostile(step, url)
             t0 = time.time()  # the bounds count from the last hostile connection
             log("%s (%.1f s)" % (what, t0 - t_start))
             if role == "ingest":
@@ -629,9 +651,9 @@ def listener_case(st, role, tr):
             else:
                 check(env, role, tr, t0, what, step)
             fl.check_alive(broker)
-            if tr == "ipc" and step in ("a", "b"):
-                # (a) and (b) break an NNG 1.5.2 ipc listener (hostile()): it
-                # must have been re-created, once more each time.
+            if tr == "ipc" and step == "a":
+                # (a) broke the NNG 1.5.2 ipc listener (repeated until it
+                # did): it must have been re-created, and said so.
                 expect_repaired(env, role, tr, int(repairs0) + 1, bus0 + 1, t0, what)
             else:
                 m = fl.metrics(env.http)

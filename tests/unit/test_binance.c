@@ -673,6 +673,65 @@ QB_TEST(gap_triggers_resync_and_duplicates_drop)
     qb_parser_fini(&p);
 }
 
+/* Binance spot's U/u chain judges a lost frame like HTX's prevSeqNum:
+ * the next event's U == last u + 1 confirms the book, anything else
+ * resyncs it, naming the lost frame. */
+QB_TEST(lost_frame_suspect_confirms_or_resyncs)
+{
+    qb_parser p;
+    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    qb_sync_counters cnt = {0};
+    rec_owner own = {0};
+    qb_sync s;
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 100), QB_OK);
+    qb_sync_start(&s, QB_FEED_SYNCING, "");
+    char f[512];
+    snapshot(&p, &s,
+             "{\"lastUpdateId\":100,\"bids\":[[\"10.0\",\"1\"]],\"asks\":[[\"11.0\",\"2\"]]}",
+             QB_OK);
+    depth_frame(f, sizeof f, 101, 101, "[\"10.0\",\"2\"]", "");
+    feed(&p, &s, f, QB_OK);
+    QB_CHECK(qb_binance_ops.suspect_on_lost_frame);
+    int states = own.states;
+    QB_CHECK(qb_sync_suspect(&s, "oversized frame dropped"));
+    depth_frame(f, sizeof f, 102, 103, "[\"10.0\",\"3\"]", "");
+    feed(&p, &s, f, QB_OK); /* U = 101 + 1: nothing of this book was lost */
+    QB_CHECK(!s.suspect);
+    QB_CHECK_EQ_INT(cnt.suspects_confirmed, 1);
+    QB_CHECK_EQ_INT(own.states, states);
+    QB_CHECK_EQ_INT(cnt.resyncs, 0);
+    QB_CHECK(qb_sync_suspect(&s, "oversized frame dropped"));
+    depth_frame(f, sizeof f, 106, 107, "[\"10.0\",\"4\"]", "");
+    feed(&p, &s, f, QB_EGAP); /* 104..105 were in the lost frame */
+    QB_CHECK_EQ_INT(cnt.suspects_broken, 1);
+    QB_CHECK_EQ_INT(cnt.resyncs, 1);
+    QB_CHECK_EQ_STR(own.last_reason,
+                    "gap after a lost frame (oversized frame dropped): gap: expected U=104 got "
+                    "U=106 (u=107)");
+    /* A plain gap does not name a lost frame. */
+    snapshot(&p, &s, "{\"lastUpdateId\":110,\"bids\":[],\"asks\":[]}", QB_OK);
+    depth_frame(f, sizeof f, 111, 111, "[\"1.0\",\"1\"]", "");
+    feed(&p, &s, f, QB_OK);
+    depth_frame(f, sizeof f, 113, 113, "[\"1.0\",\"1\"]", "");
+    feed(&p, &s, f, QB_EGAP);
+    QB_CHECK_EQ_STR(own.last_reason, "gap: expected U=112 got U=113 (u=113)");
+
+    /* An unparseable frame whose stream is readable names its book. */
+    char nat[QB_NATIVE_MAX];
+    static const char cut[] = "{\"stream\":\"solusdt@depth@100ms\",\"data\":{\"e\":\"dep";
+    QB_CHECK_EQ_INT(qb_binance_ops.lost_frame_kind(cut, strlen(cut), nat, sizeof nat),
+                    QB_LOST_BOOK);
+    QB_CHECK_EQ_STR(nat, "SOLUSDT");
+    static const char trd[] = "{\"stream\":\"solusdt@trade\",\"data\":{\"e\":\"tr";
+    QB_CHECK_EQ_INT(qb_binance_ops.lost_frame_kind(trd, strlen(trd), nat, sizeof nat),
+                    QB_LOST_OTHER);
+    static const char raw[] = "{\"e\":\"depthUpdate\",\"E\":1,\"s\":\"SOLU";
+    QB_CHECK_EQ_INT(qb_binance_ops.lost_frame_kind(raw, strlen(raw), nat, sizeof nat),
+                    QB_LOST_UNKNOWN);
+    qb_sync_fini(&s);
+    qb_parser_fini(&p);
+}
+
 QB_TEST(buffer_overflow_restarts)
 {
     qb_parser p;

@@ -983,6 +983,180 @@ QB_TEST(broker_frame_beyond_the_stash_bound_is_still_applied)
 /* Receives frames on s until none comes for 300 ms; iterates every map like
  * libquotebus and quotebus-sub do. Per topic kind: maps, frames, and
  * whether every book (trade) seq was +1 of the one before. */
+/* Sends b from socket s (a second publisher). */
+static void t_send_from(nng_socket s, const qb_buf *b)
+{
+    nng_msg *m;
+    if (nng_msg_alloc(&m, b->len) != 0) {
+        abort();
+    }
+    memcpy(nng_msg_body(m), b->data, b->len);
+    if (nng_sendmsg(s, m, 0) != 0) {
+        nng_msg_free(m);
+        QB_CHECK(!"nng_sendmsg failed");
+    }
+}
+
+/* Receives on s until a frame of topic arrives (true; its body copied to
+ * out when out is non-NULL) or nothing more comes within 2 s. */
+static bool t_recv_topic(nng_socket s, const char *topic, qb_buf *out)
+{
+    size_t tl = strlen(topic) + 1;
+    nng_msg *r;
+    while ((r = t_recv(s)) != NULL) {
+        bool hit = nng_msg_len(r) >= tl && memcmp(nng_msg_body(r), topic, tl) == 0;
+        if (hit && out != NULL) {
+            qb_buf_reset(out);
+            QB_CHECK_EQ_INT(qb_buf_append(out, nng_msg_body(r), nng_msg_len(r)), QB_OK);
+        }
+        nng_msg_free(r);
+        if (hit) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Receives on s until a frame of each of topics a and b arrived (their order
+ * depends on two publishers); b's body is copied to out. */
+static bool t_recv_both(nng_socket s, const char *a, const char *b, qb_buf *out)
+{
+    size_t al = strlen(a) + 1, bl = strlen(b) + 1;
+    bool seen_a = false, seen_b = false;
+    nng_msg *r;
+    while (!(seen_a && seen_b) && (r = t_recv(s)) != NULL) {
+        const uint8_t *p = nng_msg_body(r);
+        size_t n = nng_msg_len(r);
+        if (n >= al && memcmp(p, a, al) == 0) {
+            seen_a = true;
+        } else if (n >= bl && memcmp(p, b, bl) == 0) {
+            seen_b = true;
+            qb_buf_reset(out);
+            QB_CHECK_EQ_INT(qb_buf_append(out, p, n), QB_OK);
+        }
+        nng_msg_free(r);
+    }
+    return seen_a && seen_b;
+}
+
+QB_TEST(broker_topic_belongs_to_its_first_publisher_until_it_disconnects)
+{
+    t_env e;
+    if (!t_start(&e, 0, t_all, t_all_len, 3, NULL, NULL, 0)) {
+        return;
+    }
+    qb_level bids[] = {L("100.50", "1")};
+    qb_level asks[] = {L("100.60", "2")};
+    qb_msg snap = t_msg(QB_MSG_SNAPSHOT, "BTC-USDT", "BTCUSDT", 1);
+    snap.bids = bids;
+    snap.n_bids = 1;
+    snap.asks = asks;
+    snap.n_asks = 1;
+    qb_buf b = QB_BUF_INIT, got = QB_BUF_INIT;
+    t_book_send(&e, &snap, &b); /* publisher A owns book.binance.BTC-USDT */
+    qb_book *want_a = qb_book_new(0);
+    qb_book_replace(want_a, bids, 1, asks, 1);
+
+    /* Publisher B: the spoofed book of the field test (bid 1, ask 2). */
+    nng_socket rogue;
+    QB_CHECK(nng_pub0_open(&rogue) == 0);
+    QB_CHECK(nng_dial(rogue, t_ingest, NULL, 0) == 0);
+    qb_level rb[] = {L("1", "1")};
+    qb_level ra[] = {L("2", "1")};
+    qb_msg spoof = snap;
+    spoof.bids = rb;
+    spoof.asks = ra;
+    qb_broker_stats s0 = t_stats(&e);
+    t_encode(&spoof, &b);
+    t_send_from(rogue, &b);
+    /* then a topic nobody owns yet: B owns it, so it arrives, after the
+     * spoofed frame was handled (one pipe keeps its order) */
+    qb_msg tr = t_msg(QB_MSG_TRADE, "ETH-USDT", "ETHUSDT", 1);
+    tr.trade_id = 9;
+    tr.price = D("10");
+    tr.qty = D("1");
+    tr.side = QB_SIDE_BUY;
+    t_encode(&tr, &b);
+    t_send_from(rogue, &b);
+    /* The refusal is on the bus, naming the topic and both publishers. */
+    QB_CHECK(t_recv_both(e.sub, "trade.binance.ETH-USDT", "status.quotebus.broker", &got));
+    qb_broker_stats s1 = t_stats(&e);
+    QB_CHECK_EQ_INT(s1.rogue_publisher - s0.rogue_publisher, 1);
+    t_check_book(&e, "book.binance.BTC-USDT", want_a, true, 1);
+    qb_topic_info ti;
+    QB_CHECK_EQ_INT(qb_broker_topic_get(e.b, "book.binance.BTC-USDT", &ti, NULL), QB_OK);
+    QB_CHECK_EQ_INT(ti.refused, 1);
+    QB_CHECK(ti.owner != 0);
+    QB_CHECK(got.len > 0 && memmem(got.data, got.len, "book.binance.BTC-USDT", 21) != NULL);
+    char me[32];
+    snprintf(me, sizeof me, "owned by pid %d", (int)getpid());
+    if (memmem(got.data, got.len, me, strlen(me)) == NULL) {
+        for (size_t i = 0; i < got.len; i++) {
+            fputc(got.data[i] >= 0x20 && got.data[i] < 0x7f ? got.data[i] : '.', stderr);
+        }
+        fputc('\n', stderr);
+        QB_CHECK(!"the owner is not named");
+    }
+
+    /* A delta of A still applies; a second spoof within 10 s is counted
+     * but said no more. */
+    qb_level db[] = {L("100.50", "3")};
+    qb_msg delta = t_msg(QB_MSG_DELTA, "BTC-USDT", "BTCUSDT", 2);
+    delta.bids = db;
+    delta.n_bids = 1;
+    t_encode(&spoof, &b);
+    t_send_from(rogue, &b);
+    t_book_send(&e, &delta, &b);
+    qb_book_apply(want_a, db, 1, NULL, 0);
+    t_encode(&tr, &b);
+    t_send_from(rogue, &b); /* a duplicate trade of B's own topic: a marker */
+    QB_CHECK(t_recv_topic(e.sub, "trade.binance.ETH-USDT", NULL));
+    QB_CHECK_EQ_INT(t_stats(&e).rogue_publisher - s0.rogue_publisher, 2);
+    t_check_book(&e, "book.binance.BTC-USDT", want_a, true, 2);
+
+    /* The broker's own topics: never from a publisher; the broker's own
+     * frames pass on any topic and own nothing. */
+    qb_msg bs = t_msg(QB_MSG_STATUS, "broker", "broker", 99);
+    bs.exchange = QB_STR("quotebus");
+    bs.state = QB_FEED_DOWN;
+    bs.reason = QB_STR("spoofed");
+    t_encode(&bs, &b);
+    t_send_from(rogue, &b);
+    t_send_from(rogue, &b); /* B's frames are in order: wait on a marker */
+    t_encode(&tr, &b);
+    t_send_from(rogue, &b);
+    QB_CHECK(t_recv_topic(e.sub, "trade.binance.ETH-USDT", NULL));
+    QB_CHECK_EQ_INT(t_stats(&e).rogue_publisher - s0.rogue_publisher, 4);
+    QB_CHECK_EQ_INT(
+        qb_broker_publish_status(e.b, "binance", "ETH-USDT", NULL, QB_FEED_DOWN, "from the broker"),
+        QB_OK);
+    QB_CHECK(t_recv_topic(e.sub, "status.binance.ETH-USDT", NULL));
+    QB_CHECK_EQ_INT(t_stats(&e).rogue_publisher - s0.rogue_publisher, 4);
+
+    /* A disconnects (an adapter restart): B may take the topic over once
+     * NNG has destroyed A's pipe (its reaper thread, soon after the close;
+     * the listeners' probes come and go meanwhile, so B simply retries). */
+    nng_close(e.pub);
+    e.pub = rogue;
+    qb_book *want_b = qb_book_new(0);
+    qb_book_replace(want_b, rb, 1, ra, 1);
+    t_encode(&spoof, &b);
+    QB_CHECK(nng_socket_set_ms(e.sub, NNG_OPT_RECVTIMEO, 100) == 0);
+    bool taken = false;
+    for (int i = 0; i < 40 && !taken; i++) {
+        t_send_from(rogue, &b);
+        taken = t_recv_topic(e.sub, "book.binance.BTC-USDT", NULL);
+    }
+    QB_CHECK(taken);
+    t_check_book(&e, "book.binance.BTC-USDT", want_b, true, 1);
+    QB_CHECK(t_stats(&e).rogue_publisher - s0.rogue_publisher >= 4);
+    qb_book_free(want_a);
+    qb_book_free(want_b);
+    qb_buf_fini(&b);
+    qb_buf_fini(&got);
+    t_stop(&e);
+}
+
 typedef struct t_rx {
     uint64_t frames, maps, book_maps, trade_maps, status_maps, book_frames;
     uint64_t last_book, last_trade;
@@ -1047,7 +1221,7 @@ QB_TEST(publisher_batches_deltas_and_the_broker_forwards_every_map)
     }
     qb_pub_counters pc = {0};
     qb_pub *p = NULL;
-    QB_CHECK_EQ_INT(qb__pub_open(&p, t_ingest, &pc), QB_OK);
+    QB_CHECK_EQ_INT(qb__pub_open(&p, t_ingest, NULL, &pc), QB_OK);
     if (p == NULL) {
         t_stop(&e);
         return;

@@ -825,6 +825,150 @@ QB_TEST(doc_samples_and_empty_updates)
     qb_parser_fini(&p);
 }
 
+/* A frame nobody can attribute (corrupt gzip) makes every live book of the
+ * connection suspect; each one's next update decides by the prevSeqNum
+ * chain: chains -> stays live, no resync; breaks -> that book alone
+ * resyncs, naming the lost frame; no update in QB_SYNC_SUSPECT_MS -> the
+ * owner's expiry resyncs it. (Before suspects existed, the adapter
+ * resynced all three books on every corrupt frame.) */
+QB_TEST(lost_frame_suspect_confirms_or_resyncs_one_book)
+{
+    qb_parser p;
+    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 400), QB_OK);
+    static const char *const nat[3] = {"btcusdt", "ethusdt", "xrpusdt"};
+    qb_sync_counters cnt = {0};
+    rec_owner own[3];
+    qb_sync s[3];
+    qb_event ev;
+    char f[512];
+    memset(own, 0, sizeof own);
+    for (int i = 0; i < 3; i++) {
+        QB_CHECK_EQ_INT(qb_sync_init(&s[i], &qb_seq_htx, &own_ops, &own[i], &cnt, 400), QB_OK);
+        qb_sync_start(&s[i], QB_FEED_SYNCING, "");
+        snprintf(f, sizeof f,
+                 "{\"id\":\"x\",\"rep\":\"market.%s.mbp.150\",\"status\":\"ok\",\"data\":"
+                 "{\"seqNum\":1000,\"bids\":[[50.1,2]],\"asks\":[[50.2,3]]}}",
+                 nat[i]);
+        QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s[i], &ev), QB_OK);
+        snprintf(f, sizeof f,
+                 "{\"ch\":\"market.%s.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1010,"
+                 "\"prevSeqNum\":1000,\"bids\":[[50.0,1]],\"asks\":[]}}",
+                 nat[i]);
+        QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_sync_on_delta(&s[i], &ev), QB_OK);
+        QB_CHECK_EQ_INT(own[i].last_state, QB_FEED_LIVE);
+    }
+    uint64_t resyncs0 = cnt.resyncs;
+    int states0[3] = {own[0].states, own[1].states, own[2].states};
+
+    /* The corrupt frame: undecodable, so nobody knows whose it was. */
+    static const uint8_t bad[] = {0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0, 0xde, 0xad};
+    const char *js;
+    size_t jl;
+    QB_CHECK(qb_htx_ops.decode(&p, bad, sizeof bad, &js, &jl) != QB_OK);
+    QB_CHECK(qb_htx_ops.suspect_on_lost_frame);
+    for (int i = 0; i < 3; i++) {
+        QB_CHECK(qb_sync_suspect(&s[i], "corrupt gzip frame"));
+        QB_CHECK(s[i].suspect);
+    }
+    QB_CHECK_EQ_INT(cnt.suspects, 3);
+    QB_CHECK_EQ_INT(cnt.resyncs, resyncs0); /* nothing resynced yet */
+    for (int i = 0; i < 3; i++) {
+        QB_CHECK_EQ_INT(own[i].states, states0[i]); /* still live, nothing said */
+        QB_CHECK_EQ_INT(s[i].state, QB_SYNC_LIVE);
+    }
+
+    /* A stale duplicate proves nothing: still suspect. */
+    snprintf(f, sizeof f,
+             "{\"ch\":\"market.btcusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1010,"
+             "\"prevSeqNum\":1000,\"bids\":[],\"asks\":[]}}");
+    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_delta(&s[0], &ev), QB_OK);
+    QB_CHECK(s[0].suspect);
+
+    /* btcusdt: its next update chains on 1010: the frame was not its own. */
+    snprintf(f, sizeof f,
+             "{\"ch\":\"market.btcusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1020,"
+             "\"prevSeqNum\":1010,\"bids\":[],\"asks\":[[50.3,1]]}}");
+    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_delta(&s[0], &ev), QB_OK);
+    QB_CHECK(!s[0].suspect);
+    QB_CHECK_EQ_INT(s[0].state, QB_SYNC_LIVE);
+    QB_CHECK_EQ_INT(own[0].states, states0[0]);
+    QB_CHECK_EQ_INT(cnt.suspects_confirmed, 1);
+    QB_CHECK_EQ_INT(s[0].book_id, 1020);
+
+    /* ethusdt: its next update says prevSeqNum 1015: the lost frame was
+     * its update 1015. It alone resyncs, and says why. */
+    snprintf(f, sizeof f,
+             "{\"ch\":\"market.ethusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1030,"
+             "\"prevSeqNum\":1015,\"bids\":[],\"asks\":[[50.3,1]]}}");
+    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_delta(&s[1], &ev), QB_EGAP);
+    QB_CHECK_EQ_INT(s[1].state, QB_SYNC_WAITING);
+    QB_CHECK_EQ_INT(own[1].last_state, QB_FEED_RESYNCING);
+    QB_CHECK(strstr(own[1].last_reason, "gap after a lost frame (corrupt gzip frame)") != NULL);
+    QB_CHECK(strstr(own[1].last_reason, "expected prevSeqNum=1010 got prevSeqNum=1015") != NULL);
+    QB_CHECK_EQ_INT(cnt.suspects_broken, 1);
+    QB_CHECK_EQ_INT(cnt.resyncs, resyncs0 + 1);
+
+    /* The expiry of a confirmed book is a no-op. */
+    qb_sync_suspect_expire(&s[0]);
+    QB_CHECK_EQ_INT(s[0].state, QB_SYNC_LIVE);
+
+    /* xrpusdt: no update within the owner's timeout: resynced. */
+    qb_sync_suspect_expire(&s[2]);
+    QB_CHECK_EQ_INT(s[2].state, QB_SYNC_WAITING);
+    QB_CHECK(strstr(own[2].last_reason, "not confirmed") != NULL);
+    QB_CHECK_EQ_INT(cnt.suspects_expired, 1);
+    QB_CHECK_EQ_INT(cnt.resyncs, resyncs0 + 2);
+
+    /* A waiting book is not made suspect: its replay checks the chain. */
+    QB_CHECK(!qb_sync_suspect(&s[1], "corrupt gzip frame"));
+    QB_CHECK_EQ_INT(cnt.suspects, 3);
+    /* ... and a lost update inside its buffer still resyncs at replay. */
+    snprintf(f, sizeof f,
+             "{\"ch\":\"market.ethusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1050,"
+             "\"prevSeqNum\":1040,\"bids\":[],\"asks\":[]}}");
+    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_delta(&s[1], &ev), QB_OK); /* 1030 is buffered already */
+    snprintf(f, sizeof f,
+             "{\"id\":\"x\",\"rep\":\"market.ethusdt.mbp.150\",\"status\":\"ok\",\"data\":"
+             "{\"seqNum\":1015,\"bids\":[[50.1,2]],\"asks\":[[50.2,3]]}}");
+    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s[1], &ev), QB_OK);
+    QB_CHECK_EQ_INT(s[1].state, QB_SYNC_WAITING); /* 1030 -> 1050 skipped 1040 */
+    QB_CHECK_EQ_INT(cnt.resyncs, resyncs0 + 3);
+    for (int i = 0; i < 3; i++) {
+        qb_sync_fini(&s[i]);
+    }
+    qb_parser_fini(&p);
+}
+
+/* What an unparseable frame was, as far as its channel is readable. */
+QB_TEST(lost_frame_kind_reads_the_channel)
+{
+    char nat[QB_NATIVE_MAX];
+    static const char upd[] = "{\"ch\":\"market.btcusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqN";
+    QB_CHECK_EQ_INT(qb_htx_ops.lost_frame_kind(upd, strlen(upd), nat, sizeof nat), QB_LOST_BOOK);
+    QB_CHECK_EQ_STR(nat, "btcusdt");
+    static const char rep[] = "{\"id\":\"qb-req-ethbtc\",\"rep\":\"market.ethbtc.mbp.150\",\"sta";
+    QB_CHECK_EQ_INT(qb_htx_ops.lost_frame_kind(rep, strlen(rep), nat, sizeof nat), QB_LOST_BOOK);
+    QB_CHECK_EQ_STR(nat, "ethbtc");
+    static const char trd[] = "{\"ch\":\"market.btcusdt.trade.detail\",\"ts\":1,\"tick\":{";
+    QB_CHECK_EQ_INT(qb_htx_ops.lost_frame_kind(trd, strlen(trd), nat, sizeof nat), QB_LOST_OTHER);
+    static const char det[] = "{\"ch\":\"market.btcusdt.detail\",\"ts\":1,\"tick\":{";
+    QB_CHECK_EQ_INT(qb_htx_ops.lost_frame_kind(det, strlen(det), nat, sizeof nat), QB_LOST_OTHER);
+    static const char cut[] = "{\"ch\":\"market.btcus";
+    QB_CHECK_EQ_INT(qb_htx_ops.lost_frame_kind(cut, strlen(cut), nat, sizeof nat), QB_LOST_UNKNOWN);
+    static const char utf[] = "{\"ch\":\"market.btc\xc0\xafusdt.mbp.150\"}";
+    QB_CHECK_EQ_INT(qb_htx_ops.lost_frame_kind(utf, strlen(utf), nat, sizeof nat), QB_LOST_UNKNOWN);
+    static const char junk[] = "\x01\x02[[[[";
+    QB_CHECK_EQ_INT(qb_htx_ops.lost_frame_kind(junk, strlen(junk), nat, sizeof nat),
+                    QB_LOST_UNKNOWN);
+}
+
 QB_TEST(trades_tickers_errors_ids)
 {
     qb_parser p;
