@@ -713,14 +713,4 @@ def _can_connect(port):
 CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
 
 if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--case", required=True, choices=sorted(CASES))
-    ap.add_argument("--keep", action="store_true")
-    args = ap.parse_args()
-    t0 = time.time()
-    fl.cap_asan_quarantine(args.bin_dir)
-    with qbtest.Stack(args, "fault-" + args.case) as st:
-        CASES[args.case](st)
-    log("PASS %s (%.1f s)" % (args.case, time.time() - t0))
+    fl.run_case_main(CASES, "fault")

@@ -798,14 +798,4 @@ for _role in ROLES:
             (lambda role, tr: lambda st: listener_case(st, role, tr))(_role, _tr)
 
 if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--case", required=True, choices=sorted(CASES))
-    ap.add_argument("--keep", action="store_true")
-    args = ap.parse_args()
-    t_start = time.time()
-    fl.cap_asan_quarantine(args.bin_dir)
-    with qbtest.Stack(args, "fault-" + args.case) as st:
-        CASES[args.case](st)
-    log("PASS %s (%.1f s)" % (args.case, time.time() - t_start))
+    fl.run_case_main(CASES, "fault")
