@@ -56,12 +56,7 @@ def broker_isolation(bin_dir):
     return x
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+free_port = qbtest.free_port
 
 
 def asan_build(bin_dir):

@@ -52,6 +52,16 @@ def parse_args():
     return ap.parse_args()
 
 
+def free_port():
+    """A tcp port on 127.0.0.1 that was free a moment ago."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(pred, timeout, what, interval=0.05):
     deadline = time.time() + timeout
     last = None

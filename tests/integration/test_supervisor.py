@@ -24,13 +24,12 @@ Usage: test_supervisor.py --bin-dir DIR [--case restart|bad_adapter|permanent] [
 import json
 import os
 import signal
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qbtest  # noqa: E402
-from qbtest import fail, log, stats, wait_for  # noqa: E402
+from qbtest import fail, free_port, log, stats, wait_for  # noqa: E402
 
 SYMS = ["BTC-USDT", "ETH-USDT"]
 
@@ -64,14 +63,6 @@ def wait_status(r, since, pred, what, timeout=30):
         syms = {m["sym"] for m in got}
         return got if syms >= set(SYMS) else None
     return wait_for(ok, timeout, what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def case_restart(args):
