@@ -591,10 +591,11 @@ static int broker_validate(qb_broker *b, const char *frame, size_t len, qb_str *
 static void broker_apply_one(qb_broker *b, qb_str topic, const qb_msg *m, uint64_t now)
 {
     broker_add(&b->c.messages_in, 1);
-    if (m->type == QB_MSG_STATUS && m->state == QB_FEED_RESYNCING) {
-        broker_add(&b->c.resyncs, 1);
-    }
     unsigned ev = qb_topics_apply(b->topics, topic, m, now);
+    if (ev & QB_TOPICS_RESYNC) {
+        broker_add(&b->c.resyncs, 1);
+        ev &= ~(unsigned)QB_TOPICS_RESYNC;
+    }
     if (ev == 0 || ev == QB_TOPICS_NEW) {
         return;
     }

@@ -101,7 +101,7 @@ typedef struct qb_broker_config {
     X(oversized, "frames dropped: over QB_MSG_MAX_FRAME or too many levels")                       \
     X(bad_topic, "frames dropped: malformed topic, or topic not matching its message")             \
     X(rogue_publisher, "frames dropped: a topic published by another connection than its owner")   \
-    X(resyncs, "status messages with state resyncing")                                             \
+    X(resyncs, "resyncs begun: a feed's state changed to resyncing")                               \
     X(ingest_gaps, "seq jumps on ingest (messages the broker missed)")                             \
     X(duplicates, "messages with seq <= the last one (not applied)")                               \
     X(crossed, "books found crossed after a change (invalid until the next snapshot)")             \

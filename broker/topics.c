@@ -302,10 +302,15 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
                 e->state_changes[m->state]++;
             }
             e->state_since_ns = now_ns;
+            /* A resync is counted once when it begins, not once per status
+             * the adapter repeats while it lasts ("resyncing for N s"). */
+            if (m->state == QB_FEED_RESYNCING) {
+                e->resyncs++;
+                ev |= QB_TOPICS_RESYNC;
+            }
         }
         e->has_status = true;
         e->feed_state = m->state;
-        e->resyncs += m->state == QB_FEED_RESYNCING;
         size_t rl = m->reason.n > QB_TOPICS_REASON_MAX ? QB_TOPICS_REASON_MAX : m->reason.n;
         memcpy(e->reason, m->reason.p, rl);
         e->reason[rl] = '\0';

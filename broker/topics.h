@@ -56,6 +56,7 @@ enum {
     QB_TOPICS_BOOK_ERROR = 1u << 3, /* a change could not be applied (full side, bad level) */
     QB_TOPICS_UNTRACKED = 1u << 4,  /* new topic past max_topics (or out of memory) */
     QB_TOPICS_NEW = 1u << 5,        /* first message of this topic */
+    QB_TOPICS_RESYNC = 1u << 6,     /* a status changed the feed's state to resyncing */
 };
 
 /* A copy of one topic's state, for inspection. */
@@ -71,7 +72,7 @@ typedef struct qb_topic_info {
     uint64_t last_id;        /* book topics: lid of the last message applied */
     uint64_t exch_ts;        /* ets of the last message (0 unknown) */
     uint64_t recv_ts;        /* rts of the last message */
-    uint64_t resyncs;        /* status topics: status messages with state resyncing */
+    uint64_t resyncs;        /* status topics: changes of the feed's state to resyncing */
     uint64_t state_since_ns; /* status topics: qb_mono_ns() of the last transition */
     /* Status topics: transitions into each state, indexed by qb_feed_state
      * (the first status counts; the same state with a new reason does not). */

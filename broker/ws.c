@@ -473,7 +473,7 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
     M_("ws_messages_out_total", "counter", "websocket messages sent", q->ws_sent);
     M_("ws_bytes_out_total", "counter", "websocket payload bytes sent", q->ws_bytes_sent);
     M_("gaps_total", "counter", "sequence gaps seen on ingest", b.ingest_gaps);
-    M_("resyncs_total", "counter", "status messages with state resyncing", b.resyncs);
+    M_("resyncs_total", "counter", "resyncs begun: a feed's state changed to resyncing", b.resyncs);
     M_("duplicates_total", "counter", "duplicate or old messages on ingest", b.duplicates);
     M_("crossed_total", "counter", "books found crossed", b.crossed);
     uint64_t a_restarts, a_hung, a_failed;
@@ -638,8 +638,8 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
                            a.v[i].ex, a.v[i].sym, a.v[i].book_valid ? 1 : 0);
         }
     }
-    qb_buf_appendf(o, "# HELP quotebus_instrument_resyncs_total status messages with state "
-                      "resyncing\n# TYPE quotebus_instrument_resyncs_total counter\n");
+    qb_buf_appendf(o, "# HELP quotebus_instrument_resyncs_total resyncs begun: changes of the "
+                      "feed state to resyncing\n# TYPE quotebus_instrument_resyncs_total counter\n");
     for (size_t i = 0; i < a.n; i++) {
         qb_buf_appendf(o, "quotebus_instrument_resyncs_total{exchange=\"%s\",symbol=\"%s\"} %llu\n",
                        a.v[i].ex, a.v[i].sym, (unsigned long long)a.v[i].resyncs);

@@ -789,6 +789,30 @@ QB_TEST(broker_topics_table_rules_without_sockets)
     qb_topics_free(NULL);
 }
 
+/* A resync is counted when the feed's state changes to resyncing, not for
+ * every "resyncing for N s" progress status the adapter repeats meanwhile. */
+QB_TEST(broker_topics_count_resyncs_once_per_transition)
+{
+    qb_topics *t = qb_topics_new(0);
+    QB_CHECK(t != NULL);
+    qb_str tt = QB_STR("status.binance.BTC-USDT");
+    qb_msg m = t_msg(QB_MSG_STATUS, "BTC-USDT", "BTCUSDT", 1);
+    const qb_feed_state states[] = {QB_FEED_SYNCING,   QB_FEED_LIVE,      QB_FEED_RESYNCING,
+                                    QB_FEED_RESYNCING, QB_FEED_RESYNCING, QB_FEED_LIVE,
+                                    QB_FEED_RESYNCING, QB_FEED_LIVE};
+    unsigned begun = 0;
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        m.seq = i + 1;
+        m.state = states[i];
+        begun += (qb_topics_apply(t, tt, &m, i + 1) & QB_TOPICS_RESYNC) != 0;
+    }
+    qb_topic_info ti;
+    QB_CHECK_EQ_INT(qb_topics_info(t, tt, &ti), QB_OK);
+    QB_CHECK_EQ_INT(ti.resyncs, 2);
+    QB_CHECK_EQ_INT(begun, 2);
+    qb_topics_free(t);
+}
+
 QB_TEST(broker_stats_file_is_json_with_every_counter)
 {
     char path[256];
