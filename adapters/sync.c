@@ -26,19 +26,6 @@ typedef struct sync_rec {
     uint32_t pad_;
 } sync_rec;
 
-const char *qb_sync_state_name(qb_sync_state st)
-{
-    switch (st) {
-    case QB_SYNC_STOPPED:
-        return "stopped";
-    case QB_SYNC_WAITING:
-        return "waiting";
-    case QB_SYNC_LIVE:
-        return "live";
-    }
-    return "unknown";
-}
-
 int qb_sync_init(qb_sync *s, const qb_seq_rule *rule, const qb_sync_ops *ops, void *user,
                  qb_sync_counters *cnt, size_t max_levels)
 {

@@ -193,6 +193,4 @@ static inline const qb_book *qb_sync_book(const qb_sync *s)
     return s->book;
 }
 
-const char *qb_sync_state_name(qb_sync_state st);
-
 #endif

@@ -145,16 +145,6 @@ void qb_dialer_stop(qb_dialer *d)
     free(d);
 }
 
-int qb_dialer_pipes(const qb_dialer *d)
-{
-    return atomic_load(&((qb_dialer *)d)->pipes);
-}
-
-uint64_t qb_dialer_redials(const qb_dialer *d)
-{
-    return atomic_load(&((qb_dialer *)d)->redials);
-}
-
 uint64_t qb_dialer_connects(const qb_dialer *d)
 {
     return atomic_load(&((qb_dialer *)d)->connects);

@@ -45,11 +45,8 @@ int qb_dialer_start_tls(nng_socket s, const char *url, const char *what, nng_tls
  * must not be used after this. NULL is a no-op. */
 void qb_dialer_stop(qb_dialer *d);
 
-/* Pipes currently connected, how many times the watchdog re-dialed, and
- * how many connections were ever made (a change means a (re)connect: the
+/* How many connections were ever made (a change means a (re)connect: the
  * peer may be a new process that knows nothing yet). Any thread. */
-int qb_dialer_pipes(const qb_dialer *d);
-uint64_t qb_dialer_redials(const qb_dialer *d);
 uint64_t qb_dialer_connects(const qb_dialer *d);
 
 #endif

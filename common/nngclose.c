@@ -29,11 +29,6 @@ void qb_nng_note_abandoned(void)
     atomic_fetch_add(&nngclose_abandoned, 1);
 }
 
-unsigned qb_nng_close_abandoned(void)
-{
-    return atomic_load(&nngclose_abandoned);
-}
-
 void qb_nng_fini(void)
 {
     if (atomic_load(&nngclose_abandoned) == 0) {

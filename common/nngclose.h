@@ -24,9 +24,6 @@ bool qb_nng_close_bounded(nng_socket s, const char *what, unsigned ms);
  * NNG), so that qb_nng_fini() skips nng_fini(). Any thread. */
 void qb_nng_note_abandoned(void);
 
-/* How many closes were abandoned so far in this process (any thread). */
-unsigned qb_nng_close_abandoned(void);
-
 /* At process exit: nng_fini() (which waits for NNG's reaper to free the
  * pipes and messages of closed sockets, so that a leak checker sees none),
  * unless a close was abandoned (nng_fini would wait for it forever).
