@@ -210,7 +210,9 @@ static void adapter_sync_on_state(qb_sync *s, qb_feed_state st, const char *reas
         in->progress_s = QB_PROGRESS_FIRST_S;
         in->resyncs += st == QB_FEED_RESYNCING;
     }
-    qb_log_level lvl = st == QB_FEED_LIVE || st == QB_FEED_SYNCING ? QB_LOG_INFO : QB_LOG_WARN;
+    /* A book that breaks while the adapter stops is no news. */
+    qb_log_level lvl =
+        st == QB_FEED_LIVE || st == QB_FEED_SYNCING || a->stopping ? QB_LOG_INFO : QB_LOG_WARN;
     uint64_t sup;
     if (lvl <= qb_log_get_level() && qb_log_rl_allow(&in->log_rl, &sup)) {
         qb_log(lvl, "feed_state", "symbol=%s state=%s%s%s%s", in->symbol, qb_feed_state_name(st),
@@ -1474,7 +1476,7 @@ int qb_adapter_run(qb_adapter *a)
     if (!a->ops->full_book) {
         lws_sul_schedule(a->ctx, 0, &a->sul_progress, adapter_progress_cb, LWS_US_PER_SEC);
     }
-    while (!a->stop) {
+    while (!a->stopping) {
         if (lws_service(a->ctx, 0) < 0) {
             break;
         }
@@ -1495,9 +1497,12 @@ int qb_adapter_run(qb_adapter *a)
     return QB_OK;
 }
 
+/* Called from signal handlers: only the lock-free store and lws's wake-up. */
+_Static_assert(ATOMIC_BOOL_LOCK_FREE == 2, "qb_adapter_stop needs a lock-free atomic_bool");
+
 void qb_adapter_stop(qb_adapter *a)
 {
-    a->stop = 1;
+    a->stopping = true;
     if (a->ctx) {
         lws_cancel_service(a->ctx);
     }

@@ -24,6 +24,7 @@
 #include <libwebsockets.h>
 #include <nng/nng.h>
 #include <signal.h>
+#include <stdatomic.h>
 
 typedef enum qb_lws_kind {
     QB_LWS_WS = 0x5157,
@@ -242,8 +243,13 @@ struct qb_adapter {
     lws_sorted_usec_list_t sul_pump;
     lws_sorted_usec_list_t sul_progress;
     uint64_t heals, heal_max_ns; /* books live again after a broken spell */
-    volatile sig_atomic_t stop;
-    bool stopping;
+    /* A stop was asked for: set by qb_adapter_stop (SIGINT/SIGTERM, from a
+     * signal handler on any thread; a lock-free atomic, so async-signal-safe)
+     * and by qb_adapter_free. The loop ends after its current pass, nothing
+     * new is scheduled, and what closes meanwhile is part of the shutdown,
+     * logged at info: at a Ctrl-C the exchange side may close first (the
+     * demo's simulator gets the same SIGINT and sends serverShutdown). */
+    atomic_bool stopping;
     lws_sorted_usec_list_t sul_refresh;
     uint64_t pub_connects_seen; /* qb__pub_connects at the last refresh */
     lws_sorted_usec_list_t sul_stats;

@@ -49,29 +49,30 @@ static const char main_summary[] =
     "           with the snapshot by req on the same connection (prevSeqNum chaining),\n"
     "           trade.detail, detail (24 h ticker)\n"
     "  bithumb  websocket v1: full top-N orderbook messages turned into exact deltas,\n"
-    "           trades, tickers; text PING keepalive\n"
-    "Default symbols: BTC-USDT,ETH-USDT (binance, htx), BTC-KRW,ETH-KRW (bithumb).";
+    "           trades, tickers; text PING keepalive";
 
 static const char main_footer[] =
     "Examples:\n"
     "  quotebus-adapter binance\n"
     "      BTC-USDT and ETH-USDT from Binance into ipc:///tmp/quotebus/private/ingest.ipc\n"
     "  quotebus-adapter binance --symbols BTC-USDT,SOL-USDT --log-level debug\n"
-    "  quotebus-adapter binance --ws-url ws://127.0.0.1:9443/stream \\\n"
-    "      --rest-url http://127.0.0.1:9443\n"
-    "      against the offline simulator (quotebus-exsim)\n"
-    "  quotebus-adapter binance --broker tls+tcp://broker.lan:7783 --broker-tls-ca ca.pem \\\n"
-    "      --broker-tls-cert adapter.pem --broker-tls-key adapter.key\n"
-    "      into a broker whose ingest requires mutual TLS (scripts/make-certs.sh)\n"
-    "  quotebus-adapter binance --ws-url wss://127.0.0.1:9443/stream \\\n"
-    "      --rest-url https://127.0.0.1:9443 --ca-file test-ca.pem\n"
     "  quotebus-adapter htx --symbols BTC-USDT,ethbtc --levels 150\n"
     "      HTX; symbols in HTX's own form are split by the known quote list\n"
     "  quotebus-adapter htx --symbols xyzhusd --symbol-map xyzhusd=XYZ-HUSD\n"
     "      a native symbol the quote list cannot split unambiguously\n"
     "  quotebus-adapter bithumb --symbols BTC-KRW,XRP-KRW\n"
-    "  quotebus-adapter htx --ws-url ws://127.0.0.1:9443/feed    (simulator)\n"
-    "  quotebus-adapter bithumb --ws-url ws://127.0.0.1:9443/websocket/v1\n"
+    "  quotebus-adapter binance --broker tls+tcp://broker.lan:7783 --broker-tls-ca ca.pem \\\n"
+    "      --broker-tls-cert adapter.pem --broker-tls-key adapter.key\n"
+    "      into a broker whose ingest requires mutual TLS (scripts/make-certs.sh)\n"
+    "  against the offline simulator (quotebus-exsim, on port 7790 as in quotebus-broker\n"
+    "  --demo; it serves every exchange, routed by path):\n"
+    "  quotebus-adapter binance --ws-url ws://127.0.0.1:7790/stream \\\n"
+    "      --rest-url http://127.0.0.1:7790\n"
+    "  quotebus-adapter htx --ws-url ws://127.0.0.1:7790/feed\n"
+    "  quotebus-adapter bithumb --ws-url ws://127.0.0.1:7790/websocket/v1\n"
+    "  quotebus-adapter binance --ws-url wss://127.0.0.1:7790/stream \\\n"
+    "      --rest-url https://127.0.0.1:7790 --ca-file test-ca.pem\n"
+    "      a simulator serving TLS (quotebus-exsim --tls-cert PEM --tls-key PEM)\n"
     "  quotebus-adapter --config adapter.json binance\n"
     "      with adapter.json = {\"symbols\": [\"BTC-USDT\"], \"stats-file\": \"/tmp/a.json\"}\n"
     "  quotebus-adapter --check --symbols BTC-USDT,SOL-USDT binance\n"
@@ -110,14 +111,15 @@ int main(int argc, char **argv)
     int64_t batch_maps = 64;
     const qb_opt opts[] = {
         {"symbols", QB_OPT_LIST, &symbols, "LIST",
-         "normalized symbols, comma separated (htx: the native form, e.g. btcusdt, too)"},
+         "normalized symbols, comma separated (htx: the native form, e.g. btcusdt, "
+         "too)" QB_OPT_DEFAULT("BTC-USDT,ETH-USDT; bithumb: BTC-KRW,ETH-KRW")},
         {"ws-url", QB_OPT_STR, &ws_url, "URL",
-         "websocket URL [binance: wss://stream.binance.com:9443/stream (?streams=... "
-         "appended), htx: wss://api.huobi.pro/feed, bithumb: "
-         "wss://ws-api.bithumb.com/websocket/v1]"},
+         "websocket URL (binance: ?streams=... appended)" QB_OPT_DEFAULT(
+             "binance: wss://stream.binance.com:9443/stream, htx: wss://api.huobi.pro/feed, "
+             "bithumb: wss://ws-api.bithumb.com/websocket/v1")},
         {"rest-url", QB_OPT_STR, &rest_url, "URL",
-         "REST base URL for snapshots; /api/v3/depth?symbol=X&limit=N is appended "
-         "[binance: https://api.binance.com]"},
+         "binance: REST base URL for snapshots; /api/v3/depth?symbol=X&limit=N is "
+         "appended" QB_OPT_DEFAULT("https://api.binance.com")},
         {"depth-limit", QB_OPT_INT, &depth_limit, "N",
          "binance: REST snapshot depth (levels per side); its weight sets the snapshot "
          "budget (5000 weight/min: 1-100 weigh 5, 101-500 25, 501-1000 50, 1001-5000 250)"},
@@ -126,15 +128,14 @@ int main(int argc, char **argv)
          "htx: native=BASE-QUOTE entries for symbols the quote list cannot split "
          "(e.g. xyzhusd=XYZ-HUSD)"},
         {"keepalive-ms", QB_OPT_INT, &keepalive_ms, "MS",
-         "bithumb: send the text PING this often (0: 30000; the server closes idle "
+         "bithumb: send the text PING this often (0: every 30 s; the server closes idle "
          "connections after ~120 s)"},
         {"no-tickers", QB_OPT_BOOL, &no_tickers, NULL,
          "do not subscribe to tickers (binance: 2 streams per symbol instead of 3)"},
         {"no-tls-read-ahead", QB_OPT_BOOL, &no_tls_read_ahead, NULL,
-         "let OpenSSL read one TLS record per system call (the default reads ahead: "
+         "let OpenSSL read one TLS record per system call (without it: reads ahead, "
          "fewer system calls per message)"},
-        {"broker", QB_OPT_STR, &broker, "ADDR",
-         "NNG address of the broker ingest (dialed) [ipc:///tmp/quotebus/private/ingest.ipc]"},
+        {"broker", QB_OPT_STR, &broker, "ADDR", "NNG address of the broker ingest (dialed)"},
         {"broker-tls-ca", QB_OPT_STR, &broker_tls_ca, "PEM",
          "tls+tcp:// --broker: CA of the broker's certificate (required for tls+tcp://)"},
         {"broker-tls-cert", QB_OPT_STR, &broker_tls_cert, "PEM",

@@ -155,8 +155,22 @@ static void wsconn_failed(qb_wsconn *c, const char *why)
     c->wsi = NULL;
     c->a->cnt.connect_errors++;
     snprintf(c->err, sizeof c->err, "%s", why ? why : "connection failed");
-    QB_LOG_RL(QB_LOG_WARN, "ws_connect_failed", "conn=%u url=%.160s%s: %s", c->idx, c->url,
-              strlen(c->url) > 160 ? "..." : "", c->err);
+    if (c->a->stopping) {
+        QB_INFO("ws_connect_failed", "conn=%u %s while stopping", c->idx, c->err);
+        return;
+    }
+    /* The very first attempt may come before the upstream listens (the
+     * demo starts its simulator together with the adapters; so do
+     * orchestrators): said at info, the books stay "syncing", and the
+     * retry after the first backoff step warns if it fails too. */
+    bool first = c->connects == 0 && c->attempts == 0;
+    QB_LOG_RL(first ? QB_LOG_INFO : QB_LOG_WARN, "ws_connect_failed", "conn=%u url=%.160s%s: %s%s",
+              c->idx, c->url, strlen(c->url) > 160 ? "..." : "", c->err,
+              first ? " (first attempt; retrying)" : "");
+    if (first) {
+        wsconn_retry(c);
+        return;
+    }
     /* The reason names the endpoint (scheme://host:port, without the path
      * and its stream list): lws's own text ("Unable to connect") does not. */
     const char *host = strstr(c->url, "://");
@@ -288,6 +302,10 @@ static void wsconn_keepalive_cb(lws_sorted_usec_list_t *sul)
 
 void qb__wsconn_recycle(qb_wsconn *c, const char *why)
 {
+    if (c->a->stopping) {
+        QB_INFO("ws_recycle", "conn=%u: %s while stopping: not reconnecting", c->idx, why);
+        return;
+    }
     QB_INFO("ws_recycle", "conn=%u: %s: reconnecting now", c->idx, why);
     c->reconnect_now = true;
     if (c->wsi) {
@@ -471,6 +489,7 @@ int qb__wsconn_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, qb_wsco
         lws_sul_cancel(&c->sul_keepalive);
         c->next_req_mono = 0;
         if (a->stopping) {
+            QB_INFO("ws_closed", "conn=%u connection closed while stopping", c->idx);
             return 0;
         }
         a->cnt.disconnects++;

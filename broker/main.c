@@ -97,7 +97,8 @@ static const qb_prog main_prog = {
         "Examples:\n"
         "  quotebus-broker                        main job: Binance, HTX (BTC-USDT, ETH-USDT) and\n"
         "                                         Bithumb (BTC-KRW, ETH-KRW), live\n"
-        "  quotebus-broker --demo                 offline demo with the exchange simulator\n"
+        "  quotebus-broker --demo                 offline demo with the exchange simulator;\n"
+        "                                         then open http://127.0.0.1:7780/ in a browser\n"
         "  quotebus-sub book.binance.             (another terminal) print Binance books as JSON\n"
         "  quotebus-broker --adapter binance:BTC-USDT,ETH-USDT,SOL-USDT --adapter htx:BTC-USDT\n"
         "  quotebus-broker --no-spawn --ingest ipc:///run/qb/in.ipc --pub tcp://0.0.0.0:7781\n"
@@ -105,17 +106,18 @@ static const qb_prog main_prog = {
         "        --ingest-tls-cert broker.pem --ingest-tls-key broker.key --ingest-tls-ca ca.pem\n"
         "                                         adapters on other hosts, with client\n"
         "                                         certificates (scripts/make-certs.sh DIR)\n"
-        "  quotebus-broker --demo                 then open http://127.0.0.1:7780/ in a browser\n"
         "  quotebus-broker --http-listen 0.0.0.0:7780 --http-origin https://desk.example \\\n"
         "        --http-token s3cret --http-cert cert.pem --http-key key.pem\n"
         "  quotebus-broker --config broker.json   with broker.json like\n"
         "      {\"adapter\": [\"binance:BTC-USDT,ETH-USDT\"], \"stats-file\": \"/tmp/qb.json\"}\n"
         "\n"
-        "HTTP (--http-listen, default 127.0.0.1:7780): / the live order book page, /ws the\n"
-        "websocket (JSON, or msgpack with subprotocol quotebus.msgpack.v1; proto/PROTOCOL.md),\n"
-        "/metrics (Prometheus text), /health (JSON). A websocket client that falls behind\n"
-        "gets its pending book updates replaced by a fresh snapshot (\"conflated\": true);\n"
-        "one that stays behind past --http-slow-ms is closed (4001).\n"
+        "HTTP (--http-listen): / the live order book page, /ws the websocket (JSON, or\n"
+        "msgpack with subprotocol quotebus.msgpack.v1; proto/PROTOCOL.md), /metrics\n"
+        "(Prometheus text), /health (JSON). A websocket client that falls behind gets its\n"
+        "pending book updates replaced by a fresh snapshot (\"conflated\": true); one that\n"
+        "stays behind past --http-slow-ms is closed (4001). GET only (405); a plain GET of\n"
+        "/ws is answered 426 (Upgrade: websocket); a request head over 16 KiB gets 431, and\n"
+        "one over 32 KiB is closed unanswered (libwebsockets' header buffer).\n"
         "The snapshot service (--snapshot, NNG REP) answers late joiners with current books.\n"
         "\n"
         "Supervision: before starting anything, each --adapter value is checked by\n"
@@ -199,9 +201,12 @@ static int main_hostport(const char *s, char *host, size_t cap, int *port)
     return QB_OK;
 }
 
-/* The page's directory: --web-root, else the installed share directory
- * next to the binary (<prefix>/bin/../share/quotebus/web), the configured
- * install prefix, then the source tree this binary was built from. */
+/* The page's directory: --web-root, else the first that holds index.html
+ * of: the share directory of the prefix the binary is in
+ * (<prefix>/bin/../share/quotebus/web: an installed broker, wherever its
+ * prefix was moved), the source tree it was built from (a broker in its
+ * build directory serves the page of its own sources, never an older
+ * installed one), then the configured install prefix. */
 static void main_web_root(main_opts *o)
 {
     o->web_root_found[0] = '\0';
@@ -221,11 +226,11 @@ static void main_web_root(main_opts *o)
             snprintf(cand[nc++], sizeof cand[0], "%s/../share/quotebus/web", exe);
         }
     }
-#ifdef QB_WEB_INSTALL_DIR
-    snprintf(cand[nc++], sizeof cand[0], "%s", QB_WEB_INSTALL_DIR);
-#endif
 #ifdef QB_WEB_SOURCE_DIR
     snprintf(cand[nc++], sizeof cand[0], "%s", QB_WEB_SOURCE_DIR);
+#endif
+#ifdef QB_WEB_INSTALL_DIR
+    snprintf(cand[nc++], sizeof cand[0], "%s", QB_WEB_INSTALL_DIR);
 #endif
     for (size_t i = 0; i < nc; i++) {
         char idx[4200];
@@ -789,6 +794,110 @@ static bool main_wait_port(int port, uint64_t timeout_ms, const sigset_t *sigs, 
     return true;
 }
 
+/* How the user runs NAME, a binary installed beside this one: its bare
+ * name when this binary's directory is on PATH, else its path relative to
+ * the current directory when below it (build/bin/quotebus-sub after
+ * ./scripts/run), else its absolute path. So a command of the banner can
+ * be pasted as it is. */
+static void main_sibling_cmd(const char *name, char *out, size_t cap)
+{
+    char dir[1024];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    char *slash = NULL;
+    if (n > 0) {
+        dir[n] = '\0';
+        slash = strrchr(dir, '/');
+    }
+    if (slash == NULL) {
+        snprintf(out, cap, "%s", name);
+        return;
+    }
+    *slash = '\0';
+    const char *path = getenv("PATH");
+    while (path != NULL && *path != '\0') {
+        const char *end = strchr(path, ':');
+        size_t len = end ? (size_t)(end - path) : strlen(path);
+        char entry[2048];
+        if (len > 0 && len < sizeof entry) {
+            memcpy(entry, path, len);
+            entry[len] = '\0';
+            char *real = realpath(entry, NULL);
+            bool same = real != NULL && strcmp(real, dir) == 0;
+            free(real);
+            if (same) {
+                snprintf(out, cap, "%s", name);
+                return;
+            }
+        }
+        path = end ? end + 1 : NULL;
+    }
+    char cwd[2048];
+    size_t k = getcwd(cwd, sizeof cwd) != NULL ? strlen(cwd) : 0;
+    if (k > 1 && strncmp(dir, cwd, k) == 0 && dir[k] == '/') {
+        snprintf(out, cap, "%s/%s", dir + k + 1, name);
+    } else {
+        snprintf(out, cap, "%s/%s", dir, name);
+    }
+}
+
+#define MAIN_BANNER_RULE                                                                           \
+    "==============================================================================="
+
+/* The start banner, on stdout: where to connect and what to try (up to 3),
+ * framed and set off by blank lines so that it stands out between the
+ * build's output before it and the log lines (stderr) after it. http_url
+ * is NULL when the page is off, snap when the snapshot service is. */
+static void main_print_banner(const main_opts *o, const char *http_url, const qb_snapshot *snap)
+{
+    printf("\n" MAIN_BANNER_RULE "\n");
+    printf("  quotebus-broker %s is running%s\n\n", QB_VERSION,
+           o->demo ? ": offline demo (simulated exchanges, no internet needed)" : "");
+    for (size_t i = 0; i < o->pub.n; i++) {
+        printf("  %-24s%s\n", i == 0 ? "subscribers (NNG SUB)" : "", o->pub.v[i]);
+    }
+    if (http_url != NULL) {
+        printf("  %-24s%s  (and /ws, /metrics, /health)\n", "web page", http_url);
+    } else {
+        printf("  %-24s%s\n", "web page", "off");
+    }
+    for (size_t i = 0; snap != NULL && i < o->snapshot.n; i++) {
+        printf("  %-24s%s\n", i == 0 ? "snapshot service" : "", o->snapshot.v[i]);
+    }
+    if (snap == NULL) {
+        printf("  %-24s%s\n", "snapshot service", "off");
+    }
+
+    /* The clients' defaults are the broker's: name an address only when it
+     * is not the default one. */
+    char connect[1200] = "", snapshot[1200] = "";
+    if (strcmp(o->pub.v[0], "ipc:///tmp/quotebus/pub.ipc") != 0) {
+        snprintf(connect, sizeof connect, " --connect %s", o->pub.v[0]);
+    }
+    if (snap != NULL && strcmp(o->snapshot.v[0], "ipc:///tmp/quotebus/snapshot.ipc") != 0) {
+        snprintf(snapshot, sizeof snapshot, " --snapshot %s", o->snapshot.v[0]);
+    }
+    char sub[2048], top[2048], cmd[3][sizeof sub + sizeof connect + sizeof snapshot + 16];
+    const char *what[3];
+    int n = 0;
+    main_sibling_cmd("quotebus-sub", sub, sizeof sub);
+    main_sibling_cmd("quotebus-top", top, sizeof top);
+    snprintf(cmd[n], sizeof cmd[n], "%s%s %s", sub, connect, o->demo ? "book.binance." : "book.");
+    what[n++] = o->demo ? "every Binance book, one JSON line per message"
+                        : "every book, one JSON line per message";
+    snprintf(cmd[n], sizeof cmd[n], "%s%s%s BTC", top, connect, snapshot);
+    what[n++] = "best bid and ask of BTC on every exchange, side by side";
+    if (http_url != NULL) {
+        snprintf(cmd[n], sizeof cmd[n], "%s", http_url);
+        what[n++] = "the live order books, in a browser";
+    }
+    printf("\n  try:\n");
+    for (int i = 0; i < n; i++) {
+        printf("    %s:\n        %s\n", what[i], cmd[i]);
+    }
+    printf(MAIN_BANNER_RULE "\n\n");
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     qb_log_set_component("broker");
@@ -808,8 +917,7 @@ int main(int argc, char **argv)
     };
     const qb_opt table[] = {
         {"ingest", QB_OPT_LIST, &o.ingest, "ADDR",
-         "listen for adapters (NNG SUB) on these addresses; repeatable "
-         "[ipc:///tmp/quotebus/private/ingest.ipc]"},
+         "listen for adapters (NNG SUB) on these addresses; repeatable"},
         {"ingest-tls-cert", QB_OPT_STR, &o.ingest_tls_cert, "PEM",
          "tls+tcp:// --ingest: the broker's certificate (scripts/make-certs.sh)"},
         {"ingest-tls-key", QB_OPT_STR, &o.ingest_tls_key, "PEM",
@@ -834,24 +942,24 @@ int main(int argc, char **argv)
          "offline demo: also start quotebus-exsim and point the adapters at it"},
         {"demo-port", QB_OPT_INT, &o.demo_port, "PORT", "port of the demo simulator"},
         {"adapter-silence-ms", QB_OPT_INT, &o.adapter_silence_ms, "MS",
-         "kill and restart an adapter alive but silent this long (default 60000; 0: never)"},
+         "kill and restart an adapter alive but silent this long (0: never)"},
         {"max-topics", QB_OPT_INT, &o.max_topics, "N",
          "most topics with state; more are forwarded without state"},
         {"stats-file", QB_OPT_STR, &o.stats_file, "PATH",
          "rewrite this JSON file of counters every 500 ms and at exit"},
         {"log-level", QB_OPT_STR, &o.log_level, "LEVEL",
-         "error, warn, info or debug (default info; passed on to adapters)"},
+         "error, warn, info or debug; passed on to the adapters" QB_OPT_DEFAULT("info")},
         {"snapshot", QB_OPT_LIST, &o.snapshot, "ADDR",
          "serve snapshots (NNG REP) on these addresses; repeatable; \"off\" disables"},
         {"http-listen", QB_OPT_STR, &o.http_listen, "HOST:PORT",
-         "serve the page, /ws, /metrics, /health here; \"off\" disables (default "
-         "127.0.0.1:7780)"},
+         "serve the page, /ws, /metrics, /health here; \"off\" disables" QB_OPT_DEFAULT(
+             "127.0.0.1:7780")},
         {"web-root", QB_OPT_STR, &o.web_root, "DIR",
-         "directory of the web page (default: <prefix>/share/quotebus/web, else the source "
-         "tree's clients/web)"},
+         "directory of the web page" QB_OPT_DEFAULT(
+             "<prefix>/share/quotebus/web, else the source tree's clients/web")},
         {"http-origin", QB_OPT_LIST, &o.http_origins, "ORIGIN",
-         "also accept websockets from this Origin (e.g. http://localhost:8000; * for any); "
-         "default same-origin only"},
+         "also accept websockets from this Origin (e.g. http://localhost:8000; * for "
+         "any)" QB_OPT_DEFAULT("the page's own origin only")},
         {"http-token", QB_OPT_STR, &o.http_token, "TOKEN",
          "require this bearer token on /ws and /metrics (Authorization: Bearer or ?token=)"},
         {"http-cert", QB_OPT_STR, &o.http_cert, "PEM", "TLS certificate: serve https/wss"},
@@ -1036,21 +1144,11 @@ int main(int argc, char **argv)
         int w = snprintf(where + k, sizeof where - k, "%s%s", i ? " or " : "", o.pub.v[i]);
         k += w > 0 ? (size_t)w : 0;
     }
-    const char *hint_topic = o.demo ? "book.binance." : "book.";
-    char hint[1024];
-    if (strcmp(o.pub.v[0], "ipc:///tmp/quotebus/pub.ipc") == 0) {
-        snprintf(hint, sizeof hint, "quotebus-sub %s", hint_topic);
-    } else {
-        snprintf(hint, sizeof hint, "quotebus-sub --connect %s %s", o.pub.v[0], hint_topic);
-    }
-    printf("quotebus-broker %s%s: subscribers connect to %s \xe2\x80\x94 try: %s\n", QB_VERSION,
-           o.demo ? " (offline demo: simulated exchange, no internet needed)" : "", where, hint);
-    if (ws != NULL) {
-        printf("quotebus-broker: live order books in the browser: http%s://%s%s%s:%d/\n",
-               o.http_cert ? "s" : "", strchr(o.http_host, ':') ? "[" : "", o.http_host,
-               strchr(o.http_host, ':') ? "]" : "", o.http_port);
-    }
-    fflush(stdout);
+    char http_url[512];
+    snprintf(http_url, sizeof http_url, "http%s://%s%s%s:%d/", o.http_cert ? "s" : "",
+             strchr(o.http_host, ':') ? "[" : "", o.http_host, strchr(o.http_host, ':') ? "]" : "",
+             o.http_port);
+    main_print_banner(&o, ws != NULL ? http_url : NULL, snap);
     QB_INFO("broker.started", "version=%s pub=%s ingest=%s spawn=%s demo=%s", QB_VERSION, where,
             o.ingest.v[0], spawn ? "yes" : "no", o.demo ? "yes" : "no");
 

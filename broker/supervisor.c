@@ -313,7 +313,10 @@ void qb_super_stop(qb_super *s, uint64_t grace_ms)
 {
     s->stopping = true;
     size_t running = 0;
-    for (size_t i = 0; i < s->n; i++) {
+    /* Last added first: a child's upstream is added before it (the demo's
+     * simulator before the adapters reading from it), so each reader's
+     * SIGTERM is sent before its upstream can close on it. */
+    for (size_t i = s->n; i-- > 0;) {
         supervisor_child *c = &s->kids[i];
         if (c->state == SUPERVISOR_RUNNING) {
             kill(c->pid, SIGTERM);

@@ -73,8 +73,8 @@ int qb_super_add(qb_super *s, const char *name, const char *const *argv);
  * monotonic time in ms. */
 void qb_super_poll(qb_super *s, uint64_t now_ms);
 
-/* Sends SIGTERM to every running child, waits up to grace_ms for them to
- * exit, then SIGKILLs and reaps the rest. No restarts afterwards. Failed
+/* Sends SIGTERM to every running child, the last added first, waits up to
+ * grace_ms for them to exit, then SIGKILLs and reaps the rest. No restarts afterwards. Failed
  * children stay "failed" (qb_super_failed still counts them). */
 void qb_super_stop(qb_super *s, uint64_t grace_ms);
 

@@ -312,7 +312,9 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
         e->has_status = true;
         e->feed_state = m->state;
         size_t rl = m->reason.n > QB_TOPICS_REASON_MAX ? QB_TOPICS_REASON_MAX : m->reason.n;
-        memcpy(e->reason, m->reason.p, rl);
+        if (rl > 0) {
+            memcpy(e->reason, m->reason.p, rl);
+        }
         e->reason[rl] = '\0';
         e->reason_len = (uint8_t)rl;
     }

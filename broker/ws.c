@@ -32,9 +32,27 @@
  * Origin not allowed or bad token: accepted then closed 1008 with a reason
  * (a browser sees the reason, which a refused handshake would hide); more
  * than max_clients: closed 1013. Incoming messages over max_msg: 1009.
- * HTTP: GET only (405 otherwise); files from web_root through qb_wsq_web_path() (no
- * traversal, no hidden files, no listings), /metrics (token when set),
- * /health.
+ * HTTP: GET only (405 and a close otherwise); files from web_root through
+ * qb_wsq_web_path() (no traversal, no hidden files, no listings), /metrics
+ * (token when set), /health; a GET of /ws without a websocket upgrade gets
+ * 426 with "Upgrade: websocket".
+ *
+ * Request heads (request line and header fields), measured as received:
+ *
+ *      0 .. 16 KiB   served                      WS_HTTP_HEAD_MAX
+ *   16 .. 32 KiB     431, then the connection is closed
+ *   over 32 KiB      closed by libwebsockets without an answer
+ *
+ * lws 4.1.6 keeps a head in a per-connection table (max_http_header_data,
+ * 4 KiB by default, here WS_HTTP_HEAD_TABLE) and closes a connection whose
+ * head overflows it, with no callback; its API does not say how big a
+ * head was either (header fields it does not know are in the table too,
+ * unnamed). So the table is made larger than the limit, and the limit is
+ * checked here on the bytes the connection delivered (ws_http_head_bytes):
+ * every request of a keep-alive connection and every websocket upgrade
+ * (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE) is measured. HTTP/2 (TLS, ALPN h2)
+ * streams share a connection: only their header fields lws knows by name
+ * are counted, and lws's own limit (the table) applies to the rest.
  */
 #include "ws.h"
 
@@ -46,18 +64,28 @@
 #include <libwebsockets.h>
 
 #include <errno.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define WS_TICK_US (250 * LWS_US_PER_MS)
 #define WS_WRITES_PER_CB 64
+/* Request heads: larger ones get 431 (16 KiB, Node's default; a browser's
+ * head with large cookies fits); lws's table holds twice that, so a head
+ * up to there is answered rather than dropped (per connection in its
+ * header phase: the table is freed once the head is handled). */
+#define WS_HTTP_HEAD_MAX (16 * 1024)
+#define WS_HTTP_HEAD_TABLE (32 * 1024)
 
 typedef struct ws_frame {
     uint8_t *buf; /* LWS_PRE + len */
@@ -74,6 +102,7 @@ typedef struct ws_pss {
     bool rx_skip;
     uint8_t *body; /* HTTP: LWS_PRE + body_len */
     size_t body_len;
+    bool close_after; /* HTTP: close the connection once body is sent */
 } ws_pss;
 
 typedef struct ws_counters {
@@ -700,8 +729,67 @@ static void ws_health(qb_ws *ws, qb_buf *o)
     free(a.v);
 }
 
+/* An HTTP/2 stream (TLS with ALPN h2): no reason phrases, no Connection
+ * header, several requests on one connection. */
+static bool ws_http2(struct lws *wsi)
+{
+    return lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) > 0;
+}
+
+enum {
+    WS_REPLY_UPGRADE = 1, /* "Upgrade: websocket" (426) */
+    WS_REPLY_CLOSE = 2,   /* "Connection: close", and closed once sent */
+};
+
+/* Writes the head of a reply with a body of len bytes at *p. lws 4.1.6
+ * knows reason phrases up to 417 only: the status lines of 426 and 431
+ * are written here (HTTP/1; HTTP/2 has no phrases). */
+static int ws_http_head(struct lws *wsi, unsigned status, const char *type, size_t len,
+                        unsigned flags, uint8_t **p, uint8_t *end)
+{
+    const char *phrase = status == 426   ? "Upgrade Required"
+                         : status == 431 ? "Request Header Fields Too Large"
+                                         : NULL;
+    bool h1 = !ws_http2(wsi);
+    int bad;
+    if (phrase != NULL && h1) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "HTTP/1.1 %u %s", status, phrase);
+        bad = lws_add_http_header_by_name(wsi, NULL, (unsigned char *)line, n, p, end);
+    } else {
+        bad = lws_add_http_header_status(wsi, status, p, end);
+    }
+    if (bad ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)type,
+                                     (int)strlen(type), p, end) ||
+        lws_add_http_header_content_length(wsi, (lws_filepos_t)len, p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, p, end)) {
+        return -1;
+    }
+    /* Upgrade and Connection are HTTP/1 only (connection-specific in HTTP/2). */
+    if ((flags & WS_REPLY_UPGRADE) && h1 &&
+        (lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (const unsigned char *)"websocket", 9,
+                                      p, end) ||
+         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"Upgrade",
+                                      7, p, end))) {
+        return -1;
+    }
+    if (status == 405 && lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+                                                     (const unsigned char *)"GET", 3, p, end)) {
+        return -1;
+    }
+    if ((flags & WS_REPLY_CLOSE) && h1 &&
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5,
+                                     p, end)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends the head now and the body from HTTP_WRITEABLE (lws's way). */
 static int ws_http_reply(struct lws *wsi, ws_pss *pss, unsigned status, const char *type,
-                         const qb_buf *body)
+                         const qb_buf *body, unsigned flags)
 {
     uint8_t hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
     free(pss->body);
@@ -711,14 +799,95 @@ static int ws_http_reply(struct lws *wsi, ws_pss *pss, unsigned status, const ch
     }
     memcpy(pss->body + LWS_PRE, body->data, body->len);
     pss->body_len = body->len;
-    if (lws_add_http_common_headers(wsi, status, type, (lws_filepos_t)body->len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)"no-store", 8, &p, end) ||
+    pss->close_after = (flags & WS_REPLY_CLOSE) != 0;
+    if (ws_http_head(wsi, status, type, body->len, flags, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end)) {
         return -1;
     }
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+/* Bytes of the head of wsi's current request as the connection delivered
+ * them: what was read from the socket (TCP_INFO's bytes received minus
+ * those still queued, SIOCINQ) since the previous request of the
+ * connection, whose count is kept in the wsi's opaque user data (lws
+ * renews the pss for each keep-alive request; the broker uses the opaque
+ * data for nothing else). Over TLS that includes the records' framing and,
+ * on a connection's first request, the client's handshake (0.5 to 2 KB).
+ * At least the total of the header fields lws knows by name, which is all
+ * an HTTP/2 stream (its connection shared) or a socket without TCP_INFO
+ * gives: there, fields lws does not know are not counted. Once per
+ * request: it moves the mark. */
+static size_t ws_http_head_bytes(struct lws *wsi)
+{
+    size_t fields = 0;
+    for (int t = 0; t < (int)WSI_TOKEN_COUNT; t++) {
+        int n = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+        fields += n > 0 ? (size_t)n : 0;
+    }
+    int fd = lws_get_socket_fd(wsi);
+    struct tcp_info ti;
+    socklen_t tl = sizeof ti;
+    int queued = 0;
+    if (ws_http2(wsi) || fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0 ||
+        tl < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received ||
+        ioctl(fd, SIOCINQ, &queued) != 0) {
+        return fields;
+    }
+    /* Modulo the pointer's width: a difference below 4 GiB is exact. */
+    uintptr_t got = (uintptr_t)(ti.tcpi_bytes_received - (uint64_t)(queued > 0 ? queued : 0));
+    uintptr_t mark = (uintptr_t)lws_get_opaque_user_data(wsi);
+    lws_set_opaque_user_data(wsi, (void *)got);
+    size_t wire = (size_t)(got - mark);
+    return wire > fields ? wire : fields;
+}
+
+/* True (after counting and logging) when the request head is over the
+ * limit: the caller answers 431. */
+static bool ws_http_head_too_large(qb_ws *ws, struct lws *wsi)
+{
+    size_t n = ws_http_head_bytes(wsi);
+    if (n <= WS_HTTP_HEAD_MAX) {
+        return false;
+    }
+    ws_add(&ws->c.http_head_too_large, 1);
+    QB_LOG_RL(QB_LOG_INFO, "ws.head_too_large",
+              "HTTP request head of %zu bytes (limit %d): answered 431", n, WS_HTTP_HEAD_MAX);
+    return true;
+}
+
+/* A refusal that ends the connection (405, 431): on HTTP/1 written at
+ * once, head and text, and the connection closed (the caller returns
+ * what this returns, -1): nothing of the request is read further, a
+ * request body included, which lws would otherwise make the reply wait
+ * for. Also the only way to answer a websocket upgrade
+ * (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE). On HTTP/2, an ordinary reply that
+ * ends the stream. */
+static int ws_http_refuse(struct lws *wsi, ws_pss *pss, unsigned status, const char *text)
+{
+    if (ws_http2(wsi)) {
+        qb_buf body = QB_BUF_INIT;
+        qb_buf_appendf(&body, "%s", text);
+        int rc = pss ? ws_http_reply(wsi, pss, status, "text/plain; charset=utf-8", &body,
+                                     WS_REPLY_CLOSE)
+                     : -1;
+        qb_buf_fini(&body);
+        return rc;
+    }
+    uint8_t buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    size_t blen = strlen(text);
+    bool head_only = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
+    if (ws_http_head(wsi, status, "text/plain; charset=utf-8", blen, WS_REPLY_CLOSE, &p, end) ||
+        lws_finalize_http_header(wsi, &p, end) || (size_t)(end - p) < blen) {
+        return -1;
+    }
+    if (!head_only) {
+        memcpy(p, text, blen);
+        p += blen;
+    }
+    (void)lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
+    return -1;
 }
 
 static bool ws_token_ok(qb_ws *ws, struct lws *wsi)
@@ -738,22 +907,29 @@ static int ws_http(qb_ws *ws, struct lws *wsi, ws_pss *pss, const char *url)
     ws_add(&ws->c.http_requests, 1);
     qb_buf body = QB_BUF_INIT;
     int rc;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
-        qb_buf_appendf(&body, "only GET is served here\n");
-        rc = ws_http_reply(wsi, pss, 405, "text/plain; charset=utf-8", &body);
+    if (ws_http_head_too_large(ws, wsi)) {
+        rc = ws_http_refuse(wsi, pss, 431, "request head over 16 KiB\n");
+    } else if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+        rc = ws_http_refuse(wsi, pss, 405, "only GET is served here\n");
+    } else if (strcmp(url, "/ws") == 0) {
+        /* A websocket upgrade never gets here (FILTER_PROTOCOL_CONNECTION). */
+        ws_add(&ws->c.http_upgrade_required, 1);
+        qb_buf_appendf(&body, "/ws is the websocket endpoint: connect with a websocket client "
+                              "(Upgrade: websocket; proto/PROTOCOL.md section 12)\n");
+        rc = ws_http_reply(wsi, pss, 426, "text/plain; charset=utf-8", &body, WS_REPLY_UPGRADE);
     } else if (strcmp(url, "/metrics") == 0 || strcmp(url, "/health") == 0) {
         bool metrics = url[1] == 'm';
         if (metrics && !ws_token_ok(ws, wsi)) {
             ws_add(&ws->c.http_forbidden, 1);
             qb_buf_appendf(&body, "a bearer token is required (Authorization: Bearer T or "
                                   "?token=T)\n");
-            rc = ws_http_reply(wsi, pss, 401, "text/plain; charset=utf-8", &body);
+            rc = ws_http_reply(wsi, pss, 401, "text/plain; charset=utf-8", &body, 0);
         } else if (metrics) {
             ws_metrics(ws, &body);
-            rc = ws_http_reply(wsi, pss, 200, "text/plain; version=0.0.4; charset=utf-8", &body);
+            rc = ws_http_reply(wsi, pss, 200, "text/plain; version=0.0.4; charset=utf-8", &body, 0);
         } else {
             ws_health(ws, &body);
-            rc = ws_http_reply(wsi, pss, 200, "application/json", &body);
+            rc = ws_http_reply(wsi, pss, 200, "application/json", &body, 0);
         }
     } else {
         char rel[256], full[4096];
@@ -763,7 +939,7 @@ static int ws_http(qb_ws *ws, struct lws *wsi, ws_pss *pss, const char *url)
             stat(full, &stt) != 0 || !S_ISREG(stt.st_mode)) {
             ws_add(&ws->c.http_not_found, 1);
             qb_buf_appendf(&body, "not found\n");
-            rc = ws_http_reply(wsi, pss, 404, "text/plain; charset=utf-8", &body);
+            rc = ws_http_reply(wsi, pss, 404, "text/plain; charset=utf-8", &body, 0);
         } else {
             qb_buf_fini(&body);
             int n = lws_serve_http_file(wsi, full, qb_wsq_mime(rel), NULL, 0);
@@ -930,7 +1106,16 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         }
         free(pss->body);
         pss->body = NULL;
+        if (pss->close_after) {
+            return -1;
+        }
         return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* The head of a websocket upgrade is measured like any request's. */
+        if (ws_http_head_too_large(ws, wsi)) {
+            return ws_http_refuse(wsi, NULL, 431, "request head over 16 KiB\n");
+        }
+        return 0;
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
@@ -1078,6 +1263,7 @@ static void *ws_main(void *arg)
         info.ssl_private_key_filepath = ws->key;
     }
     info.timeout_secs = 10;
+    info.max_http_header_data = WS_HTTP_HEAD_TABLE;
     ws->retry.secs_since_valid_ping = (uint16_t)ws->idle_s;
     ws->retry.secs_since_valid_hangup = (uint16_t)(ws->idle_s * 2);
     info.retry_and_idle_policy = &ws->retry;

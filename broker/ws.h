@@ -55,7 +55,9 @@ typedef struct qb_ws_config {
     X(ws_too_big_closes, "websocket connections closed 1009: message too big")                     \
     X(http_requests, "HTTP requests")                                                              \
     X(http_not_found, "HTTP requests answered 404")                                                \
-    X(http_forbidden, "HTTP requests answered 401/403")
+    X(http_forbidden, "HTTP requests answered 401/403")                                            \
+    X(http_upgrade_required, "HTTP requests answered 426: /ws without a websocket upgrade")        \
+    X(http_head_too_large, "HTTP requests answered 431: request head over 16 KiB")
 
 typedef struct qb_ws_stats {
 #define QB_WS_STATS_FIELD_(name, help) uint64_t name;

@@ -28,6 +28,11 @@
  *
  * Multi-map frames (legal, not produced by this release's encoder) are one
  * item: msgpack clients get the frame, JSON clients one message per map.
+ *
+ * The "subscribed" reply also says how many known topics the request's
+ * patterns match, and for patterns that match none, the nearest existing
+ * topics (the rule of proto/topicname.h), so a misspelt topic is not a
+ * silent wait.
  */
 #include "wsq.h"
 
@@ -35,6 +40,7 @@
 #include "err.h"
 #include "json.h"
 #include "log.h"
+#include "topicname.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -1177,8 +1183,77 @@ static bool wsq_has_pat(const qb_wsq_client *c, const char *t)
     return false;
 }
 
+/* Appends ,"NAME":[...] with the n strings of v. */
+static void wsq_put_strs(qb_buf *b, const char *name, const qb_str *v, size_t n)
+{
+    qb_buf_appendf(b, ",\"%s\":[", name);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            qb_buf_append(b, ",", 1);
+        }
+        qb_wsq_json_str(b, v[i].p, v[i].n);
+    }
+    qb_buf_append(b, "]", 1);
+}
+
+/* Appends what the request's patterns match now (PROTOCOL.md section 12):
+ * ,"matching":N (topics matched by any of them) and, when some pattern
+ * matches no topic, ,"unmatched":[...] and ,"nearest":[...] (the rule of
+ * proto/topicname.h, over every topic the fan-out knows). One pass over
+ * the topics: topics x patterns comparisons, like the subscription itself. */
+static void wsq_put_matches(const qb_wsq *q, const wsq_topics *ts, qb_buf *b)
+{
+    bool *hit = calloc(ts->n, sizeof *hit);
+    qb_str *unmatched = calloc(ts->n, sizeof *unmatched);
+    if (hit == NULL || unmatched == NULL) {
+        free(hit);
+        free(unmatched);
+        return; /* out of memory: the plain ack */
+    }
+    size_t matching = 0, n_un = 0;
+    for (size_t k = 0; k < q->cap; k++) {
+        const wsq_topic *t = q->slots[k];
+        bool any = false;
+        for (size_t i = 0; t != NULL && i < ts->n; i++) {
+            if (qb_wsq_match(ts->v[i], strlen(ts->v[i]), t->name, t->len)) {
+                hit[i] = any = true;
+            }
+        }
+        matching += any;
+    }
+    for (size_t i = 0; i < ts->n; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < n_un && !dup; k++) {
+            dup = strcmp(unmatched[k].p, ts->v[i]) == 0;
+        }
+        if (!hit[i] && !dup) {
+            unmatched[n_un++] = (qb_str){ts->v[i], strlen(ts->v[i])};
+        }
+    }
+    qb_buf_appendf(b, ",\"matching\":%zu", matching);
+    if (n_un > 0) {
+        qb_topic_nearest nr;
+        qb_topic_nearest_init(&nr, unmatched, n_un);
+        for (size_t k = 0; k < q->cap; k++) {
+            if (q->slots[k] != NULL) {
+                qb_topic_nearest_offer(&nr, q->slots[k]->name, q->slots[k]->len);
+            }
+        }
+        qb_str near[QB_TOPIC_NEAREST_MAX];
+        for (size_t i = 0; i < nr.n; i++) {
+            near[i] = (qb_str){nr.name[i], strlen(nr.name[i])};
+        }
+        wsq_put_strs(b, "unmatched", unmatched, n_un);
+        wsq_put_strs(b, "nearest", near, nr.n);
+    }
+    free(hit);
+    free(unmatched);
+}
+
+/* The reply to a subscribe (with what its topics match) or unsubscribe. */
 static void wsq_ack(qb_wsq_client *c, const wsq_req *r, const char *type, const wsq_topics *ts)
 {
+    bool subscribed = strcmp(type, "subscribed") == 0;
     qb_buf b = QB_BUF_INIT;
     qb_buf_appendf(&b, "{\"type\":\"%s\",\"topics\":[", type);
     for (size_t i = 0; i < ts->n; i++) {
@@ -1188,6 +1263,9 @@ static void wsq_ack(qb_wsq_client *c, const wsq_req *r, const char *type, const 
         qb_wsq_json_str(&b, ts->v[i], strlen(ts->v[i]));
     }
     qb_buf_append(&b, "]", 1);
+    if (subscribed) {
+        wsq_put_matches(c->q, ts, &b);
+    }
     wsq_put_id(&b, r->id, r->idn, r->id_str);
     qb_buf_append(&b, "}", 1);
     wsq_reply(c, &b);

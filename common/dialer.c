@@ -127,6 +127,15 @@ int qb_dialer_start_tls(nng_socket s, const char *url, const char *what, nng_tls
     return QB_OK;
 }
 
+void qb_dialer_shutdown(qb_dialer *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    atomic_store(&d->stopping, true);
+    nng_aio_stop(d->aio);
+}
+
 void qb_dialer_stop(qb_dialer *d)
 {
     if (d == NULL) {
@@ -143,6 +152,11 @@ void qb_dialer_stop(qb_dialer *d)
     }
     free(d->url);
     free(d);
+}
+
+int qb_dialer_pipes(const qb_dialer *d)
+{
+    return atomic_load(&((qb_dialer *)d)->pipes);
 }
 
 uint64_t qb_dialer_connects(const qb_dialer *d)

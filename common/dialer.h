@@ -40,10 +40,20 @@ int qb_dialer_start(nng_socket s, const char *url, const char *what, qb_dialer *
 int qb_dialer_start_tls(nng_socket s, const char *url, const char *what, nng_tls_config *tls,
                         qb_dialer **out);
 
+/* Announces a deliberate close, for a caller that closes s itself first
+ * (a bounded close, nngclose.h): stops the watchdog, and the disconnects
+ * the close causes are not warned about (a normal exit is not a lost
+ * connection). qb_dialer_stop must still follow when the close completed.
+ * NULL is a no-op. */
+void qb_dialer_shutdown(qb_dialer *d);
+
 /* Stops the watchdog (waits for a running callback), CLOSES THE SOCKET s
  * (so that no pipe callback can still be running), then frees d. The socket
  * must not be used after this. NULL is a no-op. */
 void qb_dialer_stop(qb_dialer *d);
+
+/* Pipes connected now. Any thread. */
+int qb_dialer_pipes(const qb_dialer *d);
 
 /* How many connections were ever made (a change means a (re)connect: the
  * peer may be a new process that knows nothing yet). Any thread. */

@@ -29,7 +29,8 @@
     X(QB_ESTATE, 14, "invalid state")                                                              \
     X(QB_EIO, 15, "I/O error")                                                                     \
     X(QB_EEOF, 16, "end of data")                                                                  \
-    X(QB_EUNSUPPORTED, 17, "not supported")
+    X(QB_EUNSUPPORTED, 17, "not supported")                                                        \
+    X(QB_ENOINSTRUMENT, 18, "no such instrument")
 
 typedef enum qb_err {
 #define QB_ERR_ENUM_(name, value, text) name = value,

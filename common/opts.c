@@ -1,6 +1,13 @@
 /*
  * opts.c: the table-driven option parser and JSON config loader of opts.h.
  * Runs once at start-up on the main thread.
+ *
+ * Every message on stderr begins with the program's name, then the config
+ * file's path when the file is the cause:
+ *   quotebus-broker: config /etc/qb.json: unknown option "ingst" (see --help)
+ * and --help prints every default one way, "(default: VALUE)" at the end of
+ * the option's line, from the table (the help's QB_OPT_DEFAULT, else the
+ * initial value): the help texts never repeat it.
  */
 #include "opts.h"
 
@@ -12,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define OPTS_CONFIG_MAX (1u << 20)
 #define OPTS_CONFIG_TOKENS 4096
@@ -83,6 +91,7 @@ static int opts_list_add_csv(qb_strlist *l, const char *csv)
     return QB_OK;
 }
 
+/* origin begins the error lines: "PROG" or "PROG: config FILE". */
 static int opts_set(const qb_opt *o, const char *val, const char *origin)
 {
     switch (o->type) {
@@ -141,12 +150,21 @@ static const qb_opt *opts_find(const qb_opt *opts, const char *name, size_t n)
     return NULL;
 }
 
-static int opts_load_config(const qb_opt *opts, const char *path)
+static int opts_load_config(const qb_prog *prog, const qb_opt *opts, const char *path)
 {
+    char where[512];
+    snprintf(where, sizeof where, "%s: config %s", prog->name, path);
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        fprintf(stderr, "config %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "%s: %s\n", where, strerror(errno));
         return QB_EIO;
+    }
+    /* fopen opens a directory for reading; only its read fails (EISDIR). */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "%s: is a directory, not a JSON file\n", where);
+        fclose(f);
+        return QB_EINVAL;
     }
     char *buf = malloc(OPTS_CONFIG_MAX + 1);
     jsmntok_t *tok = malloc(sizeof *tok * OPTS_CONFIG_TOKENS);
@@ -156,8 +174,13 @@ static int opts_load_config(const qb_opt *opts, const char *path)
         goto out;
     }
     size_t n = fread(buf, 1, OPTS_CONFIG_MAX + 1, f);
+    if (ferror(f)) {
+        fprintf(stderr, "%s: %s\n", where, strerror(errno));
+        rc = QB_EIO;
+        goto out;
+    }
     if (n > OPTS_CONFIG_MAX) {
-        fprintf(stderr, "config %s: larger than %u bytes\n", path, OPTS_CONFIG_MAX);
+        fprintf(stderr, "%s: larger than %u bytes\n", where, OPTS_CONFIG_MAX);
         rc = QB_ETOOBIG;
         goto out;
     }
@@ -165,7 +188,7 @@ static int opts_load_config(const qb_opt *opts, const char *path)
     qb_json j;
     rc = qb_json_parse(&j, buf, n, tok, OPTS_CONFIG_TOKENS);
     if (rc != QB_OK || !qb_json_is_object(&j, 0)) {
-        fprintf(stderr, "config %s: not a valid JSON object (%s)\n", path,
+        fprintf(stderr, "%s: not a valid JSON object (%s)\n", where,
                 rc ? qb_strerror(rc) : "top level is not an object");
         rc = QB_EPARSE;
         goto out;
@@ -177,8 +200,7 @@ static int opts_load_config(const qb_opt *opts, const char *path)
         const qb_opt *o = opts_find(opts, key, klen);
         int v = i + 1;
         if (o == NULL || strcmp(o->name, "config") == 0) {
-            fprintf(stderr, "config %s: unknown option \"%.*s\" (see --help)\n", path, (int)klen,
-                    key);
+            fprintf(stderr, "%s: unknown option \"%.*s\" (see --help)\n", where, (int)klen, key);
             rc = QB_EINVAL;
             goto out;
         }
@@ -192,8 +214,7 @@ static int opts_load_config(const qb_opt *opts, const char *path)
             for (int e = 0; e < j.tok[v].size; e++) {
                 int t = qb_json_at(&j, v, e);
                 if (qb_json_str_copy(&j, t, val, sizeof val) != QB_OK) {
-                    fprintf(stderr, "config %s: \"%s\" must be an array of strings\n", path,
-                            o->name);
+                    fprintf(stderr, "%s: \"%s\" must be an array of strings\n", where, o->name);
                     rc = QB_EINVAL;
                     goto out;
                 }
@@ -203,27 +224,28 @@ static int opts_load_config(const qb_opt *opts, const char *path)
             }
         } else if (qb_json_is_str(&j, v)) {
             if (qb_json_str_copy(&j, v, val, sizeof val) != QB_OK) {
-                fprintf(stderr, "config %s: bad string for \"%s\"\n", path, o->name);
+                fprintf(stderr, "%s: bad string for \"%s\"\n", where, o->name);
                 rc = QB_EINVAL;
                 goto out;
             }
-            if ((rc = opts_set(o, val, path)) != QB_OK) {
+            if ((rc = opts_set(o, val, where)) != QB_OK) {
                 goto out;
             }
         } else if (j.tok[v].type == JSMN_PRIMITIVE && o->type != QB_OPT_STR) {
             size_t vl;
             const char *vt = qb_json_text(&j, v, &vl);
             if (vl >= sizeof val) {
+                fprintf(stderr, "%s: value of \"%s\" too long\n", where, o->name);
                 rc = QB_ETOOBIG;
                 goto out;
             }
             memcpy(val, vt, vl);
             val[vl] = '\0';
-            if ((rc = opts_set(o, val, path)) != QB_OK) {
+            if ((rc = opts_set(o, val, where)) != QB_OK) {
                 goto out;
             }
         } else {
-            fprintf(stderr, "config %s: wrong type for \"%s\"\n", path, o->name);
+            fprintf(stderr, "%s: wrong type for \"%s\"\n", where, o->name);
             rc = QB_EINVAL;
             goto out;
         }
@@ -236,6 +258,45 @@ out:
     return rc;
 }
 
+/* The option's default, as its --help line ends. */
+static void opts_print_default(const qb_opt *o, const char *given)
+{
+    if (given != NULL) {
+        printf(" (default: %s)", given);
+        return;
+    }
+    switch (o->type) {
+    case QB_OPT_STR: {
+        const char *v = *(char *const *)o->ptr;
+        if (v != NULL && v[0] != '\0') {
+            printf(" (default: %s)", v);
+        }
+        break;
+    }
+    case QB_OPT_INT:
+        printf(" (default: %lld)", (long long)*(const int64_t *)o->ptr);
+        break;
+    case QB_OPT_BOOL:
+        if (*(const bool *)o->ptr) {
+            printf(" (default: true)");
+        }
+        break;
+    case QB_OPT_LIST:
+    case QB_OPT_MULTI: {
+        /* A MULTI value may hold commas: its values are set apart more. */
+        const qb_strlist *l = o->ptr;
+        const char *sep = o->type == QB_OPT_MULTI ? " | " : ",";
+        for (size_t i = 0; i < l->n; i++) {
+            printf("%s%s", i ? sep : " (default: ", l->v[i]);
+        }
+        if (l->n) {
+            printf(")");
+        }
+        break;
+    }
+    }
+}
+
 void qb_opts_help(const qb_prog *prog, const qb_opt *opts)
 {
     printf("Usage: %s %s\n\n%s\n\nOptions:\n", prog->name, prog->usage, prog->summary);
@@ -246,31 +307,10 @@ void qb_opts_help(const qb_prog *prog, const qb_opt *opts)
         } else {
             snprintf(left, sizeof left, "--%s %s", o->name, o->arg ? o->arg : "VALUE");
         }
-        printf("  %-28s %s", left, o->help);
-        switch (o->type) {
-        case QB_OPT_STR:
-            if (*(char **)o->ptr) {
-                printf(" [%s]", *(char **)o->ptr);
-            }
-            break;
-        case QB_OPT_INT:
-            printf(" [%lld]", (long long)*(int64_t *)o->ptr);
-            break;
-        case QB_OPT_LIST:
-        case QB_OPT_MULTI: {
-            const qb_strlist *l = o->ptr;
-            if (l->n) {
-                printf(" [");
-                for (size_t i = 0; i < l->n; i++) {
-                    printf("%s%s", i ? (o->type == QB_OPT_MULTI ? " | " : ",") : "", l->v[i]);
-                }
-                printf("]");
-            }
-            break;
-        }
-        case QB_OPT_BOOL:
-            break;
-        }
+        const char *mark = strchr(o->help, QB_OPT_DEFAULT_MARK[0]);
+        int n = mark ? (int)(mark - o->help) : (int)strlen(o->help);
+        printf("  %-28s %.*s", left, n, o->help);
+        opts_print_default(o, mark ? mark + 1 : NULL);
         printf("\n");
     }
     printf("  %-28s %s\n", "--config FILE",
@@ -337,7 +377,7 @@ int qb_opts_parse(const qb_prog *prog, const qb_opt *opts, int argc, char **argv
             goto out;
         }
     }
-    if (config && (rc = opts_load_config(opts, config)) != QB_OK) {
+    if (config && (rc = opts_load_config(prog, opts, config)) != QB_OK) {
         goto out;
     }
     /* Flags override the file: a list given on the command line replaces

@@ -9,7 +9,8 @@
  *     unknown keys are an error, so a typo never goes unnoticed;
  *   - applies the command line on top, so flags override the file.
  * Values are written into the variables the table points at; strings are
- * strdup'ed and owned by the table until qb_opts_free(). A QB_OPT_LIST
+ * strdup'ed and owned by the table until qb_opts_free(). Errors on stderr
+ * name the program ("quotebus-broker: config FILE: ..."). A QB_OPT_LIST
  * option is repeatable on the command line, accepts comma-separated values,
  * and a JSON array or a comma string in the file.
  */
@@ -40,8 +41,16 @@ typedef struct qb_opt {
     qb_opt_type type;
     void *ptr;
     const char *arg;  /* placeholder in --help, e.g. "URL" */
-    const char *help; /* one line */
+    const char *help; /* one line, without the default (--help adds it) */
 } qb_opt;
+
+/* Ends a help text with the default --help shows for an option whose
+ * initial value cannot say it (NULL, decided at run time):
+ *   {"http-listen", QB_OPT_STR, &listen, "HOST:PORT",
+ *    "serve HTTP here; \"off\" disables" QB_OPT_DEFAULT("127.0.0.1:7780")}
+ * Other options show their initial value. */
+#define QB_OPT_DEFAULT(text) QB_OPT_DEFAULT_MARK text
+#define QB_OPT_DEFAULT_MARK "\x1f"
 
 typedef struct qb_prog {
     const char *name;    /* "quotebus-broker" */
@@ -65,7 +74,12 @@ void qb_strlist_clear(qb_strlist *l);
 /* Frees the strings and lists the table points at. */
 void qb_opts_free(const qb_opt *opts);
 
-/* Prints the generated help to stdout. */
+/* Prints the generated help to stdout: one line per option,
+ *   "  --name ARG   help (default: VALUE)"
+ * the default being the help's QB_OPT_DEFAULT, else the initial value (a
+ * string, a number, a list joined by ","; a repeatable QB_OPT_MULTI's
+ * values joined by " | "; nothing for a NULL or empty string, an empty
+ * list or a false flag). */
 void qb_opts_help(const qb_prog *prog, const qb_opt *opts);
 
 #endif

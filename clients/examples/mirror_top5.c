@@ -12,6 +12,11 @@
  * detects the gaps and re-fetches the book by itself).
  * With --seconds N it exits after N seconds and prints the whole book as
  * "FINAL <topic> <seq> <state>" followed by "bid|ask <price> <size>" lines.
+ *
+ * A topic that exists nowhere (a misspelt exchange or symbol) is said on
+ * stderr, once, as soon as the broker's snapshot service has said so
+ * (qb_mirror_check_topic, which never blocks), with what the broker has;
+ * the program goes on waiting, as the instrument may still appear.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep with -std=c11 */
 
@@ -86,12 +91,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "mirror: %s\n", qb_strerror(rc));
         return 1;
     }
+    int known = QB_EAGAIN; /* whether the topic exists: not known yet */
     for (long tick = 0; seconds == 0 || tick < seconds * 2; tick++) {
         struct timespec ts = {0, 500000000L};
         nanosleep(&ts, NULL);
+        if (known == QB_EAGAIN) {
+            char has[512];
+            known = qb_mirror_check_topic(m, topic, has, sizeof has);
+            if (known == QB_ENOINSTRUMENT) {
+                fprintf(stderr, "mirror_top5: %s: %s; the broker has: %s\n", topic,
+                        qb_strerror(known), has);
+            }
+        }
         qb_book_info info;
         if (qb_mirror_info(m, topic, &info) != QB_OK) {
-            printf("%s: nothing yet\n", topic);
+            printf("%s: %s\n", topic,
+                   known == QB_ENOINSTRUMENT ? "no such instrument (yet)" : "nothing yet");
+            fflush(stdout);
             continue;
         }
         char bid[QB_DECIMAL_STR_MAX] = "-", ask[QB_DECIMAL_STR_MAX] = "-";

@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "msg.h"
+#include "snapclient.h"
 
 #include <nng/nng.h>
 
@@ -65,37 +66,5 @@ int qbc_close_socket(nng_socket s, int timeout_ms);
 
 /* Builds a library-owned message from a decoded one (one allocation). */
 int qbc_message_new(const qb_msg *m, qb_str topic, uint64_t gap, qb_message **out);
-
-/* ---- snapshot service client (PROTOCOL.md section 11) ---- */
-
-typedef struct qbc_snap_book {
-    qb_str topic;
-    bool valid;
-    bool has_state;
-    qb_feed_state state;
-    uint64_t seq;
-    uint64_t age_ms;
-    const void *frame; /* a standard snapshot frame, or NULL when !valid */
-    size_t frame_len;
-} qbc_snap_book;
-
-typedef struct qbc_snap_reply {
-    bool ok;
-    bool truncated;
-    char code[32];
-    char error[256];
-    qbc_snap_book *books;
-    size_t n_books;
-    nng_msg *msg; /* the views point into it */
-} qbc_snap_reply;
-
-/* Sends a snapshot request for topic (exact or prefix) on the REQ socket
- * and waits at most timeout_ms for the reply. QB_OK (reply parsed: ok or
- * an error reply, see r->ok), QB_ETIMEDOUT, QB_ETRANSPORT, QB_EPARSE
- * (malformed reply), QB_ENOMEM. Free with qbc_snap_reply_fini. */
-int qbc_snap_request(nng_socket req, const char *topic, int timeout_ms, qbc_snap_reply *r);
-void qbc_snap_reply_fini(qbc_snap_reply *r);
-/* Parses a reply body (exposed for tests). */
-int qbc_snap_parse(const void *data, size_t len, qbc_snap_reply *r);
 
 #endif

@@ -43,6 +43,15 @@
  * NNG runs before the pipe can deliver a frame); the mirror thread checks
  * the count before every frame and acts on it.
  *
+ * Topics that exist nowhere. A configured topic or prefix the service
+ * answers "unknown_topic" is asked again with its own backoff (250 ms
+ * doubling to 5 s) until it has a book, and the first such answer also
+ * fetches "book." once, the list of what the broker has. From
+ * MIRROR_NO_SUCH_MS after open, qb_mirror_check_topic reports such a topic
+ * as QB_ENOINSTRUMENT with that list, so an application can tell its user
+ * at once instead of waiting for ever; a book that appears later turns it
+ * back to QB_OK.
+ *
  * Failures: a request that times out or fails marks the service down for a
  * backoff (250 ms doubling to 4 s) during which no request is sent and
  * books heal from the stream only; a book the service does not know yet
@@ -83,6 +92,12 @@
 #define MIRROR_SVC_BACKOFF_MAX_MS 4000
 #define MIRROR_CONNECT_WAIT_MS 2000
 #define MIRROR_CLOSE_WAIT_MS 2000
+#define MIRROR_UNKNOWN_RETRY_MIN_MS 250
+#define MIRROR_UNKNOWN_RETRY_MAX_MS 5000
+/* A configured topic the service does not know is "no such instrument"
+ * from this long after open: a broker that is itself starting learns its
+ * instruments within about a second of its adapters connecting. */
+#define MIRROR_NO_SUCH_MS 2000
 
 typedef struct mirror_book {
     char topic[QB_TOPIC_MAX + 1];
@@ -109,8 +124,13 @@ typedef struct mirror_book {
 
 typedef struct mirror_prefix {
     char *topic;
-    bool pending;
+    /* Mirror thread only: */
+    bool pending; /* to be requested (again) from the service */
     uint64_t next_try;
+    unsigned retry_ms; /* backoff while the service says unknown_topic */
+    /* Under the lock (qb_mirror_check_topic): */
+    bool unknown; /* the service's last answer to it was unknown_topic */
+    char *hint;   /* what the broker has (qbc_snap_instruments), or NULL */
 } mirror_prefix;
 
 typedef struct mirror_counters {
@@ -129,6 +149,7 @@ struct qb_mirror {
     void *arg;
     int timeout_ms;
     size_t max_books;
+    uint64_t opened; /* qb_mono_ns at qb_mirror_open */
 
     nng_socket sub, req;
     bool sub_open, req_open;
@@ -521,8 +542,10 @@ static void mirror_apply_reply(qb_mirror *m, const qbc_snap_reply *r)
     }
 }
 
-/* One request; returns false when the service failed (stop requesting). */
-static bool mirror_request(qb_mirror *m, const char *topic, mirror_book *b)
+/* One request. QB_OK (answered), QB_ENOINSTRUMENT (answered
+ * "unknown_topic"), or the error of a service that failed (stop
+ * requesting). */
+static int mirror_request(qb_mirror *m, const char *topic, mirror_book *b)
 {
     qbc_snap_reply r;
     mirror_add(&m->c.snapshot_requests, 1);
@@ -534,14 +557,15 @@ static bool mirror_request(qb_mirror *m, const char *topic, mirror_book *b)
             b->next_try = m->svc_down_until;
             pthread_mutex_unlock(&m->lock);
         }
-        return false;
+        return rc;
     }
     m->svc_backoff_ms = MIRROR_SVC_BACKOFF_MIN_MS;
     if (r.ok) {
         mirror_apply_reply(m, &r);
     } else {
         mirror_add(&m->c.snapshot_failures, 1);
-        if (strcmp(r.code, "unknown_topic") != 0) {
+        rc = qbc_snap_unknown(&r) ? QB_ENOINSTRUMENT : QB_OK;
+        if (!qbc_snap_unknown(&r)) {
             QB_LOG_RL(QB_LOG_WARN, "mirror.snapshot_error", "snapshot request for %s: %s: %s",
                       topic, r.code, r.error);
         }
@@ -554,7 +578,41 @@ static bool mirror_request(qb_mirror *m, const char *topic, mirror_book *b)
         pthread_mutex_unlock(&m->lock);
     }
     qbc_snap_reply_fini(&r);
-    return true;
+    return rc;
+}
+
+/* The service knows no book of configured topic p: ask it again later,
+ * and (once) ask what the broker has, for qb_mirror_check_topic. */
+static void mirror_prefix_unknown(qb_mirror *m, mirror_prefix *p, uint64_t now)
+{
+    p->next_try = now + mirror_ms(p->retry_ms);
+    p->retry_ms = p->retry_ms * 2 > MIRROR_UNKNOWN_RETRY_MAX_MS ? MIRROR_UNKNOWN_RETRY_MAX_MS
+                                                                : p->retry_ms * 2;
+    pthread_mutex_lock(&m->lock);
+    bool need_hint = p->hint == NULL;
+    p->unknown = true;
+    pthread_mutex_unlock(&m->lock);
+    if (!need_hint) {
+        return;
+    }
+    qbc_snap_reply r;
+    qb_buf text = QB_BUF_INIT;
+    mirror_add(&m->c.snapshot_requests, 1);
+    int rc = qbc_snap_request(m->req, "book.", m->timeout_ms, &r);
+    if (rc != QB_OK) {
+        mirror_svc_failed(m, "book.", rc);
+        return;
+    }
+    if ((r.ok || qbc_snap_unknown(&r)) && qbc_snap_instruments(&r, &text) == QB_OK &&
+        qb_buf_append(&text, "", 1) == QB_OK) {
+        pthread_mutex_lock(&m->lock);
+        free(p->hint);
+        p->hint = (char *)text.data; /* NUL-terminated above; the buffer is ours */
+        text = (qb_buf)QB_BUF_INIT;
+        pthread_mutex_unlock(&m->lock);
+    }
+    qb_buf_fini(&text);
+    qbc_snap_reply_fini(&r);
 }
 
 static void mirror_requests(qb_mirror *m)
@@ -563,14 +621,22 @@ static void mirror_requests(qb_mirror *m)
     int budget = MIRROR_REQUESTS_PER_TURN;
     for (size_t i = 0; i < m->n_prefixes && budget > 0; i++) {
         mirror_prefix *p = &m->prefixes[i];
-        if (!p->pending || !mirror_svc_up(m, now)) {
+        if (!p->pending || p->next_try > now || !mirror_svc_up(m, now)) {
             continue;
         }
         budget--;
-        if (mirror_request(m, p->topic, NULL)) {
-            p->pending = false;
-        }
+        int rc = mirror_request(m, p->topic, NULL);
         now = qb_mono_ns();
+        if (rc == QB_OK) {
+            p->pending = false;
+            p->retry_ms = MIRROR_UNKNOWN_RETRY_MIN_MS;
+            pthread_mutex_lock(&m->lock);
+            p->unknown = false;
+            pthread_mutex_unlock(&m->lock);
+        } else if (rc == QB_ENOINSTRUMENT) {
+            mirror_prefix_unknown(m, p, now);
+            now = qb_mono_ns();
+        }
     }
     /* Books wanting a snapshot, oldest index first; a snapshot of the
      * exact topic each. */
@@ -624,6 +690,7 @@ static void mirror_reconnect_check(qb_mirror *m)
     pthread_mutex_unlock(&m->lock);
     for (size_t i = 0; i < m->n_prefixes; i++) {
         m->prefixes[i].pending = m->snapshot != NULL;
+        m->prefixes[i].next_try = 0;
     }
     QB_LOG_RL(QB_LOG_WARN, "mirror.reconnected",
               "reconnected to the broker (%s): %zu books invalidated, resyncing", m->connect, n);
@@ -707,6 +774,7 @@ static void mirror_free(qb_mirror *m)
     qbc_map_fini(&m->map);
     for (size_t i = 0; i < m->n_prefixes; i++) {
         free(m->prefixes[i].topic);
+        free(m->prefixes[i].hint);
     }
     free(m->prefixes);
     free(m->connect);
@@ -762,6 +830,7 @@ QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
     m->timeout_ms =
         cfg->snapshot_timeout_ms > 0 ? cfg->snapshot_timeout_ms : MIRROR_DEFAULT_TIMEOUT_MS;
     m->max_books = cfg->max_books ? cfg->max_books : MIRROR_DEFAULT_MAX_BOOKS;
+    m->opened = qb_mono_ns();
     m->svc_backoff_ms = MIRROR_SVC_BACKOFF_MIN_MS;
     qbc_map_init(&m->map, m->max_books);
     int rc = QB_ENOMEM, rv;
@@ -780,6 +849,7 @@ QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
             goto fail;
         }
         m->prefixes[i].pending = m->snapshot != NULL;
+        m->prefixes[i].retry_ms = MIRROR_UNKNOWN_RETRY_MIN_MS;
         m->n_prefixes++;
     }
     if ((rv = nng_sub0_open(&m->sub)) != 0) {
@@ -804,22 +874,10 @@ QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
         goto fail;
     }
     if (m->snapshot != NULL) {
-        if ((rv = nng_req0_open(&m->req)) != 0) {
-            rc = qb_err_from_nng(rv);
+        if ((rc = qbc_snap_open(m->snapshot, NULL, NULL, &m->req)) != QB_OK) {
             goto fail;
         }
         m->req_open = true;
-        /* Replies are bounded by the service (8 MiB by default). */
-        if ((rv = nng_socket_set_size(m->req, NNG_OPT_RECVMAXSZ, 2 * (size_t)QB_MSG_MAX_FRAME)) ||
-            (rv = nng_socket_set_ms(m->req, NNG_OPT_RECONNMINT, 100)) ||
-            (rv = nng_socket_set_ms(m->req, NNG_OPT_RECONNMAXT, 1000))) {
-            rc = QB_ETRANSPORT;
-            goto fail;
-        }
-        if ((rv = nng_dial(m->req, m->snapshot, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-            rc = mirror_dial_rc(rv);
-            goto fail;
-        }
     }
     /* The mirror's thread takes no signals: they stay with the
      * application's threads. */
@@ -947,6 +1005,47 @@ QB_API size_t qb_mirror_list(qb_mirror *m, qb_book_info *out, size_t max)
     }
     pthread_mutex_unlock(&m->lock);
     return n;
+}
+
+/* True when book topic t (NUL-terminated) is selected by the configured
+ * topic pat: equal to an exact one, or starting with a prefix. */
+static bool mirror_selects(const char *pat, const char *t)
+{
+    size_t pn = strlen(pat);
+    if (qbc_sub_len(pat) > pn) {
+        return strcmp(pat, t) == 0; /* exact: the subscription has the NUL */
+    }
+    return strncmp(pat, t, pn) == 0;
+}
+
+QB_API int qb_mirror_check_topic(qb_mirror *m, const char *topic, char *hint, size_t hint_cap)
+{
+    if (m == NULL || topic == NULL || (hint == NULL && hint_cap > 0)) {
+        return QB_EINVAL;
+    }
+    int rc = QB_ENOTFOUND;
+    uint64_t now = qb_mono_ns();
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->n_prefixes && rc == QB_ENOTFOUND; i++) {
+        const mirror_prefix *p = &m->prefixes[i];
+        if (strcmp(p->topic, topic) != 0) {
+            continue;
+        }
+        rc = QB_EAGAIN;
+        for (size_t k = 0; k < m->n_books && rc == QB_EAGAIN; k++) {
+            if (mirror_selects(p->topic, m->books[k]->topic)) {
+                rc = QB_OK;
+            }
+        }
+        if (rc == QB_EAGAIN && p->unknown && now - m->opened >= mirror_ms(MIRROR_NO_SUCH_MS)) {
+            rc = QB_ENOINSTRUMENT;
+            if (hint_cap > 0) {
+                snprintf(hint, hint_cap, "%s", p->hint ? p->hint : "");
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rc;
 }
 
 QB_API int qb_mirror_wait_live(qb_mirror *m, const char *topic, int timeout_ms)

@@ -87,7 +87,8 @@ extern "C" {
     X(QB_ESTATE, 14, "invalid state")                                                              \
     X(QB_EIO, 15, "I/O error")                                                                     \
     X(QB_EEOF, 16, "end of data")                                                                  \
-    X(QB_EUNSUPPORTED, 17, "not supported")
+    X(QB_EUNSUPPORTED, 17, "not supported")                                                        \
+    X(QB_ENOINSTRUMENT, 18, "no such instrument")
 
 /* (Inside quotebus, where these names come from the project's err.h, the
  * enum is left out with QUOTEBUS_NO_ERROR_ENUM.) */
@@ -267,9 +268,9 @@ QB_API void qb_subscriber_close(qb_subscriber *s);
  * Thread rules: qb_mirror_open/qb_mirror_close on any one thread; the
  * mirror runs its own thread, which receives, fetches snapshots, applies
  * changes under the mirror's lock and calls on_change with no lock held.
- * All accessors (qb_mirror_info, _levels, _list, _wait_live, _stats_get)
- * may be called from any thread, including from on_change; each takes the
- * lock briefly and copies out. */
+ * All accessors (qb_mirror_info, _levels, _list, _wait_live, _check_topic,
+ * _stats_get) may be called from any thread, including from on_change
+ * (except _wait_live); each takes the lock briefly and copies out. */
 
 typedef struct qb_mirror qb_mirror;
 
@@ -362,6 +363,32 @@ QB_API size_t qb_mirror_list(qb_mirror *m, qb_book_info *out, size_t max);
  * book the mirror knows is LIVE and it knows at least one). QB_OK or
  * QB_ETIMEDOUT. Not from on_change. */
 QB_API int qb_mirror_wait_live(qb_mirror *m, const char *topic, int timeout_ms);
+
+/* Whether one of the configured topics (cfg->topics[i], given exactly as
+ * configured: "book.binance.BTC-USDT" or a prefix "book.binance.") names
+ * instruments that exist. Never blocks: it reports what the mirror's
+ * thread has learnt from the stream and the snapshot service. Any thread,
+ * including from on_change. Returns:
+ *   QB_OK             a book of it is mirrored (from the stream or the
+ *                     service);
+ *   QB_ENOINSTRUMENT  no book of it is mirrored, the snapshot service's
+ *                     last answer for it was "no such topic" and the mirror
+ *                     has been open for 2 s (time for a broker that is
+ *                     itself starting to learn its instruments): a misspelt
+ *                     exchange or symbol, or an instrument the broker is not
+ *                     configured for. Not final: the mirror keeps asking
+ *                     (every 5 s at most) and a book that appears later
+ *                     turns this back to QB_OK;
+ *   QB_EAGAIN         not known yet (within the first 2 s, the service not
+ *                     answering, or configured without one: snapshot "");
+ *   QB_ENOTFOUND      topic is not one of the configured topics;
+ *   QB_EINVAL         m or topic NULL, or hint NULL with hint_cap > 0.
+ * On QB_ENOINSTRUMENT, when hint_cap > 0, writes to hint (NUL-terminated,
+ * truncated to hint_cap) what the broker has, for people: "binance
+ * BTC-USDT ETH-USDT, htx BTC-USDT" or "no books" ("" when the service could
+ * not say); hint is not written otherwise. Added in 0.1 (QB_ENOINSTRUMENT
+ * too). */
+QB_API int qb_mirror_check_topic(qb_mirror *m, const char *topic, char *hint, size_t hint_cap);
 
 typedef struct qb_mirror_stats {
     uint64_t frames;            /* frames received from the stream */

@@ -19,6 +19,11 @@ What it does:
          thrown away and we wait for the next snapshot (at most ~1 s);
   4. prints the best bid and best ask after every update.
 
+A topic that matches nothing the broker has (a misspelt exchange or symbol)
+is said on stderr at once, with the nearest existing topics, from the
+broker's "subscribed" reply; the program goes on waiting, since the topic
+may still appear.
+
 Prices and sizes arrive as exact decimal strings ("60036.19000000") and are
 kept as decimal.Decimal, never float: a float cannot hold most decimal prices
 exactly, and an order book must be exact.
@@ -35,7 +40,14 @@ import json
 import sys
 from decimal import Decimal
 
-import websockets
+try:
+    import websockets
+except ImportError:
+    sys.exit("quotebus_ws_example.py needs the Python package 'websockets', which this Python "
+             "(%s) does not have.\nInstall it with:  apt-get install python3-websockets  "
+             "(Debian/Ubuntu, for /usr/bin/python3)\n"
+             "               or:  %s -m pip install websockets" % (sys.executable,
+                                                                    sys.executable or "python3"))
 
 
 class Book:
@@ -108,6 +120,18 @@ def text(d):
     return None if d is None else str(d)
 
 
+def say_subscribed(msg):
+    """Tells the user about requested topics that match nothing the broker
+    has now: the "subscribed" reply lists them as "unmatched", with up to 5
+    "nearest" existing topics (PROTOCOL.md section 12)."""
+    unmatched = msg.get("unmatched") or []
+    if unmatched:
+        nearest = msg.get("nearest") or []
+        print("no match for %s at the broker; nearest: %s" %
+              (", ".join(unmatched), ", ".join(nearest) if nearest else "(none)"),
+              file=sys.stderr, flush=True)
+
+
 def print_top(topic, book, as_json):
     bid, bid_qty = book.best_bid()
     ask, ask_qty = book.best_ask()
@@ -143,6 +167,9 @@ async def watch(args):
                         print("broker error %s: %s" % (msg.get("code"), msg.get("message")),
                               file=sys.stderr)
                         continue
+                    if kind == "subscribed":
+                        say_subscribed(msg)
+                        continue
                     if kind not in ("snapshot", "delta"):
                         continue       # acks ("subscribed"), trades, status, ...
                     book = books.setdefault(msg["topic"], Book())
@@ -153,10 +180,11 @@ async def watch(args):
                             return 0
         except (OSError, websockets.exceptions.WebSocketException) as e:
             # OSError: refused/reset; WebSocketException: closed, bad handshake, ...
+            if args.no_retry:
+                print("connection to %s failed (%s)" % (args.url, e), file=sys.stderr)
+                return 1
             print("connection to %s lost (%s); retrying in %.1f s" % (args.url, e, pause),
                   file=sys.stderr)
-            if args.no_retry:
-                return 1
             await asyncio.sleep(pause)
             pause = min(pause * 2, 10.0)
 

@@ -10,14 +10,24 @@
 #include <signal.h>
 #include <stdint.h>
 
-/* Mirrors topic (a "book.<ex>.<sym>" topic) from the broker at connect
- * (snapshot service at snapshot; NULL: the library's default) and prints
- * one JSON line per change to stdout: {"topic","seq","state","bids","asks"}
- * with the top depth levels as exact decimal strings. Returns when *stop
- * becomes non-zero, after duration_ms (0: never) or after count lines (0:
- * never). Returns the exit code (0, or 1 when the mirror cannot open).
- * Main thread. */
-int sub_book_run(const char *connect, const char *snapshot, const char *topic, int64_t depth,
-                 int64_t duration_ms, int64_t count, volatile sig_atomic_t *stop);
+typedef struct sub_book_opts {
+    const char *connect;  /* the broker's publish address */
+    const char *snapshot; /* its snapshot service; "": none */
+    const char *topic;    /* one instrument: "book.<ex>.<sym>" (checked by the caller) */
+    int64_t depth;        /* levels per side, 1..100000 */
+    int64_t count;        /* exit after exactly this many lines; 0: never */
+    int64_t timeout_ms;   /* exit after this long without a line; 0: never */
+    int64_t duration_ms;  /* exit after this long; 0: never */
+} sub_book_opts;
+
+/* Mirrors o->topic and prints one JSON line per change to stdout:
+ * {"topic","seq","state","bids","asks"} with the top depth levels as exact
+ * decimal strings; never more than o->count lines. When the snapshot
+ * service says the topic matches no instrument (2 s after start), says so
+ * once on stderr (sub.no_such_topic, with what the broker has) and goes on
+ * waiting. Returns when *stop becomes non-zero, or on o->count, timeout_ms
+ * or duration_ms: the exit code, 0 (all of these) or 1 when the mirror
+ * cannot open. Main thread. */
+int sub_book_run(const sub_book_opts *o, volatile sig_atomic_t *stop);
 
 #endif

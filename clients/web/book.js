@@ -16,6 +16,15 @@
 // conflated or not) replaces the book and sets expected = seq + 1; a delta
 // applies only when seq == expected; any other delta means messages were
 // lost: the book is discarded and stays invalid until the next snapshot.
+//
+// Display precision: no quotebus message carries an instrument's tick or
+// lot size (the adapters do not fetch the exchanges' instrument data), so
+// each Book learns them as the largest number of significant decimals seen
+// in its prices and in its sizes (Binance writes "60036.66000000": 2 price
+// decimals; "0.00123000": 5 size decimals), over every level and trade of
+// the instrument, never decreasing. decFormat() then writes every value of
+// that instrument with exactly that many decimals, which only adds or
+// removes zeros: what is shown is still the exact value.
 
 const DEC_RE = /^-?(\d+)(?:\.(\d+))?$/;
 
@@ -95,6 +104,54 @@ export function fromFixed(m, scale) {
     return (neg ? '-' : '') + digits;
 }
 
+// Number of significant decimals of a decimal string (trailing zeros of
+// the fraction do not count): "60036.66000000" -> 2, "100" -> 0; -1 when s
+// is not a plain decimal.
+export function decDigits(s) {
+    const k = decKey(s);
+    if (k === null) {
+        return -1;
+    }
+    const dot = k.indexOf('.');
+    return dot < 0 ? 0 : k.length - dot - 1;
+}
+
+// s written with exactly `scale` decimals ("60036.66000000", 2 ->
+// "60036.66"; "3001.5", 2 -> "3001.50"). Never rounds: when s has more
+// significant decimals than scale it keeps them all (exact beats aligned).
+// Returns s unchanged when it is not a plain decimal.
+export function decFormat(s, scale) {
+    const k = decKey(s);
+    if (k === null) {
+        return s;
+    }
+    const dot = k.indexOf('.');
+    const int = dot < 0 ? k : k.slice(0, dot);
+    const frac = dot < 0 ? '' : k.slice(dot + 1);
+    const n = Math.max(scale, frac.length);
+    return n > 0 ? int + '.' + frac.padEnd(n, '0') : int;
+}
+
+// The display precision of one instrument: the most significant decimals
+// seen in its prices (px) and sizes (qty). Only grows.
+export class Precision {
+    constructor() {
+        this.px = 0;
+        this.qty = 0;
+    }
+
+    see(px, qty) {
+        const p = decDigits(px);
+        const q = decDigits(qty);
+        if (p > this.px) {
+            this.px = p;
+        }
+        if (q > this.qty) {
+            this.qty = q;
+        }
+    }
+}
+
 // Exact a - b of two decimal strings, with the larger of their scales.
 export function decSub(a, b) {
     const x = toFixed(a);
@@ -129,10 +186,12 @@ export class DecSum {
 // One side of a book: levels by canonical price, keys sorted best first.
 export class Side {
     // desc: true for bids (highest price first), false for asks.
-    constructor(desc) {
+    // precision: a Precision that every level set here updates (optional).
+    constructor(desc, precision = null) {
         this.desc = desc;
         this.levels = new Map();   // key -> {px, qty} (the strings as received)
         this.keys = [];            // canonical keys, best first
+        this.precision = precision;
     }
 
     clear() {
@@ -173,6 +232,9 @@ export class Side {
         if (key === null || q === null || key === '0' || key[0] === '-' || q[0] === '-') {
             throw new Error('bad level ' + JSON.stringify([px, qty]));
         }
+        if (this.precision) {
+            this.precision.see(px, qty);   // a deleted level's price still shows the tick
+        }
         if (q === '0') {
             if (this.levels.delete(key)) {
                 this.keys.splice(this.find(key), 1);
@@ -207,8 +269,9 @@ export class Side {
 export class Book {
     constructor(topic) {
         this.topic = topic;
-        this.bids = new Side(true);
-        this.asks = new Side(false);
+        this.precision = new Precision();   // kept across snapshots and gaps
+        this.bids = new Side(true, this.precision);
+        this.asks = new Side(false, this.precision);
         this.valid = false;       // true between a snapshot and a gap
         this.expected = null;     // seq the next delta must have
         this.seq = null;          // seq of the last message applied
@@ -331,4 +394,42 @@ export function consolidate(entries) {
         }
     }
     return { bid, ask };
+}
+
+// Up to n topics of `topics` nearest to `topic` (one that does not exist),
+// for "no such instrument; nearest: ...", by the rule the broker uses for
+// the "nearest" of its subscribed reply (PROTOCOL.md section 12), so that
+// both give the same answer: same kind only; a candidate ranks by which
+// parts of it differ from the topic, weighing most to least the exchange,
+// the symbol, the base ("BTC" of "BTC-USDT") and the quote, ASCII case
+// ignored, an absent part differing from everything. So the same exchange
+// comes first, then the same symbol elsewhere, then the same base, then the
+// same quote; equal ranks in byte order.
+export function nearestTopics(topic, topics, n = 5) {
+    const parse = (t) => {
+        const [kind, ex = '', sym = ''] = t.split('.');
+        const dash = sym.indexOf('-');
+        return {
+            kind,
+            ex: ex.toLowerCase(),
+            sym: sym.toLowerCase(),
+            base: dash < 0 ? '' : sym.slice(0, dash).toLowerCase(),
+            quote: dash < 0 ? '' : sym.slice(dash + 1).toLowerCase(),
+        };
+    };
+    const differ = (a, b) => (a === '' || a !== b ? 1 : 0);
+    const want = parse(topic);
+    const ranked = new Map();
+    for (const t of topics) {
+        const c = parse(t);
+        if (c.kind !== want.kind || t === topic || ranked.has(t)) {
+            continue;
+        }
+        ranked.set(t, (differ(c.ex, want.ex) << 3) | (differ(c.sym, want.sym) << 2) |
+                      (differ(c.base, want.base) << 1) | differ(c.quote, want.quote));
+    }
+    return [...ranked.entries()]
+        .sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+        .slice(0, n)
+        .map((e) => e[0]);
 }

@@ -1399,14 +1399,14 @@ int main(int argc, char **argv)
 {
     static const qb_opt opts[] = {
         {"data", QB_OPT_STR, &json_bench_data, "DIR",
-         "exchange data directory (default: ../shared/exchange-data beside the repo)"},
+         "exchange data directory" QB_OPT_DEFAULT("../shared/exchange-data beside the repo")},
         {"iters", QB_OPT_INT, &json_bench_iters, "N", "messages per timed run"},
         {"runs", QB_OPT_INT, &json_bench_runs, "N", "timed runs per parser, median reported"},
         {"parser", QB_OPT_LIST, &json_bench_parser_sel, "NAME",
-         "parsers to run: jsmn, jsmn-raw, lejp, cjson, jansson, simdjson-od, simdjson-dom "
-         "(default: all built)"},
+         "parsers to run: jsmn, jsmn-raw, lejp, cjson, jansson, simdjson-od, "
+         "simdjson-dom" QB_OPT_DEFAULT("all built")},
         {"dataset", QB_OPT_LIST, &json_bench_dataset_sel, "NAME",
-         "datasets: recorded, synth (default: both)"},
+         "datasets: recorded, synth" QB_OPT_DEFAULT("both")},
         {"levels", QB_OPT_INT, &json_bench_levels, "N", "bids and asks per synthetic update"},
         {"synth-count", QB_OPT_INT, &json_bench_synth_count, "N", "distinct synthetic updates"},
         {"callgrind", QB_OPT_BOOL, &json_bench_callgrind, NULL,

@@ -4,11 +4,14 @@
 // Checks the decimal comparator and arithmetic against BigInt truth on
 // random values, prices that a double cannot tell apart, the sequence rules
 // (snapshot replaces, delta only when seq == expected, gap invalidates until
-// the next snapshot, refresh and conflated snapshots), and a random book
-// against a reference model.
+// the next snapshot, refresh and conflated snapshots), a random book
+// against a reference model, the display precision (each instrument at the
+// most decimals it has shown: decDigits, decFormat, Precision) and the
+// nearest existing topics to a missing one.
 
 import assert from 'node:assert/strict';
-import { Book, DecSum, Side, consolidate, decCmp, decKey, decSub, keyCmp } from '../../clients/web/book.js';
+import { Book, DecSum, Precision, Side, consolidate, decCmp, decDigits, decFormat, decKey, decSub, keyCmp,
+         nearestTopics } from '../../clients/web/book.js';
 
 let checks = 0;
 function eq(a, b, msg) {
@@ -178,5 +181,62 @@ eq(consolidate([['binance', bin], ['htx', htx], ['bithumb', bth]]),
 htx.apply(delta(9, [], []));      // gap: htx no longer counts
 eq(consolidate([['binance', bin], ['htx', htx]]).bid, { px: '60036.19', qty: '1', ex: ['binance'] });
 eq(consolidate([['htx', htx]]), { bid: null, ask: null });
+
+// ---- display precision ------------------------------------------------------
+eq(decDigits('60036.66000000'), 2);
+eq(decDigits('3001.5'), 1);
+eq(decDigits('100'), 0);
+eq(decDigits('0.00000000'), 0);
+eq(decDigits('0.00123000'), 5);
+eq(decDigits('x'), -1);
+eq(decFormat('60036.66000000', 2), '60036.66');
+eq(decFormat('3001.5', 2), '3001.50');
+eq(decFormat('100', 2), '100.00');
+eq(decFormat('100.5', 0), '100.5', 'never rounds: the exact value wins over the column');
+eq(decFormat('0.00000000', 5), '0.00000');
+eq(decFormat('-0.50', 2), '-0.50');
+eq(decFormat('7', 0), '7');
+// Exact: formatting changes zeros only, never the value.
+for (let i = 0; i < 5000; i++) {
+    const x = randDec();
+    const n = decDigits(x) + rnd(4);
+    const f = decFormat(x, n);
+    if (decCmp(f, x) !== 0 || decDigits(f) > n || (f.split('.')[1] || '').length !== n) {
+        assert.fail(`decFormat(${x}, ${n}) = ${f}`);
+    }
+    checks += 1;
+}
+const pr = new Precision();
+pr.see('60036.66000000', '0.17893000');
+pr.see('60036.7', '2.5');
+eq([pr.px, pr.qty], [2, 5]);
+pr.see('60036', '1');
+eq([pr.px, pr.qty], [2, 5], 'only grows');
+// A book learns its precision from every level it is sent, deletes included,
+// and keeps it across snapshots and gaps.
+const pb = new Book('book.binance.BTC-USDT');
+pb.apply(snap(1, [['60036.66000000', '0.17893000']], [['60036.70000000', '1.00000000']]));
+eq([pb.precision.px, pb.precision.qty], [2, 5]);
+pb.apply(delta(2, [['60036.655', '0']], []));
+eq(pb.precision.px, 3, 'a deleted level still shows the tick');
+pb.apply(delta(9, [], []));
+pb.apply(snap(10, [['60036.6', '1']], [['60036.7', '1']]));
+eq([pb.precision.px, pb.precision.qty], [3, 5]);
+eq(decFormat(pb.bestBid().px, pb.precision.px), '60036.600');
+
+// ---- nearest topics to a missing instrument ---------------------------------
+const have = ['book.binance.BTC-USDT', 'book.binance.DOGE-USDT', 'book.htx.DOGE-EUR', 'book.htx.ETH-EUR',
+              'book.kraken.XRP-USD', 'book.binance.ETH-USDT', 'trade.kraken.DOGE-EUR'];
+// The broker's rule (PROTOCOL.md 12): same exchange, then same symbol, same
+// base, same quote; ties in byte order.
+eq(nearestTopics('book.kraken.DOGE-EUR', have, 5),
+   ['book.kraken.XRP-USD', 'book.htx.DOGE-EUR', 'book.binance.DOGE-USDT', 'book.htx.ETH-EUR',
+    'book.binance.BTC-USDT']);
+eq(nearestTopics('book.kraken.DOGE-EUR', have, 10).length, 6, 'one kind only (no trade.)');
+eq(nearestTopics('book.binance.DOGE-EUR', have, 3),
+   ['book.binance.DOGE-USDT', 'book.binance.BTC-USDT', 'book.binance.ETH-USDT']);
+eq(nearestTopics('book.BINANCE.doge-usdt', have, 1), ['book.binance.DOGE-USDT'], 'case ignored');
+eq(nearestTopics('book.binance.BTC-USDT', ['book.binance.BTC-USDT'], 5), [], 'never itself');
+eq(nearestTopics('book.x.Y-Z', [], 5), []);
 
 console.log(`test_book: ${checks} checks passed`);

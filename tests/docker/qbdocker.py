@@ -2,11 +2,19 @@
 
 What they need: Debian's docker.io (dockerd, containerd, runc, docker-init,
 docker-proxy, the docker CLI) and docker-compose 1.29 (the `docker-compose`
-command, which also brings python3-yaml). They are NOT in
-scripts/install-deps.sh (every user's build/test/demo does not need a
-container engine): when missing, require_tools() installs them with apt-get
-when it can (root, apt-get present, QB_DOCKER_INSTALL not 0), else the test
-skips (exit 77) saying why.
+command, which also brings python3-yaml). scripts/install-deps.sh installs
+them when their commands are missing; a test run without it (ctest -L
+docker alone) gets them from require_tools(), which installs them with
+apt-get when it can (root, apt-get present, QB_DOCKER_INSTALL not 0).
+
+Skips follow the suite's policy (README, "Skipped tests"): skip() for what
+this machine lacks but could have exits 77, and under CI (CI=true) exits 1
+("FAIL (CI): would have skipped: REASON"); skip_cannot_run_here() for what
+no install can change here (not root, no apt-get, apt-get failing, not
+Debian bookworm, a sanitizer build) exits 77 even under CI.
+
+The build the tests belong to is the one CMake passes (--build-dir): its
+bin/ and whatever else the Dockerfile copies out of /src/build/.
 
 Engine: a private dockerd per test run, never the machine's own engine:
 
@@ -49,9 +57,33 @@ def fail(msg):
     raise SystemExit(1)
 
 
+def under_ci():
+    """True when CI says so (CI=true, as CI systems set it; .ci/run too)."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
 def skip(msg):
+    """Something this test needs is missing but could be installed or set
+    up: exit 77, or under CI exit 1 (CI installs everything first)."""
+    if under_ci():
+        print("FAIL (CI): would have skipped: " + msg, flush=True)
+        raise SystemExit(1)
     print("SKIP: " + msg, flush=True)
     raise SystemExit(77)
+
+
+def skip_cannot_run_here(msg):
+    """Something no install can give this machine: exit 77, even under CI."""
+    print("SKIP (cannot run here): " + msg, flush=True)
+    raise SystemExit(77)
+
+
+def build_path(build_dir, path):
+    """A path of the Dockerfile's build stage (/src/build/...) in this build
+    (build_dir/...), or None for any other path."""
+    if path.startswith("/src/build/"):
+        return os.path.join(build_dir, path[len("/src/build/"):])
+    return None
 
 
 def docker_cli():
@@ -85,9 +117,13 @@ def require_tools(need_engine=True):
             why = "not root (apt-get install needs root)"
         elif not shutil.which("apt-get"):
             why = "no apt-get on this machine"
+        if why == "QB_DOCKER_INSTALL=0":
+            skip("%s not installed and QB_DOCKER_INSTALL=0; install Debian's %s "
+                 "(scripts/install-deps.sh)" % (", ".join(missing), " ".join(APT_PACKAGES)))
         if why:
-            skip("%s not installed and not installable here (%s); install Debian's %s" %
-                 (", ".join(missing), why, " ".join(APT_PACKAGES)))
+            skip_cannot_run_here("%s not installed and not installable here (%s); install "
+                                 "Debian's %s" % (", ".join(missing), why,
+                                                  " ".join(APT_PACKAGES)))
         log("installing %s with apt-get (missing: %s)" % (" ".join(APT_PACKAGES),
                                                            ", ".join(missing)))
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -99,7 +135,7 @@ def require_tools(need_engine=True):
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if r.returncode != 0:
-            skip("could not install %s with apt-get:\n%s" %
+            skip_cannot_run_here("could not install %s with apt-get:\n%s" %
                  (" ".join(APT_PACKAGES), r.stdout.decode("utf-8", "replace")[-2000:]))
         tools = find_tools(need_engine)
         missing = [t for t, p in tools.items() if not p]
@@ -281,7 +317,7 @@ class Engine:
 
     def start(self, timeout=60):
         if os.geteuid() != 0:
-            skip("a private dockerd needs root")
+            skip_cannot_run_here("a private dockerd needs root")
         remove_stale()
         data, execroot = os.path.join(self.tmp, "data"), os.path.join(self.tmp, "exec")
         os.makedirs(data)

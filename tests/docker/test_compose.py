@@ -4,7 +4,8 @@
   private dockerd (qbdocker.Engine)
     └─ image quotebus:latest, built here FROM scratch with the layout of
        docker/Dockerfile's runtime stage: its COPY lines resolved against
-       this build (--bin-dir) and the source tree, the shared libraries the
+       this build (--build-dir: /src/build/X of the Dockerfile's build
+       stage is BUILD_DIR/X) and the source tree, the shared libraries the
        binaries load (ldd), /bin/sh for the CMD-SHELL healthchecks, the CA
        store, passwd/group with its non-root user; its USER, WORKDIR, EXPOSE,
        HEALTHCHECK and CMD lines verbatim; openssl, mkdir, chmod and rm for
@@ -23,7 +24,6 @@
 From the host, like a user's program:
   - quotebus-sub --connect tcp://127.0.0.1:PUB book.   and
   - a websocket client (python3-websockets) on ws://127.0.0.1:HTTP/ws
-    (skipped, saying so, while quotebus-broker has no --http-listen)
 rebuild every book (binance, htx BTC-USDT ETH-USDT; bithumb BTC-KRW ETH-KRW)
 with qbtest.Book: snapshot then contiguous deltas, never crossed, no gap.
 Every service must turn healthy (compose healthchecks, depends_on
@@ -38,7 +38,11 @@ page must answer on the published http port. Then the README's
 `up -d` recreate only the binance service, and the new book flows.
 Then compose down -v and the engine stop; all of it also on failure.
 
-Exit 77 (skip) with the reason when no engine can be started here.
+Exit 77 (skip) with the reason when no engine can be started here, by the
+suite's skip policy (qbdocker.skip: under CI a failure, unless no install
+can change the reason). What the test needs on the host
+(python3-websockets, python3-msgpack, nngcat) is scripts/install-deps.sh's:
+missing, the test skips by the same policy.
 """
 import argparse
 import asyncio
@@ -56,7 +60,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import qbdocker  # noqa: E402
 import qbtest  # noqa: E402  (the integration tests' exact books: Book, Reader)
-from qbdocker import DOCKER_DIR, SRC, fail, log, skip  # noqa: E402
+from qbdocker import DOCKER_DIR, SRC, fail, log, skip, skip_cannot_run_here  # noqa: E402
 
 USDT = ["BTC-USDT", "ETH-USDT"]
 KRW = ["BTC-KRW", "ETH-KRW"]
@@ -128,7 +132,7 @@ def put_file(rootfs, src, dest, mode=None):
         os.chmod(d, mode)
 
 
-def build_image(eng, bin_dir, tag):
+def build_image(eng, build_dir, tag):
     """The test image (see the module doc). Returns the runtime stage's user id."""
     stages = qbdocker.dockerfile_stages(os.path.join(DOCKER_DIR, "Dockerfile"))
     build_names = {s["name"] for s in stages[:-1] if s["name"]}
@@ -145,11 +149,10 @@ def build_image(eng, bin_dir, tag):
             flags, srcs, dest = qbdocker.copy_sources(args)
             for s in srcs:
                 if flags.get("from") in build_names:
-                    if s.startswith("/src/build/bin/"):
-                        host = os.path.join(bin_dir, s[len("/src/build/bin/"):])
-                    elif s.startswith("/src/"):
+                    host = qbdocker.build_path(build_dir, s)
+                    if host is None and s.startswith("/src/"):
                         host = os.path.join(SRC, s[len("/src/"):])
-                    else:
+                    elif host is None:
                         fail("Dockerfile line %d: cannot map %s to this build" % (ln, s))
                 else:
                     host = os.path.join(SRC, s)
@@ -296,15 +299,9 @@ def die_with_parent():
 
 def snapshot_check(port, tmp, dumps):
     """Asks the published snapshot service (NNG REQ via nngcat) for every
-    book; each reply must hold the simulator's final book exactly. Returns a
-    skip reason, or None when checked."""
+    book; each reply must hold the simulator's final book exactly."""
+    import msgpack
     nngcat = shutil.which("nngcat")
-    if not nngcat:
-        return "nngcat (Debian's nng-utils) is not installed"
-    try:
-        import msgpack
-    except ImportError:
-        return "python3-msgpack is not installed"
     from decimal import Decimal
     for ex, syms in BOOKS.items():
         for sym in syms:
@@ -337,7 +334,6 @@ def snapshot_check(port, tmp, dumps):
             d = dumps[ex][qbtest.native_for(ex, sym)]
             if (side(m["bids"]), side(m["asks"])) != (d["bids"], d["asks"]):
                 fail("snapshot service: %s differs from the simulator's final book" % topic)
-    return None
 
 
 def wait_for(pred, timeout, what, interval=0.5):
@@ -352,7 +348,7 @@ def wait_for(pred, timeout, what, interval=0.5):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir")
+    ap.add_argument("--build-dir", help="the CMake build directory this test belongs to")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--sanitized", action="store_true",
                     help="a sanitizer build (its binaries never go into an image): skip")
@@ -362,25 +358,23 @@ def main():
     if args.ws_client:
         ws_client_main(args.ws_client[0], args.ws_client[1], float(args.ws_client[2]))
         return
-    if not args.bin_dir:
-        ap.error("--bin-dir is required")
+    if not args.build_dir:
+        ap.error("--build-dir is required")
     if args.sanitized:
-        skip("sanitizer build: images are made of the plain build's binaries; the stack test "
-             "runs in the plain build's pass (ctest -L docker in build/)")
-    bin_dir = os.path.abspath(args.bin_dir)
+        skip_cannot_run_here("sanitizer build: images are made of the plain build's binaries; "
+                             "the stack test runs in the plain build's pass")
+    build_dir = os.path.abspath(args.build_dir)
+    bin_dir = os.path.join(build_dir, "bin")
     for b in BINARIES:
         if not os.access(os.path.join(bin_dir, b), os.X_OK):
             fail("%s not built in %s" % (b, bin_dir))
-
-    helptext = subprocess.run([os.path.join(bin_dir, "quotebus-broker"), "--help"],
-                              stdout=subprocess.PIPE).stdout.decode()
-    has_http = "--http-listen" in helptext
-    has_snapshot = "--snapshot" in helptext
-    try:
-        import websockets  # noqa: F401
-        has_ws_lib = True
-    except ImportError:
-        has_ws_lib = False
+    for module, package in (("websockets", "python3-websockets"), ("msgpack", "python3-msgpack")):
+        try:
+            __import__(module)
+        except ImportError:
+            skip("%s is not installed (scripts/install-deps.sh installs it)" % package)
+    if not shutil.which("nngcat"):
+        skip("nngcat is not installed (Debian's nng-utils; scripts/install-deps.sh installs it)")
     tools = qbdocker.require_tools(need_engine=True)
     t0 = time.time()
     # Our own deadline, well inside CTest's TIMEOUT: SIGALRM cleans up
@@ -389,7 +383,7 @@ def main():
 
     with qbdocker.Engine(tools, keep=args.keep) as eng:
         eng.start()
-        build_image(eng, bin_dir, "quotebus:latest")
+        build_image(eng, build_dir, "quotebus:latest")
 
         # Configuration as a user gives it: a config dir and environment.
         cfg = os.path.join(eng.tmp, "config")
@@ -400,20 +394,6 @@ def main():
                           "dump": "/var/lib/quotebus/out/exsim.dump"})
         with open(os.path.join(cfg, "exsim.json"), "w") as f:
             json.dump(exsim_cfg, f)
-        with open(os.path.join(cfg, "broker.json")) as f:
-            broker_cfg = json.load(f)
-        if not has_http:
-            log("SKIP sub-check: quotebus-broker has no --http-listen yet: no websocket client, "
-                "\"http-listen\" removed from the test's copy of broker.json")
-            broker_cfg.pop("http-listen", None)
-        elif not has_ws_lib:
-            log("SKIP sub-check: python3-websockets is not installed: no websocket client")
-        if not has_snapshot:
-            log("note: quotebus-broker has no --snapshot yet: \"snapshot\" removed from the "
-                "test's copy of broker.json")
-            broker_cfg.pop("snapshot", None)
-        with open(os.path.join(cfg, "broker.json"), "w") as f:
-            json.dump(broker_cfg, f)
         os.chmod(cfg, 0o755)
         out_dir = os.path.join(eng.tmp, "exsim-out")
         os.makedirs(out_dir)
@@ -470,17 +450,15 @@ def main():
         subs.append(sub)
         sub.out_path, sub.out, sub.name = sub_out, sub_f, "quotebus-sub tcp"
         readers.append(qbtest.Reader(sub, multi=True))
-        ws_reader = None
-        if has_http and has_ws_lib:
-            ws_out = os.path.join(eng.tmp, "ws.out")
-            ws = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--ws-client",
-                                   "ws://127.0.0.1:%d/ws" % ports["QB_HTTP_PORT"], ws_out,
-                                   "450"], stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
-            subs.append(ws)
-            open(ws_out, "a").close()
-            ws.out_path, ws.out, ws.name = ws_out, sys.stdout, "websocket client"
-            ws_reader = qbtest.Reader(ws, multi=True)
-            readers.append(ws_reader)
+        ws_out = os.path.join(eng.tmp, "ws.out")
+        ws = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--ws-client",
+                               "ws://127.0.0.1:%d/ws" % ports["QB_HTTP_PORT"], ws_out,
+                               "450"], stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        subs.append(ws)
+        open(ws_out, "a").close()
+        ws.out_path, ws.out, ws.name = ws_out, sys.stdout, "websocket client"
+        ws_reader = qbtest.Reader(ws, multi=True)
+        readers.append(ws_reader)
 
         t = time.time()
         compose.run(["up", "-d"])
@@ -563,39 +541,27 @@ def main():
             log("%s: %s" % (name, ", ".join("%s/%s %d snapshots %d deltas" %
                                              (ex, s, b.snapshots, b.deltas)
                                              for (ex, s), b in sorted(r.xbooks.items()))))
-        if ws_reader is not None:
-            closed = [m for m in ws_reader.messages if m.get("type") == "_closed"]
-            if closed:
-                fail("the websocket connection dropped: %s" % closed)
-        elif has_http:
-            log("SKIP sub-check: websocket client (python3-websockets missing)")
-        else:
-            log("SKIP sub-check: websocket client (quotebus-broker has no --http-listen yet)")
-        if has_http:
-            import urllib.request
-            url = "http://127.0.0.1:%d/health" % ports["QB_HTTP_PORT"]
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                body = resp.read().decode()
-                if resp.status != 200:
-                    fail("%s: HTTP %d %s" % (url, resp.status, body[:300]))
-            log("GET %s: 200 %s" % (url, body.strip()[:200]))
-            # The page, from /usr/local/share/quotebus/web (the Dockerfile's
-            # COPY of clients/web, where the broker looks beside its binary).
-            page = "http://127.0.0.1:%d/" % ports["QB_HTTP_PORT"]
-            with urllib.request.urlopen(page, timeout=5) as resp:
-                html = resp.read().decode("utf-8", "replace")
-            if resp.status != 200 or "<html" not in html.lower():
-                fail("GET %s: %d, not the web page: %r" % (page, resp.status, html[:200]))
-            log("GET %s: 200, the web page (%d bytes)" % (page, len(html)))
-        if has_snapshot:
-            why = snapshot_check(ports["QB_SNAPSHOT_PORT"], eng.tmp, dumps)
-            if why:
-                log("SKIP sub-check: snapshot service on the published port (%s)" % why)
-            else:
-                log("snapshot service on 127.0.0.1:%d: every book equals the simulator's" %
-                    ports["QB_SNAPSHOT_PORT"])
-        else:
-            log("SKIP sub-check: snapshot service (quotebus-broker has no --snapshot yet)")
+        closed = [m for m in ws_reader.messages if m.get("type") == "_closed"]
+        if closed:
+            fail("the websocket connection dropped: %s" % closed)
+        import urllib.request
+        url = "http://127.0.0.1:%d/health" % ports["QB_HTTP_PORT"]
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = resp.read().decode()
+            if resp.status != 200:
+                fail("%s: HTTP %d %s" % (url, resp.status, body[:300]))
+        log("GET %s: 200 %s" % (url, body.strip()[:200]))
+        # The page, from /usr/local/share/quotebus/web (the Dockerfile's
+        # COPY of clients/web, where the broker looks beside its binary).
+        page = "http://127.0.0.1:%d/" % ports["QB_HTTP_PORT"]
+        with urllib.request.urlopen(page, timeout=5) as resp:
+            html = resp.read().decode("utf-8", "replace")
+        if resp.status != 200 or "<html" not in html.lower():
+            fail("GET %s: %d, not the web page: %r" % (page, resp.status, html[:200]))
+        log("GET %s: 200, the web page (%d bytes)" % (page, len(html)))
+        snapshot_check(ports["QB_SNAPSHOT_PORT"], eng.tmp, dumps)
+        log("snapshot service on 127.0.0.1:%d: every book equals the simulator's" %
+            ports["QB_SNAPSHOT_PORT"])
         # The demo's `watch` (a quotebus-sub on the compose network) prints data.
         wlog = compose.run(["logs", "--no-color", "watch"])
         if '"type":"status"' not in wlog.replace(" ", ""):

@@ -12,17 +12,20 @@ docker/Dockerfile's own build needs the Debian mirror inside a container.
         (-s), groupadd/useradd with --prefix on a scratch /etc, install -d
         under a scratch dir; they create the stage's USER;
       - the runtime packages provide every shared library the four binaries
-        load: ldd on --bin-dir's binaries, dpkg -S per library, each package
-        within the dependency closure of the runtime stage's packages;
+        load: ldd on the binaries of --build-dir (the build CMake passes:
+        this test's own), dpkg -S per library, each package within the
+        dependency closure of the runtime stage's packages;
       - every COPY source exists (context = the repository; --from=build: made
-        by the build stage: a target of its cmake --build, or a path under
-        /src copied from the repository);
+        by the build stage: a target of its cmake --build, which this build
+        has made too (/src/build/X is --build-dir/X), or a path under /src
+        copied from the repository);
       - non-root USER, a HEALTHCHECK that runs quotebus binaries, EXPOSE of
         7780-7783.
   --part build-stage  the build stage's own COPY and RUN lines (but its
       install-deps RUN, whose packages must be installed here) run on this
       bookworm machine in a temp dir holding only what the stage copies:
-      the COPY list suffices and the four binaries build and run.
+      the COPY list suffices and the four binaries build and run. The
+      stage's packages are scripts/install-deps.sh --build's.
   --part compose      docker/docker-compose.yml with docker-compose config:
       - validates as is, with --profile demo and with --env-file demo.env;
       - without a profile: broker, binance, htx, bithumb; demo adds exsim and
@@ -39,7 +42,8 @@ docker/Dockerfile's own build needs the Debian mirror inside a container.
         restart policies, healthchecks, depends_on conditions.
 
 Exit 77 (skip) when apt-cache (dockerfile) or docker-compose (compose; installed
-with apt-get when possible, see qbdocker.require_tools) is not available.
+with apt-get when possible, see qbdocker.require_tools) is not available;
+under CI only when it cannot be installed here (qbdocker.skip).
 """
 import argparse
 import json
@@ -52,7 +56,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import qbdocker  # noqa: E402
-from qbdocker import DOCKER_DIR, SRC, fail, log, skip  # noqa: E402
+from qbdocker import DOCKER_DIR, SRC, fail, log, skip, skip_cannot_run_here  # noqa: E402
 
 DOCKERFILE = os.path.join(DOCKER_DIR, "Dockerfile")
 COMPOSE = os.path.join(DOCKER_DIR, "docker-compose.yml")
@@ -89,15 +93,21 @@ def apt_installs(args):
     return pkgs
 
 
-def install_deps_packages():
+def install_deps_packages(build_only=False):
+    """The Debian packages of scripts/install-deps.sh: BUILD_PACKAGES (what
+    --build installs, the Dockerfile's build stage), else also TEST_PACKAGES
+    and the packages of TEST_IF_MISSING (PACKAGE:COMMAND,...)."""
     with open(os.path.join(SRC, "scripts", "install-deps.sh")) as f:
         text = f.read()
-    m = re.search(r"PACKAGES=\((.*?)\n\)", text, re.S)
-    if not m:
-        fail("scripts/install-deps.sh: no PACKAGES=( ... ) array")
+    arrays = dict(re.findall(r"^([A-Z_]+)=\((.*?)\n\)", text, re.S | re.M))
+    names = ["BUILD_PACKAGES"] if build_only else ["BUILD_PACKAGES", "TEST_PACKAGES",
+                                                   "TEST_IF_MISSING"]
     pkgs = []
-    for ln in m.group(1).splitlines():
-        pkgs += ln.split("#")[0].split()
+    for name in names:
+        if name not in arrays:
+            fail("scripts/install-deps.sh: no %s=( ... ) array" % name)
+        for ln in arrays[name].splitlines():
+            pkgs += [w.split(":")[0] for w in ln.split("#")[0].split()]
     return pkgs
 
 
@@ -233,14 +243,17 @@ def run_runtime_stage_commands(runtime):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def part_dockerfile(bin_dir, sanitized):
+def part_dockerfile(build_dir, sanitized):
+    bin_dir = os.path.join(build_dir, "bin")
     if not os.path.exists("/etc/debian_version") or not qbdocker.shutil.which("apt-cache"):
-        skip("apt-cache is needed to check the Dockerfile's Debian packages (not Debian?)")
+        skip_cannot_run_here("apt-cache is needed to check the Dockerfile's Debian packages "
+                             "(not Debian?)")
     with open("/etc/os-release") as f:
         if "VERSION_CODENAME=bookworm" not in f.read():
-            skip("this machine is not Debian bookworm: its apt-cache cannot say what bookworm has")
+            skip_cannot_run_here("this machine is not Debian bookworm: its apt-cache cannot say "
+                                 "what bookworm has")
     if not apt_ready():
-        skip("apt-cache has no package lists (apt-get update needs root)")
+        skip_cannot_run_here("apt-cache has no package lists (apt-get update needs root)")
     stages = qbdocker.dockerfile_stages(DOCKERFILE)
     if len(stages) < 2:
         fail("Dockerfile: want a multi-stage build, got %d stage(s)" % len(stages))
@@ -294,7 +307,7 @@ def part_dockerfile(bin_dir, sanitized):
         extra = apt_closure(sorted(san)) if san else set()
     for lib, pkg in sorted(owners.items()):
         if pkg and pkg.split(":")[0] in extra and pkg.split(":")[0] not in closure:
-            ignored.append(os.path.basename(lib))
+            ignored.append(os.path.basename(lib) + " (this sanitizer build's runtime)")
             continue
         if pkg is None and os.path.basename(lib).startswith("libquotebus.so") and \
                 "/usr/local/lib/quotebus/%s" % os.path.basename(lib) in dockerfile_text():
@@ -307,8 +320,7 @@ def part_dockerfile(bin_dir, sanitized):
             fail("the binaries load %s from package %s, which the runtime stage does not "
                  "install (closure of %s)" % (lib, pkg, " ".join(rt_pkgs)))
     ok("the runtime packages provide every library of %s (ldd + dpkg -S)%s" %
-       (", ".join(BINARIES), " except the sanitizer runtime of this sanitizer build (%s)" %
-        " ".join(ignored) if ignored else ""))
+       (", ".join(BINARIES), " except %s" % ", ".join(ignored) if ignored else ""))
 
     # Every COPY source exists / is produced by the build stage.
     build_targets = set()
@@ -341,6 +353,13 @@ def part_dockerfile(bin_dir, sanitized):
                     if not os.access(os.path.join(bin_dir, name), os.X_OK):
                         fail("Dockerfile line %d: %s is not a binary of this build" % (ln, name))
                     installed[name] = os.path.join(dest, name) if dest.endswith("/") else dest
+                elif s.startswith("/src/build/"):
+                    # Made by the stage's cmake --build (libquotebus for
+                    # quotebus-sub): this build has made it too.
+                    here = qbdocker.build_path(build_dir, s)
+                    if not os.path.exists(here):
+                        fail("Dockerfile line %d: %s is not made by this build (here %s)" %
+                             (ln, s, here))
                 elif s.startswith("/src/"):
                     rel = s[len("/src/"):]
                     if not os.path.exists(os.path.join(SRC, rel)):
@@ -373,7 +392,7 @@ def part_dockerfile(bin_dir, sanitized):
        (user, " ".join(sorted(exposed))))
 
 
-def part_build_stage(bin_dir):
+def part_build_stage():
     """Runs the build stage's own commands on this machine (Debian bookworm
     with scripts/install-deps.sh's packages, i.e. what the stage has after
     its first RUN) in a temp dir that holds only what the stage COPYs: proves
@@ -384,7 +403,7 @@ def part_build_stage(bin_dir):
     import tempfile
     stages = qbdocker.dockerfile_stages(DOCKERFILE)
     build = stages[0]
-    missing = [p for p in install_deps_packages()
+    missing = [p for p in install_deps_packages(build_only=True)
                if run(["dpkg-query", "-W", "-f=${Status}", p])[1] != "install ok installed"]
     if missing:
         skip("the build stage's packages are not all installed here (%s): run "
@@ -665,22 +684,24 @@ def part_compose(bin_dir):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--build-dir", required=True,
+                    help="the CMake build directory these tests belong to")
     ap.add_argument("--part", required=True, choices=["dockerfile", "build-stage", "compose"])
     ap.add_argument("--sanitized", action="store_true",
                     help="a sanitizer build: its runtime libraries are not the image's")
     args = ap.parse_args()
-    bin_dir = os.path.abspath(args.bin_dir)
+    build_dir = os.path.abspath(args.build_dir)
+    bin_dir = os.path.join(build_dir, "bin")
     for b in BINARIES:
         if not os.access(os.path.join(bin_dir, b), os.X_OK):
             fail("%s not built in %s" % (b, bin_dir))
     if args.part == "dockerfile":
-        part_dockerfile(bin_dir, args.sanitized)
+        part_dockerfile(build_dir, args.sanitized)
     elif args.part == "build-stage":
         if args.sanitized:
-            skip("sanitizer build: the Dockerfile's build stage does not depend on it; the "
-                 "plain build's pass runs this check")
-        part_build_stage(bin_dir)
+            skip_cannot_run_here("sanitizer build: the Dockerfile's build stage does not "
+                                 "depend on it; the plain build's pass runs this check")
+        part_build_stage()
     else:
         part_compose(bin_dir)
     log("PASS %s: %d checks" % (args.part, len(CHECKS)))

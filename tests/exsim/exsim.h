@@ -376,6 +376,13 @@ struct qb__exsim_sym {
     int64_t tick;    /* price tick, 1e-8 units */
     int64_t lot;     /* quantity lot, 1e-8 units */
     int64_t qty_max; /* lots */
+    /* the pair's reference price, shared by every exchange's book of the
+     * pair (exsim_market.c, market_ref_mid) */
+    uint64_t ref_rng;
+    uint64_t ref_k;       /* index of the current span of the reference path */
+    int64_t ref_from;     /* the reference at the start of that span, in ticks */
+    int64_t ref_to;       /* ... and at its end */
+    int64_t venue_offset; /* this book's own offset from the reference: 0 or 1 tick */
     uint64_t next_trade_id;
     uint64_t idrng;   /* seqNum jumps and empty events (independent of rng) */
     uint64_t droprng; /* --drop-rate draws (independent of rng and idrng) */

@@ -28,14 +28,29 @@
 
 #define MAIN_DRAIN_NS 500000000ull /* at exit, time for serverShutdown to go out */
 
+/* The signal that stops the simulator (SIGINT or SIGTERM), 0 until then. */
 static volatile sig_atomic_t main_interrupted;
 static struct lws_context *main_ctx;
 
 static void main_on_signal(int sig)
 {
-    main_interrupted = 1;
+    main_interrupted = sig;
     if (main_ctx) {
         lws_cancel_service(main_ctx);
+    }
+}
+
+static const char *main_signal_name(int sig)
+{
+    switch (sig) {
+    case SIGINT:
+        return "SIGINT";
+    case SIGTERM:
+        return "SIGTERM";
+    case 0:
+        return "none";
+    default:
+        return "other";
     }
 }
 
@@ -90,22 +105,22 @@ int main(int argc, char **argv)
 
     const qb_opt opts[] = {
         {"exchange", QB_OPT_LIST, &exchanges, "LIST",
-         "exchanges to serve on the one port, routed by path (default binance,htx,bithumb)"},
+         "exchanges to serve on the one port, routed by path"},
         {"host", QB_OPT_STR, &cfg.host, "ADDR", "address to listen on"},
-        {"port", QB_OPT_INT, &cfg.port, "N", "port to listen on (0 = ephemeral)"},
+        {"port", QB_OPT_INT, &cfg.port, "N", "port to listen on (0: ephemeral)"},
         {"port-file", QB_OPT_STR, &cfg.port_file, "FILE", "write the listening port to FILE"},
         {"tls-cert", QB_OPT_STR, &cfg.tls_cert, "PEM", "serve wss/https with this certificate"},
         {"tls-key", QB_OPT_STR, &cfg.tls_key, "PEM", "private key of --tls-cert"},
         {"seed", QB_OPT_INT, &cfg.seed, "N", "seed of the synthetic market"},
         {"rate", QB_OPT_INT, &cfg.rate, "N", "depth events (replay: frames) per second per symbol"},
-        {"trade-rate", QB_OPT_INT, &cfg.trade_rate, "N", "trades per second per symbol (0 = none)"},
+        {"trade-rate", QB_OPT_INT, &cfg.trade_rate, "N", "trades per second per symbol (0: none)"},
         {"changes", QB_OPT_INT, &cfg.changes, "N",
-         "random level changes per depth event, 1..40 (0 = 1 to 4 at random, the default)"},
+         "random level changes per depth event, 1..40 (0: 1 to 4 at random)"},
         {"events", QB_OPT_INT, &cfg.events, "N",
-         "stop after N depth events per symbol, then write --dump (0 = never stop)"},
+         "stop after N depth events per symbol, then write --dump (0: never stop)"},
         {"max-levels", QB_OPT_INT, &cfg.max_levels, "N", "maximum book depth per side"},
         {"symbols", QB_OPT_LIST, &symbols, "LIST",
-         "only these native symbols exist (default: any well-formed symbol)"},
+         "only these native symbols exist" QB_OPT_DEFAULT("any well-formed symbol")},
         {"replay", QB_OPT_STR, &cfg.replay, "FILE",
          "replay a cryptofeed capture instead of the synthetic market"},
         {"dump", QB_OPT_STR, &cfg.dump, "FILE",
@@ -113,9 +128,9 @@ int main(int argc, char **argv)
         {"stats-file", QB_OPT_STR, &cfg.stats_file, "FILE",
          "rewrite JSON counters every 500 ms and at exit"},
         {"ping-interval-ms", QB_OPT_INT, &cfg.ping_interval_ms, "MS",
-         "websocket PING period (0 = no pings)"},
+         "websocket PING period (0: no pings)"},
         {"pong-timeout-ms", QB_OPT_INT, &cfg.pong_timeout_ms, "MS",
-         "close a connection whose ping is unanswered this long (0 = never)"},
+         "close a connection whose ping is unanswered this long (0: never)"},
         {"max-queue", QB_OPT_INT, &cfg.max_queue, "N",
          "frames queued per connection before it is closed as a slow consumer"},
         {"max-msg-bytes", QB_OPT_INT, &cfg.max_msg_bytes, "N",
@@ -124,16 +139,17 @@ int main(int argc, char **argv)
         {"max-symbols", QB_OPT_INT, &cfg.max_symbols, "N",
          "symbols the simulator creates at most (more get 'Invalid symbol')"},
         {"max-client-msg-rate", QB_OPT_INT, &cfg.max_client_msg_rate, "N",
-         "close a connection sending more than N messages per second (Binance: 5; 0 = off)"},
+         "close a connection sending more than N messages per second (Binance: 5; 0: off)"},
         {"gap-every", QB_OPT_INT, &cfg.gap_every, "N",
          "fault: depth event k*N is applied but never sent"},
         {"drop-rate", QB_OPT_STR, &drop_rate, "R",
          "fault: each depth event is dropped (applied, never sent) with probability R, a "
-         "decimal 0..1 (e.g. 0.02), drawn per symbol from --seed; logged exsim_fault_drop"},
+         "decimal 0..1 (e.g. 0.02), drawn per symbol from --seed; logged "
+         "exsim_fault_drop" QB_OPT_DEFAULT("0")},
         {"drop-after-ms", QB_OPT_INT, &cfg.drop_after_ms, "MS",
          "fault: --drop-rate only from MS ms after each symbol's generation started"},
         {"drop-for-ms", QB_OPT_INT, &cfg.drop_for_ms, "MS",
-         "fault: --drop-rate only for MS ms (from --drop-after-ms; 0 = for ever)"},
+         "fault: --drop-rate only for MS ms (from --drop-after-ms; 0: for ever)"},
         {"drop-corrupt", QB_OPT_BOOL, &cfg.drop_corrupt, NULL,
          "fault (HTX): a --drop-rate event is sent as a corrupt gzip frame instead of not at "
          "all (the client cannot tell whose update it lost)"},
@@ -150,7 +166,7 @@ int main(int argc, char **argv)
         {"disconnect-random-ms", QB_OPT_INT, &cfg.disconnect_random_ms, "MS",
          "fault: drop each connection at random after MS/2..3MS/2 (its successors too)"},
         {"disconnect-random-for-ms", QB_OPT_INT, &cfg.disconnect_random_for_ms, "MS",
-         "fault: --disconnect-random-ms only during the first MS ms of the run (0 = for ever)"},
+         "fault: --disconnect-random-ms only during the first MS ms of the run (0: for ever)"},
         {"bad-input-every", QB_OPT_INT, &cfg.bad_input_every, "N",
          "fault: a bad frame after every N-th depth event, cycling through --bad-input-kinds"},
         {"bad-input-kinds", QB_OPT_LIST, &bad_kinds, "LIST",
@@ -170,9 +186,9 @@ int main(int argc, char **argv)
         {"shutdown-after", QB_OPT_INT, &cfg.shutdown_after, "N",
          "fault: send serverShutdown to a connection after N events, then close it"},
         {"ticker-every", QB_OPT_INT, &cfg.ticker_every, "N",
-         "a ticker frame after every N depth events per symbol (0 = none)"},
+         "a ticker frame after every N depth events per symbol (0: none)"},
         {"htx-ping-interval-ms", QB_OPT_INT, &cfg.htx_ping_interval_ms, "MS",
-         "HTX: {\"ping\":ms} period (0 = no pings)"},
+         "HTX: {\"ping\":ms} period (0: no pings)"},
         {"htx-max-missed-pings", QB_OPT_INT, &cfg.htx_max_missed_pings, "N",
          "HTX: close when a ping is due and N pings are unanswered"},
         {"htx-req-interval-ms", QB_OPT_INT, &cfg.htx_req_interval_ms, "MS",
@@ -185,7 +201,7 @@ int main(int argc, char **argv)
          "fault (HTX): a small gzip frame inflating to --gzip-bomb-bytes after every N-th event"},
         {"gzip-bomb-bytes", QB_OPT_INT, &cfg.gzip_bomb_bytes, "N", "inflated size of the bombs"},
         {"bithumb-idle-ms", QB_OPT_INT, &cfg.bithumb_idle_ms, "MS",
-         "Bithumb: close a connection without traffic in either direction for MS (0 = never)"},
+         "Bithumb: close a connection without traffic in either direction for MS (0: never)"},
         {"log-level", QB_OPT_STR, &log_level, "LEVEL", "error, warn, info or debug"},
         {0},
     };
@@ -363,8 +379,8 @@ int main(int argc, char **argv)
             break;
         }
     }
-    QB_INFO("exsim_stopping", "signal=%d connections=%llu", (int)main_interrupted,
-            (unsigned long long)sim.st.connections);
+    QB_INFO("exsim_stopping", "signal=%d (%s) connections=%llu", (int)main_interrupted,
+            main_signal_name((int)main_interrupted), (unsigned long long)sim.st.connections);
     qb__exsim_market_stop(&sim);
     /* Like Binance: every client gets serverShutdown before the server goes
      * away; give the writes a moment (bounded) to leave. */

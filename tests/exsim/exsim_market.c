@@ -18,7 +18,21 @@
  * The synthetic book (per side at most --max-levels levels):
  *
  *   bids  ... 59999.97 59999.98 | mid 60000.00 | 60000.02 60000.05 ...  asks
- *                                 (random walk, +-1 tick per event)
+ *                                 (reference price + this book's 0/1 tick offset)
+ *
+ * One price per pair, as arbitrage keeps real venues within a tick or two
+ * of each other: every exchange's book of a pair (Binance BTCUSDT, HTX
+ * btcusdt) starts from the same price and follows the same reference path,
+ * drawn from --seed and the pair's name (upper case, letters and digits):
+ * anchors every MARKET_REF_SPAN events, each -MARKET_REF_STEP..+MARKET_REF_STEP
+ * ticks from the previous one, and a straight line between them. A book's
+ * mid is the reference at its event index plus its own offset (0 or 1 tick,
+ * moved by its own PRNG), so two exchanges' mids differ by at most one tick
+ * and their consolidated best bid stays below the best ask (each book's
+ * best bid is at most mid - 1, its best ask at least mid + 1). Books whose
+ * generation started at different times are at different indexes: the
+ * reference moves at most MARKET_REF_STEP / MARKET_REF_SPAN ticks per event,
+ * one tick per 50 events (5 s at the default --rate 10).
  *
  * Each event: the mid moves; levels the mid crossed are removed (the "market
  * took them"); 1-4 random changes (--changes N: N), half near the top and half anywhere
@@ -303,11 +317,67 @@ static qb__exsim_sym *market_sym_alloc(qb__exsim *sim, const qb__exsim_ops *ops,
     return sym;
 }
 
-/* The initial synthetic book: around a price chosen from the name, with
- * depth 3/4 of --max-levels per side, levels 1-3 ticks apart. */
+/* ---- the pair's reference price ---- */
+
+#define MARKET_REF_SPAN 200 /* events between two anchors of the reference path */
+#define MARKET_REF_STEP 4   /* an anchor is -4..+4 ticks from the previous one */
+
+/* The seed of a pair's reference path: --seed and the pair's name, the
+ * native name in upper case without separators, so "BTCUSDT" and "btcusdt"
+ * are one pair and "KRW-BTC" is "KRWBTC". */
+static uint64_t market_pair_hash(const qb__exsim *sim, const char *native)
+{
+    char pair[QB__EXSIM_SYM_MAX];
+    size_t n = 0;
+    for (const char *p = native; *p && n + 1 < sizeof pair; p++) {
+        char c = *p;
+        if (c >= 'a' && c <= 'z') {
+            c = (char)(c - 'a' + 'A');
+        }
+        if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+            pair[n++] = c;
+        }
+    }
+    pair[n] = '\0';
+    return market_hash(pair) ^ ((uint64_t)sim->cfg->seed * 0xD6E8FEB86659FD93ull) ^
+           0x3C6EF372FE94F82Bull;
+}
+
+/* Moves the reference path to its span k+1: the next anchor; it stays at
+ * least 100 ticks above zero. */
+static void market_ref_next(qb__exsim_sym *sym)
+{
+    int64_t step =
+        (int64_t)(market_rnd(&sym->ref_rng) % (2 * MARKET_REF_STEP + 1)) - MARKET_REF_STEP;
+    sym->ref_from = sym->ref_to;
+    sym->ref_to = sym->ref_from + step;
+    if (sym->ref_to < 100) {
+        sym->ref_to = sym->ref_from + (step < 0 ? -step : step);
+    }
+    sym->ref_k++;
+}
+
+/* The reference price, in ticks, at event `index` (1-based): a function of
+ * (seed, pair, index) only, whichever exchange asks. */
+static int64_t market_ref_mid(qb__exsim_sym *sym, uint64_t index)
+{
+    uint64_t k = index / MARKET_REF_SPAN;
+    while (sym->ref_k < k) {
+        market_ref_next(sym);
+    }
+    int64_t pos = (int64_t)(index % MARKET_REF_SPAN);
+    return sym->ref_from + (sym->ref_to - sym->ref_from) * pos / MARKET_REF_SPAN;
+}
+
+/* The initial synthetic book: around the pair's price (from --seed and the
+ * pair's name), with depth 3/4 of --max-levels per side, levels 1-3 ticks
+ * apart. */
 static int market_sym_init(qb__exsim *sim, qb__exsim_sym *sym)
 {
     uint64_t h = market_hash(sym->name) ^ ((uint64_t)sim->cfg->seed * 0xD6E8FEB86659FD93ull);
+    /* the price level comes from the pair, the rest of the book from the
+     * exchange's own name */
+    uint64_t ph = market_pair_hash(sim, sym->name);
     sym->rng = h;
     uint64_t trng = h ^ 0x5851F42D4C957F2Dull;
     sym->next_trade_id = 100000000u + market_rnd(&trng) % 100000000u;
@@ -322,31 +392,38 @@ static int market_sym_init(qb__exsim *sim, qb__exsim_sym *sym)
         sym->lot = 1;
         if (strcmp(base, "BTC") == 0) {
             sym->tick = 100000000000; /* 1000 KRW */
-            sym->mid = 90000 + (int64_t)(h % 201) - 100;
+            sym->mid = 90000 + (int64_t)(ph % 201) - 100;
             sym->qty_max = 20000000; /* 0.2 */
         } else if (strcmp(base, "ETH") == 0) {
             sym->tick = 100000000000;
-            sym->mid = 4500 + (int64_t)(h % 41) - 20;
+            sym->mid = 4500 + (int64_t)(ph % 41) - 20;
             sym->qty_max = 500000000; /* 5 */
         } else {
             sym->tick = 100000000; /* 1 KRW */
-            sym->mid = 1000 + (int64_t)(h % 401) - 200;
+            sym->mid = 1000 + (int64_t)(ph % 401) - 200;
             sym->lot = 1000;
             sym->qty_max = 10000000;
         }
     } else if (strncmp(base, "BTC", 3) == 0) {
         sym->tick = 1000000; /* 0.01 */
-        sym->mid = 6000000 + (int64_t)(h % 20001) - 10000;
+        sym->mid = 6000000 + (int64_t)(ph % 20001) - 10000;
         sym->lot = 1000; /* 0.00001 */
     } else if (strncmp(base, "ETH", 3) == 0) {
         sym->tick = 1000000;
-        sym->mid = 300000 + (int64_t)(h % 2001) - 1000;
+        sym->mid = 300000 + (int64_t)(ph % 2001) - 1000;
         sym->lot = 10000;
     } else {
         sym->tick = 10000; /* 0.0001 */
-        sym->mid = 10000 + (int64_t)(h % 4001) - 2000;
+        sym->mid = 10000 + (int64_t)(ph % 4001) - 2000;
         sym->lot = 100000; /* 0.001 */
     }
+    sym->ref_rng = ph;
+    sym->ref_k = 0;
+    sym->ref_from = sym->mid;
+    sym->ref_to = sym->mid;
+    market_ref_next(sym); /* span 0 runs from the initial price to the first anchor */
+    sym->ref_k = 0;
+    sym->venue_offset = 0;
     sym->last_id = 1000000000u + (h >> 8) % 1000000000u;
     if (sym->ops->sparse_ids) {
         sym->last_id *= 100; /* HTX seqNums are about 10^11 */
@@ -524,13 +601,15 @@ static void market_gen_event(qb__exsim *sim, qb__exsim_sym *sym, qb__exsim_event
         return;
     }
 
-    /* Random walk of the mid; it stays at least 100 ticks above zero. */
+    /* The mid: the pair's reference price plus this book's own offset,
+     * which moves up, down or stays with the same draw as a random walk. */
     uint64_t step = market_rnd(r) % 3;
     if (step == 0) {
-        sym->mid++;
-    } else if (step == 1 && sym->mid > 100) {
-        sym->mid--;
+        sym->venue_offset = 1;
+    } else if (step == 1) {
+        sym->venue_offset = 0;
     }
+    sym->mid = market_ref_mid(sym, sym->n_events + 1) + sym->venue_offset;
     int64_t midp = sym->mid * sym->tick;
     /* The market takes the levels the mid moved across. */
     for (int n = 0; n < 4; n++) {

@@ -551,17 +551,6 @@ def expect_health(watcher, state, reason_has, what, timeout=15):
 # ---------------------------------------------------------------- the cases' main
 
 def run_case_main(cases, prefix):
-    """The command line of every fault script: --bin-dir DIR --case NAME
-    [--keep]; runs cases[NAME](stack) in a qbtest.Stack named prefix-NAME
-    (ASan quarantine capped) and logs PASS with the time it took."""
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--case", required=True, choices=sorted(cases))
-    ap.add_argument("--keep", action="store_true")
-    args = ap.parse_args()
-    t0 = time.time()
-    cap_asan_quarantine(args.bin_dir)
-    with qbtest.Stack(args, prefix + "-" + args.case) as st:
-        cases[args.case](st)
-    log("PASS %s (%.1f s)" % (args.case, time.time() - t0))
+    """The command line of every fault script (qbtest.run_case_main), with
+    ASan's quarantine capped for the many processes a fault case starts."""
+    qbtest.run_case_main(cases, prefix, before=lambda a: cap_asan_quarantine(a.bin_dir))

@@ -548,3 +548,26 @@ def wait_books_exact_ex(readers, dump_path, exchange, symbols, timeout=90, depth
                      (r.proc.name, exchange, s, len(gb), len(d["bids"]), len(ga),
                       len(d["asks"]), diff))
     return dump
+
+
+def cases_of(namespace):
+    """The cases of a test script: its functions named case_NAME, by NAME."""
+    return {k[5:]: v for k, v in namespace.items() if k.startswith("case_")}
+
+
+def run_case_main(cases, prefix, before=None):
+    """The command line of every case script: --bin-dir DIR --case NAME
+    [--keep]; calls before(args) if given (a script's own prerequisites),
+    runs cases[NAME](stack) in a Stack named PREFIX-NAME (NAME alone when
+    prefix is empty) and logs PASS with the time it took."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--case", required=True, choices=sorted(cases))
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    if before is not None:
+        before(args)
+    t0 = time.time()
+    with Stack(args, (prefix + "-" if prefix else "") + args.case) as st:
+        cases[args.case](st)
+    log("PASS %s (%.1f s)" % (args.case, time.time() - t0))

@@ -275,6 +275,33 @@ def case_gap_heal(st):
     qbtest_stop(adapter, broker, sim)
 
 
+def case_no_such_instrument(st):
+    """mirror_top5 on a topic that exists nowhere tells its user within a
+    few seconds, with what the broker has (qb_mirror_check_topic, fed by the
+    snapshot service), and goes on; on a real topic it says nothing."""
+    need_snapshot(st)
+    inst = Installed(st)
+    sim, broker, snap = sim_and_adapter(st, 0, 200)
+    adapter = st.adapter(sim, ["BTC-USDT", "ETH-USDT"])
+    real = mirror(st, inst, "real", snap, ["--seconds", "4"])
+    wait_exit(real, 60)
+    if "no such instrument" in real.stderr_text() or "FINAL %s" % TOPIC not in \
+            open(real.out_path).read():
+        fail("mirror_top5 on a real topic:\n%s" % real.stderr_text()[-2000:])
+    t0 = time.time()
+    nope = mirror(st, inst, "nope", snap, ["--seconds", "4"], topic="book.binance.FOO-BAR")
+    want = ("mirror_top5: book.binance.FOO-BAR: no such instrument; the broker has: "
+            "binance BTC-USDT ETH-USDT")
+    wait_for(lambda: want in nope.stderr_text(), 10, "mirror_top5's no-such-instrument line")
+    log("after %.1f s: %s" % (time.time() - t0, want))
+    wait_exit(nope, 30)
+    if "book.binance.FOO-BAR: no such instrument (yet)" not in open(nope.out_path).read():
+        fail("mirror_top5 did not say it on its status line")
+    if nope.stderr_text().count("no such instrument") != 1:
+        fail("said more than once:\n%s" % nope.stderr_text())
+    qbtest_stop(adapter, broker, sim)
+
+
 def case_broker_restart(st):
     """kill -9 of the broker mid-stream: the mirror returns to live and exact
     without restarting the client."""
@@ -481,15 +508,7 @@ def case_top(st):
     qbtest_stop(adapter, broker, sim)
 
 
-CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
+CASES = qbtest.cases_of(globals())
 
 if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--case", required=True, choices=sorted(CASES))
-    ap.add_argument("--keep", action="store_true")
-    args = ap.parse_args()
-    with qbtest.Stack(args, "client-" + args.case) as st:
-        CASES[args.case](st)
-    log("PASS %s" % args.case)
+    qbtest.run_case_main(CASES, "client")

@@ -300,15 +300,7 @@ def case_demo(st):
     stop_clean(sub, broker)
 
 
-CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
+CASES = qbtest.cases_of(globals())
 
 if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--case", required=True, choices=sorted(CASES))
-    ap.add_argument("--keep", action="store_true")
-    args = ap.parse_args()
-    with qbtest.Stack(args, args.case) as st:
-        CASES[args.case](st)
-    log("PASS %s" % args.case)
+    qbtest.run_case_main(CASES, "")

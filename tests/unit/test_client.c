@@ -530,6 +530,79 @@ QB_TEST(client_mirror_unknown_topic_then_appears)
     tb_stop(&t);
 }
 
+/* Polls qb_mirror_check_topic until it returns want (or ms pass); the
+ * result, and the time it took. */
+static int wait_check(qb_mirror *m, const char *topic, int want, int ms, char *hint, size_t cap,
+                      uint64_t *took_ms)
+{
+    uint64_t t0 = qb_mono_ns();
+    int rc;
+    while ((rc = qb_mirror_check_topic(m, topic, hint, cap)) != want &&
+           qb_mono_ns() - t0 < (uint64_t)ms * 1000000u) {
+        usleep(20000);
+    }
+    *took_ms = (qb_mono_ns() - t0) / 1000000u;
+    return rc;
+}
+
+QB_TEST(client_mirror_check_topic_says_no_such_instrument)
+{
+    tbroker t;
+    tb_start(&t, true);
+    feed *a = tb_feed(&t, "binance", "BTC-USDT");
+    feed *b = tb_feed(&t, "htx", "ETH-USDT");
+    tb_snapshot(&t, a, false, false); /* the broker has both books */
+    tb_snapshot(&t, b, false, false);
+    const char *topics[] = {"book.binance.FOO-BAR", "book.binance.BTC-USDT", "book.kraken."};
+    qb_mirror_config cfg = {
+        .connect = t.pub_url,
+        .snapshot = t.snap_url,
+        .topics = topics,
+        .n_topics = 3,
+        .snapshot_timeout_ms = 1000,
+    };
+    qb_mirror *m = NULL;
+    QB_CHECK_EQ_INT(qb_mirror_open(&cfg, &m), QB_OK);
+    uint64_t t_open = qb_mono_ns();
+    char hint[256] = "untouched";
+    /* Not known yet; not configured; bad arguments. hint is not written. */
+    QB_CHECK_EQ_INT(qb_mirror_check_topic(m, "book.binance.FOO-BAR", hint, sizeof hint), QB_EAGAIN);
+    QB_CHECK_EQ_INT(qb_mirror_check_topic(m, "book.binance.ETH-USDT", hint, sizeof hint),
+                    QB_ENOTFOUND);
+    QB_CHECK_EQ_INT(qb_mirror_check_topic(m, "book.binance.FOO-BAR", NULL, 4), QB_EINVAL);
+    QB_CHECK_EQ_INT(qb_mirror_check_topic(NULL, "book.binance.FOO-BAR", NULL, 0), QB_EINVAL);
+    QB_CHECK_EQ_STR(hint, "untouched");
+    uint64_t took;
+    /* A configured topic the service has: known as soon as its book is. */
+    QB_CHECK_EQ_INT(wait_check(m, "book.binance.BTC-USDT", QB_OK, 3000, NULL, 0, &took), QB_OK);
+    /* The misspelt ones: said, with what the broker has, but not before
+     * 2 s after open (a broker still starting learns its instruments). */
+    QB_CHECK_EQ_INT(
+        wait_check(m, "book.binance.FOO-BAR", QB_ENOINSTRUMENT, 5000, hint, sizeof hint, &took),
+        QB_ENOINSTRUMENT);
+    QB_CHECK((qb_mono_ns() - t_open) / 1000000u >= 1950);
+    QB_CHECK_EQ_STR(hint, "binance BTC-USDT, htx ETH-USDT");
+    QB_CHECK_EQ_STR(qb_strerror(QB_ENOINSTRUMENT), "no such instrument");
+    QB_CHECK_EQ_INT(qb_mirror_check_topic(m, "book.kraken.", hint, 8), QB_ENOINSTRUMENT);
+    QB_CHECK_EQ_STR(hint, "binance"); /* truncated to the buffer */
+    /* Not final: the instrument appears (on the stream) and is known. */
+    pthread_mutex_lock(&t.lock); /* the service reads the feeds meanwhile */
+    feed *f = tb_feed(&t, "binance", "FOO-BAR");
+    pthread_mutex_unlock(&t.lock);
+    tb_snapshot(&t, f, false, true);
+    QB_CHECK_EQ_INT(wait_check(m, "book.binance.FOO-BAR", QB_OK, 3000, NULL, 0, &took), QB_OK);
+    QB_CHECK_EQ_INT(qb_mirror_check_topic(m, "book.kraken.", NULL, 0), QB_ENOINSTRUMENT);
+    qb_mirror_close(m);
+
+    /* Without a service nothing can be said: QB_EAGAIN, also after 2 s. */
+    cfg.snapshot = "";
+    QB_CHECK_EQ_INT(qb_mirror_open(&cfg, &m), QB_OK);
+    usleep(2200000);
+    QB_CHECK_EQ_INT(qb_mirror_check_topic(m, "book.kraken.", NULL, 0), QB_EAGAIN);
+    qb_mirror_close(m);
+    tb_stop(&t);
+}
+
 QB_TEST(client_mirror_service_down_heals_from_stream)
 {
     tbroker t;

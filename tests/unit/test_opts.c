@@ -1,14 +1,16 @@
 /*
  * test_opts.c: common/opts.c. Defaults, command line over config file,
  * list and multi semantics, positionals anywhere, unknown config keys and
- * flags rejected, --help/--version return QB_EEOF. Config files are written
- * to temporary files.
+ * flags rejected, --help/--version return QB_EEOF, --help shows every
+ * default one way, config errors name the program and the file (a
+ * directory says so). Config files are written to temporary files.
  */
 #include "err.h"
 #include "harness.h"
 #include "opts.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 
@@ -19,7 +21,8 @@ typedef struct cfg {
     bool verbose;
     qb_strlist syms;
     qb_strlist brokers;
-    qb_opt opts[6];
+    char *level;
+    qb_opt opts[7];
 } cfg;
 
 static void cfg_init(cfg *c)
@@ -34,7 +37,9 @@ static void cfg_init(cfg *c)
     c->opts[2] = (qb_opt){"verbose", QB_OPT_BOOL, &c->verbose, NULL, "say more"};
     c->opts[3] = (qb_opt){"symbols", QB_OPT_LIST, &c->syms, "SYM,...", "symbols"};
     c->opts[4] = (qb_opt){"broker", QB_OPT_MULTI, &c->brokers, "ADDR", "broker address"};
-    c->opts[5] = (qb_opt){0};
+    c->opts[5] = (qb_opt){"log-level", QB_OPT_STR, &c->level, "LEVEL",
+                          "error, warn, info or debug" QB_OPT_DEFAULT("info")};
+    c->opts[6] = (qb_opt){0};
 }
 
 static const qb_prog prog = {"qb-test", "[OPTIONS] EXCHANGE", "A test program.", "Footer."};
@@ -79,6 +84,33 @@ static int run_quiet(cfg *c, const char *const *args)
     close(o);
     close(e);
     close(null);
+    return rc;
+}
+
+/* Runs with stdout (or stderr) captured into out (NUL-terminated), the
+ * other stream sent to /dev/null. */
+static int run_capture(cfg *c, const char *const *args, int fd_to_capture, char *out, size_t cap)
+{
+    char path[] = "/tmp/qb-test-opts-out-XXXXXX";
+    int fd = mkstemp(path);
+    fflush(stdout);
+    fflush(stderr);
+    int o = dup(1), e = dup(2), null = open("/dev/null", O_WRONLY);
+    dup2(fd_to_capture == 1 ? fd : null, 1);
+    dup2(fd_to_capture == 2 ? fd : null, 2);
+    int rc = run(c, NULL, NULL, NULL, args);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(o, 1);
+    dup2(e, 2);
+    close(o);
+    close(e);
+    close(null);
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, out, cap - 1);
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
     return rc;
 }
 
@@ -283,30 +315,116 @@ QB_TEST(help_and_version_return_eof)
         QB_CHECK_EQ_INT(run_quiet(&c, args[i]), QB_EEOF);
         qb_opts_free(c.opts);
     }
-    /* the help text names every option and shows defaults */
+    /* the help text names every option */
     cfg c;
     cfg_init(&c);
-    char path[] = "/tmp/qb-test-help-XXXXXX";
-    int fd = mkstemp(path);
-    fflush(stdout);
-    int o = dup(1);
-    dup2(fd, 1);
-    QB_CHECK_EQ_INT(run(&c, NULL, NULL, NULL, (const char *[]){"--help", NULL}), QB_EEOF);
-    fflush(stdout);
-    dup2(o, 1);
-    close(o);
-    char text[4096] = {0};
-    lseek(fd, 0, SEEK_SET);
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    unlink(path);
-    QB_CHECK(n > 0);
+    char text[4096];
+    QB_CHECK_EQ_INT(run_capture(&c, (const char *[]){"--help", NULL}, 1, text, sizeof text),
+                    QB_EEOF);
     QB_CHECK(strstr(text, "Usage: qb-test [OPTIONS] EXCHANGE") != NULL);
     QB_CHECK(strstr(text, "--ws-url URL") != NULL);
-    QB_CHECK(strstr(text, "[wss://default.example/ws]") != NULL);
-    QB_CHECK(strstr(text, "[BTC-USDT,ETH-USDT]") != NULL);
     QB_CHECK(strstr(text, "--config FILE") != NULL);
     QB_CHECK(strstr(text, "Footer.") != NULL);
+    qb_opts_free(c.opts);
+}
+
+/* Returns the --help line of option name (without its newline) in line. */
+static bool help_line(const char *text, const char *name, char *line, size_t cap)
+{
+    char key[64];
+    snprintf(key, sizeof key, "  --%s ", name);
+    const char *p = strstr(text, key);
+    if (p == NULL) {
+        return false;
+    }
+    size_t n = strcspn(p, "\n");
+    snprintf(line, cap, "%.*s", (int)n, p);
+    return true;
+}
+
+QB_TEST(help_shows_each_default_one_way)
+{
+    cfg c;
+    cfg_init(&c);
+    c.verbose = false;
+    char text[4096], line[512];
+    QB_CHECK_EQ_INT(run_capture(&c, (const char *[]){"--help", NULL}, 1, text, sizeof text),
+                    QB_EEOF);
+    /* string, number, list: the initial value; QB_OPT_DEFAULT: its text */
+    QB_CHECK(help_line(text, "ws-url", line, sizeof line));
+    QB_CHECK(strstr(line, "upstream websocket URL (default: wss://default.example/ws)") != NULL);
+    QB_CHECK(help_line(text, "count", line, sizeof line));
+    QB_CHECK(strstr(line, "how many (default: 7)") != NULL);
+    QB_CHECK(help_line(text, "symbols", line, sizeof line));
+    QB_CHECK(strstr(line, "symbols (default: BTC-USDT,ETH-USDT)") != NULL);
+    QB_CHECK(help_line(text, "log-level", line, sizeof line));
+    QB_CHECK(strstr(line, "error, warn, info or debug (default: info)") != NULL);
+    QB_CHECK(strchr(line, QB_OPT_DEFAULT_MARK[0]) == NULL);
+    /* no default: an empty list, a false flag */
+    QB_CHECK(help_line(text, "broker", line, sizeof line));
+    QB_CHECK(strstr(line, "default") == NULL);
+    QB_CHECK(help_line(text, "verbose", line, sizeof line));
+    QB_CHECK(strstr(line, "default") == NULL);
+    /* the one style only: no "[...]" defaults */
+    QB_CHECK(strstr(text, "Options:") != NULL && strchr(strstr(text, "Options:"), '[') == NULL);
+    qb_opts_free(c.opts);
+
+    /* a repeatable value's defaults are set apart by " | " (they hold commas) */
+    cfg_init(&c);
+    static const char *const defs[] = {"tcp://a:1,tcp://b:2", "ipc:///c"};
+    qb_strlist_set_default(&c.brokers, defs, 2);
+    QB_CHECK_EQ_INT(run_capture(&c, (const char *[]){"--help", NULL}, 1, text, sizeof text),
+                    QB_EEOF);
+    QB_CHECK(help_line(text, "broker", line, sizeof line));
+    QB_CHECK(strstr(line, "(default: tcp://a:1,tcp://b:2 | ipc:///c)") != NULL);
+    qb_opts_free(c.opts);
+}
+
+QB_TEST(config_errors_name_the_program_and_file)
+{
+    char err[4096], want[256];
+    /* an unknown key, a bad value, bad JSON */
+    const char *bad[] = {"{\"wsurl\": \"x\"}", "{\"count\": \"many\"}", "{\"ws-url\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *path = write_config(bad[i]);
+        cfg c;
+        cfg_init(&c);
+        int rc = run_capture(&c, (const char *[]){"--config", path, NULL}, 2, err, sizeof err);
+        QB_CHECK(rc != QB_OK && rc != QB_EEOF);
+        snprintf(want, sizeof want, "qb-test: config %s: ", path);
+        if (strncmp(err, want, strlen(want)) != 0) {
+            fprintf(stderr, "  config '%s': stderr '%s' does not begin with '%s'\n", bad[i], err,
+                    want);
+        }
+        QB_CHECK(strncmp(err, want, strlen(want)) == 0);
+        qb_opts_free(c.opts);
+        unlink(path);
+    }
+    /* a missing file */
+    cfg c;
+    cfg_init(&c);
+    QB_CHECK(run_capture(&c, (const char *[]){"--config", "/nonexistent/qb.json", NULL}, 2, err,
+                         sizeof err) != QB_OK);
+    QB_CHECK(strstr(err, "qb-test: config /nonexistent/qb.json: No such file or directory") == err);
+    qb_opts_free(c.opts);
+    /* a directory: said so, not "not a valid JSON object" */
+    char dir[] = "/tmp/qb-test-opts-dir-XXXXXX";
+    QB_CHECK(mkdtemp(dir) != NULL);
+    cfg_init(&c);
+    int rc = run_capture(&c, (const char *[]){"--config", dir, NULL}, 2, err, sizeof err);
+    QB_CHECK(rc != QB_OK && rc != QB_EEOF);
+    snprintf(want, sizeof want, "qb-test: config %s: is a directory", dir);
+    if (strstr(err, want) != err) {
+        fprintf(stderr, "  directory: stderr '%s'\n", err);
+    }
+    QB_CHECK(strstr(err, want) == err);
+    qb_opts_free(c.opts);
+    rmdir(dir);
+    /* a bad flag names the program too */
+    cfg_init(&c);
+    QB_CHECK(run_capture(&c, (const char *[]){"--count", "abc", NULL}, 2, err, sizeof err) !=
+             QB_OK);
+    QB_CHECK(strstr(err, "qb-test: --count expects an integer") == err);
     qb_opts_free(c.opts);
 }
 

@@ -661,6 +661,92 @@ QB_TEST(wsq_topic_rules)
     QB_CHECK(!qb_wsq_match("trade.", 6, "book.x.Y", 8));
 }
 
+/* The topics of a broker with three exchanges, for the "subscribed" reply. */
+static const char *const t_known_topics[] = {
+    "book.binance.BTC-USDT",  "book.binance.ETH-USDT",   "book.binance.DOGE-USDT",
+    "book.htx.BTC-USDT",      "book.htx.ETH-BTC",        "book.bithumb.BTC-KRW",
+    "trade.binance.BTC-USDT", "status.binance.BTC-USDT",
+};
+
+static void t_known(void *arg, void (*fn)(void *, qb_str), void *fn_arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < sizeof t_known_topics / sizeof t_known_topics[0]; i++) {
+        fn(fn_arg, (qb_str){t_known_topics[i], strlen(t_known_topics[i])});
+    }
+}
+
+/* Sends one request and checks that the reply is exactly want. */
+static void t_reply_is(qb_wsq_client *c, const char *req, const char *want)
+{
+    t_req(c, req);
+    uint8_t *p;
+    size_t len;
+    bool bin;
+    QB_CHECK(qb_wsq_client_peek(c, &p, &len, &bin));
+    char got[2048];
+    snprintf(got, sizeof got, "%.*s", (int)len, (const char *)p);
+    QB_CHECK_EQ_STR(got, want);
+    qb_wsq_client_pop(c);
+    while (qb_wsq_client_peek(c, &p, &len, &bin)) {
+        qb_wsq_client_pop(c); /* snapshots of what was subscribed */
+    }
+}
+
+QB_TEST(wsq_subscribed_reply_counts_matches_and_names_nearest_topics)
+{
+    t_env e;
+    memset(&e, 0, sizeof e);
+    e.book = qb_book_new(0);
+    qb_wsq_ops ops = {t_snapshot, t_known, t_list, t_wake, &e};
+    qb_wsq_limits l = {.headroom = T_HEAD};
+    e.q = qb_wsq_new(&l, &ops);
+    qb_wsq_client *c = qb_wsq_client_new(e.q, false, NULL);
+    /* Every pattern matches: only the count is added. */
+    t_reply_is(c, "{\"op\":\"subscribe\",\"topics\":[\"book.binance.\"],\"id\":1}",
+               "{\"type\":\"subscribed\",\"topics\":[\"book.binance.\"],\"matching\":3,\"id\":1}");
+    /* An unknown exchange and symbol: same exchange first (none), same
+     * symbol elsewhere (none), then the same base, then byte order. */
+    t_reply_is(c, "{\"op\":\"subscribe\",\"topics\":[\"book.kraken.DOGE-EUR\"]}",
+               "{\"type\":\"subscribed\",\"topics\":[\"book.kraken.DOGE-EUR\"],\"matching\":0,"
+               "\"unmatched\":[\"book.kraken.DOGE-EUR\"],\"nearest\":[\"book.binance.DOGE-USDT\","
+               "\"book.binance.BTC-USDT\",\"book.binance.ETH-USDT\",\"book.bithumb.BTC-KRW\","
+               "\"book.htx.BTC-USDT\"]}");
+    /* A misspelt symbol of a known exchange: that exchange's books first
+     * (same quote), then the same quote elsewhere; the count covers the
+     * patterns that do match, each topic once. */
+    t_reply_is(c,
+               "{\"op\":\"subscribe\",\"topics\":[\"book.binance.FOO-USDT\",\"trade.binance.\","
+               "\"book.htx.BTC-USDT\",\"book.htx.\"],\"id\":\"x\"}",
+               "{\"type\":\"subscribed\",\"topics\":[\"book.binance.FOO-USDT\",\"trade.binance.\","
+               "\"book.htx.BTC-USDT\",\"book.htx.\"],\"matching\":3,\"unmatched\":["
+               "\"book.binance.FOO-USDT\"],\"nearest\":[\"book.binance.BTC-USDT\","
+               "\"book.binance.DOGE-USDT\",\"book.binance.ETH-USDT\",\"book.htx.BTC-USDT\","
+               "\"book.bithumb.BTC-KRW\"],\"id\":\"x\"}");
+    /* Same symbol on other exchanges before other symbols; ASCII case is
+     * ignored in the comparison (a lower-case symbol finds its book). */
+    t_reply_is(c, "{\"op\":\"subscribe\",\"topics\":[\"book.kraken.btc-usdt\"]}",
+               "{\"type\":\"subscribed\",\"topics\":[\"book.kraken.btc-usdt\"],\"matching\":0,"
+               "\"unmatched\":[\"book.kraken.btc-usdt\"],\"nearest\":[\"book.binance.BTC-USDT\","
+               "\"book.htx.BTC-USDT\",\"book.bithumb.BTC-KRW\",\"book.binance.DOGE-USDT\","
+               "\"book.binance.ETH-USDT\"]}");
+    /* A kind with no topic at all: unmatched, nothing near (same kind only);
+     * a duplicate pattern is listed once. */
+    t_reply_is(c,
+               "{\"op\":\"subscribe\",\"topics\":[\"ticker.binance.BTC-USDT\","
+               "\"ticker.binance.BTC-USDT\",\"book.nope.\"]}",
+               "{\"type\":\"subscribed\",\"topics\":[\"ticker.binance.BTC-USDT\","
+               "\"ticker.binance.BTC-USDT\",\"book.nope.\"],\"matching\":0,\"unmatched\":["
+               "\"ticker.binance.BTC-USDT\",\"book.nope.\"],\"nearest\":[\"book.binance.BTC-USDT\","
+               "\"book.binance.DOGE-USDT\",\"book.binance.ETH-USDT\",\"book.bithumb.BTC-KRW\","
+               "\"book.htx.BTC-USDT\"]}");
+    /* The unsubscribe reply is unchanged. */
+    t_reply_is(c, "{\"op\":\"unsubscribe\",\"topics\":[\"book.nope.\"],\"id\":2}",
+               "{\"type\":\"unsubscribed\",\"topics\":[\"book.nope.\"],\"id\":2}");
+    qb_wsq_client_free(c);
+    t_env_fini(&e);
+}
+
 QB_TEST(ws_http_origin_token_paths_mime)
 {
     const char *allow[] = {"http://localhost:8000"};

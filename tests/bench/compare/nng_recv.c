@@ -111,13 +111,16 @@ int main(int argc, char **argv)
     int64_t idle_s = 3, max_run_s = 600;
     const qb_opt opts[] = {
         {"connect", QB_OPT_STR, &connect, "URL", "the broker's publish address (required)"},
-        {"topic", QB_OPT_STR, &topic_opt, "TOPIC", "the topic to receive [book.binance.BTC-USDT]"},
+        {"topic", QB_OPT_STR, &topic_opt, "TOPIC",
+         "the topic to receive" QB_OPT_DEFAULT("book.binance.BTC-USDT")},
         {"mode", QB_OPT_STR, &mode_opt, "block|aio",
-         "a thread in nng_recvmsg, or nng_recv_aio callbacks on NNG's threads [block]"},
+         "a thread in nng_recvmsg, or nng_recv_aio callbacks on NNG's threads" QB_OPT_DEFAULT(
+             "block")},
         {"marks", QB_OPT_STR, &marks_path, "FILE", "append a mark line here at each SIGUSR1"},
         {"idle", QB_OPT_INT, &idle_s, "S", "end S seconds after the last frame"},
         {"max-run", QB_OPT_INT, &max_run_s, "S", "end after S seconds in any case"},
-        {"label", QB_OPT_STR, &label_opt, "NAME", "the client name in the JSON line [nng-recv]"},
+        {"label", QB_OPT_STR, &label_opt, "NAME",
+         "the client name in the JSON line" QB_OPT_DEFAULT("nng-recv")},
         {0},
     };
     static const qb_prog prog = {

@@ -96,13 +96,15 @@ int main(int argc, char **argv)
     const qb_opt opts[] = {
         {"connect", QB_OPT_STR, &connect, "URL", "the broker's publish address (required)"},
         {"snapshot", QB_OPT_STR, &snapshot, "URL",
-         "the broker's snapshot service [the library's default]"},
-        {"topic", QB_OPT_STR, &topic_opt, "TOPIC", "the book to hold [book.binance.BTC-USDT]"},
+         "the broker's snapshot service" QB_OPT_DEFAULT("the library's default")},
+        {"topic", QB_OPT_STR, &topic_opt, "TOPIC",
+         "the book to hold" QB_OPT_DEFAULT("book.binance.BTC-USDT")},
         {"marks", QB_OPT_STR, &marks_path, "FILE", "append a mark line here at each SIGUSR1"},
         {"book-out", QB_OPT_STR, &book_out, "FILE", "the final book as JSON, at the end"},
         {"idle", QB_OPT_INT, &idle_s, "S", "end S seconds after the last delta"},
         {"max-run", QB_OPT_INT, &max_run_s, "S", "end after S seconds in any case"},
-        {"label", QB_OPT_STR, &label_opt, "NAME", "the client name in the JSON line [consumer]"},
+        {"label", QB_OPT_STR, &label_opt, "NAME",
+         "the client name in the JSON line" QB_OPT_DEFAULT("consumer")},
         {0},
     };
     static const qb_prog prog = {
