@@ -69,6 +69,8 @@
 
 #include "clock.h"
 #include "err.h"
+#include "file.h"
+#include "json.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -346,7 +348,7 @@ static void adapter_rest_cb(void *user, int status, const char *body, size_t len
         return;
     }
     qb_event ev;
-    int rc = a->ops->parse_snapshot(&a->parser, body, len, &ev);
+    int rc = a->ops->parse_snapshot(a->xstate, &a->parser, body, len, &ev);
     if (rc != QB_OK) {
         a->cnt.bad_json++;
         snprintf(why, sizeof why, "snapshot body rejected (%zu bytes): %s", len, qb_strerror(rc));
@@ -805,7 +807,7 @@ void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint6
     const char *js = (const char *)data;
     size_t jl = len;
     if (a->ops->decode) {
-        int rc = a->ops->decode(&a->parser, data, len, &js, &jl);
+        int rc = a->ops->decode(a->xstate, &a->parser, data, len, &js, &jl);
         if (rc != QB_OK) {
             if (rc == QB_ETOOBIG) {
                 a->cnt.oversized++;
@@ -823,7 +825,7 @@ void qb__adapter_on_message(qb_wsconn *c, const uint8_t *data, size_t len, uint6
         }
     }
     qb_event ev;
-    int rc = a->ops->parse(&a->parser, js, jl, &ev);
+    int rc = a->ops->parse(a->xstate, &a->parser, js, jl, &ev);
     if (rc != QB_OK) {
         char ex[80];
         adapter_excerpt((const uint8_t *)js, jl, ex, sizeof ex);
@@ -973,22 +975,6 @@ static void adapter_refresh_cb(lws_sorted_usec_list_t *sul)
                      (lws_usec_t)a->cfg.refresh_ms * LWS_US_PER_MS);
 }
 
-static void adapter_json_str(qb_buf *b, const char *s)
-{
-    qb_buf_append(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            qb_buf_appendf(b, "\\%c", ch);
-        } else if (ch < 0x20) {
-            qb_buf_appendf(b, "\\u%04x", ch);
-        } else {
-            qb_buf_append(b, s, 1);
-        }
-    }
-    qb_buf_append(b, "\"", 1);
-}
-
 static void adapter_write_stats(qb_adapter *a)
 {
     if (a->cfg.stats_file == NULL) {
@@ -1071,7 +1057,7 @@ static void adapter_write_stats(qb_adapter *a)
     for (size_t i = 0; i < a->ninst; i++) {
         const qb_inst *in = &a->insts[i];
         const qb_book *bk = qb_sync_book(&in->sync);
-        adapter_json_str(&b, in->symbol);
+        qb_json_append_str(&b, in->symbol, strlen(in->symbol));
         /* resyncing_ms: how long the book has not been live (0: live);
          * queue_pos: its place among the books waiting for a snapshot
          * request (0: not waiting for one). */
@@ -1094,24 +1080,9 @@ static void adapter_write_stats(qb_adapter *a)
     }
     qb_buf_appendf(&b, "}}\n");
 
-    size_t pl = strlen(a->cfg.stats_file);
-    char *tmp = malloc(pl + 8);
-    if (tmp && b.data) {
-        snprintf(tmp, pl + 8, "%s.tmp", a->cfg.stats_file);
-        FILE *f = fopen(tmp, "w");
-        if (f) {
-            bool ok = fwrite(b.data, 1, b.len, f) == b.len;
-            ok = (fclose(f) == 0) && ok;
-            if (!ok || rename(tmp, a->cfg.stats_file) != 0) {
-                QB_LOG_RL(QB_LOG_WARN, "stats_write_failed", "%s: %s", a->cfg.stats_file,
-                          strerror(errno));
-                unlink(tmp);
-            }
-        } else {
-            QB_LOG_RL(QB_LOG_WARN, "stats_write_failed", "%s: %s", tmp, strerror(errno));
-        }
+    if (b.data != NULL && qb_file_write_atomic(a->cfg.stats_file, b.data, b.len) != QB_OK) {
+        QB_LOG_RL(QB_LOG_WARN, "stats_write_failed", "%s: %s", a->cfg.stats_file, strerror(errno));
     }
-    free(tmp);
     qb_buf_fini(&b);
 }
 
@@ -1409,6 +1380,12 @@ int qb_adapter_new(const qb_adapter_cfg *cfg_in, qb_adapter **out)
         return rc;
     }
 
+    /* The exchange's private state (its parser or zlib stream): a running
+     * adapter's only, not a check's. */
+    if ((rc = qb_exchange_state_new(a->ops, a->cfg.max_frame, &a->xstate)) != QB_OK) {
+        goto fail;
+    }
+
     /* NNG. */
     if ((rc = qb__pub_open(&a->pub, a->cfg.broker, &a->cfg.broker_tls, &a->pcnt)) != QB_OK) {
         goto fail;
@@ -1543,6 +1520,7 @@ void qb_adapter_free(qb_adapter *a)
     free(a->insts);
     qb_fetchq_fini(&a->fetchq);
     qb__pub_close(a->pub);
+    qb_exchange_state_free(a->ops, a->xstate);
     qb_parser_fini(&a->parser);
     free((char *)a->cfg.ws_url);
     free((char *)a->cfg.rest_url);

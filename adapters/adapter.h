@@ -33,27 +33,27 @@ typedef struct qb_adapter_cfg {
     const char *const *symbols; /* normalized ("BTC-USDT"), or native ("btcusdt")
                                    when the exchange has from_native */
     size_t nsymbols;
-    const char *ws_url;     /* without the ?streams= part */
-    const char *rest_url;   /* base, e.g. https://api.binance.com */
-    const char *broker;     /* NNG address the PUB socket dials */
+    const char *ws_url;      /* without the ?streams= part */
+    const char *rest_url;    /* base, e.g. https://api.binance.com */
+    const char *broker;      /* NNG address the PUB socket dials */
     qb_tls_files broker_tls; /* tls+tcp:// broker: the broker's CA, our certificate and key */
-    const char *ca_file;    /* extra trusted CA (PEM), or NULL */
-    const char *stats_file; /* or NULL */
-    unsigned depth_limit;   /* REST snapshot depth */
+    const char *ca_file;     /* extra trusted CA (PEM), or NULL */
+    const char *stats_file;  /* or NULL */
+    unsigned depth_limit;    /* REST snapshot depth */
     unsigned streams_per_conn;
     uint64_t max_conn_age_ms; /* proactive reconnect */
     uint64_t stale_ms;
-    uint64_t refresh_ms;   /* 0 disables refresh snapshots */
-    uint32_t batch_maps;   /* most deltas/trades per NNG frame (1..64); 0: 64 */
-    size_t max_frame;      /* bytes per websocket message */
-    size_t max_levels;     /* per side, book and messages */
-    size_t max_body;       /* REST body cap */
-    qb_exchange_cfg xcfg;  /* exchange-specific: HTX levels, symbol map, tickers */
-    uint64_t keepalive_ms; /* client keepalive period; 0: the exchange's default
-                              (ops->keepalive_ms; exchanges without one ignore it) */
+    uint64_t refresh_ms;            /* 0 disables refresh snapshots */
+    uint32_t batch_maps;            /* most deltas/trades per NNG frame (1..64); 0: 64 */
+    size_t max_frame;               /* bytes per websocket message */
+    size_t max_levels;              /* per side, book and messages */
+    size_t max_body;                /* REST body cap */
+    qb_exchange_cfg xcfg;           /* exchange-specific: HTX levels, symbol map, tickers */
+    uint64_t keepalive_ms;          /* client keepalive period; 0: the exchange's default
+                                       (ops->keepalive_ms; exchanges without one ignore it) */
     uint32_t max_connects_per_min;  /* process connect budget; 0: ops->connects_per_min */
     uint32_t max_snapshots_per_min; /* snapshot request budget; 0: ops->snapshots_per_min */
-    bool no_tls_read_ahead; /* true: OpenSSL reads one TLS record per read() (ws_conn.c) */
+    bool no_tls_read_ahead;         /* true: OpenSSL reads one TLS record per read() (ws_conn.c) */
 } qb_adapter_cfg;
 
 #define QB_ADAPTER_MAX_BODY_DEFAULT (8u << 20)

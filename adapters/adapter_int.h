@@ -38,7 +38,7 @@ typedef struct qb_lws_obj {
 /* ---- publish.c --------------------------------------------------------- */
 
 typedef struct qb_pub_counters {
-    uint64_t published; /* messages (maps) handed to NNG */
+    uint64_t published;      /* messages (maps) handed to NNG */
     uint64_t publish_errors; /* messages lost to a failed send */
     uint64_t encode_errors;
     uint64_t frames; /* NNG messages sent (a frame holds 1..N maps) */
@@ -227,6 +227,7 @@ struct qb_adapter {
     struct lws_context *ctx;
     qb_pub *pub;
     qb_parser parser;
+    void *xstate; /* the exchange's private state (ops->state_size), with parser */
     qb_inst *insts;
     size_t ninst;
     qb_wsconn *conns;

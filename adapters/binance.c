@@ -30,10 +30,11 @@
  * else, and any frame the hot path does not accept, through jsmn via
  * common/json.h (qb__binance_parse_jsmn below), which then gives the
  * answer, error codes included. Both write into the caller's qb_parser with
- * no allocation per message (the simdjson parser is created on the
- * parser's first Binance message, like HTX's inflate stream), prices and
+ * no allocation per message (the simdjson parser lives in the exchange's
+ * private state, qb__binance_state, made by .init), prices and
  * sizes parsed exactly with qb_dec_parse from the raw string tokens. REST
- * snapshots stay on jsmn. Pure functions; any thread with its own qb_parser.
+ * snapshots stay on jsmn. Pure functions; any thread with its own qb_parser
+ * and state.
  */
 #include "binance_json.h"
 #include "exchange.h"
@@ -424,27 +425,42 @@ int qb__binance_parse_jsmn(qb_parser *p, const char *js, size_t len, qb_event *e
     return QB_OK;
 }
 
-/* The hot path first; QB_EAGAIN from it means "parse with jsmn" (counted
- * in p->bjson_misses). When the simdjson parser cannot be allocated every
- * frame goes to jsmn (p->bjson_off): slower, same results. */
-static int binance_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
+/* ---- private state ------------------------------------------------------- */
+
+/* When the simdjson parser cannot be allocated every frame goes to jsmn
+ * (bjson NULL): slower, same results, so this never fails. */
+static int binance_init(void *st, size_t max_bytes)
 {
-    if (p->bjson == NULL && !p->bjson_off) {
-        p->bjson = qb__bjson_new(p->max_bytes);
-        p->bjson_off = p->bjson == NULL;
-    }
-    if (p->bjson != NULL) {
-        if (qb__bjson_parse(p->bjson, p, js, len, ev) == QB_OK) {
-            p->bjson_hits++;
+    qb__binance_state *s = st;
+    s->bjson = qb__bjson_new(max_bytes);
+    return QB_OK;
+}
+
+static void binance_fini(void *st)
+{
+    qb__binance_state *s = st;
+    qb__bjson_free(s->bjson);
+    s->bjson = NULL;
+}
+
+/* The hot path first; QB_EAGAIN from it means "parse with jsmn" (counted
+ * in bjson_misses). */
+static int binance_parse(void *st, qb_parser *p, const char *js, size_t len, qb_event *ev)
+{
+    qb__binance_state *s = st;
+    if (s->bjson != NULL) {
+        if (qb__bjson_parse(s->bjson, p, js, len, ev) == QB_OK) {
+            s->bjson_hits++;
             return QB_OK;
         }
-        p->bjson_misses++;
+        s->bjson_misses++;
     }
     return qb__binance_parse_jsmn(p, js, len, ev);
 }
 
-static int binance_parse_snapshot(qb_parser *p, const char *js, size_t len, qb_event *ev)
+static int binance_parse_snapshot(void *st, qb_parser *p, const char *js, size_t len, qb_event *ev)
 {
+    (void)st;
     memset(ev, 0, sizeof *ev);
     qb_json j;
     int rc = qb_json_parse(&j, js, len, p->tok, p->tok_cap);
@@ -557,6 +573,7 @@ const qb_seq_rule qb_seq_binance_spot = {
 
 const qb_exchange_ops qb_binance_ops = {
     .name = "binance",
+    .help = "spot: combined streams <sym>@depth@100ms, @trade, @ticker; REST snapshot",
     .default_ws_url = "wss://stream.binance.com:9443/stream",
     .default_rest_url = "https://api.binance.com",
     .max_streams_per_conn = 1024,
@@ -574,7 +591,9 @@ const qb_exchange_ops qb_binance_ops = {
     /* An oversized or unparseable frame: each book's next U tells whether
      * it was its own (sync.h, qb_sync_suspect). */
     .suspect_on_lost_frame = true,
-    .default_symbols = "BTC-USDT,ETH-USDT",
+    .state_size = sizeof(qb__binance_state),
+    .init = binance_init,
+    .fini = binance_fini,
     .to_native = binance_to_native,
     .from_native = NULL,
     .ws_url = binance_ws_url,

@@ -1,8 +1,8 @@
 /*
  * binance_json.cc: the Binance hot path (depthUpdate and trade) with the
  * simdjson DOM parser (Debian libsimdjson-dev 3.0.1), behind the C
- * interface of binance_json.h. Measured in BENCHMARKS.md ("simdjson for the
- * depth message") and S3_result.md.
+ * interface of binance_json.h. Measured in docs/BENCHMARKS.md ("simdjson for the
+ * depth message").
  *
  * Design:
  *   - DOM, not On-Demand: the DOM parser validates the whole document
@@ -52,7 +52,8 @@
  *     could need more than jsmn's p->tok_cap tokens (qb__bjson_parse: a
  *     frame of len bytes has at most (len + 1) / 2 tokens).
  *
- * Thread: any, one qb__bjson per thread (it is part of a qb_parser).
+ * Thread: any, one qb__bjson per thread (it is part of the Binance state
+ * that goes with one qb_parser, binance_json.h).
  */
 #include <simdjson.h>
 
@@ -84,10 +85,13 @@ struct qb__bjson {
     dom::parser parser;
     char *buf;      /* max_len + SIMDJSON_PADDING */
     size_t max_len; /* largest frame handled */
-    explicit qb__bjson(size_t cap) : parser(cap), buf(nullptr), max_len(cap) {}
+    explicit qb__bjson(size_t cap) : parser(cap), buf(nullptr), max_len(cap)
+    {
+    }
 };
 
-namespace {
+namespace
+{
 
 constexpr int bjson_miss = QB_EAGAIN;
 

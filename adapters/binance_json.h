@@ -30,12 +30,20 @@ extern "C" {
 
 typedef struct qb__bjson qb__bjson;
 
+/* Binance's private state (qb_binance_ops.state_size, exchange.h): the hot
+ * path's parser and its counters. One per qb_parser, on its thread. */
+typedef struct qb__binance_state {
+    qb__bjson *bjson;      /* made by .init; NULL when that failed: jsmn only */
+    uint64_t bjson_hits;   /* frames the simdjson hot path parsed */
+    uint64_t bjson_misses; /* frames it handed to jsmn (other kinds, rejects) */
+} qb__binance_state;
+
 /* One DOM parser for frames up to max_bytes (depth limit
  * QB_JSON_MAX_DEPTH; structural index, tape and string buffer allocated
  * here, about 14 bytes per byte of max_bytes, touched only as far as the
  * largest frame seen) and one padded copy buffer of max_bytes +
  * SIMDJSON_PADDING: all the memory the hot path ever uses. NULL when out of
- * memory. Owned by the caller (qb_parser_fini frees it). */
+ * memory. Owned by the caller (the Binance state: its .fini frees it). */
 qb__bjson *qb__bjson_new(size_t max_bytes);
 void qb__bjson_free(qb__bjson *b);
 

@@ -364,8 +364,9 @@ static int bithumb_ticker(const qb_json *j, qb_event *ev)
     return QB_OK;
 }
 
-static int bithumb_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
+static int bithumb_parse(void *state, qb_parser *p, const char *js, size_t len, qb_event *ev)
 {
+    (void)state; /* no private state: .state_size 0 */
     memset(ev, 0, sizeof *ev);
     qb_json j;
     int rc = qb_json_parse(&j, js, len, p->tok, p->tok_cap);
@@ -421,6 +422,8 @@ static int bithumb_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
 
 const qb_exchange_ops qb_bithumb_ops = {
     .name = "bithumb",
+    .help = "websocket v1: full top-N orderbook messages turned into exact deltas,\n"
+            "           trades, tickers; text PING keepalive",
     .default_ws_url = "wss://ws-api.bithumb.com/websocket/v1",
     .default_rest_url = NULL,
     /* One request carries every code of a connection; Bithumb documents no
@@ -430,7 +433,6 @@ const qb_exchange_ops qb_bithumb_ops = {
     .streams_per_symbol = 2,
     .ticker_streams = 1,
     .max_depth_limit = 30,
-    .default_symbols = "BTC-KRW,ETH-KRW",
     .full_book = true,
     .suspect_on_lost_frame = false, /* every book message is complete */
     .ws_request_interval_ms = 0,

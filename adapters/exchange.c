@@ -1,14 +1,14 @@
 /*
  * exchange.c: what exchange files share: the parser scratch state, the
- * [price, size] level parser, time conversion, the "no ids" sequence rule
- * of full-book exchanges, and the registry of ops tables (add one line per
- * exchange). Pure functions; any thread.
+ * exchanges' private state (qb_exchange_state_new: .state_size bytes,
+ * .init/.fini), the [price, size] level parser, time conversion, the
+ * "no ids" sequence rule of full-book exchanges, and the registry of ops
+ * tables, built from exchanges.def (one line per exchange). Pure
+ * functions; any thread.
  */
 #include "exchange.h"
 
-#include "binance_json.h"
 #include "err.h"
-#include "inflate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +50,6 @@ void qb_parser_fini(qb_parser *p)
     free(p->asks);
     free(p->trades);
     qb_buf_fini(&p->scratch);
-    qb_inflate_free(p->inflate);
-    p->inflate = NULL;
-    qb__bjson_free(p->bjson);
-    p->bjson = NULL;
     p->tok = NULL;
     p->trades = NULL;
     p->bids = p->asks = NULL;
@@ -199,17 +195,22 @@ const qb_seq_rule qb_seq_none = {
 
 /* ---- registry ---------------------------------------------------------- */
 
-static const qb_exchange_ops *const exchange_registry[] = {
-    &qb_binance_ops,
-    &qb_htx_ops,
-    &qb_bithumb_ops,
+const qb_exchange_ops *const qb_exchanges[] = {
+#define QB_EXCHANGE(id, symbols) &qb_##id##_ops,
+#include "exchanges.def"
+    NULL,
+};
+
+static const char *const exchange_default_symbols[] = {
+#define QB_EXCHANGE(id, symbols) symbols,
+#include "exchanges.def"
 };
 
 const qb_exchange_ops *qb_exchange_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof exchange_registry / sizeof exchange_registry[0]; i++) {
-        if (strcmp(exchange_registry[i]->name, name) == 0) {
-            return exchange_registry[i];
+    for (size_t i = 0; qb_exchanges[i] != NULL; i++) {
+        if (strcmp(qb_exchanges[i]->name, name) == 0) {
+            return qb_exchanges[i];
         }
     }
     return NULL;
@@ -217,5 +218,47 @@ const qb_exchange_ops *qb_exchange_find(const char *name)
 
 const char *qb_exchange_names(void)
 {
-    return "binance, htx, bithumb";
+    static const char names[] = ""
+#define QB_EXCHANGE(id, symbols) ", " #id
+#include "exchanges.def"
+        ;
+    return names + 2; /* past the first ", " */
+}
+
+const char *qb_exchange_default_symbols(const qb_exchange_ops *ops)
+{
+    for (size_t i = 0; qb_exchanges[i] != NULL; i++) {
+        if (qb_exchanges[i] == ops) {
+            return exchange_default_symbols[i];
+        }
+    }
+    return "";
+}
+
+/* ---- private state --------------------------------------------------------- */
+
+int qb_exchange_state_new(const qb_exchange_ops *ops, size_t max_bytes, void **out)
+{
+    void *st = NULL;
+    if (ops->state_size > 0 && (st = calloc(1, ops->state_size)) == NULL) {
+        return QB_ENOMEM;
+    }
+    int rc = ops->init ? ops->init(st, max_bytes) : QB_OK;
+    if (rc != QB_OK) {
+        free(st);
+        return rc;
+    }
+    *out = st;
+    return QB_OK;
+}
+
+void qb_exchange_state_free(const qb_exchange_ops *ops, void *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    if (ops->fini) {
+        ops->fini(st);
+    }
+    free(st);
 }

@@ -22,10 +22,19 @@
  * crashes: the parse functions return QB_EPARSE / QB_ETOOBIG / QB_ERANGE and
  * the caller counts and logs it.
  *
+ * What one exchange needs beyond that (Binance's simdjson parser, HTX's
+ * zlib stream) is its private state, as NNG's .sock_size: the table says
+ * .state_size, the owner of the parser allocates that many bytes per
+ * exchange instance (qb_exchange_state_new: one per adapter, or per test),
+ * .init/.fini set it up and tear it down, and decode/parse/parse_snapshot
+ * get it as their first argument. The shared structs hold nothing of any
+ * one exchange.
+ *
  * The three exchanges use the table in three ways:
  *   binance.c  REST snapshot (.snapshot_url, weighed by depth:
  *              .snapshot_weight) + U/u chained deltas;
- *   htx.c      gzip frames (.decode, inflate.c), JSON ping answered through a
+ *   htx.c      gzip frames (.decode, inflate.c, its zlib stream in the
+ *              exchange state), JSON ping answered through a
  *              QB_EV_REPLY event, snapshot by "req" on the same websocket
  *              (.snapshot_ws_request, at most one per .ws_request_interval_ms
  *              per connection), prevSeqNum chaining (qb_seq_htx);
@@ -114,16 +123,9 @@ typedef struct qb_parser {
     size_t level_cap; /* per side */
     qb_trade *trades;
     size_t trade_cap;
-    size_t max_bytes;           /* frame cap: decoded (inflated) output too */
-    qb_buf scratch;             /* decode output (gzip) */
-    struct qb_inflate *inflate; /* HTX: reusable zlib stream, created on first use */
-    /* Binance: simdjson DOM parser + padded frame copy (binance_json.h),
-     * created on the first Binance message; bjson_off when that failed. */
-    struct qb__bjson *bjson;
-    bool bjson_off;
-    uint64_t bjson_hits;   /* frames the simdjson hot path parsed */
-    uint64_t bjson_misses; /* frames it handed to jsmn (other kinds, rejects) */
-    char reply[64];             /* REPLY text */
+    size_t max_bytes; /* frame cap: decoded (inflated) output too */
+    qb_buf scratch;   /* decode output (gzip) */
+    char reply[64];   /* REPLY text */
 } qb_parser;
 
 /* Sizes the parser for frames up to max_bytes (also the cap on a decoded,
@@ -170,13 +172,15 @@ typedef struct qb_exchange_cfg {
 
 typedef struct qb_exchange_ops {
     const char *name;                /* exchange id on the wire: "binance" */
-    const char *default_ws_url;      /* --ws-url default */
+    const char *help;                /* --help: what is used, lines after the first
+                                        indented by 11 spaces */
+    const char *default_ws_url;      /* --ws-url default; its path is the exchange's path on
+                                        quotebus-exsim too (--exsim, main.c) */
     const char *default_rest_url;    /* --rest-url default, NULL when none */
     unsigned max_streams_per_conn;   /* the exchange's hard limit */
     unsigned streams_per_symbol;     /* streams one instrument needs (book, trades) */
     unsigned ticker_streams;         /* more streams per instrument with tickers on */
     unsigned max_depth_limit;        /* largest snapshot depth the exchange serves */
-    const char *default_symbols;     /* comma separated, normalized */
     bool full_book;                  /* book messages are full snapshots (no fetch) */
     bool suspect_on_lost_frame;      /* an unattributable lost frame makes the connection's
                                         books suspect (sync.h, qb_sync_suspect) */
@@ -215,12 +219,24 @@ typedef struct qb_exchange_ops {
      * one NUL byte (nothing appended, or NULL: the URL subscribes to all). */
     int (*subscribe_msg)(const qb_exchange_cfg *xc, const char *base, const char *const *natives,
                          size_t n, qb_buf *out);
+    /* Private state of one exchange instance (NNG's .sock_size): bytes,
+     * zeroed, that the owner allocates (qb_exchange_state_new) and passes
+     * as st to init, decode, parse, parse_snapshot and fini; one per
+     * qb_parser, used on that parser's thread only. 0: none (st NULL). */
+    size_t state_size;
+    /* Sets up st for frames of up to max_bytes (the qb_parser's cap).
+     * QB_OK or QB_ENOMEM (st then holds nothing to free: fini is not
+     * called). NULL: nothing to set up. */
+    int (*init)(void *st, size_t max_bytes);
+    /* Frees what init allocated (not st itself). NULL: nothing. */
+    void (*fini)(void *st);
     /* Turns a received frame into JSON text (NULL: the frame is the text).
      * *out points into p->scratch or into in. */
-    int (*decode)(qb_parser *p, const uint8_t *in, size_t len, const char **out, size_t *out_len);
+    int (*decode)(void *st, qb_parser *p, const uint8_t *in, size_t len, const char **out,
+                  size_t *out_len);
     /* Parses one websocket message into ev. QB_OK (ev->kind says what it
      * is), QB_EPARSE, QB_ETOOBIG, QB_ERANGE. */
-    int (*parse)(qb_parser *p, const char *js, size_t len, qb_event *ev);
+    int (*parse)(void *st, qb_parser *p, const char *js, size_t len, qb_event *ev);
     /* Appends the REST snapshot URL for one instrument (NULL when the
      * snapshot comes over the websocket). */
     int (*snapshot_url)(const char *rest_base, const char *native, unsigned limit, qb_buf *out);
@@ -228,21 +244,36 @@ typedef struct qb_exchange_ops {
     int (*snapshot_ws_request)(const qb_exchange_cfg *xc, const char *native, qb_buf *out);
     /* Parses a snapshot document into ev (kind QB_EV_SNAPSHOT, last_id,
      * levels); ev->native is left to the caller. */
-    int (*parse_snapshot)(qb_parser *p, const char *js, size_t len, qb_event *ev);
+    int (*parse_snapshot)(void *st, qb_parser *p, const char *js, size_t len, qb_event *ev);
     const qb_seq_rule *seq;
 } qb_exchange_ops;
 
-extern const qb_exchange_ops qb_binance_ops;
+/* qb_binance_ops, qb_htx_ops, ...: one per line of exchanges.def. */
+#define QB_EXCHANGE(id, symbols) extern const qb_exchange_ops qb_##id##_ops;
+#include "exchanges.def"
 extern const qb_seq_rule qb_seq_binance_spot;
-extern const qb_exchange_ops qb_htx_ops;
 extern const qb_seq_rule qb_seq_htx;
-extern const qb_exchange_ops qb_bithumb_ops;
 extern const qb_seq_rule qb_seq_none; /* full books: no ids to chain */
 
+/* The registry (exchanges.def: one line per exchange), in its order,
+ * NULL-terminated. */
+extern const qb_exchange_ops *const qb_exchanges[];
 /* The ops table for an exchange id, or NULL. */
 const qb_exchange_ops *qb_exchange_find(const char *name);
-/* Comma-separated list of supported exchange ids, for --help. */
+/* "binance, htx, ...": the registry's ids, for messages and --help.
+ * Static storage. */
 const char *qb_exchange_names(void);
+/* The exchange's default symbols ("BTC-USDT,ETH-USDT"; exchanges.def),
+ * comma separated, normalized. Static storage. */
+const char *qb_exchange_default_symbols(const qb_exchange_ops *ops);
+
+/* Allocates ops->state_size zeroed bytes and runs ops->init on them for
+ * frames of up to max_bytes. QB_OK and *out (NULL when state_size is 0;
+ * the caller owns it: qb_exchange_state_free), or QB_ENOMEM (*out not
+ * written). Any thread; the state is then used by one thread at a time. */
+int qb_exchange_state_new(const qb_exchange_ops *ops, size_t max_bytes, void **out);
+/* ops->fini, then frees st. NULL is a no-op. */
+void qb_exchange_state_free(const qb_exchange_ops *ops, void *st);
 
 /* Helpers shared by exchange parsers (binance.c, later htx.c, ...). */
 

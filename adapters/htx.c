@@ -252,18 +252,35 @@ static int htx_snapshot_ws_request(const qb_exchange_cfg *xc, const char *native
                           native, htx_levels(xc), native);
 }
 
+/* ---- private state ------------------------------------------------------ */
+
+/* qb_htx_ops.state_size: the zlib stream, reset (not re-created) per
+ * frame. */
+typedef struct htx_state {
+    qb_inflate *inflate;
+} htx_state;
+
+static int htx_init(void *st, size_t max_bytes)
+{
+    (void)max_bytes; /* the cap is the parser's, applied per frame */
+    htx_state *s = st;
+    return qb_inflate_new(&s->inflate);
+}
+
+static void htx_fini(void *st)
+{
+    htx_state *s = st;
+    qb_inflate_free(s->inflate);
+    s->inflate = NULL;
+}
+
 /* ---- frames ------------------------------------------------------------- */
 
-static int htx_decode(qb_parser *p, const uint8_t *in, size_t len, const char **out,
+static int htx_decode(void *st, qb_parser *p, const uint8_t *in, size_t len, const char **out,
                       size_t *out_len)
 {
-    if (p->inflate == NULL) {
-        int rc = qb_inflate_new(&p->inflate);
-        if (rc != QB_OK) {
-            return rc;
-        }
-    }
-    int rc = qb_inflate_gzip(p->inflate, in, len, p->max_bytes, &p->scratch);
+    htx_state *s = st;
+    int rc = qb_inflate_gzip(s->inflate, in, len, p->max_bytes, &p->scratch);
     if (rc != QB_OK) {
         return rc;
     }
@@ -527,8 +544,9 @@ static int htx_error(const qb_json *j, qb_event *ev)
     return QB_OK;
 }
 
-static int htx_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
+static int htx_parse(void *st, qb_parser *p, const char *js, size_t len, qb_event *ev)
 {
+    (void)st; /* JSON frames need no state: only decode does */
     memset(ev, 0, sizeof *ev);
     qb_json j;
     int rc = qb_json_parse(&j, js, len, p->tok, p->tok_cap);
@@ -611,9 +629,9 @@ static int htx_parse(qb_parser *p, const char *js, size_t len, qb_event *ev)
 
 /* The req answer, when it comes from elsewhere than the websocket (tests:
  * the sample files). Same document as the websocket answer. */
-static int htx_parse_snapshot(qb_parser *p, const char *js, size_t len, qb_event *ev)
+static int htx_parse_snapshot(void *st, qb_parser *p, const char *js, size_t len, qb_event *ev)
 {
-    int rc = htx_parse(p, js, len, ev);
+    int rc = htx_parse(st, p, js, len, ev);
     if (rc == QB_OK && ev->kind != QB_EV_SNAPSHOT) {
         return QB_EPARSE;
     }
@@ -701,6 +719,9 @@ const qb_seq_rule qb_seq_htx = {
 
 const qb_exchange_ops qb_htx_ops = {
     .name = "htx",
+    .help = "HTX/Huobi spot on /feed: gzip frames, ping/pong, market.<sym>.mbp.<levels>\n"
+            "           with the snapshot by req on the same connection (prevSeqNum chaining),\n"
+            "           trade.detail, detail (24 h ticker)",
     .default_ws_url = "wss://api.huobi.pro/feed",
     .default_rest_url = NULL,
     /* HTX documents no per-connection topic limit; keep connections
@@ -709,7 +730,6 @@ const qb_exchange_ops qb_htx_ops = {
     .streams_per_symbol = 2,
     .ticker_streams = 1,
     .max_depth_limit = 400,
-    .default_symbols = "BTC-USDT,ETH-USDT",
     .full_book = false,
     /* A corrupt gzip frame could be any symbol's update: each book's next
      * prevSeqNum tells whether it was its own (sync.h, qb_sync_suspect). */
@@ -723,6 +743,9 @@ const qb_exchange_ops qb_htx_ops = {
     .snapshots_per_min = 300,
     .keepalive_ms = 0, /* the server pings; we answer */
     .keepalive_text = NULL,
+    .state_size = sizeof(htx_state),
+    .init = htx_init,
+    .fini = htx_fini,
     .to_native = htx_to_native,
     .from_native = htx_from_native,
     .ws_url = htx_ws_url,

@@ -9,6 +9,10 @@
  * qb_adapter_new runs) and exits before opening anything: 0 and silence
  * when valid, 2 and the usual error on stderr when not. quotebus-broker
  * runs it for each --adapter before it starts any child.
+ *
+ * Whatever --help says per exchange (the list, default symbols and URLs,
+ * limits, the simulator's paths) is made from the registry
+ * (exchanges.def, exchange.h) and the ops tables, never spelled out here.
  */
 #include "adapter.h"
 
@@ -18,6 +22,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +39,7 @@ static void main_on_signal(int sig)
     }
 }
 
-static const char main_summary[] =
+static const char main_summary_head[] =
     "Connects to one exchange's public market-data websocket, keeps an exact local\n"
     "order book per symbol (REST/websocket snapshot + deltas, sequence checks,\n"
     "resync on any gap), and publishes normalized msgpack messages (snapshot,\n"
@@ -43,13 +48,7 @@ static const char main_summary[] =
     "(same seq), so the broker and subscribers heal any loss within that time.\n"
     "Tickers (last, best bid/ask when given, 24 h volume and change) are published\n"
     "on ticker.<exchange>.<symbol> unless --no-tickers.\n"
-    "Exchanges:\n"
-    "  binance  spot: combined streams <sym>@depth@100ms, @trade, @ticker; REST snapshot\n"
-    "  htx      HTX/Huobi spot on /feed: gzip frames, ping/pong, market.<sym>.mbp.<levels>\n"
-    "           with the snapshot by req on the same connection (prevSeqNum chaining),\n"
-    "           trade.detail, detail (24 h ticker)\n"
-    "  bithumb  websocket v1: full top-N orderbook messages turned into exact deltas,\n"
-    "           trades, tickers; text PING keepalive";
+    "Exchanges:";
 
 static const char main_footer[] =
     "Examples:\n"
@@ -64,14 +63,10 @@ static const char main_footer[] =
     "  quotebus-adapter binance --broker tls+tcp://broker.lan:7783 --broker-tls-ca ca.pem \\\n"
     "      --broker-tls-cert adapter.pem --broker-tls-key adapter.key\n"
     "      into a broker whose ingest requires mutual TLS (scripts/make-certs.sh)\n"
-    "  against the offline simulator (quotebus-exsim, on port 7790 as in quotebus-broker\n"
-    "  --demo; it serves every exchange, routed by path):\n"
-    "  quotebus-adapter binance --ws-url ws://127.0.0.1:7790/stream \\\n"
-    "      --rest-url http://127.0.0.1:7790\n"
-    "  quotebus-adapter htx --ws-url ws://127.0.0.1:7790/feed\n"
-    "  quotebus-adapter bithumb --ws-url ws://127.0.0.1:7790/websocket/v1\n"
-    "  quotebus-adapter binance --ws-url wss://127.0.0.1:7790/stream \\\n"
-    "      --rest-url https://127.0.0.1:7790 --ca-file test-ca.pem\n"
+    "  quotebus-adapter htx --exsim ws://127.0.0.1:7790\n"
+    "      against the offline simulator (quotebus-exsim, on port 7790 as in\n"
+    "      quotebus-broker --demo; it serves every exchange, each on its path)\n"
+    "  quotebus-adapter binance --exsim wss://127.0.0.1:7790 --ca-file test-ca.pem\n"
     "      a simulator serving TLS (quotebus-exsim --tls-cert PEM --tls-key PEM)\n"
     "  quotebus-adapter --config adapter.json binance\n"
     "      with adapter.json = {\"symbols\": [\"BTC-USDT\"], \"stats-file\": \"/tmp/a.json\"}\n"
@@ -95,9 +90,97 @@ static const char main_footer[] =
     "last_update_id, bids, asks, resyncing_ms, queue_pos, suspect, resyncs, heals,\n"
     "last_heal_ms, max_heal_ms, ...}}.";
 
+/* Appends to a --help text being built (cut at cap, always terminated). */
+static void main_catf(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t n = strlen(buf);
+    if (n + 1 >= cap) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
+}
+
+/* The path of a URL ("/stream" of "wss://stream.binance.com:9443/stream"),
+ * "" when it has none. */
+static const char *main_url_path(const char *url)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    return host + strcspn(host, "/?");
+}
+
+/* The per-exchange parts of --help, from the registry, in its order. */
+static struct {
+    char summary[2048];
+    char symbols[384];
+    char ws_url[384];
+    char exsim[384];
+    char streams[256];
+    char connects[384];
+} main_help;
+
+static void main_help_init(void)
+{
+    main_catf(main_help.summary, sizeof main_help.summary, "%s", main_summary_head);
+    main_catf(main_help.symbols, sizeof main_help.symbols,
+              "normalized symbols, comma separated (htx: the native form, e.g. btcusdt, "
+              "too)" QB_OPT_DEFAULT_MARK);
+    main_catf(main_help.ws_url, sizeof main_help.ws_url,
+              "websocket URL (binance: ?streams=... appended)" QB_OPT_DEFAULT_MARK);
+    main_catf(main_help.exsim, sizeof main_help.exsim,
+              "the offline simulator (quotebus-exsim) at URL = ws[s]://HOST:PORT, which serves "
+              "each exchange on its real endpoint's path: the websocket is URL + that path (");
+    main_catf(main_help.streams, sizeof main_help.streams,
+              "streams per websocket connection (2 per symbol, 3 with tickers; ");
+    main_catf(main_help.connects, sizeof main_help.connects,
+              "websocket connection attempts per minute, all connections of the process "
+              "(0: the exchange default: ");
+    for (size_t i = 0; qb_exchanges[i] != NULL; i++) {
+        const qb_exchange_ops *x = qb_exchanges[i];
+        const char *sep = i ? ", " : "";
+        main_catf(main_help.summary, sizeof main_help.summary, "\n  %-8s %s", x->name, x->help);
+        main_catf(main_help.symbols, sizeof main_help.symbols, "%s%s: %s", i ? "; " : "", x->name,
+                  qb_exchange_default_symbols(x));
+        main_catf(main_help.ws_url, sizeof main_help.ws_url, "%s%s: %s", sep, x->name,
+                  x->default_ws_url);
+        main_catf(main_help.exsim, sizeof main_help.exsim, "%s%s %s", sep, x->name,
+                  main_url_path(x->default_ws_url));
+        main_catf(main_help.streams, sizeof main_help.streams, i ? "%s%s %u" : "%s%s max %u", sep,
+                  x->name, x->max_streams_per_conn);
+        main_catf(main_help.connects, sizeof main_help.connects, "%s%s %u", sep, x->name,
+                  x->connects_per_min);
+    }
+    main_catf(main_help.exsim, sizeof main_help.exsim,
+              "), REST (if any) http[s]://HOST:PORT; --ws-url and --rest-url win");
+    main_catf(main_help.streams, sizeof main_help.streams, ")");
+    main_catf(main_help.connects, sizeof main_help.connects, "); beyond it attempts wait");
+}
+
+/* --exsim URL: the exchange's endpoints on the simulator, into ws (cap
+ * bytes each) and rest (the same host, http or https; "" when the exchange
+ * has no REST). False when URL is not ws:// or wss://. */
+static bool main_exsim_urls(const qb_exchange_ops *ops, const char *url, char *ws, char *rest,
+                            size_t cap)
+{
+    bool tls = strncmp(url, "wss://", 6) == 0;
+    if (!tls && strncmp(url, "ws://", 5) != 0) {
+        return false;
+    }
+    const char *host = url + (tls ? 6 : 5);
+    size_t hl = strcspn(host, "/");
+    snprintf(ws, cap, "%s%.*s%s", tls ? "wss://" : "ws://", (int)hl, host,
+             main_url_path(ops->default_ws_url));
+    snprintf(rest, cap, "%s%.*s", ops->default_rest_url ? (tls ? "https://" : "http://") : "",
+             ops->default_rest_url ? (int)hl : 0, host);
+    return true;
+}
+
 int main(int argc, char **argv)
 {
-    char *ws_url = NULL, *rest_url = NULL;
+    char *ws_url = NULL, *rest_url = NULL, *exsim = NULL;
     char *broker = "ipc:///tmp/quotebus/private/ingest.ipc";
     char *broker_tls_cert = NULL, *broker_tls_key = NULL, *broker_tls_ca = NULL;
     char *ca_file = NULL, *stats_file = NULL, *log_level = "info";
@@ -109,17 +192,14 @@ int main(int argc, char **argv)
     int64_t max_conn_age_ms = (23 * 60 + 30) * 60 * 1000LL;
     int64_t stale_ms = 30000, refresh_ms = 1000, max_frame = 1 << 20, max_levels = 20000;
     int64_t batch_maps = 64;
+    main_help_init();
     const qb_opt opts[] = {
-        {"symbols", QB_OPT_LIST, &symbols, "LIST",
-         "normalized symbols, comma separated (htx: the native form, e.g. btcusdt, "
-         "too)" QB_OPT_DEFAULT("BTC-USDT,ETH-USDT; bithumb: BTC-KRW,ETH-KRW")},
-        {"ws-url", QB_OPT_STR, &ws_url, "URL",
-         "websocket URL (binance: ?streams=... appended)" QB_OPT_DEFAULT(
-             "binance: wss://stream.binance.com:9443/stream, htx: wss://api.huobi.pro/feed, "
-             "bithumb: wss://ws-api.bithumb.com/websocket/v1")},
+        {"symbols", QB_OPT_LIST, &symbols, "LIST", main_help.symbols},
+        {"ws-url", QB_OPT_STR, &ws_url, "URL", main_help.ws_url},
         {"rest-url", QB_OPT_STR, &rest_url, "URL",
          "binance: REST base URL for snapshots; /api/v3/depth?symbol=X&limit=N is "
          "appended" QB_OPT_DEFAULT("https://api.binance.com")},
+        {"exsim", QB_OPT_STR, &exsim, "URL", main_help.exsim},
         {"depth-limit", QB_OPT_INT, &depth_limit, "N",
          "binance: REST snapshot depth (levels per side); its weight sets the snapshot "
          "budget (5000 weight/min: 1-100 weigh 5, 101-500 25, 501-1000 50, 1001-5000 250)"},
@@ -144,9 +224,7 @@ int main(int argc, char **argv)
          "tls+tcp:// --broker: the private key of --broker-tls-cert"},
         {"ca-file", QB_OPT_STR, &ca_file, "PEM",
          "extra trusted CA certificate(s), on top of the system store"},
-        {"streams-per-conn", QB_OPT_INT, &streams_per_conn, "N",
-         "streams per websocket connection (2 per symbol, 3 with tickers; binance max "
-         "1024, htx 300, bithumb 600)"},
+        {"streams-per-conn", QB_OPT_INT, &streams_per_conn, "N", main_help.streams},
         {"max-conn-age-ms", QB_OPT_INT, &max_conn_age_ms, "MS",
          "reconnect proactively after this long (Binance closes at 24 h)"},
         {"stale-ms", QB_OPT_INT, &stale_ms, "MS",
@@ -160,10 +238,7 @@ int main(int argc, char **argv)
          "largest websocket message accepted, and for htx the largest inflated frame; "
          "larger ones are dropped and counted"},
         {"max-levels", QB_OPT_INT, &max_levels, "N", "book levels per side (at most 20000)"},
-        {"max-connects-per-min", QB_OPT_INT, &max_connects_per_min, "N",
-         "websocket connection attempts per minute, all connections of the process "
-         "(0: the exchange default: binance 60, htx 20, bithumb 30); beyond it attempts "
-         "wait"},
+        {"max-connects-per-min", QB_OPT_INT, &max_connects_per_min, "N", main_help.connects},
         {"max-snapshots-per-min", QB_OPT_INT, &max_snapshots_per_min, "N",
          "snapshot requests per minute, all symbols (0: the exchange default: binance 5000 "
          "weight over one request's weight at --depth-limit, 100 at 1000; htx 300); queued "
@@ -179,7 +254,7 @@ int main(int argc, char **argv)
     const qb_prog prog = {
         .name = "quotebus-adapter",
         .usage = "[OPTIONS] EXCHANGE",
-        .summary = main_summary,
+        .summary = main_help.summary,
         .footer = main_footer,
     };
     int first = 0;
@@ -216,9 +291,9 @@ int main(int argc, char **argv)
         goto out;
     }
     if (symbols.n == 0) {
-        /* The exchange's defaults (they differ: KRW pairs on Bithumb). */
+        /* The exchange's defaults (exchanges.def: they differ per exchange). */
         char defs[128];
-        snprintf(defs, sizeof defs, "%s", ops->default_symbols);
+        snprintf(defs, sizeof defs, "%s", qb_exchange_default_symbols(ops));
         for (char *save = NULL, *t = strtok_r(defs, ",", &save); t;
              t = strtok_r(NULL, ",", &save)) {
             if (qb_strlist_add(&symbols, t) != QB_OK) {
@@ -246,8 +321,8 @@ int main(int argc, char **argv)
         }
     }
     if (symbols.n == 0 || depth_limit < 1 || streams_per_conn < 1 || max_conn_age_ms < 0 ||
-        stale_ms < 0 || refresh_ms < 0 || batch_maps < 1 || batch_maps > 64 || max_frame < 1024 || max_frame > (1LL << 30) ||
-        max_levels < 1 || max_levels > 20000 || keepalive_ms < 0 ||
+        stale_ms < 0 || refresh_ms < 0 || batch_maps < 1 || batch_maps > 64 || max_frame < 1024 ||
+        max_frame > (1LL << 30) || max_levels < 1 || max_levels > 20000 || keepalive_ms < 0 ||
         max_connects_per_min < 0 || max_connects_per_min > 1000000 || max_snapshots_per_min < 0 ||
         max_snapshots_per_min > 1000000) {
         fprintf(stderr, "quotebus-adapter: an option is out of range, see --help\n");
@@ -276,6 +351,18 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    char exsim_ws[256], exsim_rest[256];
+    if (exsim != NULL && !main_exsim_urls(ops, exsim, exsim_ws, exsim_rest, sizeof exsim_ws)) {
+        fprintf(stderr, "quotebus-adapter: --exsim '%s' is not ws://HOST:PORT or wss://HOST:PORT\n",
+                exsim);
+        code = 2;
+        goto out;
+    }
+    /* --ws-url / --rest-url, else --exsim's, else the exchange's own. */
+    const char *use_ws = ws_url ? ws_url : exsim ? exsim_ws : ops->default_ws_url;
+    const char *use_rest = rest_url                 ? rest_url
+                           : exsim && exsim_rest[0] ? exsim_rest
+                                                    : ops->default_rest_url;
     static char component[64];
     snprintf(component, sizeof component, "adapter.%s", ops->name);
     qb_log_set_component(component);
@@ -283,8 +370,8 @@ int main(int argc, char **argv)
         .ops = ops,
         .symbols = (const char *const *)symbols.v,
         .nsymbols = symbols.n,
-        .ws_url = ws_url ? ws_url : ops->default_ws_url,
-        .rest_url = rest_url ? rest_url : ops->default_rest_url,
+        .ws_url = use_ws,
+        .rest_url = use_rest,
         .broker = broker,
         .broker_tls = {.cert = broker_tls_cert, .key = broker_tls_key, .ca = broker_tls_ca},
         .ca_file = ca_file,

@@ -160,7 +160,7 @@ void qb__pub_close(qb_pub *p)
     if (p == NULL) {
         return;
     }
-    qb__pub_flush(p); /* best effort: NNG may still be connected */
+    qb__pub_flush(p);          /* best effort: NNG may still be connected */
     qb_dialer_stop(p->dialer); /* closes the socket */
     qb_buf_fini(&p->enc);
     for (unsigned i = 0; i < QB_PUB_OPEN_BATCHES; i++) {
@@ -254,8 +254,8 @@ void qb__pub_pass_end(qb_pub *p, bool more_input)
 static void pub_encode_failed(qb_pub *p, const qb_msg *m, int rc)
 {
     p->cnt->encode_errors++;
-    QB_LOG_RL(QB_LOG_ERROR, "encode_failed", "type=%s symbol=%.*s: %s",
-              qb_msg_type_name(m->type), (int)m->symbol.n, m->symbol.p, qb_strerror(rc));
+    QB_LOG_RL(QB_LOG_ERROR, "encode_failed", "type=%s symbol=%.*s: %s", qb_msg_type_name(m->type),
+              (int)m->symbol.n, m->symbol.p, qb_strerror(rc));
 }
 
 /* The open batch of topic, or NULL. */
@@ -317,8 +317,7 @@ static int pub_batch_add(qb_pub *p, const qb_msg *m)
     if (rc != QB_OK) {
         pub_encode_failed(p, m, rc);
         if (b->maps == 0) { /* the slot was opened for this message */
-            memmove(&p->order[pos], &p->order[pos + 1],
-                    (p->nopen - pos - 1) * sizeof p->order[0]);
+            memmove(&p->order[pos], &p->order[pos + 1], (p->nopen - pos - 1) * sizeof p->order[0]);
             p->nopen--;
         }
         return rc;

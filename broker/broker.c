@@ -51,7 +51,8 @@
  *
  * Allocation per message: none in this file once warm (one decoder and one
  * stash reused, topic lookups keyed by the frame's own topic bytes), none in
- * the decoder once warm (proto/msg.c reuses its msgpack-c zone). NNG
+ * the decoder once warm (proto/msg.c reads the frame in place with MsgPuck
+ * into level arrays it keeps, grown only for a deeper book). NNG
  * allocates the nng_msg on receive, pub0 only takes references to it per
  * subscriber pipe.
  */
@@ -59,6 +60,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "file.h"
 #include "listeners.h"
 #include "log.h"
 #include "msg.h"
@@ -66,6 +68,7 @@
 #include "nngrecv.h"
 #include "nngtls.h"
 #include "snapshot.h"
+#include "topic.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
@@ -92,7 +95,7 @@
  * instead of silently costing a connection. */
 #define BROKER_RECVMAXSZ ((size_t)QB_MSG_MAX_FRAME * 2)
 
-/* How long shutdown waits for nng_close (see broker_close_bounded). */
+/* How long shutdown waits for nng_close (see qb_nng_close_bounded, common/nngclose.h). */
 #define BROKER_CLOSE_MS 1000u
 /* Receive timeout of the ingest thread: how soon it notices a stop. */
 #define BROKER_TICK_MS 100
@@ -319,47 +322,6 @@ static void broker_pipe_cb(void *arg, nng_pipe p, nng_pipe_ev ev)
     }
 }
 
-/* Checks "<kind>.<exchange>.<symbol>": a known kind, two non-empty parts,
- * exactly two dots, no control bytes. The decoder then checks that the
- * message matches it. */
-static bool broker_topic_ok(const char *p, size_t n)
-{
-    static const char *const kinds[] = {"book.", "trade.", "status.", "ticker."};
-    if (n == 0 || n > QB_TOPIC_MAX) {
-        return false;
-    }
-    size_t k = 0;
-    bool known = false;
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        size_t kl = strlen(kinds[i]);
-        if (n > kl && memcmp(p, kinds[i], kl) == 0) {
-            k = kl;
-            known = true;
-            break;
-        }
-    }
-    if (!known) {
-        return false;
-    }
-    size_t dots = 0, part = 0;
-    for (size_t i = k; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c < 0x21 || c == 0x7f) {
-            return false;
-        }
-        if (c == '.') {
-            if (part == 0) {
-                return false;
-            }
-            dots++;
-            part = 0;
-        } else {
-            part++;
-        }
-    }
-    return dots == 1 && part > 0;
-}
-
 /* Finds the fixstr value of a fixstr key in p[0..n) by its bytes (cold
  * path diagnostics only; no msgpack-c here, since a hostile header can make
  * msgpack-c allocate gigabytes before the decoder's scan has vetted it). */
@@ -541,7 +503,9 @@ static int broker_validate(qb_broker *b, const char *frame, size_t len, qb_str *
         return -1;
     }
     const char *nul = memchr(frame, '\0', len < QB_TOPIC_MAX + 1 ? len : QB_TOPIC_MAX + 1);
-    if (nul == NULL || !broker_topic_ok(frame, (size_t)(nul - frame))) {
+    /* The topic rule (proto/topic.h): the decoder then checks that every
+     * message matches it. */
+    if (nul == NULL || qb_topic_parse(frame, (size_t)(nul - frame), NULL) != QB_TOPIC_EXACT) {
         *kind = BROKER_DROP_TOPIC;
         *err = QB_EPARSE;
         return -1;
@@ -686,10 +650,10 @@ static bool broker_is_self(qb_broker *b, uint32_t id)
 /* "<kind>.quotebus.<sym>": the broker's own topics. */
 static bool broker_reserved(qb_str topic)
 {
-    static const char ex[] = "." QB_BROKER_STATUS_EX ".";
-    const char *dot = memchr(topic.p, '.', topic.n);
-    size_t rest = dot != NULL ? (size_t)(topic.p + topic.n - dot) : 0;
-    return rest > sizeof ex - 1 && memcmp(dot, ex, sizeof ex - 1) == 0;
+    qb_topic tp;
+    size_t n = strlen(QB_BROKER_STATUS_EX);
+    return qb_topic_parse(topic.p, topic.n, &tp) == QB_TOPIC_EXACT && tp.ex.n == n &&
+           memcmp(tp.ex.p, QB_BROKER_STATUS_EX, n) == 0;
 }
 
 /* True when process pid no longer runs (gone, or a zombie). */
@@ -1226,28 +1190,13 @@ int qb_broker_each_topic(qb_broker *b, qb_topics_each_fn fn, void *arg)
     return rc;
 }
 
-/* Splits "book.<ex>.<sym>"; false when topic is not one. */
-static bool broker_split_book(qb_str t, qb_str *ex, qb_str *sym)
-{
-    if (t.n < 5 || memcmp(t.p, "book.", 5) != 0) {
-        return false;
-    }
-    const char *p = t.p + 5, *end = t.p + t.n;
-    const char *dot = memchr(p, '.', (size_t)(end - p));
-    if (dot == NULL || dot == p || dot + 1 >= end) {
-        return false;
-    }
-    *ex = (qb_str){p, (size_t)(dot - p)};
-    *sym = (qb_str){dot + 1, (size_t)(end - dot - 1)};
-    return true;
-}
-
 int qb_broker_snapshot_frame(qb_broker *b, qb_str topic, qb_buf *scratch, qb_buf *out)
 {
-    qb_str ex, sym;
-    if (!broker_split_book(topic, &ex, &sym)) {
+    qb_topic tp;
+    if (qb_topic_parse(topic.p, topic.n, &tp) != QB_TOPIC_EXACT || tp.kind != QB_TOPIC_BOOK) {
         return QB_ENOTFOUND;
     }
+    qb_str ex = tp.ex, sym = tp.sym;
     qb_topic_info info;
     size_t nb = 0, na = 0;
     int rc;
@@ -1359,33 +1308,19 @@ int qb_broker_snapshot_collect(void *arg, qb_str prefix, bool exact, qb_snapshot
 
 int qb_broker_stats_write(const qb_broker_stats *s, const char *extra_json, const char *path)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        return QB_EINVAL;
-    }
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        return QB_EIO;
-    }
-    fputc('{', f);
+    qb_buf b = QB_BUF_INIT;
+    int rc = qb_buf_append(&b, "{", 1);
     const char *sep = "";
 #define BROKER_JSON_(name, help)                                                                   \
-    fprintf(f, "%s\"" #name "\": %llu", sep, (unsigned long long)s->name);                         \
+    rc = rc ? rc : qb_buf_appendf(&b, "%s\"" #name "\": %llu", sep, (unsigned long long)s->name);  \
     sep = ", ";
     QB_BROKER_STATS(BROKER_JSON_)
 #undef BROKER_JSON_
-    if (extra_json != NULL && extra_json[0] != '\0') {
-        fprintf(f, ", %s", extra_json);
+    if (rc == QB_OK && extra_json != NULL && extra_json[0] != '\0') {
+        rc = qb_buf_appendf(&b, ", %s", extra_json);
     }
-    fputs("}\n", f);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        remove(tmp);
-        return QB_EIO;
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return QB_EIO;
-    }
-    return QB_OK;
+    rc = rc ? rc : qb_buf_append(&b, "}\n", 2);
+    rc = rc ? rc : qb_file_write_atomic(path, b.data, b.len);
+    qb_buf_fini(&b);
+    return rc;
 }

@@ -170,8 +170,8 @@ void qb_broker_stats_get(qb_broker *b, qb_broker_stats *out);
 int qb_broker_topic_get(qb_broker *b, const char *topic, qb_topic_info *info, qb_book *book);
 
 /* Writes s as one JSON object (plus the extra "key": value pairs in
- * extra_json, which may be NULL or "") to path atomically: path.tmp, then
- * rename. QB_OK or QB_EIO. */
+ * extra_json, which may be NULL or "") to path atomically
+ * (qb_file_write_atomic). QB_OK, QB_ENOMEM or QB_EIO. */
 int qb_broker_stats_write(const qb_broker_stats *s, const char *extra_json, const char *path);
 
 /* Called by the ingest thread for every valid frame, after its messages

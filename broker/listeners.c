@@ -27,6 +27,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "file.h"
 #include "log.h"
 #include "nngclose.h"
 
@@ -203,42 +204,6 @@ int qb_listeners_watch(qb_listeners *ls, nng_socket s, qb_listeners_pipe_fn fn, 
     return QB_OK;
 }
 
-/* mkdir -p of the directory of path (the last component is the file). */
-static int listeners_mkdir(const char *file, mode_t mode)
-{
-    char path[512];
-    if (snprintf(path, sizeof path, "%s", file) >= (int)sizeof path) {
-        return QB_EINVAL;
-    }
-    char *slash = strrchr(path, '/');
-    if (slash == NULL || slash == path) {
-        return QB_OK;
-    }
-    *slash = '\0';
-    for (char *p = path + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(path, c == '\0' ? mode : 0755) != 0 && errno != EEXIST) {
-                return QB_EIO;
-            }
-            *p = c;
-            if (c == '\0') {
-                break;
-            }
-        }
-    }
-    if (mode != 0755) {
-        /* An existing directory of ours gets the private mode too; one we
-         * do not own keeps its own (the lock decides who listens). */
-        struct stat sb;
-        if (stat(path, &sb) == 0 && sb.st_uid == geteuid() && (sb.st_mode & 0777) != mode) {
-            (void)chmod(path, mode);
-        }
-    }
-    return QB_OK;
-}
-
 /* Claims an ipc path: flock on "<path>.lock". QB_OK (fd in *fd), QB_ESTATE
  * (held by another process: logged with its pid) or QB_EIO. */
 static int listeners_claim(const char *role, const char *url, const char *path, bool priv, int *fd)
@@ -331,7 +296,7 @@ static int listeners_listen(listeners_one *o, int *nng_rv)
     }
     *nng_rv = rv;
     if (rv != 0) {
-        return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? QB_EINVAL : QB_ETRANSPORT;
+        return qb_err_from_nng(rv);
     }
     o->l = l;
     atomic_store(&o->lid, (uint32_t)nng_listener_id(l));
@@ -368,7 +333,7 @@ int qb_listeners_add_tls(qb_listeners *ls, nng_socket s, const char *role, const
     o->probe_tls = tls != NULL ? probe_tls : NULL;
     const char *path = listeners_ipc_path(url);
     if (path != NULL) {
-        if (listeners_mkdir(path, private_dir ? 0700 : 0755) != QB_OK) {
+        if (qb_file_mkdir_parents(path, private_dir ? 0700 : 0755) != QB_OK) {
             QB_ERROR("listener.listen_failed", "%s %s: cannot create the directory: %s", role, url,
                      strerror(errno));
             return QB_EIO;

@@ -39,9 +39,11 @@
 
 #include "clock.h"
 #include "err.h"
+#include "json.h"
 #include "log.h"
 #include "nngclose.h"
 #include "opts.h"
+#include "topic.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -95,8 +97,8 @@ static const qb_prog main_prog = {
         "snapshot each second, so every subscriber is complete again within about 1 s.",
     .footer =
         "Examples:\n"
-        "  quotebus-broker                        main job: Binance, HTX (BTC-USDT, ETH-USDT) and\n"
-        "                                         Bithumb (BTC-KRW, ETH-KRW), live\n"
+        "  quotebus-broker                        main job: every exchange with its default\n"
+        "                                         symbols (--adapter's default), live\n"
         "  quotebus-broker --demo                 offline demo with the exchange simulator;\n"
         "                                         then open http://127.0.0.1:7780/ in a browser\n"
         "  quotebus-sub book.binance.             (another terminal) print Binance books as JSON\n"
@@ -250,15 +252,19 @@ static int main_parse(main_opts *o, const qb_opt *table, int argc, char **argv)
      * other user's process can publish (PROTOCOL.md 1). */
     static const char *const def_ingest[] = {"ipc:///tmp/quotebus/private/ingest.ipc"};
     static const char *const def_pub[] = {"ipc:///tmp/quotebus/pub.ipc", "tcp://127.0.0.1:7781"};
-    /* Binance, HTX and Bithumb side by side: global and Korean prices of
-     * the same coins (quotebus-top BTC compares them). */
-    static const char *const def_adapter[] = {"binance:BTC-USDT,ETH-USDT", "htx:BTC-USDT,ETH-USDT",
-                                              "bithumb:BTC-KRW,ETH-KRW"};
+    /* Every exchange of the adapters' registry with its default symbols,
+     * side by side: global and Korean prices of the same coins
+     * (quotebus-top BTC compares them). */
+    static const char *const def_adapter[] = {
+#define QB_EXCHANGE(id, symbols) #id ":" symbols,
+#include "../adapters/exchanges.def"
+    };
     static const char *const def_snapshot[] = {QB_SNAPSHOT_DEFAULT_IPC, QB_SNAPSHOT_DEFAULT_TCP};
     if (qb_strlist_set_default(&o->snapshot, def_snapshot, 2) != QB_OK ||
         qb_strlist_set_default(&o->ingest, def_ingest, 1) != QB_OK ||
         qb_strlist_set_default(&o->pub, def_pub, 2) != QB_OK ||
-        qb_strlist_set_default(&o->adapters, def_adapter, 3) != QB_OK) {
+        qb_strlist_set_default(&o->adapters, def_adapter,
+                               sizeof def_adapter / sizeof def_adapter[0]) != QB_OK) {
         return QB_ENOMEM;
     }
     int pos = 0;
@@ -405,7 +411,7 @@ static int main_adapter_check(const char *const *argv, int *status, char *line, 
  * adapter's command line first validated by main_adapter_check: QB_EINVAL
  * (after saying why on stderr) when one is refused, so nothing starts. */
 static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, char *demo_ws,
-                         char *demo_rest, size_t cap)
+                         size_t cap)
 {
     ctx->sup = sup;
     char adapter_bin[4096];
@@ -428,7 +434,6 @@ static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, c
             return rc;
         }
         snprintf(demo_ws, cap, "ws://127.0.0.1:%lld", (long long)o->demo_port);
-        snprintf(demo_rest, cap, "http://127.0.0.1:%lld", (long long)o->demo_port);
     }
     for (size_t i = 0; i < o->adapters.n; i++) {
         char ex[64], name[96];
@@ -459,21 +464,12 @@ static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, c
             argv[k++] = "--log-level";
             argv[k++] = o->log_level;
         }
-        char ex_ws[192];
         if (o->demo) {
-            /* One simulator serves every exchange, routed by path like the
-             * real endpoints: Binance /stream (+ REST), HTX /feed, Bithumb
-             * /websocket/v1 (tests/exsim/README.md). */
-            const char *path = strcmp(ex, "htx") == 0       ? "/feed"
-                               : strcmp(ex, "bithumb") == 0 ? "/websocket/v1"
-                                                            : "/stream";
-            snprintf(ex_ws, sizeof ex_ws, "%s%s", demo_ws, path);
-            argv[k++] = "--ws-url";
-            argv[k++] = ex_ws;
-            if (strcmp(ex, "binance") == 0) {
-                argv[k++] = "--rest-url";
-                argv[k++] = demo_rest;
-            }
+            /* One simulator serves every exchange, each on its own path
+             * like the real endpoints; the adapter knows its path (and
+             * whether it has REST): only the simulator's address goes. */
+            argv[k++] = "--exsim";
+            argv[k++] = demo_ws;
         }
         if (o->adapter_args.n > 64) {
             fprintf(stderr, "quotebus-broker: at most 64 --adapter-arg values\n");
@@ -606,10 +602,10 @@ static int main_last_each(void *arg, qb_str topic, const qb_topic_info *info, co
 {
     (void)book;
     main_last *l = arg;
-    const char *d = memchr(topic.p, '.', topic.n);
+    qb_topic tp;
     size_t el = strlen(l->ex);
-    if (d != NULL && (size_t)(topic.p + topic.n - d) > el + 1 && memcmp(d + 1, l->ex, el) == 0 &&
-        d[1 + el] == '.' && info->last_update_ns > l->last_ns) {
+    if (qb_topic_parse(topic.p, topic.n, &tp) == QB_TOPIC_EXACT && tp.ex.n == el &&
+        memcmp(tp.ex.p, l->ex, el) == 0 && info->last_update_ns > l->last_ns) {
         l->last_ns = info->last_update_ns;
     }
     return 0;
@@ -660,11 +656,11 @@ static int main_sup_stats(const main_sup_ctx *ctx, qb_buf *out)
             state = "none"; /* not added (qb_super_add failed) */
         }
         rc = qb_buf_appendf(out, "%s{\"exchange\": ", k ? ", " : "");
-        rc = rc ? rc : qb_wsq_json_str(out, a->ex, strlen(a->ex));
+        rc = rc ? rc : qb_json_append_str(out, a->ex, strlen(a->ex));
         rc = rc ? rc : qb_buf_appendf(out, ", \"symbols\": ");
-        rc = rc ? rc : qb_wsq_json_str(out, syms, strlen(syms));
+        rc = rc ? rc : qb_json_append_str(out, syms, strlen(syms));
         rc = rc ? rc : qb_buf_appendf(out, ", \"state\": \"%s\", \"reason\": ", state);
-        rc = rc ? rc : qb_wsq_json_str(out, a->failed, strlen(a->failed));
+        rc = rc ? rc : qb_json_append_str(out, a->failed, strlen(a->failed));
         rc = rc ? rc : qb_buf_appendf(out, "}");
     }
     return rc ? rc : qb_buf_appendf(out, "]");
@@ -1006,7 +1002,7 @@ int main(int argc, char **argv)
     qb_snapshot *snap = NULL;
     qb_listeners *listeners = NULL;
     uint64_t start_ms = qb_mono_ns() / 1000000u;
-    char demo_ws[128] = "", demo_rest[128] = "";
+    char demo_ws[128] = "";
     main_sup_ctx sup_ctx;
     memset(&sup_ctx, 0, sizeof sup_ctx);
     sup_ctx.silence_ms = o.adapter_silence_ms > 0 ? (uint64_t)o.adapter_silence_ms : 0;
@@ -1016,7 +1012,7 @@ int main(int argc, char **argv)
             exit_code = 1;
             goto out;
         }
-        rc = main_children(&o, sup, &sup_ctx, demo_ws, demo_rest, sizeof demo_ws);
+        rc = main_children(&o, sup, &sup_ctx, demo_ws, sizeof demo_ws);
         if (rc != QB_OK) {
             exit_code = rc == QB_EINVAL ? 2 : 1;
             goto out;

@@ -33,6 +33,7 @@
 #include "listeners.h"
 #include "log.h"
 #include "nngclose.h"
+#include "topic.h"
 
 #include <msgpack.h>
 #include <nng/nng.h>
@@ -148,25 +149,16 @@ static void snapshot_sink_trim(qb_snapshot_sink *s)
     }
 }
 
-/* Splits "book.<ex>.<sym>" into its parts; false when it is not one. */
-static bool snapshot_split_topic(qb_str t, qb_str *ex, qb_str *sym)
+/* Splits "book.<ex>.<sym>" (the rule of proto/topic.h); false when it is
+ * not a book topic. */
+static bool snapshot_book_topic(qb_str t, qb_str *ex, qb_str *sym)
 {
-    if (t.n > QB_TOPIC_MAX || t.n < 5 || memcmp(t.p, "book.", 5) != 0) {
+    qb_topic tp;
+    if (qb_topic_parse(t.p, t.n, &tp) != QB_TOPIC_EXACT || tp.kind != QB_TOPIC_BOOK) {
         return false;
     }
-    const char *p = t.p + 5, *end = t.p + t.n;
-    const char *dot = memchr(p, '.', (size_t)(end - p));
-    if (dot == NULL || dot == p || dot + 1 >= end ||
-        memchr(dot + 1, '.', (size_t)(end - dot - 1))) {
-        return false;
-    }
-    for (const char *q = t.p; q < end; q++) {
-        if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e) {
-            return false;
-        }
-    }
-    *ex = (qb_str){p, (size_t)(dot - p)};
-    *sym = (qb_str){dot + 1, (size_t)(end - dot - 1)};
+    *ex = tp.ex;
+    *sym = tp.sym;
     return true;
 }
 
@@ -176,7 +168,7 @@ int qb_snapshot_sink_add(qb_snapshot_sink *s, const qb_snapshot_book *b)
     if (s == NULL || b == NULL) {
         return QB_EINVAL;
     }
-    if (!snapshot_split_topic(b->topic, &ex, &sym) || b->nsym.n > 64) {
+    if (!snapshot_book_topic(b->topic, &ex, &sym) || b->nsym.n > 64) {
         s->bad_topics++;
         return QB_EINVAL;
     }
@@ -291,7 +283,7 @@ static int snapshot_pack_book(snapshot_ctx *c, const snapshot_entry *e, msgpack_
     qb_str ex, sym;
     bool valid = e->valid;
     qb_buf_reset(&c->frame);
-    if (valid && snapshot_split_topic(topic, &ex, &sym)) {
+    if (valid && snapshot_book_topic(topic, &ex, &sym)) {
         qb_msg m;
         memset(&m, 0, sizeof m);
         m.type = QB_MSG_SNAPSHOT;
@@ -467,16 +459,20 @@ static const char *snapshot_parse(const void *data, size_t len, snapshot_req *r,
                  (int)(r->op.n > 32 ? 32 : r->op.n), r->op.p);
         goto out;
     }
-    bool printable = r->topic.n <= QB_TOPIC_MAX;
-    for (size_t i = 0; printable && i < r->topic.n; i++) {
-        unsigned char ch = (unsigned char)r->topic.p[i];
-        printable = ch >= 0x21 && ch <= 0x7e;
+    /* The subscription rule of section 3 (proto/topic.h), for book topics. */
+    char t[QB_TOPIC_MAX + 1];
+    bool ok = r->topic.n >= 5 && r->topic.n <= QB_TOPIC_MAX &&
+              memcmp(r->topic.p, "book.", 5) == 0 && memchr(r->topic.p, '\0', r->topic.n) == NULL;
+    if (ok) {
+        memcpy(t, r->topic.p, r->topic.n);
+        t[r->topic.n] = '\0';
+        ok = qb_topic_sub_len(t) != 0;
     }
-    if (!printable || r->topic.n < 5 || memcmp(r->topic.p, "book.", 5) != 0) {
+    if (!ok) {
         code = "bad_topic";
         snprintf(why, cap,
-                 "topic must be a book topic or prefix of printable ASCII, at most %d bytes, "
-                 "starting with \"book.\"",
+                 "topic must be a book topic or prefix of printable ASCII (no '\"' or '\\'), "
+                 "at most %d bytes, starting with \"book.\"",
                  QB_TOPIC_MAX);
         goto out;
     }
@@ -511,11 +507,8 @@ static int snapshot_serve(qb_snapshot *svc, snapshot_ctx *c, const void *data, s
         QB_LOG_RL(QB_LOG_WARN, "snapshot.bad_request", "%s: %s", code, why);
         return snapshot_error_reply(&c->out, code, why);
     }
-    size_t dots = 0;
-    for (size_t i = 0; i < r.topic.n; i++) {
-        dots += r.topic.p[i] == '.';
-    }
-    bool exact = dots == 2 && r.topic.p[r.topic.n - 1] != '.';
+    /* Exact, the same rule as for subscriptions (validated above). */
+    bool exact = qb_topic_parse(r.topic.p, r.topic.n, NULL) == QB_TOPIC_EXACT;
     snapshot_sink_reset(&c->sink, svc->max_books, svc->max_reply);
     int rc = svc->collect(svc->collect_arg, r.topic, exact, &c->sink);
     size_t books = 0;

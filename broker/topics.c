@@ -1,30 +1,32 @@
 /*
  * topics.c: the per-topic state table of topics.h.
  *
- * An open-addressing hash table (FNV-1a, linear probing) of pointers to
- * entries; each entry carries its topic bytes inline, so a lookup hashes the
- * frame's topic view and compares bytes, with no allocation and no copy.
- * Topics are never removed (a broker serves a fixed universe of instruments),
- * so there are no tombstones. The slot array doubles at 50% load, during
- * warm-up only; it never grows past what max_topics needs.
+ * The entries live in the project's bounded string map (common/strmap.h:
+ * FNV-1a, linear probing, full at max_topics: new topics refused); each
+ * entry embeds its map node and carries its topic bytes inline, so a lookup
+ * hashes the frame's topic view and compares bytes, with no allocation and
+ * no copy. Topics are never removed (a broker serves a fixed universe of
+ * instruments). The slot array doubles at 50% load, during warm-up only.
  *
- *   slots: [ . | e1 | . | . | e2 | e3 | . | ... ]     e = topics_entry *
+ *   slots: [ . | e1 | . | . | e2 | e3 | . | ... ]     e = &topics_entry.node
  *                 |              |
  *                 v              v
- *   { hash, seq, book*, valid, len, "book.binance.BTC-USDT" }
+ *   { node {hash, key, len}, seq, book*, valid, "book.binance.BTC-USDT" }
  *
  * Runs on the broker's ingest thread (see topics.h for the rules).
  */
 #include "topics.h"
 
 #include "err.h"
+#include "seq.h"
+#include "strmap.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct topics_entry {
-    uint64_t hash;
-    qb_book *book; /* book topics only */
+    qb_strmap_node node; /* first: an entry is freed through its node */
+    qb_book *book;       /* book topics only */
     uint64_t last_seq;
     uint64_t last_update_ns;
     uint64_t messages;
@@ -41,31 +43,15 @@ typedef struct topics_entry {
     uint8_t nsym_len, reason_len;
     char nsym[QB_TOPICS_NSYM_MAX + 1];
     char reason[QB_TOPICS_REASON_MAX + 1];
-    size_t len;
-    char topic[]; /* len bytes and a NUL */
+    char topic[]; /* node.len bytes and a NUL */
 } topics_entry;
 
 struct qb_topics {
-    topics_entry **slots;
-    size_t cap; /* power of two */
-    size_t count;
-    size_t max;
+    qb_strmap map; /* of topics_entry */
     size_t books;
     size_t books_valid;
     uint64_t gap_want; /* the seq expected by the last QB_TOPICS_GAP */
 };
-
-#define TOPICS_MIN_CAP 64
-
-static uint64_t topics_hash(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
 
 qb_topics *qb_topics_new(size_t max_topics)
 {
@@ -73,13 +59,7 @@ qb_topics *qb_topics_new(size_t max_topics)
     if (t == NULL) {
         return NULL;
     }
-    t->max = max_topics ? max_topics : QB_TOPICS_DEFAULT_MAX;
-    t->cap = TOPICS_MIN_CAP;
-    t->slots = calloc(t->cap, sizeof *t->slots);
-    if (t->slots == NULL) {
-        free(t);
-        return NULL;
-    }
+    qb_strmap_init(&t->map, max_topics ? max_topics : QB_TOPICS_DEFAULT_MAX);
     return t;
 }
 
@@ -88,78 +68,35 @@ void qb_topics_free(qb_topics *t)
     if (t == NULL) {
         return;
     }
-    for (size_t i = 0; i < t->cap; i++) {
-        topics_entry *e = t->slots[i];
+    for (size_t i = 0; i < t->map.cap; i++) {
+        topics_entry *e = (topics_entry *)t->map.slots[i];
         if (e != NULL) {
             qb_book_free(e->book);
             free(e);
         }
     }
-    free(t->slots);
+    qb_strmap_fini(&t->map);
     free(t);
-}
-
-/* The slot holding topic, or the empty slot where it would go. */
-static size_t topics_probe(const qb_topics *t, const char *p, size_t n, uint64_t h)
-{
-    size_t mask = t->cap - 1;
-    size_t i = (size_t)h & mask;
-    for (;;) {
-        const topics_entry *e = t->slots[i];
-        if (e == NULL || (e->hash == h && e->len == n && memcmp(e->topic, p, n) == 0)) {
-            return i;
-        }
-        i = (i + 1) & mask;
-    }
-}
-
-static int topics_grow(qb_topics *t)
-{
-    size_t ncap = t->cap * 2;
-    topics_entry **ns = calloc(ncap, sizeof *ns);
-    if (ns == NULL) {
-        return QB_ENOMEM;
-    }
-    for (size_t i = 0; i < t->cap; i++) {
-        topics_entry *e = t->slots[i];
-        if (e != NULL) {
-            size_t j = (size_t)e->hash & (ncap - 1);
-            while (ns[j] != NULL) {
-                j = (j + 1) & (ncap - 1);
-            }
-            ns[j] = e;
-        }
-    }
-    free(t->slots);
-    t->slots = ns;
-    t->cap = ncap;
-    return QB_OK;
 }
 
 static topics_entry *topics_find(const qb_topics *t, qb_str topic)
 {
-    uint64_t h = topics_hash(topic.p, topic.n);
-    return t->slots[topics_probe(t, topic.p, topic.n, h)];
+    uint64_t h = qb_strmap_hash(topic.p, topic.n);
+    return (topics_entry *)qb_strmap_find(&t->map, topic.p, topic.n, h);
 }
 
 /* Finds or creates the entry; NULL when untracked (limit or no memory). */
 static topics_entry *topics_get(qb_topics *t, qb_str topic, bool is_book, bool *created)
 {
-    uint64_t h = topics_hash(topic.p, topic.n);
-    size_t i = topics_probe(t, topic.p, topic.n, h);
-    if (t->slots[i] != NULL) {
-        return t->slots[i];
+    uint64_t h = qb_strmap_hash(topic.p, topic.n);
+    topics_entry *e = (topics_entry *)qb_strmap_find(&t->map, topic.p, topic.n, h);
+    if (e != NULL) {
+        return e;
     }
-    if (t->count >= t->max) {
+    if (qb_strmap_reserve(&t->map) != QB_OK) {
         return NULL;
     }
-    if ((t->count + 1) * 2 > t->cap) {
-        if (topics_grow(t) != QB_OK) {
-            return NULL;
-        }
-        i = topics_probe(t, topic.p, topic.n, h);
-    }
-    topics_entry *e = calloc(1, sizeof *e + topic.n + 1);
+    e = calloc(1, sizeof *e + topic.n + 1);
     if (e == NULL) {
         return NULL;
     }
@@ -167,13 +104,11 @@ static topics_entry *topics_get(qb_topics *t, qb_str topic, bool is_book, bool *
         free(e);
         return NULL;
     }
-    e->hash = h;
     e->is_book = is_book;
-    e->len = topic.n;
     memcpy(e->topic, topic.p, topic.n);
     e->topic[topic.n] = '\0';
-    t->slots[i] = e;
-    t->count++;
+    e->node = (qb_strmap_node){.hash = h, .key = e->topic, .len = topic.n};
+    qb_strmap_insert(&t->map, &e->node);
     if (is_book) {
         t->books++;
     }
@@ -207,32 +142,26 @@ static unsigned topics_check_book(qb_topics *t, topics_entry *e, int rc)
     return 0;
 }
 
-/* Seq rule shared by every non-snapshot message: 0 when in sequence. */
-static unsigned topics_check_seq(qb_topics *t, topics_entry *e, uint64_t seq)
+/* The seq rule (proto/seq.h) for every non-snapshot message: 0 when in
+ * sequence. A restarted publisher (an adapter restarted by the supervisor
+ * numbers its topics from 1 again) rebases, as a snapshot would, so the
+ * broker's view of the feed (status in /metrics, /health, the snapshot
+ * service) follows it at once instead of ignoring it as duplicates until
+ * the seq catches up. */
+static unsigned topics_check_seq(qb_topics *t, topics_entry *e, const qb_msg *m)
 {
-    if (!e->has_seq) {
-        e->has_seq = true;
-        e->last_seq = seq;
-        return 0;
-    }
-    if (seq == 1 && e->last_seq >= 1) {
-        /* A publisher that restarted (an adapter restarted by the
-         * supervisor) numbers its topics from 1 again: rebase, as a
-         * snapshot would, so the broker's view of the feed (status in
-         * /metrics, /health, the snapshot service) follows it at once
-         * instead of ignoring it as duplicates until the seq catches up. */
-        e->last_seq = seq;
-        return 0;
-    }
-    if (seq <= e->last_seq) {
+    qb_seq_result r =
+        qb_seq_step(e->has_seq, e->last_seq, m->seq, qb_seq_type_of(m->type, m->refresh), NULL);
+    if (r == QB_SEQ_DUPLICATE) {
         return QB_TOPICS_DUPLICATE;
     }
     unsigned ev = 0;
-    if (seq != e->last_seq + 1) {
+    if (r == QB_SEQ_GAP) {
         ev = QB_TOPICS_GAP;
         t->gap_want = e->last_seq + 1;
     }
-    e->last_seq = seq;
+    e->has_seq = true;
+    e->last_seq = m->seq;
     return ev;
 }
 
@@ -276,7 +205,7 @@ unsigned qb_topics_apply(qb_topics *t, qb_str topic, const qb_msg *m, uint64_t n
     }
 
     bool was_first = !e->has_seq;
-    unsigned seq_ev = topics_check_seq(t, e, m->seq);
+    unsigned seq_ev = topics_check_seq(t, e, m);
     ev |= seq_ev;
     if (!(seq_ev & QB_TOPICS_DUPLICATE)) {
         /* The book's version: the last message applied (or skipped by a
@@ -357,7 +286,7 @@ bool qb_topics_refused(qb_topics *t, qb_str topic, uint64_t now_ns, uint64_t int
 
 size_t qb_topics_count(const qb_topics *t)
 {
-    return t->count;
+    return t->map.count;
 }
 
 size_t qb_topics_books(const qb_topics *t)
@@ -407,13 +336,13 @@ int qb_topics_info(const qb_topics *t, qb_str topic, qb_topic_info *info)
 int qb_topics_each(const qb_topics *t, qb_topics_each_fn fn, void *arg)
 {
     qb_topic_info info;
-    for (size_t i = 0; i < t->cap; i++) {
-        const topics_entry *e = t->slots[i];
+    for (size_t i = 0; i < t->map.cap; i++) {
+        const topics_entry *e = (const topics_entry *)t->map.slots[i];
         if (e == NULL) {
             continue;
         }
         topics_info_of(e, &info);
-        int rc = fn(arg, (qb_str){e->topic, e->len}, &info, e->book);
+        int rc = fn(arg, (qb_str){e->topic, e->node.len}, &info, e->book);
         if (rc != 0) {
             return rc;
         }

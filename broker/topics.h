@@ -12,10 +12,11 @@
  * qb_topics_apply() reports QB_TOPICS_UNTRACKED; its frames are still
  * forwarded by the caller.
  *
- * Sequence rules on ingest (proto/msg.h): a snapshot replaces the book and
+ * Sequence rules on ingest (proto/seq.h): a snapshot replaces the book and
  * rebases the sequence (a refresh snapshot repeats the last seq); a delta
  * with seq == last + 1 is applied; seq <= last is a duplicate or old message
- * (counted, not applied); seq > last + 1 is an ingest gap (counted; the book
+ * (counted, not applied), except seq 1: a restarted publisher, which
+ * rebases; seq > last + 1 is an ingest gap (counted; the book
  * is invalid until the next snapshot). A book that is crossed after a
  * snapshot or delta, or that a change cannot be applied to, is invalid until
  * the next snapshot. Other topics (trade, status, ticker) follow the same

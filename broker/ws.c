@@ -58,8 +58,10 @@
 
 #include "clock.h"
 #include "err.h"
+#include "json.h"
 #include "listeners.h"
 #include "log.h"
+#include "topic.h"
 
 #include <libwebsockets.h>
 
@@ -256,37 +258,29 @@ typedef struct ws_insts {
     int rc;
 } ws_insts;
 
+/* Indexed by qb_topic_kind - QB_TOPIC_BOOK. */
 static const char *const ws_kinds[] = {"book", "trade", "status", "ticker"};
 
 static int ws_inst_one(void *arg, qb_str topic, const qb_topic_info *info, const qb_book *book)
 {
     (void)book;
     ws_insts *a = arg;
-    const char *d1 = memchr(topic.p, '.', topic.n);
-    const char *d2 = d1 ? memchr(d1 + 1, '.', topic.n - (size_t)(d1 + 1 - topic.p)) : NULL;
-    if (d1 == NULL || d2 == NULL) {
+    qb_topic tp;
+    if (qb_topic_parse(topic.p, topic.n, &tp) != QB_TOPIC_EXACT) {
         return 0;
     }
-    size_t kl = (size_t)(d1 - topic.p), el = (size_t)(d2 - d1 - 1),
-           sl = topic.n - (size_t)(d2 + 1 - topic.p);
-    int kind = -1;
-    for (int k = 0; k < 4; k++) {
-        if (strlen(ws_kinds[k]) == kl && memcmp(ws_kinds[k], topic.p, kl) == 0) {
-            kind = k;
-        }
-    }
-    if (kind < 0) {
-        return 0;
-    }
+    int kind = (int)tp.kind - (int)QB_TOPIC_BOOK; /* the order of ws_kinds */
+    const char *ex = tp.ex.p, *sym = tp.sym.p;
+    size_t el = tp.ex.n, sl = tp.sym.n;
     /* The broker's own status topic is no instrument (its listeners are
      * in /health "listeners" and the quotebus_listener_* metrics). */
-    if (el == strlen(QB_BROKER_STATUS_EX) && memcmp(d1 + 1, QB_BROKER_STATUS_EX, el) == 0) {
+    if (el == strlen(QB_BROKER_STATUS_EX) && memcmp(ex, QB_BROKER_STATUS_EX, el) == 0) {
         return 0;
     }
     ws_inst *in = NULL;
     for (size_t i = 0; i < a->n; i++) {
-        if (strlen(a->v[i].ex) == el && memcmp(a->v[i].ex, d1 + 1, el) == 0 &&
-            strlen(a->v[i].sym) == sl && memcmp(a->v[i].sym, d2 + 1, sl) == 0) {
+        if (strlen(a->v[i].ex) == el && memcmp(a->v[i].ex, ex, el) == 0 &&
+            strlen(a->v[i].sym) == sl && memcmp(a->v[i].sym, sym, sl) == 0) {
             in = &a->v[i];
             break;
         }
@@ -304,8 +298,8 @@ static int ws_inst_one(void *arg, qb_str topic, const qb_topic_info *info, const
         }
         in = &a->v[a->n++];
         memset(in, 0, sizeof *in);
-        memcpy(in->ex, d1 + 1, el);
-        memcpy(in->sym, d2 + 1, sl);
+        memcpy(in->ex, ex, el);
+        memcpy(in->sym, sym, sl);
         in->age_ns = UINT64_MAX;
     }
     in->kinds |= 1u << kind;
@@ -365,13 +359,13 @@ static int ws_op_list(void *arg, qb_buf *out)
     for (size_t i = 0; rc == QB_OK && i < a.n; i++) {
         ws_inst *in = &a.v[i];
         qb_buf_appendf(out, "%s{\"ex\":", i ? "," : "");
-        qb_wsq_json_str(out, in->ex, strlen(in->ex));
+        qb_json_append_str(out, in->ex, strlen(in->ex));
         qb_buf_append(out, ",\"sym\":", 7);
-        qb_wsq_json_str(out, in->sym, strlen(in->sym));
+        qb_json_append_str(out, in->sym, strlen(in->sym));
         qb_buf_append(out, ",\"nsym\":", 8);
-        qb_wsq_json_str(out, in->nsym, strlen(in->nsym));
+        qb_json_append_str(out, in->nsym, strlen(in->nsym));
         qb_buf_appendf(out, ",\"state\":\"%s\",\"reason\":", ws_state_name(in));
-        qb_wsq_json_str(out, in->reason, strlen(in->reason));
+        qb_json_append_str(out, in->reason, strlen(in->reason));
         qb_buf_appendf(out, ",\"seq\":%llu,\"age_ms\":%llu,\"book_valid\":%s,\"topics\":[",
                        (unsigned long long)in->seq,
                        (unsigned long long)(in->age_ns == UINT64_MAX ? 0 : in->age_ns / 1000000u),
@@ -401,7 +395,8 @@ static void ws_op_wake(void *arg, qb_wsq_client *c)
 /* Appends s as a Prometheus label value (text format 0.0.4): backslash,
  * double quote and line feed escaped; other control bytes and bytes >= 0x80
  * become '?' (a reason is an adapter's text, cut at QB_TOPICS_REASON_MAX
- * bytes, possibly inside a UTF-8 sequence; the same policy as the JSON). */
+ * bytes, possibly inside a UTF-8 sequence; the JSON writes such bytes as
+ * \ufffd, qb_json_append_str). */
 static void ws_prom_label(qb_buf *o, const char *s)
 {
     for (; *s != '\0'; s++) {
@@ -438,12 +433,14 @@ static void ws_prom_listeners(qb_ws *ws, qb_buf *o)
     static const struct {
         const char *name, *type, *help;
     } m[] = {
-        {"listener_up", "gauge", "1 while the listener accepts (its last probe reached the socket)"},
+        {"listener_up", "gauge",
+         "1 while the listener accepts (its last probe reached the socket)"},
         {"listener_repairs_total", "counter",
          "times the listener was found not handing connections to the broker and re-created"},
         {"listener_probes_total", "counter", "end-to-end probes of the listener"},
-        {"listener_probe_failures_total", "counter", "probes whose connection never reached the "
-                                                     "broker"},
+        {"listener_probe_failures_total", "counter",
+         "probes whose connection never reached the "
+         "broker"},
     };
     size_t n = qb_listeners_get(ws->listeners, 0, NULL);
     for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
@@ -456,7 +453,7 @@ static void ws_prom_listeners(qb_ws *ws, qb_buf *o)
             }
             uint64_t v[] = {li.up ? 1u : 0u, li.repairs, li.probes, li.probe_fails};
             qb_buf_appendf(o, "quotebus_%s{listener=\"%s\",url=", m[k].name, li.role);
-            qb_wsq_json_str(o, li.url, strlen(li.url));
+            qb_json_append_str(o, li.url, strlen(li.url));
             qb_buf_appendf(o, "} %llu\n", (unsigned long long)v[k]);
         }
     }
@@ -479,7 +476,7 @@ static void ws_health_listeners(qb_ws *ws, qb_buf *o, bool *all_up)
         }
         *all_up = *all_up && li.up;
         qb_buf_appendf(o, "%s{\"role\":\"%s\",\"url\":", i ? "," : "", li.role);
-        qb_wsq_json_str(o, li.url, strlen(li.url));
+        qb_json_append_str(o, li.url, strlen(li.url));
         qb_buf_appendf(o, ",\"up\":%s,\"repairs\":%llu}", li.up ? "true" : "false",
                        (unsigned long long)li.repairs);
     }
@@ -508,8 +505,7 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
     uint64_t a_restarts, a_hung, a_failed;
     qb_broker_adapter_counts(ws->broker, &a_restarts, &a_hung, &a_failed);
     M_("adapter_restarts_total", "counter", "adapter restarts by the supervisor", a_restarts);
-    M_("adapter_hung_kills_total", "counter", "adapters killed as hung (alive but silent)",
-       a_hung);
+    M_("adapter_hung_kills_total", "counter", "adapters killed as hung (alive but silent)", a_hung);
     M_("adapters_failed", "gauge",
        "adapters stopped for good: exited with status 2 (bad options), not restarted", a_failed);
     ws_prom_listeners(ws, o);
@@ -621,7 +617,7 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
         ws_prom_inst(o, &a.v[i]);
         qb_buf_appendf(o, ",state=\"%s\"} 1\n", ws_state_name(&a.v[i]));
     }
-    /* The reason of the current state (issue 7): an info-style gauge, one
+    /* The reason of the current state: an info-style gauge, one
      * series per instrument; the reason label changes with the state. */
     qb_buf_appendf(o, "# HELP quotebus_instrument_state_info current feed state of the "
                       "instrument with the reason of its last status message (always 1)\n"
@@ -667,8 +663,9 @@ static void ws_metrics(qb_ws *ws, qb_buf *o)
                            a.v[i].ex, a.v[i].sym, a.v[i].book_valid ? 1 : 0);
         }
     }
-    qb_buf_appendf(o, "# HELP quotebus_instrument_resyncs_total resyncs begun: changes of the "
-                      "feed state to resyncing\n# TYPE quotebus_instrument_resyncs_total counter\n");
+    qb_buf_appendf(o,
+                   "# HELP quotebus_instrument_resyncs_total resyncs begun: changes of the "
+                   "feed state to resyncing\n# TYPE quotebus_instrument_resyncs_total counter\n");
     for (size_t i = 0; i < a.n; i++) {
         qb_buf_appendf(o, "quotebus_instrument_resyncs_total{exchange=\"%s\",symbol=\"%s\"} %llu\n",
                        a.v[i].ex, a.v[i].sym, (unsigned long long)a.v[i].resyncs);
@@ -699,12 +696,11 @@ static void ws_health(qb_ws *ws, qb_buf *o)
                    ",\"version\":\"%s\",\"uptime_s\":%llu,\"books\":%llu,"
                    "\"books_valid\":%llu,\"instruments\":%zu,\"instruments_not_live\":%zu,"
                    "\"ingest_publishers\":%llu,\"ws_clients\":%llu,\"not_live\":[",
-                   QB_VERSION,
-                   (unsigned long long)((qb_mono_ns() - ws->start_ns) / 1000000000u),
+                   QB_VERSION, (unsigned long long)((qb_mono_ns() - ws->start_ns) / 1000000000u),
                    (unsigned long long)b.books, (unsigned long long)b.books_valid, a.n, not_live,
                    (unsigned long long)(b.ingest_connects - b.ingest_disconnects),
                    (unsigned long long)qb_wsq_stats_get(ws->q)->ws_clients);
-    /* Which feeds are not live, and why (issue 7): the last status reason
+    /* Which feeds are not live, and why: the last status reason
      * and the time in that state; also books out of sequence. Bounded by
      * the number of instruments the broker tracks. */
     size_t k = 0;
@@ -716,11 +712,11 @@ static void ws_health(qb_ws *ws, qb_buf *o)
             continue;
         }
         qb_buf_appendf(o, "%s{\"ex\":", k++ ? "," : "");
-        qb_wsq_json_str(o, in->ex, strlen(in->ex));
+        qb_json_append_str(o, in->ex, strlen(in->ex));
         qb_buf_append(o, ",\"sym\":", 7);
-        qb_wsq_json_str(o, in->sym, strlen(in->sym));
+        qb_json_append_str(o, in->sym, strlen(in->sym));
         qb_buf_appendf(o, ",\"state\":\"%s\",\"reason\":", ws_state_name(in));
-        qb_wsq_json_str(o, in->reason, strlen(in->reason));
+        qb_json_append_str(o, in->reason, strlen(in->reason));
         qb_buf_appendf(o, ",\"since_s\":%llu,\"book_valid\":%s}",
                        (unsigned long long)(in->state_age_ns / 1000000000u),
                        !in->has_book || in->book_valid ? "true" : "false");

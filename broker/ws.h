@@ -30,17 +30,17 @@ typedef struct qb_ws_config {
     const char *web_root;       /* directory of index.html etc.; NULL: / answers 404 */
     const char *const *origins; /* extra allowed Origins ("*": all) */
     size_t n_origins;
-    const char *token;     /* bearer token for /ws and /metrics; NULL: none */
-    const char *cert;      /* TLS certificate (PEM); NULL: plain HTTP */
-    const char *key;       /* TLS private key (PEM) */
-    size_t max_clients;    /* websocket clients; more are closed 1013; 1000 */
-    size_t max_msg;        /* largest incoming message; larger: close 1009; 64 KiB */
-    unsigned idle_s;       /* ping after this many idle seconds, hang up after twice; 30 */
-    size_t handoff_max;    /* frames waiting for the service thread; 16384 */
-    size_t handoff_bytes;  /* bytes waiting for the service thread; 64 MiB */
-    qb_wsq_limits limits;  /* per-client limits (zero fields: defaults) */
-    qb_broker *broker;     /* books, stats (required) */
-    qb_snapshot *snapshot; /* for /metrics (optional) */
+    const char *token;              /* bearer token for /ws and /metrics; NULL: none */
+    const char *cert;               /* TLS certificate (PEM); NULL: plain HTTP */
+    const char *key;                /* TLS private key (PEM) */
+    size_t max_clients;             /* websocket clients; more are closed 1013; 1000 */
+    size_t max_msg;                 /* largest incoming message; larger: close 1009; 64 KiB */
+    unsigned idle_s;                /* ping after this many idle seconds, hang up after twice; 30 */
+    size_t handoff_max;             /* frames waiting for the service thread; 16384 */
+    size_t handoff_bytes;           /* bytes waiting for the service thread; 64 MiB */
+    qb_wsq_limits limits;           /* per-client limits (zero fields: defaults) */
+    qb_broker *broker;              /* books, stats (required) */
+    qb_snapshot *snapshot;          /* for /metrics (optional) */
     struct qb_listeners *listeners; /* for /metrics and /health (optional) */
 } qb_ws_config;
 

@@ -1,7 +1,7 @@
 /*
  * wsq.c: the websocket fan-out core of wsq.h (lws service thread only).
  *
- *   topics (hash, never removed)           clients
+ *   topics (strmap.h, never removed)       clients
  *   +---------------------------+          +-----------------------------+
  *   | "book.binance.BTC-USDT"   |  subs[]  | patterns ["book.", ...]     |
  *   |  epoch, snapshot cache[2] |--------->| sub: last seq, need_snap,   |
@@ -19,19 +19,26 @@
  * until the next message of that topic (the "epoch"), so many clients that
  * need one at the same time share it.
  *
- * Book seq rules per sub (client x book topic): a snapshot from the broker
+ * Book seq rules per sub (client x book topic; the rule of proto/seq.h,
+ * against what the client has): a snapshot from the broker
  * sets last = its seq; deltas with seq <= last are skipped (they are in the
  * snapshot: the broker applies a frame before handing it over, so its book
  * is never behind the handoff queue); seq == last + 1 is sent; a gap marks
  * the sub need_snap and heals it with a broker snapshot right away. Every
  * message a client receives is therefore consistent with its book.
  *
- * Multi-map frames (legal, not produced by this release's encoder) are one
- * item: msgpack clients get the frame, JSON clients one message per map.
+ * Multi-map frames are common: under load an adapter puts up to 64 deltas
+ * or trades of one topic in one frame (adapters/publish.c,
+ * QB_PUB_BATCH_MAPS), and such a frame reaches this file whole. It is one
+ * item holding the seq of its first and last map: msgpack clients get the
+ * frame, JSON clients one message per map. The seq rules above apply to
+ * the item as a whole: skipped when its last seq <= last, sent when its
+ * first seq == last + 1; a frame that straddles the client's snapshot
+ * counts as a gap and is healed by a snapshot.
  *
  * The "subscribed" reply also says how many known topics the request's
  * patterns match, and for patterns that match none, the nearest existing
- * topics (the rule of proto/topicname.h), so a misspelt topic is not a
+ * topics (the rule of proto/topic.h), so a misspelt topic is not a
  * silent wait.
  */
 #include "wsq.h"
@@ -40,7 +47,9 @@
 #include "err.h"
 #include "json.h"
 #include "log.h"
-#include "topicname.h"
+#include "seq.h"
+#include "strmap.h"
+#include "topic.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,7 +58,6 @@
 #include <string.h>
 
 #define WSQ_TOKENS 8192
-#define WSQ_MIN_TOPICS_CAP 64
 
 typedef struct wsq_topic wsq_topic;
 typedef struct wsq_sub wsq_sub;
@@ -84,15 +92,14 @@ struct wsq_sub {
 };
 
 struct wsq_topic {
-    uint64_t hash;
+    qb_strmap_node node; /* first: a topic is freed through its node */
     bool is_book;
     uint64_t epoch;
     wsq_sub **subs;
     size_t nsubs, capsubs;
     size_t njson;
     wsq_item *cache[2]; /* [conflated] */
-    size_t len;
-    char name[]; /* len bytes and a NUL */
+    char name[];        /* node.len bytes and a NUL */
 };
 
 typedef struct wsq_entry {
@@ -126,8 +133,7 @@ struct qb_wsq_client {
 struct qb_wsq {
     qb_wsq_limits lim;
     qb_wsq_ops ops;
-    wsq_topic **slots;
-    size_t cap, count;
+    qb_strmap topics; /* of wsq_topic, at most lim.max_topics */
     qb_wsq_client *clients;
     qb_decoder *dec;
     qb_buf tmp;
@@ -173,48 +179,17 @@ void qb_wsq_limits_default(qb_wsq_limits *l)
 
 /* ---- topic text rules ------------------------------------------------ */
 
-static bool wsq_kind_ok(const char *t, size_t n)
+/* True when JSON string token i holds an escaped NUL ("\u0000"). */
+static bool wsq_has_escaped_nul(const qb_json *j, int i)
 {
-    static const char *const kinds[] = {"book", "trade", "status", "ticker"};
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        if (strlen(kinds[i]) == n && memcmp(kinds[i], t, n) == 0) {
+    size_t n;
+    const char *p = qb_json_text(j, i, &n);
+    for (size_t k = 0; p != NULL && k + 6 <= n; k++) {
+        if (memcmp(p + k, "\\u0000", 6) == 0) {
             return true;
         }
     }
     return false;
-}
-
-int qb_wsq_topic_kind(const char *t, size_t n)
-{
-    if (n == 0 || n > QB_TOPIC_MAX) {
-        return 0;
-    }
-    size_t dots = 0, part = 0, first = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)t[i];
-        if (ch < 0x21 || ch > 0x7e || ch == '"' || ch == '\\') {
-            return 0;
-        }
-        if (ch == '.') {
-            if (part == 0) {
-                return 0; /* empty part: leading dot or ".." */
-            }
-            if (dots == 0) {
-                first = i;
-            }
-            dots++;
-            part = 0;
-        } else {
-            part++;
-        }
-    }
-    if (dots == 0 || dots > 2 || !wsq_kind_ok(t, first)) {
-        return 0;
-    }
-    if (t[n - 1] == '.') {
-        return QB_WSQ_PREFIX;
-    }
-    return dots == 2 ? QB_WSQ_EXACT : 0;
 }
 
 bool qb_wsq_match(const char *pat, size_t pn, const char *topic, size_t tn)
@@ -223,25 +198,6 @@ bool qb_wsq_match(const char *pat, size_t pn, const char *topic, size_t tn)
         return tn >= pn && memcmp(pat, topic, pn) == 0;
     }
     return pn == tn && memcmp(pat, topic, pn) == 0;
-}
-
-int qb_wsq_json_str(qb_buf *out, const char *s, size_t n)
-{
-    int rc = qb_buf_append(out, "\"", 1);
-    for (size_t i = 0; i < n && rc == QB_OK; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            char e[2] = {'\\', (char)ch};
-            rc = qb_buf_append(out, e, 2);
-        } else if (ch < 0x20 || ch == 0x7f) {
-            rc = qb_buf_appendf(out, "\\u%04x", ch);
-        } else if (ch >= 0x80) {
-            rc = qb_buf_append(out, "?", 1);
-        } else {
-            rc = qb_buf_append(out, s + i, 1);
-        }
-    }
-    return rc == QB_OK ? qb_buf_append(out, "\"", 1) : rc;
 }
 
 /* ---- items ------------------------------------------------------------ */
@@ -390,72 +346,30 @@ static wsq_item *wsq_item_reply(qb_wsq *q, const qb_buf *text)
 
 /* ---- topics ----------------------------------------------------------- */
 
-static uint64_t wsq_hash(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static size_t wsq_probe(const qb_wsq *q, const char *p, size_t n, uint64_t h)
-{
-    size_t mask = q->cap - 1, i = (size_t)h & mask;
-    while (q->slots[i] != NULL && !(q->slots[i]->hash == h && q->slots[i]->len == n &&
-                                    memcmp(q->slots[i]->name, p, n) == 0)) {
-        i = (i + 1) & mask;
-    }
-    return i;
-}
-
 static int wsq_sub_add(qb_wsq_client *c, wsq_topic *t);
 
 /* Finds or creates a topic; a new one gets the matching clients' subs. */
 static wsq_topic *wsq_topic_get(qb_wsq *q, qb_str name)
 {
-    uint64_t h = wsq_hash(name.p, name.n);
-    size_t i = wsq_probe(q, name.p, name.n, h);
-    if (q->slots[i] != NULL) {
-        return q->slots[i];
+    uint64_t h = qb_strmap_hash(name.p, name.n);
+    wsq_topic *t = (wsq_topic *)qb_strmap_find(&q->topics, name.p, name.n, h);
+    if (t != NULL) {
+        return t;
     }
-    if (q->count >= q->lim.max_topics || name.n > QB_TOPIC_MAX) {
+    if (name.n > QB_TOPIC_MAX || qb_strmap_reserve(&q->topics) != QB_OK) {
         return NULL;
     }
-    if ((q->count + 1) * 2 > q->cap) {
-        size_t ncap = q->cap * 2;
-        wsq_topic **ns = calloc(ncap, sizeof *ns);
-        if (ns == NULL) {
-            return NULL;
-        }
-        for (size_t k = 0; k < q->cap; k++) {
-            if (q->slots[k] != NULL) {
-                size_t j = (size_t)q->slots[k]->hash & (ncap - 1);
-                while (ns[j] != NULL) {
-                    j = (j + 1) & (ncap - 1);
-                }
-                ns[j] = q->slots[k];
-            }
-        }
-        free(q->slots);
-        q->slots = ns;
-        q->cap = ncap;
-        i = wsq_probe(q, name.p, name.n, h);
-    }
-    wsq_topic *t = calloc(1, sizeof *t + name.n + 1);
+    t = calloc(1, sizeof *t + name.n + 1);
     if (t == NULL) {
         return NULL;
     }
-    t->hash = h;
-    t->len = name.n;
     memcpy(t->name, name.p, name.n);
+    t->node = (qb_strmap_node){.hash = h, .key = t->name, .len = name.n};
     t->is_book = name.n > 5 && memcmp(name.p, "book.", 5) == 0;
-    q->slots[i] = t;
-    q->count++;
+    qb_strmap_insert(&q->topics, &t->node);
     for (qb_wsq_client *c = q->clients; c != NULL; c = c->next) {
         for (size_t k = 0; k < c->npat; k++) {
-            if (qb_wsq_match(c->pat[k], strlen(c->pat[k]), t->name, t->len)) {
+            if (qb_wsq_match(c->pat[k], strlen(c->pat[k]), t->name, t->node.len)) {
                 wsq_sub_add(c, t);
                 break;
             }
@@ -696,7 +610,7 @@ static wsq_item *wsq_snapshot_item(qb_wsq *q, wsq_topic *t, bool conflated)
         return NULL;
     }
     qb_buf_reset(&q->snap);
-    if (q->ops.snapshot(q->ops.arg, (qb_str){t->name, t->len}, &q->snap) != QB_OK) {
+    if (q->ops.snapshot(q->ops.arg, (qb_str){t->name, t->node.len}, &q->snap) != QB_OK) {
         return NULL;
     }
     qb_str topic;
@@ -772,16 +686,20 @@ static void wsq_deliver_book(wsq_sub *s, wsq_item *it)
         }
         q->st.ws_snapshots_subscribe++;
     }
+    /* The seq rule (proto/seq.h) against what the client has: s->last can
+     * be ahead of the queue (a broker snapshot), so a duplicate here is
+     * not a restarted publisher. */
     bool is_snap = it->type == QB_MSG_SNAPSHOT;
+    qb_seq_type st = qb_seq_type_of(it->type, it->refresh);
     if (is_snap) {
-        if (it->refresh && s->has_seq && it->seq_last < s->last) {
-            return; /* older than what the client has */
+        if (qb_seq_step(s->has_seq, s->last, it->seq_last, st, NULL) == QB_SEQ_DUPLICATE) {
+            return; /* a refresh older than what the client has */
         }
     } else {
-        if (s->has_seq && it->seq_last <= s->last) {
+        if (qb_seq_step(s->has_seq, s->last, it->seq_last, st, NULL) == QB_SEQ_DUPLICATE) {
             return; /* already in the snapshot the client got */
         }
-        if (!s->has_seq || it->seq_first != s->last + 1) {
+        if (qb_seq_step(s->has_seq, s->last, it->seq_first, st, NULL) != QB_SEQ_NEXT) {
             /* A gap (ingest loss, or a handoff drop): heal now. */
             wsq_set_need(s, true, false);
             if (!wsq_over_soft(c) && wsq_sub_snapshot(s)) {
@@ -902,11 +820,10 @@ qb_wsq *qb_wsq_new(const qb_wsq_limits *limits, const qb_wsq_ops *ops)
     if (ops != NULL) {
         q->ops = *ops;
     }
-    q->cap = WSQ_MIN_TOPICS_CAP;
-    q->slots = calloc(q->cap, sizeof *q->slots);
+    qb_strmap_init(&q->topics, q->lim.max_topics);
     q->dec = qb_decoder_new();
     q->tok = malloc(WSQ_TOKENS * sizeof *q->tok);
-    if (q->slots == NULL || q->dec == NULL || q->tok == NULL) {
+    if (q->dec == NULL || q->tok == NULL) {
         qb_wsq_free(q);
         return NULL;
     }
@@ -921,15 +838,15 @@ void qb_wsq_free(qb_wsq *q)
     while (q->clients != NULL) {
         qb_wsq_client_free(q->clients);
     }
-    for (size_t i = 0; q->slots != NULL && i < q->cap; i++) {
-        wsq_topic *t = q->slots[i];
+    for (size_t i = 0; i < q->topics.cap; i++) {
+        wsq_topic *t = (wsq_topic *)q->topics.slots[i];
         if (t != NULL) {
             wsq_topic_uncache(t);
             free(t->subs);
             free(t);
         }
     }
-    free(q->slots);
+    qb_strmap_fini(&q->topics);
     qb_decoder_free(q->dec);
     qb_buf_fini(&q->tmp);
     qb_buf_fini(&q->snap);
@@ -1098,7 +1015,7 @@ static void wsq_put_id(qb_buf *out, const char *id, size_t idn, bool id_str)
     }
     qb_buf_append(out, ",\"id\":", 6);
     if (id_str) {
-        qb_wsq_json_str(out, id, idn);
+        qb_json_append_str(out, id, idn);
     } else {
         qb_buf_append(out, id, idn);
     }
@@ -1153,7 +1070,7 @@ static void wsq_error(qb_wsq_client *c, const wsq_req *r, const char *code, cons
     QB_LOG_RL(QB_LOG_INFO, "ws.request_error", "%s: %s", code, msg);
     qb_buf b = QB_BUF_INIT;
     qb_buf_appendf(&b, "{\"type\":\"error\",\"code\":\"%s\",\"message\":", code);
-    qb_wsq_json_str(&b, msg, strlen(msg));
+    qb_json_append_str(&b, msg, strlen(msg));
     if (r != NULL) {
         wsq_put_id(&b, r->id, r->idn, r->id_str);
     }
@@ -1191,7 +1108,7 @@ static void wsq_put_strs(qb_buf *b, const char *name, const qb_str *v, size_t n)
         if (i > 0) {
             qb_buf_append(b, ",", 1);
         }
-        qb_wsq_json_str(b, v[i].p, v[i].n);
+        qb_json_append_str(b, v[i].p, v[i].n);
     }
     qb_buf_append(b, "]", 1);
 }
@@ -1199,7 +1116,7 @@ static void wsq_put_strs(qb_buf *b, const char *name, const qb_str *v, size_t n)
 /* Appends what the request's patterns match now (PROTOCOL.md section 12):
  * ,"matching":N (topics matched by any of them) and, when some pattern
  * matches no topic, ,"unmatched":[...] and ,"nearest":[...] (the rule of
- * proto/topicname.h, over every topic the fan-out knows). One pass over
+ * proto/topic.h, over every topic the fan-out knows). One pass over
  * the topics: topics x patterns comparisons, like the subscription itself. */
 static void wsq_put_matches(const qb_wsq *q, const wsq_topics *ts, qb_buf *b)
 {
@@ -1211,11 +1128,11 @@ static void wsq_put_matches(const qb_wsq *q, const wsq_topics *ts, qb_buf *b)
         return; /* out of memory: the plain ack */
     }
     size_t matching = 0, n_un = 0;
-    for (size_t k = 0; k < q->cap; k++) {
-        const wsq_topic *t = q->slots[k];
+    for (size_t k = 0; k < q->topics.cap; k++) {
+        const wsq_topic *t = (const wsq_topic *)q->topics.slots[k];
         bool any = false;
         for (size_t i = 0; t != NULL && i < ts->n; i++) {
-            if (qb_wsq_match(ts->v[i], strlen(ts->v[i]), t->name, t->len)) {
+            if (qb_wsq_match(ts->v[i], strlen(ts->v[i]), t->name, t->node.len)) {
                 hit[i] = any = true;
             }
         }
@@ -1234,9 +1151,10 @@ static void wsq_put_matches(const qb_wsq *q, const wsq_topics *ts, qb_buf *b)
     if (n_un > 0) {
         qb_topic_nearest nr;
         qb_topic_nearest_init(&nr, unmatched, n_un);
-        for (size_t k = 0; k < q->cap; k++) {
-            if (q->slots[k] != NULL) {
-                qb_topic_nearest_offer(&nr, q->slots[k]->name, q->slots[k]->len);
+        for (size_t k = 0; k < q->topics.cap; k++) {
+            const wsq_topic *t = (const wsq_topic *)q->topics.slots[k];
+            if (t != NULL) {
+                qb_topic_nearest_offer(&nr, t->name, t->node.len);
             }
         }
         qb_str near[QB_TOPIC_NEAREST_MAX];
@@ -1260,7 +1178,7 @@ static void wsq_ack(qb_wsq_client *c, const wsq_req *r, const char *type, const 
         if (i > 0) {
             qb_buf_append(&b, ",", 1);
         }
-        qb_wsq_json_str(&b, ts->v[i], strlen(ts->v[i]));
+        qb_json_append_str(&b, ts->v[i], strlen(ts->v[i]));
     }
     qb_buf_append(&b, "]", 1);
     if (subscribed) {
@@ -1317,13 +1235,13 @@ static void wsq_subscribe(qb_wsq_client *c, const wsq_req *r, const wsq_topics *
     }
     /* The ack first, then the snapshots, then the data. */
     wsq_ack(c, r, "subscribed", ts);
-    for (size_t k = 0; k < q->cap; k++) {
-        wsq_topic *t = q->slots[k];
+    for (size_t k = 0; k < q->topics.cap; k++) {
+        wsq_topic *t = (wsq_topic *)q->topics.slots[k];
         if (t == NULL) {
             continue;
         }
         for (size_t i = first_new; i < c->npat; i++) {
-            if (qb_wsq_match(c->pat[i], strlen(c->pat[i]), t->name, t->len)) {
+            if (qb_wsq_match(c->pat[i], strlen(c->pat[i]), t->name, t->node.len)) {
                 wsq_sub_add(c, t);
                 break;
             }
@@ -1352,7 +1270,7 @@ static void wsq_unsubscribe(qb_wsq_client *c, const wsq_req *r, const wsq_topics
         wsq_sub *s = *pp;
         bool still = false;
         for (size_t k = 0; k < c->npat && !still; k++) {
-            still = qb_wsq_match(c->pat[k], strlen(c->pat[k]), s->t->name, s->t->len);
+            still = qb_wsq_match(c->pat[k], strlen(c->pat[k]), s->t->name, s->t->node.len);
         }
         if (still) {
             pp = &s->next_c;
@@ -1482,7 +1400,11 @@ void qb_wsq_client_request(qb_wsq_client *c, const char *text, size_t len, uint6
         char *dst = ts.v[ts.n];
         int crc = qb_json_str_copy(&j, e, dst, QB_TOPIC_MAX + 1);
         size_t tl = crc == QB_OK ? strlen(dst) : 0;
-        if (crc != QB_OK || qb_wsq_topic_kind(dst, tl) == 0 || memchr(dst, '\0', tl) != NULL) {
+        /* The topic rule (proto/topic.h) already keeps out '"' and '\', so
+         * a topic goes into JSON replies as is; a "\u0000" would cut the
+         * copy short, so it is looked for in the raw text. */
+        if (crc != QB_OK || qb_topic_parse(dst, tl, NULL) == QB_TOPIC_INVALID ||
+            wsq_has_escaped_nul(&j, e)) {
             size_t rn;
             const char *raw = qb_json_text(&j, e, &rn);
             char shown[48];

@@ -145,10 +145,8 @@ int qb_wsq_client_close_code(const qb_wsq_client *c, const char **reason);
 size_t qb_wsq_client_queued(const qb_wsq_client *c); /* queued bytes */
 size_t qb_wsq_client_subs(const qb_wsq_client *c);   /* subscriptions */
 
-/* Topic rules of the protocol: QB_WSQ_EXACT ("book.binance.BTC-USDT"),
- * QB_WSQ_PREFIX ("book.", "trade.binance."), or 0 (invalid). */
-enum { QB_WSQ_EXACT = 1, QB_WSQ_PREFIX = 2 };
-int qb_wsq_topic_kind(const char *t, size_t n);
+/* (Whether a requested topic is valid, exact or a prefix is
+ * qb_topic_parse's answer: proto/topic.h.) */
 /* True when topic matches the subscription pat (exact or prefix). */
 bool qb_wsq_match(const char *pat, size_t pn, const char *topic, size_t tn);
 
@@ -168,8 +166,5 @@ bool qb_wsq_token_ok(const char *token, const char *auth, const char *query_toke
 bool qb_wsq_web_path(const char *url, char *out, size_t cap);
 /* Content type by extension ("text/html; charset=utf-8", ...). */
 const char *qb_wsq_mime(const char *path);
-
-/* Appends s as a JSON string (quotes, escapes; bytes >= 0x80 become '?'). */
-int qb_wsq_json_str(qb_buf *out, const char *s, size_t n);
 
 #endif

@@ -15,7 +15,10 @@ typedef struct qb_buf {
     size_t cap;
 } qb_buf;
 
-#define QB_BUF_INIT {NULL, 0, 0}
+#define QB_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Ensures room for extra more bytes. QB_OK or QB_ENOMEM. */
 int qb_buf_reserve(qb_buf *b, size_t extra);

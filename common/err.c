@@ -51,7 +51,12 @@ int qb_err_from_nng(int e)
     case NNG_EMSGSIZE:
         return QB_ETOOBIG;
     case NNG_ENOTSUP:
-        return QB_EUNSUPPORTED;
+        /* NNG says ENOTSUP for a URL scheme it has no transport for and
+         * for an option or protocol a socket lacks: arguments the caller
+         * chose. quotebus.h documents QB_EINVAL for a bad URL. */
+        return QB_EINVAL;
+    case NNG_ENOENT:
+        return QB_ENOTFOUND;
     default:
         return QB_ETRANSPORT;
     }

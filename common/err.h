@@ -44,7 +44,11 @@ const char *qb_strerror(int err);
 /* Returns the stable identifier of a code ("QB_EPARSE"), for logs. */
 const char *qb_errname(int err);
 
-/* Converts an NNG error number (NNG_E*) to a qb_err. */
+/* Converts an NNG error number (NNG_E*) to a qb_err: 0 is QB_OK; ENOMEM,
+ * ETIMEDOUT, EAGAIN, ECLOSED keep their meaning; EINVAL, EADDRINVAL and
+ * ENOTSUP (an unknown URL scheme, an unsupported option) are QB_EINVAL;
+ * EMSGSIZE is QB_ETOOBIG; ENOENT is QB_ENOTFOUND; anything else is
+ * QB_ETRANSPORT. The one place NNG errors are mapped. Pure, any thread. */
 int qb_err_from_nng(int nng_err);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * json.c: the jsmn implementation (compiled once, here) and the helpers of
- * json.h. All functions are pure; any thread.
+ * json.h, readers and the one JSON string writer. All functions are pure
+ * (the writer touches only its buffer); any thread.
  */
 /* jsmn's implementation is compiled here, once. It must be included before
  * json.h: json.h includes jsmn.h with JSMN_HEADER (declarations only), and
@@ -11,6 +12,7 @@
 
 #include "json.h"
 
+#include "buf.h"
 #include "err.h"
 
 #include <string.h>
@@ -415,14 +417,30 @@ int qb_json_str_copy(const qb_json *j, int i, char *out, size_t cap)
                 return QB_EPARSE;
             }
             switch (s[k]) {
-            case '"': cp = '"'; break;
-            case '\\': cp = '\\'; break;
-            case '/': cp = '/'; break;
-            case 'b': cp = '\b'; break;
-            case 'f': cp = '\f'; break;
-            case 'n': cp = '\n'; break;
-            case 'r': cp = '\r'; break;
-            case 't': cp = '\t'; break;
+            case '"':
+                cp = '"';
+                break;
+            case '\\':
+                cp = '\\';
+                break;
+            case '/':
+                cp = '/';
+                break;
+            case 'b':
+                cp = '\b';
+                break;
+            case 'f':
+                cp = '\f';
+                break;
+            case 'n':
+                cp = '\n';
+                break;
+            case 'r':
+                cp = '\r';
+                break;
+            case 't':
+                cp = '\t';
+                break;
             case 'u':
                 if (k + 4 >= n || json_hex4(s + k + 1, &cp) != QB_OK) {
                     return QB_EPARSE;
@@ -478,4 +496,92 @@ int qb_json_str_copy(const qb_json *j, int i, char *out, size_t cap)
     }
     out[o] = '\0';
     return QB_OK;
+}
+
+/* ---- writing -------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p[0..n), or 0 when invalid. */
+static size_t json_utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n) {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    /* overlong forms, surrogates, beyond U+10FFFF */
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return len;
+}
+
+int qb_json_append_str(qb_buf *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = qb_buf_append(out, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (rc == QB_OK && i < n) {
+        /* copy the longest run that needs no escaping at once */
+        size_t j = i;
+        while (j < n && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '"' && p[j] != '\\') {
+            j++;
+        }
+        if (j > i) {
+            rc = qb_buf_append(out, p + i, j - i);
+            i = j;
+            continue;
+        }
+        unsigned char c = p[i];
+        char esc[8];
+        size_t en = 2;
+        esc[0] = '\\';
+        if (c == '"' || c == '\\') {
+            esc[1] = (char)c;
+        } else if (c == '\n') {
+            esc[1] = 'n';
+        } else if (c == '\r') {
+            esc[1] = 'r';
+        } else if (c == '\t') {
+            esc[1] = 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            en = 6;
+        } else {
+            size_t ul = json_utf8_len(p + i, n - i);
+            if (ul) {
+                rc = qb_buf_append(out, p + i, ul);
+                i += ul;
+            } else {
+                rc = qb_buf_append(out, "\\ufffd", 6);
+                i++;
+            }
+            continue;
+        }
+        rc = qb_buf_append(out, esc, en);
+        i++;
+    }
+    return rc ? rc : qb_buf_append(out, "\"", 1);
 }

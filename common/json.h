@@ -1,6 +1,6 @@
 /*
  * json.h: thin helpers over jsmn (Debian libjsmn-dev), the JSON tokenizer
- * chosen by measurement (BENCHMARKS.md, tests/bench/json_bench.c).
+ * chosen by measurement (docs/BENCHMARKS.md, tests/bench/json_bench.c).
  *
  * jsmn tokenizes into a caller-supplied token array and allocates nothing:
  * the parse of an exchange frame costs no malloc, and a nesting bomb or a
@@ -79,5 +79,16 @@ int qb_json_bool(const qb_json *j, int i, bool *out);
  * (\uXXXX to UTF-8, surrogate pairs included). QB_ETOOBIG when it does not
  * fit, QB_EPARSE on a bad escape. */
 int qb_json_str_copy(const qb_json *j, int i, char *out, size_t cap);
+
+struct qb_buf;
+
+/* Appends s[0..n) to out as a JSON string, quotes included: '"' and '\\'
+ * backslashed; \n, \r, \t short-escaped; other control bytes and DEL as
+ * \u00XX; valid UTF-8 copied as is; every byte of an invalid sequence
+ * (stray continuation, overlong form, surrogate, truncated) as \ufffd, so
+ * the output is always valid JSON. Runs that need no escape are copied in
+ * one append. QB_OK or QB_ENOMEM (out then holds a partial string). The
+ * project's one JSON string escaper. Any thread; out is the caller's. */
+int qb_json_append_str(struct qb_buf *out, const char *s, size_t n);
 
 #endif

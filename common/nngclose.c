@@ -67,7 +67,12 @@ bool qb_nng_close_bounded(nng_socket s, const char *what, unsigned ms)
         return true;
     }
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    /* the monotonic clock: a wall-clock step must not stretch the bound */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
     c->s = s;
     if (pthread_create(&t, NULL, nngclose_main, c) != 0) {
         nng_close(s);
@@ -75,7 +80,7 @@ bool qb_nng_close_bounded(nng_socket s, const char *what, unsigned ms)
         return true;
     }
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
+    clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += ms / 1000;
     dl.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (dl.tv_nsec >= 1000000000L) {
@@ -100,6 +105,9 @@ bool qb_nng_close_bounded(nng_socket s, const char *what, unsigned ms)
     }
     pthread_detach(t);
     atomic_fetch_add(&nngclose_abandoned, 1);
+    if (what == NULL) {
+        return false;
+    }
     QB_WARN("nng.close_stuck",
             "%s socket: nng_close did not return in %u ms (NNG 1.5.2 close race, "
             "nanomsg/nng#1543); abandoning it",

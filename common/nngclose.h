@@ -6,7 +6,8 @@
  * a few percent of closes under live traffic). qb_nng_close_bounded() runs
  * the close on a helper thread and waits for it at most ms; past that the
  * socket is abandoned (logged once with the id nng.close_stuck) and the
- * caller goes on - callers use it on the way to process exit.
+ * caller goes on - the programs use it on the way to process exit,
+ * libquotebus in its _close functions.
  */
 #ifndef QB_NNGCLOSE_H
 #define QB_NNGCLOSE_H
@@ -16,8 +17,9 @@
 
 /* Closes s, waiting at most ms. Returns true when the close completed;
  * false when it was abandoned (the helper thread finishes it, if ever, and
- * frees its own state). what names the socket in the log line. Any thread;
- * s must not be used afterwards either way. */
+ * frees its own state). what names the socket in the log line; NULL logs
+ * nothing (libquotebus logs under its own documented ids). Waits on the
+ * monotonic clock. Any thread; s must not be used afterwards either way. */
 bool qb_nng_close_bounded(nng_socket s, const char *what, unsigned ms);
 
 /* Counts an NNG object abandoned elsewhere (a thread left stuck inside

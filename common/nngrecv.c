@@ -98,7 +98,7 @@ int qb_nng_recv_next(qb_nng_recv *r, int timeout_ms, nng_msg **msg, int *nng_err
             if (nng_err != NULL) {
                 *nng_err = rv;
             }
-            return rv == NNG_ECLOSED ? QB_ECLOSED : QB_ETRANSPORT;
+            return qb_err_from_nng(rv);
         }
         if (timeout_ms == 0) {
             pthread_mutex_unlock(&r->mtx);
@@ -133,7 +133,7 @@ int qb_nng_recv_next(qb_nng_recv *r, int timeout_ms, nng_msg **msg, int *nng_err
     if (nng_err != NULL) {
         *nng_err = rv;
     }
-    return rv == NNG_ECLOSED ? QB_ECLOSED : QB_ETRANSPORT;
+    return qb_err_from_nng(rv);
 }
 
 void qb_nng_recv_wake(qb_nng_recv *r)

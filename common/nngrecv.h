@@ -33,8 +33,9 @@ int qb_nng_recv_new(nng_socket s, qb_nng_recv **out);
 /* The next message, waiting at most timeout_ms (negative: no limit; 0:
  * only one already received). QB_OK and *msg (the caller owns it);
  * QB_ETIMEDOUT (the deadline passed, or qb_nng_recv_wake); QB_ECLOSED (the
- * socket closed); QB_ETRANSPORT (another receive error, nng's code in
- * *nng_err when not NULL; the next call receives again). */
+ * socket closed); another receive error as qb_err_from_nng() converts it
+ * (mostly QB_ETRANSPORT; nng's code in *nng_err when not NULL; the next
+ * call receives again). */
 int qb_nng_recv_next(qb_nng_recv *r, int timeout_ms, nng_msg **msg, int *nng_err);
 
 /* Makes a qb_nng_recv_next in progress (or the next one) return

@@ -55,7 +55,9 @@ static int nngtls_fail(nng_tls_config *c, const char *what, const char *path, in
 {
     QB_ERROR("tls.config_failed", "%s %s: %s", what, path ? path : "(none)", nng_strerror(rv));
     nng_tls_config_free(c);
-    return rv == NNG_ENOMEM ? QB_ENOMEM : QB_EINVAL;
+    /* whatever NNG says, the files the user named were rejected */
+    int rc = qb_err_from_nng(rv);
+    return rc == QB_ENOMEM ? rc : QB_EINVAL;
 }
 
 /* Loads f->cert and f->key as the configuration's own certificate. */
@@ -83,7 +85,9 @@ static int nngtls_alloc(nng_tls_mode mode, nng_tls_config **c)
     if (rv != 0) {
         QB_ERROR("tls.config_failed", "TLS configuration: %s (engine %s)", nng_strerror(rv),
                  nng_tls_engine_name());
-        return rv == NNG_ENOMEM ? QB_ENOMEM : QB_EUNSUPPORTED;
+        /* short of memory, this NNG has no TLS engine */
+        int rc = qb_err_from_nng(rv);
+        return rc == QB_ENOMEM ? rc : QB_EUNSUPPORTED;
     }
     return QB_OK;
 }

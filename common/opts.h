@@ -22,10 +22,10 @@
 #include <stdint.h>
 
 typedef enum qb_opt_type {
-    QB_OPT_STR,  /* char **            */
-    QB_OPT_INT,  /* int64_t *          */
-    QB_OPT_BOOL, /* bool *  (flag; "--x" sets true, config true/false) */
-    QB_OPT_LIST, /* qb_strlist *, comma-separated values, repeatable */
+    QB_OPT_STR,   /* char **            */
+    QB_OPT_INT,   /* int64_t *          */
+    QB_OPT_BOOL,  /* bool *  (flag; "--x" sets true, config true/false) */
+    QB_OPT_LIST,  /* qb_strlist *, comma-separated values, repeatable */
     QB_OPT_MULTI, /* qb_strlist *, one value per occurrence (no comma split) */
 } qb_opt_type;
 

@@ -5,7 +5,7 @@
  * ascending): cache-friendly, binary search to find a price, memmove to
  * insert or delete. Books in this market are a few hundred to a few thousand
  * levels deep and most changes are near the top, so this beats a tree in
- * practice (see BENCHMARKS.md).
+ * practice (see docs/BENCHMARKS.md).
  *
  *   bids: [ 100.5 | 100.4 | 100.2 | ... ]   asks: [ 100.6 | 100.7 | ... ]
  *           best                                    best

@@ -28,7 +28,7 @@
  *      checked at len - 9, then the first 8 bytes (the integer digits moved
  *      to the top, '0's below) and the last 8 (the fraction) are checked
  *      and converted together with SSE2 (decimal_parse_f8): 44 instructions
- *      per number, a leaf function without saves (115 in session 3);
+ *      per number, a leaf function without saves (115 at commit f2feeaa);
  *   2. out of line, any such text of at most 16 bytes after the sign in one
  *      step (decimal_parse_fast16: overlapping loads, SSE2 classification,
  *      both halves converted together);
@@ -43,7 +43,7 @@
  * values, and on millions of random strings. No load leaves s[0..len):
  * 8-byte loads only within texts of 8 bytes or more, shorter ones by
  * overlapping 4-byte loads or bytes (callers' buffers are not padded).
- * Measured and not kept (session 4): an SSSE3 variant (pmaddubsw) behind a
+ * Measured and not kept (2026-11-22): an SSSE3 variant (pmaddubsw) behind a
  * run-time CPU check, 43 instructions with the check and no measurable time
  * difference; the plain-C form of path 1 on x86, 76 instructions and about
  * twice the time.
@@ -247,7 +247,7 @@ static inline uint64_t decimal_sse_value2(uint64_t a8, uint64_t b8, uint64_t mul
  *   nf of the last 8                                   fraction cleared)
  *   m = 63251 * 10^8 + 12000000 (both halves in one pmaddwd chain), scale 8
  *
- * 158 -> 115 instructions per Binance number (session 3; Binance's form has
+ * 158 -> 115 instructions per Binance number (commit 12ad4dd; Binance's form has
  * its own path since). 1..8 digits on each side take that path (texts
  * under 8 bytes too, as 4-byte or byte loads); other plain forms of <= 16
  * bytes (integers, ".5", "5.", 9+ digits on one side) cut the point out of

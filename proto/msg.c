@@ -49,6 +49,7 @@
 #include "msg.h"
 
 #include "err.h"
+#include "topic.h"
 
 #include <msgpack.h>
 /* MsgPuck's documented header-only mode: this file holds the library's
@@ -129,21 +130,6 @@ const char *qb_msg_topic_kind(qb_msg_type t)
     return NULL;
 }
 
-/* A topic part: non-empty printable ASCII without '.', space or NUL. */
-static bool msg_part_ok(const char *p, size_t n, size_t max)
-{
-    if (p == NULL || n == 0 || n > max) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c <= 0x20 || c >= 0x7f || c == '.') {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* nsym: like a part, but '.' is allowed (it is not in the topic). */
 static bool msg_native_ok(qb_str s)
 {
@@ -159,15 +145,22 @@ static bool msg_native_ok(qb_str s)
     return true;
 }
 
+/* A part for qb_topic_format: the byte rule of topic.h, no '.', any
+ * length the whole topic allows (a message's ex and sym are held to
+ * QB_TOPIC_PART_MAX by qb_topic_part_ok, in msg_fields_ok and the decoder). */
+static bool msg_format_part_ok(const char *p, size_t n)
+{
+    return n <= QB_TOPIC_MAX && qb__topic_part_bytes_ok(p, n);
+}
+
 int qb_topic_format(char *buf, size_t cap, const char *kind, qb_str exchange, qb_str symbol)
 {
     if (buf == NULL || kind == NULL) {
         return -1;
     }
     size_t nk = strlen(kind);
-    if (!msg_part_ok(kind, nk, QB_TOPIC_MAX) ||
-        !msg_part_ok(exchange.p, exchange.n, QB_TOPIC_MAX) ||
-        !msg_part_ok(symbol.p, symbol.n, QB_TOPIC_MAX)) {
+    if (!msg_format_part_ok(kind, nk) || !msg_format_part_ok(exchange.p, exchange.n) ||
+        !msg_format_part_ok(symbol.p, symbol.n)) {
         return -1;
     }
     size_t n = nk + 1 + exchange.n + 1 + symbol.n;
@@ -199,7 +192,7 @@ int qb_topic_format(char *buf, size_t cap, const char *kind, qb_str exchange, qb
  * macros at its end. pack.h instantiates it once with
  * "return (*pk->callback)(pk->data, buf, len)" as the append: one indirect
  * call per integer or header, about 300 per 20+20-level delta, ~10 % of
- * the adapter's time (BENCHMARKS.md, issue 8). Below the same template is
+ * the adapter's time (docs/BENCHMARKS.md, section 1). Below the same template is
  * included again with our names:
  *
  *   msgpack_pack_inline_func(_uint64)  ->  static inline int msg_pk_uint64
@@ -293,7 +286,7 @@ static bool msg_levels_ok(const qb_level *lv, size_t n)
     return n <= QB_MSG_MAX_LEVELS && (n == 0 || lv != NULL);
 }
 
-/* parts_ok: exchange and symbol passed qb_topic_format's msg_part_ok
+/* parts_ok: exchange and symbol passed qb_topic_format's byte rule
  * already (qb_msg_encode), so only their length limit is left to check. */
 static bool msg_fields_ok(const qb_msg *m, bool parts_ok)
 {
@@ -304,8 +297,8 @@ static bool msg_fields_ok(const qb_msg *m, bool parts_ok)
         if (m->exchange.n > MSG_NAME_MAX || m->symbol.n > MSG_NAME_MAX) {
             return false;
         }
-    } else if (!msg_part_ok(m->exchange.p, m->exchange.n, MSG_NAME_MAX) ||
-               !msg_part_ok(m->symbol.p, m->symbol.n, MSG_NAME_MAX)) {
+    } else if (!qb_topic_part_ok(m->exchange.p, m->exchange.n) ||
+               !qb_topic_part_ok(m->symbol.p, m->symbol.n)) {
         return false;
     }
     if (!msg_native_ok(m->native)) {
@@ -623,10 +616,8 @@ int qb_decoder_begin(qb_decoder *d, const void *frame, size_t len, qb_str *topic
         return QB_EPARSE; /* no terminator within QB_TOPIC_MAX, or empty */
     }
     size_t tn = (size_t)(nul - p);
-    for (size_t i = 0; i < tn; i++) {
-        if (p[i] <= 0x20 || p[i] >= 0x7f) {
-            return QB_EPARSE;
-        }
+    if (!qb_topic_bytes_ok((const char *)p, tn)) {
+        return QB_EPARSE; /* the byte rule of topic.h; the map check does the rest */
     }
     d->len = len;
     d->off = tn + 1;
@@ -1193,8 +1184,8 @@ static int msg_build(qb_decoder *d, const msg_fields *fs, qb_msg *out)
     m.type = (qb_msg_type)(ti + 1);
     if (msg_get_str(f[K_EX], &m.exchange) != QB_OK || msg_get_str(f[K_SYM], &m.symbol) != QB_OK ||
         msg_get_str(f[K_NSYM], &m.native) != QB_OK ||
-        !msg_part_ok(m.exchange.p, m.exchange.n, MSG_NAME_MAX) ||
-        !msg_part_ok(m.symbol.p, m.symbol.n, MSG_NAME_MAX) || !msg_native_ok(m.native)) {
+        !qb_topic_part_ok(m.exchange.p, m.exchange.n) ||
+        !qb_topic_part_ok(m.symbol.p, m.symbol.n) || !msg_native_ok(m.native)) {
         return QB_EPARSE;
     }
     if (!msg_topic_is(d->topic, &m)) {

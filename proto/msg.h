@@ -42,7 +42,7 @@
 #include <stdint.h>
 
 #define QB_PROTO_VERSION 1
-#define QB_TOPIC_MAX 128           /* bytes, without the NUL */
+#define QB_TOPIC_MAX 128            /* bytes, without the NUL */
 #define QB_MSG_MAX_FRAME (8u << 20) /* larger frames are rejected */
 #define QB_MSG_MAX_LEVELS 20000     /* per side, per message */
 
@@ -86,13 +86,13 @@ typedef struct qb_ticker {
 
 typedef struct qb_msg {
     qb_msg_type type;
-    uint32_t version;  /* QB_PROTO_VERSION when encoding */
-    qb_str exchange;   /* "binance" */
-    qb_str symbol;     /* "BTC-USDT" */
-    qb_str native;     /* "BTCUSDT" */
-    uint64_t seq;      /* per topic, contiguous */
-    uint64_t exch_ts;  /* exchange event time, ns since the epoch; 0 unknown */
-    uint64_t recv_ts;  /* adapter receive time, ns since the epoch */
+    uint32_t version; /* QB_PROTO_VERSION when encoding */
+    qb_str exchange;  /* "binance" */
+    qb_str symbol;    /* "BTC-USDT" */
+    qb_str native;    /* "BTCUSDT" */
+    uint64_t seq;     /* per topic, contiguous */
+    uint64_t exch_ts; /* exchange event time, ns since the epoch; 0 unknown */
+    uint64_t recv_ts; /* adapter receive time, ns since the epoch */
 
     /* QB_MSG_SNAPSHOT, QB_MSG_DELTA */
     uint64_t first_id; /* exchange's first update id in this message */
@@ -125,7 +125,8 @@ const char *qb_msg_topic_kind(qb_msg_type t);
 
 /* Writes "<kind>.<exchange>.<symbol>" and a NUL into buf. Returns the topic
  * length without the NUL, or -1 when it does not fit or a part is empty or
- * contains '.', NUL or a control byte. */
+ * has a byte the topic rule (topic.h: '.', '"', '\', a space, a control or
+ * non-ASCII byte) excludes. */
 int qb_topic_format(char *buf, size_t cap, const char *kind, qb_str exchange, qb_str symbol);
 
 /* Appends one whole frame (topic, NUL, one map) for m to out.

@@ -6,101 +6,17 @@
  *   {"topic":"book.binance.BTC-USDT","v":1,"type":"delta",...,
  *    "bids":[["100.50","1.25"]],"asks":[["100.60","0.00000000"]]}
  *
- * Strings are escaped for JSON; bytes that are not valid UTF-8 become
- * U+FFFD, so the output is always valid JSON. Pure; any thread.
+ * Strings are escaped by qb_json_append_str (common/json.h): bytes that
+ * are not valid UTF-8 become U+FFFD, so the output is always valid JSON.
+ * Pure; any thread.
  */
 #include "msg.h"
 
 #include "err.h"
+#include "json.h"
 
 #include <inttypes.h>
 #include <string.h>
-
-/* Length of the valid UTF-8 sequence at p[0..n), or 0 when invalid. */
-static size_t json_utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    /* overlong forms, surrogates, beyond U+10FFFF */
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-    return len;
-}
-
-static int json_str(qb_buf *out, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    int rc = qb_buf_append(out, "\"", 1);
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (rc == QB_OK && i < n) {
-        /* copy the longest run that needs no escaping at once */
-        size_t j = i;
-        while (j < n && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '"' && p[j] != '\\') {
-            j++;
-        }
-        if (j > i) {
-            rc = qb_buf_append(out, p + i, j - i);
-            i = j;
-            continue;
-        }
-        unsigned char c = p[i];
-        char esc[8];
-        size_t en = 2;
-        esc[0] = '\\';
-        if (c == '"' || c == '\\') {
-            esc[1] = (char)c;
-        } else if (c == '\n') {
-            esc[1] = 'n';
-        } else if (c == '\r') {
-            esc[1] = 'r';
-        } else if (c == '\t') {
-            esc[1] = 't';
-        } else if (c < 0x20 || c == 0x7f) {
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            en = 6;
-        } else {
-            size_t ul = json_utf8_len(p + i, n - i);
-            if (ul) {
-                rc = qb_buf_append(out, p + i, ul);
-                i += ul;
-            } else {
-                rc = qb_buf_append(out, "\\ufffd", 6);
-                i++;
-            }
-            continue;
-        }
-        rc = qb_buf_append(out, esc, en);
-        i++;
-    }
-    return rc ? rc : qb_buf_append(out, "\"", 1);
-}
 
 /* Plain appends, not printf: a deep book has thousands of decimals. */
 static int json_key(qb_buf *out, const char *key)
@@ -157,7 +73,7 @@ static int json_body(const qb_msg *m, qb_buf *out)
     int rc = QB_OK;
     rc = qb_buf_append(out, "{\"topic\":", 9);
     if (kind && qb_topic_format(topic, sizeof topic, kind, m->exchange, m->symbol) >= 0) {
-        rc = rc ? rc : json_str(out, topic, strlen(topic));
+        rc = rc ? rc : qb_json_append_str(out, topic, strlen(topic));
     } else {
         return QB_EINVAL;
     }
@@ -165,11 +81,11 @@ static int json_body(const qb_msg *m, qb_buf *out)
             : qb_buf_appendf(out, ",\"v\":%" PRIu32 ",\"type\":\"%s\"",
                              m->version ? m->version : QB_PROTO_VERSION, qb_msg_type_name(m->type));
     rc = rc ? rc : json_key(out, "ex");
-    rc = rc ? rc : json_str(out, m->exchange.p, m->exchange.n);
+    rc = rc ? rc : qb_json_append_str(out, m->exchange.p, m->exchange.n);
     rc = rc ? rc : json_key(out, "sym");
-    rc = rc ? rc : json_str(out, m->symbol.p, m->symbol.n);
+    rc = rc ? rc : qb_json_append_str(out, m->symbol.p, m->symbol.n);
     rc = rc ? rc : json_key(out, "nsym");
-    rc = rc ? rc : json_str(out, m->native.p, m->native.n);
+    rc = rc ? rc : qb_json_append_str(out, m->native.p, m->native.n);
     rc = rc ? rc
             : qb_buf_appendf(out, ",\"seq\":%" PRIu64 ",\"ets\":%" PRIu64 ",\"rts\":%" PRIu64,
                              m->seq, m->exch_ts, m->recv_ts);
@@ -198,7 +114,7 @@ static int json_body(const qb_msg *m, qb_buf *out)
     case QB_MSG_STATUS:
         rc = rc ? rc : qb_buf_appendf(out, ",\"state\":\"%s\"", qb_feed_state_name(m->state));
         rc = rc ? rc : json_key(out, "reason");
-        rc = rc ? rc : json_str(out, m->reason.p ? m->reason.p : "", m->reason.n);
+        rc = rc ? rc : qb_json_append_str(out, m->reason.p ? m->reason.p : "", m->reason.n);
         break;
     case QB_MSG_TICKER: {
         const qb_ticker *t = &m->ticker;

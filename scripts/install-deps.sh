@@ -29,6 +29,8 @@ TEST_PACKAGES=(
   # Debian's Python with websockets and msgpack (what a user's machine has),
   # nngcat for raw NNG peers, tmux for terminal tests
   python3 python3-websockets python3-msgpack nng-utils procps tmux
+  # the format check that ./scripts/test runs first (scripts/check-format.sh)
+  clang-format
   # the browser test (tests/browser): Debian's chromium, driven headless,
   # and a font for its screenshots
   chromium fonts-dejavu-core

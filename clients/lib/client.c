@@ -1,8 +1,9 @@
 /*
  * client.c: libquotebus's shared pieces: errors (the public table checked
  * against the project's), version, decimals, message construction, the
- * topic table, SUB socket options and the bounded socket close. (The
- * snapshot service client is snapclient.c, shared with quotebus-sub.)
+ * topic table and SUB socket options. (The bounded socket close is
+ * common/nngclose.c; the snapshot service client is snapclient.c, shared
+ * with quotebus-sub.)
  *
  * Threads: everything here is either pure or works on state owned by the
  * caller's thread.
@@ -11,12 +12,9 @@
 
 #include "decimal.h"
 
-#include <errno.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The public error table must be the project's, value for value and
  * entry for entry. */
@@ -196,107 +194,47 @@ QB_API void qb_message_free(qb_message *m)
 
 /* ---- topic table ------------------------------------------------------ */
 
-static uint64_t client_hash(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 void qbc_map_init(qbc_map *m, size_t max)
 {
-    memset(m, 0, sizeof *m);
-    m->max = max;
+    qb_strmap_init(&m->t, max);
 }
 
 void qbc_map_fini(qbc_map *m)
 {
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->slots[i]);
+    for (size_t i = 0; i < m->t.cap; i++) {
+        free(m->t.slots[i]); /* the node is the first member of its entry */
     }
-    free(m->slots);
-    m->slots = NULL;
-    m->cap = m->count = 0;
-}
-
-static size_t client_probe(qbc_map_entry **slots, size_t cap, const char *p, size_t n, uint64_t h)
-{
-    size_t i = (size_t)h & (cap - 1);
-    while (slots[i] != NULL &&
-           !(slots[i]->hash == h && slots[i]->len == n && memcmp(slots[i]->key, p, n) == 0)) {
-        i = (i + 1) & (cap - 1);
-    }
-    return i;
+    qb_strmap_fini(&m->t);
 }
 
 qbc_map_entry *qbc_map_find(const qbc_map *m, const char *key, size_t len)
 {
-    if (m->cap == 0) {
-        return NULL;
-    }
-    return m->slots[client_probe(m->slots, m->cap, key, len, client_hash(key, len))];
+    return (qbc_map_entry *)qb_strmap_find(&m->t, key, len, qb_strmap_hash(key, len));
 }
 
 qbc_map_entry *qbc_map_get(qbc_map *m, const char *key, size_t len, bool *created)
 {
-    uint64_t h = client_hash(key, len);
+    uint64_t h = qb_strmap_hash(key, len);
     *created = false;
-    if (m->cap > 0) {
-        size_t i = client_probe(m->slots, m->cap, key, len, h);
-        if (m->slots[i] != NULL) {
-            return m->slots[i];
-        }
+    qb_strmap_node *n = qb_strmap_find(&m->t, key, len, h);
+    if (n != NULL) {
+        return (qbc_map_entry *)n;
     }
-    if (m->count >= m->max) {
+    if (qb_strmap_reserve(&m->t) != QB_OK) {
         return NULL;
-    }
-    if ((m->count + 1) * 2 > m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 64;
-        qbc_map_entry **ns = calloc(ncap, sizeof *ns);
-        if (ns == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->slots[i] != NULL) {
-                ns[client_probe(ns, ncap, m->slots[i]->key, m->slots[i]->len, m->slots[i]->hash)] =
-                    m->slots[i];
-            }
-        }
-        free(m->slots);
-        m->slots = ns;
-        m->cap = ncap;
     }
     qbc_map_entry *e = calloc(1, sizeof *e + len + 1);
     if (e == NULL) {
         return NULL;
     }
-    e->hash = h;
-    e->len = len;
     memcpy(e->key, key, len);
-    m->slots[client_probe(m->slots, m->cap, key, len, h)] = e;
-    m->count++;
+    e->node = (qb_strmap_node){.hash = h, .key = e->key, .len = len};
+    qb_strmap_insert(&m->t, &e->node);
     *created = true;
     return e;
 }
 
 /* ---- sockets ---------------------------------------------------------- */
-
-size_t qbc_sub_len(const char *topic)
-{
-    size_t n = strlen(topic), dots = 0;
-    if (n > QB_TOPIC_MAX) {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        dots += topic[i] == '.';
-    }
-    /* An exact topic includes its NUL terminator, so BTC-USDT never
-     * matches BTC-USDTX. */
-    return (dots == 2 && topic[n - 1] != '.') ? n + 1 : n;
-}
 
 int qbc_sub_options(nng_socket s)
 {
@@ -311,83 +249,4 @@ int qbc_sub_options(nng_socket s)
         return qb_err_from_nng(rv);
     }
     return QB_OK;
-}
-
-typedef struct client_closer {
-    nng_socket s;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-    bool abandoned; /* the waiter gave up: the helper frees the closer */
-} client_closer;
-
-static void client_closer_free(client_closer *c)
-{
-    pthread_cond_destroy(&c->cond);
-    pthread_mutex_destroy(&c->lock);
-    free(c);
-}
-
-static void *client_closer_main(void *arg)
-{
-    client_closer *c = arg;
-    nng_close(c->s);
-    pthread_mutex_lock(&c->lock);
-    c->done = true;
-    bool abandoned = c->abandoned;
-    pthread_cond_signal(&c->cond);
-    pthread_mutex_unlock(&c->lock);
-    if (abandoned) {
-        client_closer_free(c);
-    }
-    return NULL;
-}
-
-int qbc_close_socket(nng_socket s, int timeout_ms)
-{
-    client_closer *c = calloc(1, sizeof *c);
-    pthread_t th;
-    pthread_attr_t attr;
-    if (c == NULL) {
-        nng_close(s);
-        return QB_OK;
-    }
-    c->s = s;
-    pthread_mutex_init(&c->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rv = pthread_create(&th, &attr, client_closer_main, c);
-    pthread_attr_destroy(&attr);
-    if (rv != 0) {
-        client_closer_free(c);
-        nng_close(s);
-        return QB_OK;
-    }
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&c->lock);
-    while (!c->done) {
-        if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) == ETIMEDOUT && !c->done) {
-            c->abandoned = true;
-            break;
-        }
-    }
-    bool done = c->done;
-    pthread_mutex_unlock(&c->lock);
-    if (done) {
-        client_closer_free(c);
-        return QB_OK;
-    }
-    return QB_ETIMEDOUT;
 }

@@ -14,7 +14,10 @@
 
 #include "err.h"
 #include "msg.h"
+#include "seq.h"
 #include "snapclient.h"
+#include "strmap.h"
+#include "topic.h"
 
 #include <nng/nng.h>
 
@@ -22,18 +25,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A bounded hash table from topic (copied) to a caller value. Open
- * addressing with linear probing; one thread at a time. */
+/* A bounded hash table from topic (copied) to a caller value: entries
+ * with the key inline over common/strmap.h (full: new topics refused, see
+ * qbc_map_get). One thread at a time. */
 typedef struct qbc_map_entry {
-    uint64_t hash;
-    size_t len;
+    qb_strmap_node node; /* first: an entry is freed through its node */
     void *value;
     char key[]; /* len bytes and a NUL */
 } qbc_map_entry;
 
 typedef struct qbc_map {
-    qbc_map_entry **slots;
-    size_t cap, count, max;
+    qb_strmap t;
 } qbc_map;
 
 void qbc_map_init(qbc_map *m, size_t max);
@@ -45,24 +47,12 @@ qbc_map_entry *qbc_map_find(const qbc_map *m, const char *key, size_t len);
  * is full (max) or memory is short. *created tells which. */
 qbc_map_entry *qbc_map_get(qbc_map *m, const char *key, size_t len, bool *created);
 
-/* The NNG subscription bytes for a user topic argument: an exact topic
- * (two dots, not ending in '.') includes its NUL. Returns the length to
- * subscribe with, or 0 when the topic is too long. */
-size_t qbc_sub_len(const char *topic);
+/* (The NNG subscription bytes of a topic argument: qb_topic_sub_len,
+ * proto/topic.h.) */
 
 /* Sets the options every quotebus SUB socket needs (8192-deep queue, 8 MiB
  * frames, fast redial). */
 int qbc_sub_options(nng_socket s);
-
-/* Closes s, waiting at most timeout_ms. NNG 1.5.2 can hang for ever in
- * nng_close() of a SUB socket while frames are arriving (its pipe reaper
- * waits on a task that never runs: nanomsg/nng#1543, fixed upstream after
- * 1.5.2). The close runs on a helper thread; when it does not finish in
- * time the socket is abandoned to NNG (it stays reachable from NNG's own
- * tables) and this returns QB_ETIMEDOUT, so an application never hangs in
- * a _close() of this library. The caller must have removed every callback
- * it registered on s. */
-int qbc_close_socket(nng_socket s, int timeout_ms);
 
 /* Builds a library-owned message from a decoded one (one allocation). */
 int qbc_message_new(const qb_msg *m, qb_str topic, uint64_t gap, qb_message **out);

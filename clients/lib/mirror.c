@@ -33,7 +33,8 @@
  * also keeps stream_seq, the last seq seen on the STREAM: on one
  * publisher's stream seqs only go up (a refresh repeats the current one).
  * A book message below stream_seq, or a delta equal to it, is a new
- * publisher: counted (restarts), logged (mirror.publisher_restart), the
+ * publisher (qb_seq_on_stream; the book's own seq goes through qb_seq_step,
+ * both proto/seq.h): counted (restarts), logged (mirror.publisher_restart), the
  * book invalidated (RESYNCING: every snapshot is accepted again, deltas
  * wait) and requested; a snapshot that revealed it is applied at once.
  * And when the SUB socket gets a new pipe after having had one
@@ -69,6 +70,7 @@
 #include "book.h"
 #include "clock.h"
 #include "log.h"
+#include "nngclose.h"
 #include "nngrecv.h"
 
 #include <nng/protocol/pubsub0/sub.h>
@@ -194,17 +196,12 @@ static void mirror_sleep_ms(int ms)
 static mirror_book *mirror_book_get(qb_mirror *m, const char *topic, size_t n)
 {
     bool created;
-    if (n > QB_TOPIC_MAX || n < 5 || memcmp(topic, "book.", 5) != 0) {
-        return NULL;
-    }
-    qbc_map_entry *e = qbc_map_find(&m->map, topic, n);
+    qbc_map_entry *e = n <= QB_TOPIC_MAX ? qbc_map_find(&m->map, topic, n) : NULL;
     if (e != NULL) {
         return e->value;
     }
-    const char *ex = topic + 5, *end = topic + n;
-    const char *dot = memchr(ex, '.', (size_t)(end - ex));
-    if (dot == NULL || dot == ex || dot + 1 >= end || (size_t)(dot - ex) > QB_NAME_MAX_LEN ||
-        (size_t)(end - dot - 1) > QB_NAME_MAX_LEN) {
+    qb_topic tp;
+    if (qb_topic_parse(topic, n, &tp) != QB_TOPIC_EXACT || tp.kind != QB_TOPIC_BOOK) {
         return NULL;
     }
     if (m->n_books >= m->max_books) {
@@ -233,8 +230,8 @@ static mirror_book *mirror_book_get(qb_mirror *m, const char *topic, size_t n)
     e->value = b;
     memcpy(b->topic, topic, n);
     b->topic_len = n;
-    memcpy(b->ex, ex, (size_t)(dot - ex));
-    memcpy(b->sym, dot + 1, (size_t)(end - dot - 1));
+    memcpy(b->ex, tp.ex.p, tp.ex.n);
+    memcpy(b->sym, tp.sym.p, tp.sym.n);
     b->index = m->n_books;
     b->state = QB_MIRROR_SYNCING;
     b->backoff_ms = MIRROR_BOOK_BACKOFF_MIN_MS;
@@ -324,8 +321,9 @@ static void mirror_invalidate(qb_mirror *m, mirror_book *b)
  * it, comes from a restarted publisher. Returns true when msg is one. */
 static bool mirror_restart_check(qb_mirror *m, mirror_book *b, const qb_msg *msg)
 {
-    bool restart = b->has_stream_seq && (msg->seq < b->stream_seq ||
-                                         (msg->type == QB_MSG_DELTA && msg->seq == b->stream_seq));
+    bool restart =
+        qb_seq_on_stream(b->has_stream_seq, b->stream_seq, msg->seq,
+                         qb_seq_type_of(msg->type, msg->refresh), NULL) == QB_SEQ_RESTART;
     if (restart) {
         mirror_add(&m->c.restarts, 1);
         QB_LOG_RL(QB_LOG_WARN, "mirror.publisher_restart",
@@ -354,13 +352,18 @@ static bool mirror_apply(qb_mirror *m, mirror_book *b, const qb_msg *msg, uint64
     }
     b->last_mono = now; /* the age of a book counts from its last book message */
     bool restart = mirror_restart_check(m, b, msg);
+    /* The seq rule (proto/seq.h) against our book: its seq can come from
+     * the service, ahead of the stream, so a duplicate here is stale. */
+    qb_seq_result r = qb_seq_step(b->state == QB_MIRROR_LIVE, b->seq, msg->seq,
+                                  qb_seq_type_of(msg->type, msg->refresh), NULL);
     if (msg->type == QB_MSG_SNAPSHOT) {
-        if (msg->refresh && b->state == QB_MIRROR_LIVE && msg->seq < b->seq) {
-            /* Older than our book (queued before a service snapshot). */
+        if (r == QB_SEQ_DUPLICATE) {
+            /* A refresh older than our book (queued before a service
+             * snapshot). */
             mirror_add(&m->c.stale_dropped, 1);
             return false;
         }
-        if (msg->refresh && b->state == QB_MIRROR_LIVE && msg->seq > b->seq) {
+        if (r == QB_SEQ_GAP) {
             /* A refresh ahead of our book: deltas were lost on the way. */
             b->gaps++;
             mirror_add(&m->c.gaps, 1);
@@ -378,11 +381,13 @@ static bool mirror_apply(qb_mirror *m, mirror_book *b, const qb_msg *msg, uint64
         mirror_want(m, b, false);
         return restart;
     }
-    if (msg->seq <= b->seq) {
+    if (r == QB_SEQ_DUPLICATE || r == QB_SEQ_RESTART) {
+        /* At or below our book's seq: in it already (a restarted publisher
+         * was caught on the stream above, rule 7). */
         mirror_add(&m->c.stale_dropped, 1);
         return false;
     }
-    if (msg->seq != b->seq + 1) {
+    if (r != QB_SEQ_NEXT) {
         mirror_gap(m, b, "sequence gap", b->seq + 1, msg->seq);
         return true;
     }
@@ -422,16 +427,13 @@ static void mirror_frame(qb_mirror *m, nng_msg *frame)
     /* status.<ex>.<sym> belongs to book.<ex>.<sym>. */
     char book_topic[QB_TOPIC_MAX + 8];
     size_t bn;
-    if (topic.n > 7 && memcmp(topic.p, "status.", 7) == 0) {
-        bn = (size_t)snprintf(book_topic, sizeof book_topic, "book.%.*s", (int)(topic.n - 7),
-                              topic.p + 7);
-    } else if (topic.n > 5 && memcmp(topic.p, "book.", 5) == 0 && topic.n <= QB_TOPIC_MAX) {
-        memcpy(book_topic, topic.p, topic.n);
-        book_topic[topic.n] = '\0';
-        bn = topic.n;
-    } else {
+    qb_topic tp;
+    if (qb_topic_parse(topic.p, topic.n, &tp) != QB_TOPIC_EXACT ||
+        (tp.kind != QB_TOPIC_STATUS && tp.kind != QB_TOPIC_BOOK)) {
         return; /* another kind: not ours */
     }
+    bn = (size_t)snprintf(book_topic, sizeof book_topic, "book.%.*s.%.*s", (int)tp.ex.n, tp.ex.p,
+                          (int)tp.sym.n, tp.sym.p);
     uint64_t now = qb_mono_ns();
     pthread_mutex_lock(&m->lock);
     mirror_book *b = bn <= QB_TOPIC_MAX ? mirror_book_get(m, book_topic, bn) : NULL;
@@ -525,7 +527,8 @@ static void mirror_apply_reply(qb_mirror *m, const qbc_snap_reply *r)
                       topic);
             b->want = true;
             mirror_backoff(b);
-        } else if (b->state == QB_MIRROR_LIVE && msg.seq < b->seq) {
+        } else if (qb_seq_step(b->state == QB_MIRROR_LIVE, b->seq, msg.seq, QB_SEQ_REFRESH, NULL) ==
+                   QB_SEQ_DUPLICATE) {
             b->want = false; /* ours is newer already */
         } else if (mirror_replace(b, &msg) == QB_OK) {
             mirror_add(&m->c.service_snapshots, 1);
@@ -750,19 +753,19 @@ static void mirror_free(qb_mirror *m)
     qb_nng_recv_free(m->recv); /* the mirror thread is gone: cancel its receive */
     m->recv = NULL;
     /* Bounded close: NNG 1.5.2 can hang closing a SUB socket while frames
-     * arrive (see qbc_close_socket). Our pipe callbacks go first. */
+     * arrive (see common/nngclose.h). Our pipe callbacks go first. */
     if (m->sub_open) {
         nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_PRE, NULL, NULL);
         nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_POST, NULL, NULL);
         nng_pipe_notify(m->sub, NNG_PIPE_EV_REM_POST, NULL, NULL);
-        if (qbc_close_socket(m->sub, MIRROR_CLOSE_WAIT_MS) != QB_OK) {
+        if (!qb_nng_close_bounded(m->sub, NULL, MIRROR_CLOSE_WAIT_MS)) {
             QB_WARN("mirror.close_stuck",
                     "NNG did not close the subscriber socket within %d ms (NNG 1.5.2 defect, "
                     "nanomsg/nng#1543); abandoned to NNG",
                     MIRROR_CLOSE_WAIT_MS);
         }
     }
-    if (m->req_open && qbc_close_socket(m->req, MIRROR_CLOSE_WAIT_MS) != QB_OK) {
+    if (m->req_open && !qb_nng_close_bounded(m->req, NULL, MIRROR_CLOSE_WAIT_MS)) {
         QB_WARN("mirror.close_stuck", "NNG did not close the snapshot socket within %d ms",
                 MIRROR_CLOSE_WAIT_MS);
     }
@@ -787,9 +790,9 @@ static void mirror_free(qb_mirror *m)
 static int mirror_subscribe(qb_mirror *m, const char *topic)
 {
     char st[QB_TOPIC_MAX + 8];
-    size_t n = qbc_sub_len(topic);
+    size_t n = qb_topic_sub_len(topic);
     snprintf(st, sizeof st, "status.%s", topic + 5);
-    size_t sn = qbc_sub_len(st);
+    size_t sn = qb_topic_sub_len(st);
     if (n == 0 || sn == 0) {
         return QB_EINVAL;
     }
@@ -800,12 +803,6 @@ static int mirror_subscribe(qb_mirror *m, const char *topic)
     return QB_OK;
 }
 
-static int mirror_dial_rc(int rv)
-{
-    return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP || rv == NNG_EINVAL ? QB_EINVAL
-                                                                         : QB_ETRANSPORT;
-}
-
 QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
 {
     if (cfg == NULL || out == NULL || cfg->n_topics == 0 || cfg->topics == NULL) {
@@ -813,7 +810,8 @@ QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
     }
     for (size_t i = 0; i < cfg->n_topics; i++) {
         const char *t = cfg->topics[i];
-        if (t == NULL || strncmp(t, "book.", 5) != 0 || strlen(t) > QB_TOPIC_MAX) {
+        /* A book topic or prefix: the subscription rule (proto/topic.h). */
+        if (t == NULL || strncmp(t, "book.", 5) != 0 || qb_topic_sub_len(t) == 0) {
             return QB_EINVAL;
         }
     }
@@ -870,7 +868,7 @@ QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out)
     nng_pipe_notify(m->sub, NNG_PIPE_EV_ADD_POST, mirror_pipe_cb, m);
     nng_pipe_notify(m->sub, NNG_PIPE_EV_REM_POST, mirror_pipe_cb, m);
     if ((rv = nng_dial(m->sub, m->connect, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-        rc = mirror_dial_rc(rv);
+        rc = qb_err_from_nng(rv);
         goto fail;
     }
     if (m->snapshot != NULL) {
@@ -1012,7 +1010,7 @@ QB_API size_t qb_mirror_list(qb_mirror *m, qb_book_info *out, size_t max)
 static bool mirror_selects(const char *pat, const char *t)
 {
     size_t pn = strlen(pat);
-    if (qbc_sub_len(pat) > pn) {
+    if (qb_topic_sub_len(pat) > pn) {
         return strcmp(pat, t) == 0; /* exact: the subscription has the NUL */
     }
     return strncmp(pat, t, pn) == 0;

@@ -230,7 +230,9 @@ QB_API int qb_subscriber_open(const char *url, qb_subscriber **out);
  * "book.binance." (every Binance book), "trade.", "status.", ... An argument
  * with two dots that does not end in '.' is an exact topic
  * ("book.binance.BTC-USDT": never BTC-USDTX). "" receives everything.
- * QB_OK, QB_EINVAL (longer than 128 bytes), QB_ETRANSPORT. */
+ * QB_OK, QB_EINVAL (longer than 128 bytes, a byte no topic has, or two
+ * dots without a trailing '.' that make no valid topic: PROTOCOL.md
+ * section 3), QB_ETRANSPORT. */
 QB_API int qb_subscriber_subscribe(qb_subscriber *s, const char *topic);
 /* Undoes one qb_subscriber_subscribe(topic). QB_OK, QB_ENOTFOUND. */
 QB_API int qb_subscriber_unsubscribe(qb_subscriber *s, const char *topic);
@@ -307,7 +309,8 @@ typedef struct qb_mirror_config {
 /* Opens a mirror and starts its thread; books become LIVE as snapshots
  * arrive (qb_mirror_wait_live). cfg and its strings are copied. Returns
  * QB_OK and writes *out (caller owns it: qb_mirror_close), QB_EINVAL (no
- * topic, a topic not starting with "book.", a bad url), QB_ETRANSPORT,
+ * topic, a topic not starting with "book." or refused by
+ * qb_subscriber_subscribe's rule, a bad url), QB_ETRANSPORT,
  * QB_ENOMEM. */
 QB_API int qb_mirror_open(const qb_mirror_config *cfg, qb_mirror **out);
 

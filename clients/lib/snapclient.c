@@ -7,7 +7,7 @@
 #include "snapclient.h"
 
 #include "err.h"
-#include "topicname.h"
+#include "topic.h"
 
 #include <msgpack.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -34,8 +34,7 @@ int qbc_snap_open(const char *url, nng_pipe_cb pipe_cb, void *cb_arg, nng_socket
     }
     if ((rv = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         nng_close(s);
-        return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP || rv == NNG_EINVAL ? QB_EINVAL
-                                                                             : QB_ETRANSPORT;
+        return qb_err_from_nng(rv);
     }
     *out = s;
     return QB_OK;
@@ -213,7 +212,7 @@ int qbc_snap_request(nng_socket req, const char *topic, int timeout_ms, qbc_snap
     if (rv != 0) {
         nng_msg_free(nng_aio_get_msg(aio));
         nng_aio_free(aio);
-        return rv == NNG_ETIMEDOUT ? QB_ETIMEDOUT : QB_ETRANSPORT;
+        return qb_err_from_nng(rv);
     }
     nng_aio_set_timeout(aio, timeout_ms);
     nng_recv_aio(req, aio);
@@ -221,7 +220,7 @@ int qbc_snap_request(nng_socket req, const char *topic, int timeout_ms, qbc_snap
     rv = nng_aio_result(aio);
     if (rv != 0) {
         nng_aio_free(aio);
-        return rv == NNG_ETIMEDOUT ? QB_ETIMEDOUT : QB_ETRANSPORT;
+        return qb_err_from_nng(rv);
     }
     nng_msg *rep = nng_aio_get_msg(aio);
     nng_aio_free(aio);

@@ -20,6 +20,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "nngclose.h"
 #include "nngrecv.h"
 
 #include <nng/protocol/pubsub0/sub.h>
@@ -74,8 +75,7 @@ QB_API int qb_subscriber_open(const char *url, qb_subscriber **out)
     /* Non-blocking dial: works before the broker is up, and NNG redials
      * after a broker restart. */
     if ((rv = nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-        rc = rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP || rv == NNG_EINVAL ? QB_EINVAL
-                                                                           : QB_ETRANSPORT;
+        rc = qb_err_from_nng(rv);
         goto fail;
     }
     *out = s;
@@ -97,8 +97,8 @@ QB_API void qb_subscriber_close(qb_subscriber *s)
     }
     qb_nng_recv_free(s->recv); /* cancels the pending receive */
     /* Bounded: NNG 1.5.2 may hang closing a SUB socket while frames are
-     * arriving (see qbc_close_socket); then the socket is abandoned. */
-    if (qbc_close_socket(s->sock, 2000) != QB_OK) {
+     * arriving (see common/nngclose.h); then the socket is abandoned. */
+    if (!qb_nng_close_bounded(s->sock, NULL, 2000)) {
         QB_WARN("subscriber.close_stuck",
                 "NNG did not close the socket within 2000 ms (NNG 1.5.2 defect, "
                 "nanomsg/nng#1543); abandoned to NNG");
@@ -116,7 +116,7 @@ QB_API int qb_subscriber_subscribe(qb_subscriber *s, const char *topic)
     if (s == NULL || topic == NULL) {
         return QB_EINVAL;
     }
-    size_t n = qbc_sub_len(topic);
+    size_t n = qb_topic_sub_len(topic);
     if (n == 0 && topic[0] != '\0') {
         return QB_EINVAL;
     }
@@ -129,12 +129,12 @@ QB_API int qb_subscriber_unsubscribe(qb_subscriber *s, const char *topic)
     if (s == NULL || topic == NULL) {
         return QB_EINVAL;
     }
-    size_t n = qbc_sub_len(topic);
+    size_t n = qb_topic_sub_len(topic);
     if (n == 0 && topic[0] != '\0') {
         return QB_EINVAL;
     }
     int rv = nng_socket_set(s->sock, NNG_OPT_SUB_UNSUBSCRIBE, topic, n);
-    return rv == 0 ? QB_OK : rv == NNG_ENOENT ? QB_ENOTFOUND : QB_ETRANSPORT;
+    return qb_err_from_nng(rv);
 }
 
 /* Returns the number of messages missed before m on its topic. */
@@ -146,9 +146,11 @@ static uint64_t subscriber_gap(qb_subscriber *s, qb_str topic, const qb_msg *m)
         return 0;
     }
     uint64_t gap = 0;
-    uint64_t last = (uint64_t)(uintptr_t)e->value; /* seq + 1; 0: none yet */
-    if (last != 0 && m->type != QB_MSG_SNAPSHOT && m->seq > last) {
-        gap = m->seq - last;
+    uint64_t next = (uint64_t)(uintptr_t)e->value; /* seq + 1; 0: none yet */
+    /* The seq rule (proto/seq.h) on the stream: going back is a restarted
+     * publisher (counted from its seq), never a gap. */
+    if (qb_seq_on_stream(next != 0, next - 1, m->seq, qb_seq_type_of(m->type, m->refresh), &gap) ==
+        QB_SEQ_GAP) {
         subscriber_add(&s->gaps, 1);
         subscriber_add(&s->missed, gap);
     }

@@ -30,7 +30,7 @@
  * start, each argument that has received nothing is checked with the
  * service (trade., status., ticker. ones through their instrument's book
  * topic); one that matches no instrument is logged once as
- * sub.no_such_topic with what the broker has (proto/topicname.h). The
+ * sub.no_such_topic with what the broker has (proto/topic.h). The
  * service address defaults to the one beside --connect (sub_snapshot_url).
  *
  * Sequence check per topic: after the first message printed on a topic, a
@@ -54,13 +54,16 @@
 #include "dialer.h"
 #include "nngtls.h"
 #include "err.h"
+#include "file.h"
 #include "log.h"
 #include "nngrecv.h"
 #include "msg.h"
 #include "nngclose.h"
 #include "opts.h"
 #include "snapclient.h"
-#include "topicname.h"
+#include "strmap.h"
+#include "seq.h"
+#include "topic.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
@@ -134,24 +137,20 @@ typedef struct sub_opts {
 /* Per topic: the seq check and the book gate. Open addressing, linear
  * probing, topics copied in. */
 typedef struct sub_topic {
-    uint64_t hash;
-    uint64_t last_seq;  /* of the last message printed (valid when has_last) */
-    uint64_t base_seq;  /* of the service's snapshot (valid when has_base) */
-    uint32_t pipe;      /* NNG pipe of the last message (a new one: reconnected) */
-    uint32_t base_pipe; /* the connection has_base holds for; 0: the next one seen */
+    qb_strmap_node node; /* first: an entry is freed through its node */
+    uint64_t last_seq;   /* of the last message printed (valid when has_last) */
+    uint64_t base_seq;   /* of the service's snapshot (valid when has_base) */
+    uint32_t pipe;       /* NNG pipe of the last message (a new one: reconnected) */
+    uint32_t base_pipe;  /* the connection has_base holds for; 0: the next one seen */
     bool has_last;
     bool started;  /* book: a snapshot was printed */
     bool has_base; /* book: skip what the service's snapshot holds */
     bool asked;    /* book: the service was asked for it */
-    size_t len;
-    char topic[]; /* len bytes and a NUL */
+    char topic[];  /* node.len bytes and a NUL */
 } sub_topic;
 
-typedef struct sub_seqs {
-    sub_topic **slots;
-    size_t cap;
-    size_t count;
-} sub_seqs;
+/* The topics seen, at most SUB_MAX_TOPICS (common/strmap.h). */
+typedef qb_strmap sub_seqs;
 
 typedef struct sub_counters {
     uint64_t frames;
@@ -201,88 +200,50 @@ static void sub_req_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     atomic_fetch_add(&sub_req_pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
 }
 
-static uint64_t sub_hash(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void sub_seqs_fini(sub_seqs *s)
 {
     for (size_t i = 0; i < s->cap; i++) {
-        free(s->slots[i]);
+        free(s->slots[i]); /* the node is the first member of its entry */
     }
-    free(s->slots);
-    s->slots = NULL;
-    s->cap = s->count = 0;
-}
-
-static size_t sub_seqs_probe(sub_topic **slots, size_t cap, const char *p, size_t n, uint64_t h)
-{
-    size_t i = (size_t)h & (cap - 1);
-    while (slots[i] != NULL &&
-           !(slots[i]->hash == h && slots[i]->len == n && memcmp(slots[i]->topic, p, n) == 0)) {
-        i = (i + 1) & (cap - 1);
-    }
-    return i;
+    qb_strmap_fini(s);
 }
 
 /* The topic's entry, created on first sight; NULL when the table is full
  * or memory is short (the topic then goes unchecked). Entries never move. */
 static sub_topic *sub_seqs_get(sub_seqs *s, qb_str topic)
 {
-    uint64_t h = sub_hash(topic.p, topic.n);
-    if (s->cap > 0) {
-        size_t i = sub_seqs_probe(s->slots, s->cap, topic.p, topic.n, h);
-        if (s->slots[i] != NULL) {
-            return s->slots[i];
-        }
+    uint64_t h = qb_strmap_hash(topic.p, topic.n);
+    qb_strmap_node *n = qb_strmap_find(s, topic.p, topic.n, h);
+    if (n != NULL) {
+        return (sub_topic *)n;
     }
-    if (s->count >= SUB_MAX_TOPICS) {
+    if (qb_strmap_reserve(s) != QB_OK) {
         return NULL;
-    }
-    if ((s->count + 1) * 2 > s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 64;
-        sub_topic **ns = calloc(ncap, sizeof *ns);
-        if (ns == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < s->cap; i++) {
-            if (s->slots[i] != NULL) {
-                ns[sub_seqs_probe(ns, ncap, s->slots[i]->topic, s->slots[i]->len,
-                                  s->slots[i]->hash)] = s->slots[i];
-            }
-        }
-        free(s->slots);
-        s->slots = ns;
-        s->cap = ncap;
     }
     sub_topic *e = calloc(1, sizeof *e + topic.n + 1);
     if (e == NULL) {
         return NULL;
     }
-    e->hash = h;
-    e->len = topic.n;
     memcpy(e->topic, topic.p, topic.n);
-    s->slots[sub_seqs_probe(s->slots, s->cap, topic.p, topic.n, h)] = e;
-    s->count++;
+    e->node = (qb_strmap_node){.hash = h, .key = e->topic, .len = topic.n};
+    qb_strmap_insert(s, &e->node);
     return e;
 }
 
 static void sub_check_seq(sub_topic *e, sub_counters *c, const qb_msg *m, uint32_t pipe)
 {
-    if (e->has_last && m->type != QB_MSG_SNAPSHOT && m->seq != e->last_seq + 1) {
+    /* The seq rule (proto/seq.h) on the stream; snapshots report nothing. */
+    uint64_t missed = 0;
+    qb_seq_result r = qb_seq_on_stream(e->has_last, e->last_seq, m->seq,
+                                       qb_seq_type_of(m->type, m->refresh), &missed);
+    if (m->type != QB_MSG_SNAPSHOT && (r == QB_SEQ_GAP || r == QB_SEQ_RESTART)) {
         uint64_t want = e->last_seq + 1;
-        if (m->seq > want) {
+        if (r == QB_SEQ_GAP) {
             c->gaps++;
-            c->missed += m->seq - want;
+            c->missed += missed;
             fprintf(stderr, "quotebus-sub: gap on %s: expected %llu got %llu (%llu missed; %s)\n",
                     e->topic, (unsigned long long)want, (unsigned long long)m->seq,
-                    (unsigned long long)(m->seq - want),
+                    (unsigned long long)missed,
                     e->pipe != 0 && e->pipe != pipe
                         ? "after a reconnect to the broker: messages sent while disconnected "
                           "are lost"
@@ -301,22 +262,11 @@ static void sub_check_seq(sub_topic *e, sub_counters *c, const qb_msg *m, uint32
     e->pipe = pipe;
 }
 
-/* An argument with two dots that does not end in '.' is one exact topic;
- * anything else is a prefix (the help text). */
-static bool sub_arg_exact(const char *arg)
-{
-    size_t n = strlen(arg), dots = 0;
-    for (size_t i = 0; i < n; i++) {
-        dots += arg[i] == '.';
-    }
-    return dots == 2 && n > 0 && arg[n - 1] != '.';
-}
-
 /* True when topic is selected by the argument arg. */
 static bool sub_arg_matches(const char *arg, qb_str topic)
 {
     size_t n = strlen(arg);
-    if (sub_arg_exact(arg)) {
+    if (qb_topic_sub_len(arg) == n + 1) { /* an exact topic (proto/topic.h) */
         return n == topic.n && memcmp(arg, topic.p, n) == 0;
     }
     return topic.n >= n && memcmp(arg, topic.p, n) == 0;
@@ -331,8 +281,15 @@ static int sub_subscribe(nng_socket s, const char *arg)
         return QB_EINVAL;
     }
     /* An exact topic includes its NUL terminator, so BTC-USDT never
-     * matches BTC-USDTX. */
-    size_t len = sub_arg_exact(arg) ? n + 1 : n;
+     * matches BTC-USDTX (proto/topic.h). */
+    size_t len = qb_topic_sub_len(arg);
+    if (len == 0 && n > 0) {
+        fprintf(stderr,
+                "quotebus-sub: not a topic or prefix: %s (want kind.exchange.SYMBOL or a prefix; "
+                "printable ASCII without '\"' or '\\')\n",
+                arg);
+        return QB_EINVAL;
+    }
     int rv = nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, arg, len);
     if (rv != 0) {
         fprintf(stderr, "quotebus-sub: subscribe %s: %s\n", arg, nng_strerror(rv));
@@ -376,25 +333,19 @@ static void sub_write_stats(const char *path, const sub_counters *c)
     if (path == NULL) {
         return;
     }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        return;
+    qb_buf b = QB_BUF_INIT;
+    if (qb_buf_appendf(&b,
+                       "{\"frames\": %llu, \"messages\": %llu, \"invalid\": %llu, \"gaps\": %llu, "
+                       "\"missed\": %llu, \"out_of_order\": %llu, \"skipped\": %llu, "
+                       "\"service_snapshots\": %llu}\n",
+                       (unsigned long long)c->frames, (unsigned long long)c->messages,
+                       (unsigned long long)c->invalid, (unsigned long long)c->gaps,
+                       (unsigned long long)c->missed, (unsigned long long)c->out_of_order,
+                       (unsigned long long)c->skipped,
+                       (unsigned long long)c->service_snapshots) == QB_OK) {
+        (void)qb_file_write_atomic(path, b.data, b.len);
     }
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        return;
-    }
-    fprintf(f,
-            "{\"frames\": %llu, \"messages\": %llu, \"invalid\": %llu, \"gaps\": %llu, "
-            "\"missed\": %llu, \"out_of_order\": %llu, \"skipped\": %llu, "
-            "\"service_snapshots\": %llu}\n",
-            (unsigned long long)c->frames, (unsigned long long)c->messages,
-            (unsigned long long)c->invalid, (unsigned long long)c->gaps,
-            (unsigned long long)c->missed, (unsigned long long)c->out_of_order,
-            (unsigned long long)c->skipped, (unsigned long long)c->service_snapshots);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        remove(tmp);
-    }
+    qb_buf_fini(&b);
 }
 
 static void sub_sleep_ms(int64_t ms)
@@ -418,7 +369,8 @@ static int sub_parse(sub_opts *o, const qb_opt *table, int argc, char **argv, in
         fprintf(stderr, "quotebus-sub: --book TOPIC takes no TOPIC_PREFIX arguments\n");
         return QB_EINVAL;
     }
-    if (o->book != NULL && (strncmp(o->book, "book.", 5) != 0 || !sub_arg_exact(o->book))) {
+    if (o->book != NULL &&
+        (strncmp(o->book, "book.", 5) != 0 || qb_topic_sub_len(o->book) != strlen(o->book) + 1)) {
         fprintf(stderr,
                 "quotebus-sub: --book mirrors one instrument (book.EXCHANGE.SYMBOL, e.g. "
                 "book.binance.BTC-USDT), not '%s'; for every message of a prefix: "
@@ -569,17 +521,13 @@ static void sub_prime(sub_ctx *x, const char *q)
  * and ticker.; false for raw prefixes and the broker's own topics. */
 static bool sub_book_query(const char *arg, char *out, size_t cap)
 {
-    static const char *const kinds[] = {"book", "trade", "status", "ticker"};
     qb_topic_parts p;
     qb_topic_split(arg, strlen(arg), &p);
     if (p.kind.n == strlen(arg)) {
         return false; /* no dot: a raw prefix */
     }
-    bool kind_ok = false;
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        kind_ok |= p.kind.n == strlen(kinds[i]) && memcmp(p.kind.p, kinds[i], p.kind.n) == 0;
-    }
-    if (!kind_ok || (p.ex.n == 8 && memcmp(p.ex.p, "quotebus", 8) == 0)) {
+    if (qb_topic_kind_of(p.kind) == QB_TOPIC_NOKIND ||
+        (p.ex.n == 8 && memcmp(p.ex.p, "quotebus", 8) == 0)) {
         return false;
     }
     int w = snprintf(out, cap, "book.%s", arg + p.kind.n + 1);
@@ -879,6 +827,7 @@ int main(int argc, char **argv)
     };
     x.arg_seen = calloc((size_t)x.n_args, sizeof *x.arg_seen);
     x.unseen = x.n_args;
+    qb_strmap_init(&x.seqs, SUB_MAX_TOPICS);
     x.dec = qb_decoder_new();
     x.svc_dec = qb_decoder_new();
     nng_socket s;

@@ -706,7 +706,7 @@ function renderCharts(b) {
 }
 
 // A state badge; its tooltip is the reason of the last status message
-// (issue 7: every state is shown with its reason).
+// (every state is shown with its reason).
 function badge(el, state, reason) {
     setText(el, state);
     if (el.dataset.state !== state) {

@@ -5,7 +5,7 @@
  * (sequence checks + book apply, or Bithumb's full-book diff), and the
  * sync owner's on_delta building the qb_msg exactly as adapters/adapter.c
  * does and either encoding it (qb_msg_encode into a reused buffer: the
- * "parse to encoded message" budget of issue 8) or publishing it
+ * "parse to encoded message" budget of 2 us) or publishing it
  * (qb__pub_send: encode + nng_sendmsg on a PUB socket dialing an ipc path
  * nobody listens on, so NNG discards the message after the send call).
  *
@@ -25,12 +25,12 @@
  *   ascending: distinct prices, both sides ascending: Binance USD-M
  *            futures (the recorded sushiusdt@depth@100ms: 103 bid and 99
  *            ask sides, all ascending; binancefut samples likewise).
- *   random:  independent picks, repeats possible (the generator before
- *            session 3 of issue 8; no exchange sends this).
+ *   random:  independent picks, repeats possible (the generator of
+ *            commit 2bce9df; no exchange sends this).
  * --htx-numbers short writes HTX prices and sizes as HTX does (JSON numbers
  * in shortest form: 9138.6, 9144.0, 9138.61 in huobi_mbp_incremental_real_*),
  * so a side's prices have mixed scales (the default); fixed writes two
- * price decimals always, one scale (the figures before session 3).
+ * price decimals always, one scale (the figures of commit 2bce9df).
  *   binance: combined-stream depthUpdate text (Binance number formatting);
  *   htx:     mbp incremental JSON (seqNum/prevSeqNum chain), gzip'd by zlib
  *            beforehand like HTX's frames (decode inflates it per message);
@@ -76,8 +76,8 @@ typedef struct frame {
 
 typedef struct bench_owner {
     const char *exchange;
-    qb_pub *pub;      /* publish mode */
-    qb_buf enc;       /* encode mode */
+    qb_pub *pub; /* publish mode */
+    qb_buf enc;  /* encode mode */
     uint64_t seq;
     uint64_t published;
     uint64_t bytes;
@@ -272,6 +272,7 @@ typedef struct bench {
     bench_kind kind;
     const qb_exchange_ops *ops;
     qb_parser parser;
+    void *xstate; /* the exchange's private state (ops->state_size) */
     qb_sync sync;
     qb_sync_counters cnt;
     frame snap;
@@ -288,13 +289,13 @@ __attribute__((noinline)) void bench_loop(bench *b)
         const char *js = (const char *)b->msgs[i].data;
         size_t jl = b->msgs[i].len;
         uint64_t recv = qb_now_ns();
-        if (b->ops->decode && b->ops->decode(&b->parser, b->msgs[i].data, b->msgs[i].len, &js,
-                                             &jl) != QB_OK) {
+        if (b->ops->decode && b->ops->decode(b->xstate, &b->parser, b->msgs[i].data, b->msgs[i].len,
+                                             &js, &jl) != QB_OK) {
             b->errors++;
             continue;
         }
         qb_event ev;
-        if (b->ops->parse(&b->parser, js, jl, &ev) != QB_OK) {
+        if (b->ops->parse(b->xstate, &b->parser, js, jl, &ev) != QB_OK) {
             b->errors++;
             continue;
         }
@@ -314,9 +315,9 @@ static void bench_reset(bench *b)
     qb_event ev;
     int rc;
     if (b->kind == K_BINANCE) {
-        rc = b->ops->parse_snapshot(&b->parser, (char *)b->snap.data, b->snap.len, &ev);
+        rc = b->ops->parse_snapshot(b->xstate, &b->parser, (char *)b->snap.data, b->snap.len, &ev);
     } else {
-        rc = b->ops->parse(&b->parser, (char *)b->snap.data, b->snap.len, &ev);
+        rc = b->ops->parse(b->xstate, &b->parser, (char *)b->snap.data, b->snap.len, &ev);
     }
     if (rc != QB_OK) {
         fprintf(stderr, "snapshot parse failed: %s\n", qb_strerror(rc));
@@ -371,10 +372,11 @@ static void bench_make(bench *b, bench_kind kind, size_t n, int levels)
         for (size_t i = 0; i < n; i++) {
             qb_buf_reset(&t);
             unsigned long long seq = base + 1 + i;
-            qb_buf_appendf(&t,
-                           "{\"ch\":\"market.btcusdt.mbp.400\",\"ts\":%llu,\"tick\":{\"seqNum\":%llu,"
-                           "\"prevSeqNum\":%llu,\"asks\":[",
-                           1593561600691ULL + i, seq, seq - 1);
+            qb_buf_appendf(
+                &t,
+                "{\"ch\":\"market.btcusdt.mbp.400\",\"ts\":%llu,\"tick\":{\"seqNum\":%llu,"
+                "\"prevSeqNum\":%llu,\"asks\":[",
+                1593561600691ULL + i, seq, seq - 1);
             levels_json(&t, 1, levels, 200, false, false);
             qb_buf_appendf(&t, "],\"bids\":[");
             levels_json(&t, 0, levels, 200, false, false);
@@ -425,7 +427,8 @@ static void bench_make(bench *b, bench_kind kind, size_t n, int levels)
         }
     }
     qb_buf_fini(&t);
-    if (qb_parser_init(&b->parser, 1 << 20, 2 * BOOK_LEVELS) != QB_OK) {
+    if (qb_parser_init(&b->parser, 1 << 20, 2 * BOOK_LEVELS) != QB_OK ||
+        qb_exchange_state_new(b->ops, 1 << 20, &b->xstate) != QB_OK) {
         exit(1);
     }
 }
@@ -472,7 +475,8 @@ static void usage(void)
            "  send on a PUB socket with no peer) through the adapters' real entry points.\n"
            "  Median over R runs (default 7) of N messages (default 20000); L levels per\n"
            "  side per Binance/HTX update (default 20); B levels per side in the\n"
-           "  book the updates apply to (default 1000, HTX snapshot capped at 400). --callgrind: one pass, no warm-up.\n"
+           "  book the updates apply to (default 1000, HTX snapshot capped at 400). --callgrind: "
+           "one pass, no warm-up.\n"
            "  --order: how an update lists each side's levels (Binance and HTX): binance\n"
            "  (default; distinct prices, best first, as Binance spot and HTX send them),\n"
            "  ascending (distinct, both sides ascending: Binance USD-M futures), random\n"
@@ -531,7 +535,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (runs < 1 || runs > 101 || count < 1 || levels < 1 || levels > 200 || BOOK_LEVELS < 200 || BOOK_LEVELS > 100000) {
+    if (runs < 1 || runs > 101 || count < 1 || levels < 1 || levels > 200 || BOOK_LEVELS < 200 ||
+        BOOK_LEVELS > 100000) {
         usage();
         return 2;
     }
@@ -560,8 +565,7 @@ int main(int argc, char **argv)
                 return 1;
             }
         }
-        if (qb_sync_init(&b.sync, b.ops->seq, &bench_ops, &own, &b.cnt, 2 * BOOK_LEVELS) !=
-            QB_OK) {
+        if (qb_sync_init(&b.sync, b.ops->seq, &bench_ops, &own, &b.cnt, 2 * BOOK_LEVELS) != QB_OK) {
             return 1;
         }
         double ns[101], cns[101], cpu_ratio = 0;
@@ -595,7 +599,8 @@ int main(int argc, char **argv)
                    (unsigned long long)b.errors);
         } else {
             printf("%-8s %s: in %zu B/msg, %.0f ns/msg median of %d (min %.0f max %.0f), "
-                   "CPU %.0f ns/msg = %.0f msgs/s per core (CPU/wall %.2f), published %llu, sync errors %llu, gaps %llu\n",
+                   "CPU %.0f ns/msg = %.0f msgs/s per core (CPU/wall %.2f), published %llu, sync "
+                   "errors %llu, gaps %llu\n",
                    names[k], publish ? "publish" : "encode", b.in_bytes / b.n, med, nr, ns[0],
                    ns[nr - 1], cmed, 1e9 / cmed, cpu_ratio, (unsigned long long)own.published,
                    (unsigned long long)b.errors, (unsigned long long)b.cnt.gaps);
@@ -605,6 +610,7 @@ int main(int argc, char **argv)
         }
         qb_buf_fini(&own.enc);
         qb_sync_fini(&b.sync);
+        qb_exchange_state_free(b.ops, b.xstate);
         qb_parser_fini(&b.parser);
         for (size_t i = 0; i < b.n; i++) {
             free(b.msgs[i].data);
@@ -616,9 +622,10 @@ int main(int argc, char **argv)
     printf("%sload average before %s, after %s; %d levels/side per Binance/HTX update, "
            "book %d levels/side, order %s, HTX numbers %s, %s%s\n",
            markdown ? "\n" : "", la0, la1, levels, BOOK_LEVELS,
-           ORDER == ORDER_BINANCE ? "binance" : ORDER == ORDER_ASCENDING ? "ascending" : "random",
-           HTX_SHORT ? "short" : "fixed",
-           publish ? "encode + NNG send" : "encode",
+           ORDER == ORDER_BINANCE     ? "binance"
+           : ORDER == ORDER_ASCENDING ? "ascending"
+                                      : "random",
+           HTX_SHORT ? "short" : "fixed", publish ? "encode + NNG send" : "encode",
            markdown ? "\n" : "");
     return 0;
 }

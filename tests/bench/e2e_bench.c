@@ -439,8 +439,8 @@ static int e2e_run(int argc, char **argv)
     while (qb_mono_ns() < drain_end) {
         bool done = true;
         for (int i = 0; i < nsubs; i++) {
-            done = done && atomic_load_explicit(&subs[i].last_seq, memory_order_relaxed) >=
-                               1 + total;
+            done =
+                done && atomic_load_explicit(&subs[i].last_seq, memory_order_relaxed) >= 1 + total;
         }
         if (done) {
             break;

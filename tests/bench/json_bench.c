@@ -1,6 +1,6 @@
 /*
  * json_bench.c: qb-bench-json, the measurement behind the choice of JSON
- * parser for exchange messages (BENCHMARKS.md, "JSON parser for exchange
+ * parser for exchange messages (docs/BENCHMARKS.md, "JSON parser for exchange
  * messages"). Not a ctest test: timings are not pass/fail.
  *
  * What is measured: the cost per message of turning one Binance combined-
@@ -24,7 +24,7 @@
  * Inputs (same bytes for every parser): "recorded" = the depthUpdate frames
  * of recorded/binance_spot_NKNUSDT_cryptofeed_20211012.txt plus
  * samples/binance_depthUpdate_real_combined_*.json; "synth" = generated
- * updates with --levels bids and asks (default 20: issue 8 targets 2 us per
+ * updates with --levels bids and asks (default 20: the adapter's target is 2 us per
  * 20-level update parse -> encode; 1000 stands in for REST snapshots) in
  * Binance's formatting.
  *
@@ -1416,10 +1416,11 @@ int main(int argc, char **argv)
     static const qb_prog prog = {
         .name = "qb-bench-json",
         .usage = "[OPTIONS]",
-        .summary = "Measures ns per message for jsmn, LEJP, cJSON, jansson and simdjson parsing Binance "
-                   "depth updates into stream, e, E, s, U, u and every price/qty string view. "
-                   "Checks that every parser extracts identical bytes. Exits 77 when the "
-                   "recorded data is missing.",
+        .summary =
+            "Measures ns per message for jsmn, LEJP, cJSON, jansson and simdjson parsing Binance "
+            "depth updates into stream, e, E, s, U, u and every price/qty string view. "
+            "Checks that every parser extracts identical bytes. Exits 77 when the "
+            "recorded data is missing.",
         .footer = "Instruction counts (noise-free):\n"
                   "  valgrind --tool=callgrind --toggle-collect=json_bench_loop \\\n"
                   "    --callgrind-out-file=cg.out qb-bench-json --callgrind --iters 20000 \\\n"

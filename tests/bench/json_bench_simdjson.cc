@@ -1,6 +1,6 @@
 /*
  * json_bench_simdjson.cc: the simdjson rows of qb-bench-json (json_bench.c;
- * BENCHMARKS.md, "simdjson for the depth message: measured"). Benchmark-only:
+ * docs/BENCHMARKS.md, "simdjson for the depth message: measured"). Benchmark-only:
  * built when CMake finds simdjson (Debian libsimdjson-dev 3.0.1), and the
  * only C++ in the tree.
  *
@@ -49,7 +49,8 @@ extern "C" {
 #include "err.h"
 }
 
-namespace {
+namespace
+{
 
 /* Must match json_bench.c (checked at init with sizeof and the limits). */
 constexpr std::size_t json_bench_max_levels = 1024;
@@ -96,7 +97,8 @@ void json_bench_simdjson_fini(void);
 
 } // extern "C"
 
-namespace {
+namespace
+{
 
 namespace od = simdjson::ondemand;
 namespace dom = simdjson::dom;

@@ -7,7 +7,7 @@
 #   BUILD      build directory [<repo>/build-bench8]
 #   RUNS       repetitions of every latency configuration; medians reported [3]
 #   SECS       seconds per latency run [4]
-#   TP_SECS    seconds per throughput step (the window: 60) [10]
+#   TP_SECS    seconds per throughput step (the one-minute window: 60) [10]
 #   TP_RATES   throughput ladder, deltas/s
 #              [25000 50000 100000 150000 200000 250000 300000]
 #   TP_SYSTEMS systems on the throughput ladder [raw1 raw2 raw2b qb]
@@ -21,7 +21,7 @@
 #              whose own knobs pass through: WS_*, and RATE, CHANGES, WARMUP,
 #              CLIENTS, NS, SETTLE, SWEEP_RATES, SWEEP_SECS, PERF for the comparison,
 #              whose window is CMP_SECS [20]; about 5.5 minutes)
-# The one-minute throughput window alone (about 10 minutes):
+# The one-minute throughput window alone (about 10 minutes):
 #   SKIP="adapter latency memory" TP_SECS=60 tests/bench/run-all.sh
 # Systems (tests/bench/e2e_bench.c): raw1 = NNG PUB->SUB, raw2 = PUB ->
 # trivial forwarder -> SUB, both one delta per frame (the raw transport);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# run-ws.sh [OUT.md]: issue 8 parts 2 (latency over websocket) and 4
-# (websocket fan-out): runs qb-bench-ws against a fresh quotebus-broker per
+# run-ws.sh [OUT.md]: latency over websocket and websocket
+# fan-out (docs/BENCHMARKS.md section 5): runs qb-bench-ws against a fresh quotebus-broker per
 # row and prints markdown tables (stdout, and OUT.md when given). Not a test:
 # nothing passes or fails on timings. Environment (defaults in brackets):
 #   BUILD         build directory [<repo>/build-bench8]
@@ -86,7 +86,7 @@ row() {
 }
 
 {
-    echo "## Websocket (issue 8 parts 2 and 4): qb-bench-ws through quotebus-broker /ws"
+    echo "## Websocket latency and fan-out: qb-bench-ws through quotebus-broker /ws"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, build $BUILD, load average before: $(la)."
     echo "One book (book.binance.BTC-USDT), deltas of $WS_LEVELS bids + $WS_LEVELS asks, ${WS_SECS} s per row,"

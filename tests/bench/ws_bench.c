@@ -1,6 +1,6 @@
 /*
  * ws_bench.c (qb-bench-ws): websocket latency and fan-out through the
- * broker's /ws endpoint (issue 8 parts 2 "over websocket" and 4).
+ * broker's /ws endpoint (docs/BENCHMARKS.md section 5).
  *
  * One process: a publisher thread, --threads client service threads and the
  * main thread (starts them, decides when the deltas start, collects).
@@ -340,7 +340,8 @@ static void wsb_on_json(wsb_client *c, const char *s, size_t len, uint64_t now)
     qb_json j;
     int rc;
     wsb_thr *th = c->thr;
-    while ((rc = qb_json_parse(&j, s, len, th->tok, th->ntok)) == QB_ETOOBIG && th->ntok < (1 << 22)) {
+    while ((rc = qb_json_parse(&j, s, len, th->tok, th->ntok)) == QB_ETOOBIG &&
+           th->ntok < (1 << 22)) {
         jsmntok_t *t = realloc(th->tok, (size_t)th->ntok * 4 * sizeof *t);
         if (t == NULL) {
             break;
@@ -366,8 +367,8 @@ static void wsb_on_json(wsb_client *c, const char *s, size_t len, uint64_t now)
         if (qb_json_str_eq(&j, ti, "error")) {
             size_t n;
             const char *t = qb_json_text(&j, qb_json_get(&j, 0, "message"), &n);
-            fprintf(stderr, "qb-bench-ws: client %d: error reply: %.*s\n", c->idx,
-                    t ? (int)n : 0, t ? t : "");
+            fprintf(stderr, "qb-bench-ws: client %d: error reply: %.*s\n", c->idx, t ? (int)n : 0,
+                    t ? t : "");
             c->bad++;
         }
         return; /* subscribed, trades, status ... */
@@ -400,7 +401,9 @@ static void wsb_on_msgpack(wsb_client *c, const unsigned char *s, size_t len, ui
     }
     bool conflated = false;
     /* msgpack fixstr "conflated" (0xa9 + 9 bytes) followed by true (0xc3) */
-    static const char key[] = "\xa9" "conflated" "\xc3";
+    static const char key[] = "\xa9"
+                              "conflated"
+                              "\xc3";
     if (memmem(s, len, key, sizeof key - 1) != NULL) {
         conflated = true;
     }
@@ -470,8 +473,8 @@ static int wsb_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             return 0;
         }
         unsigned char buf[LWS_PRE + 128];
-        int n = snprintf((char *)buf + LWS_PRE, 128, "{\"op\":\"subscribe\",\"topics\":[\"%s\"],\"id\":%d}",
-                         WSB_TOPIC, c->idx);
+        int n = snprintf((char *)buf + LWS_PRE, 128,
+                         "{\"op\":\"subscribe\",\"topics\":[\"%s\"],\"id\":%d}", WSB_TOPIC, c->idx);
         if (lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_TEXT) < n) {
             return -1;
         }
@@ -664,9 +667,9 @@ int main(int argc, char **argv)
         wsb_cfg.seconds = strdup("10");
     }
     double secs = atof(wsb_cfg.seconds);
-    if (wsb_cfg.clients < 1 || wsb_cfg.clients > 100000 || wsb_cfg.rate < 1 || wsb_cfg.rate > 1000000 ||
-        secs <= 0 || wsb_cfg.levels < 1 || wsb_cfg.levels > 1000 || wsb_cfg.batch < 1 ||
-        wsb_parse_url(url) != 0) {
+    if (wsb_cfg.clients < 1 || wsb_cfg.clients > 100000 || wsb_cfg.rate < 1 ||
+        wsb_cfg.rate > 1000000 || secs <= 0 || wsb_cfg.levels < 1 || wsb_cfg.levels > 1000 ||
+        wsb_cfg.batch < 1 || wsb_parse_url(url) != 0) {
         fprintf(stderr, "qb-bench-ws: bad options (see --help)\n");
         return 2;
     }
@@ -758,7 +761,8 @@ int main(int argc, char **argv)
             wsb_failed += atomic_load(&wsb_thrs[k].failed);
         }
         uint64_t now = qb_mono_ns();
-        if ((wsb_ready > 0 && wsb_ready + wsb_failed >= wsb_cfg.clients) || now > connect_deadline) {
+        if ((wsb_ready > 0 && wsb_ready + wsb_failed >= wsb_cfg.clients) ||
+            now > connect_deadline) {
             connect_ns = now - start;
             atomic_store(&wsb_phase, 1);
             break;
@@ -824,7 +828,8 @@ int main(int argc, char **argv)
     if (wsb_cfg.broker_pid > 0) {
         wsb_proc_mem((long)wsb_cfg.broker_pid, &rss, &hwm);
     }
-    double bcpu = wsb_cfg.broker_pid > 0 ? (double)(wsb_bcpu1 - wsb_bcpu0) / 1e9 / window * 100 : -1;
+    double bcpu =
+        wsb_cfg.broker_pid > 0 ? (double)(wsb_bcpu1 - wsb_bcpu0) / 1e9 / window * 100 : -1;
     /* a starved (not busy) client or broker shows as high load, not CPU */
     char loadavg[64] = "?";
     FILE *lf = fopen("/proc/loadavg", "r");
@@ -846,25 +851,28 @@ int main(int argc, char **argv)
         snprintf(hwm_s, sizeof hwm_s, "%.1f", (double)hwm / 1024.0);
     }
     if (wsb_cfg.header) {
-        printf("| run | mode | clients (in) | rate/s | s | sent | delivered msg/s | lost | clients "
-               "with loss | conflated snapshots | p50 us | p99 us | p99.9 us | max us | broker CPU %% "
-               "| broker VmRSS MiB | VmHWM MiB | client CPU %% (threads) |\n");
+        printf(
+            "| run | mode | clients (in) | rate/s | s | sent | delivered msg/s | lost | clients "
+            "with loss | conflated snapshots | p50 us | p99 us | p99.9 us | max us | broker CPU %% "
+            "| broker VmRSS MiB | VmHWM MiB | client CPU %% (threads) |\n");
         printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     }
-    printf("| %s | %s | %lld (%d) | %lld | %.0f | %llu | %.0f | %llu | %d | %llu | %.0f | %.0f | %.0f | "
+    printf("| %s | %s | %lld (%d) | %lld | %.0f | %llu | %.0f | %llu | %d | %llu | %.0f | %.0f | "
+           "%.0f | "
            "%.0f | %s | %s | %s | %.0f (%d)%s |\n",
            label, wsb_cfg.msgpack ? "msgpack" : "json", (long long)wsb_cfg.clients, wsb_ready,
-           (long long)wsb_cfg.rate, window, (unsigned long long)wsb_sent, (double)delivered / window,
-           (unsigned long long)lost, with_loss, (unsigned long long)conflated,
-           pct_us(lat, nlat, 0.50), pct_us(lat, nlat, 0.99), pct_us(lat, nlat, 0.999),
-           nlat ? (double)lat[nlat - 1] / 1000.0 : 0.0, bcpu_s, rss_s, hwm_s, ccpu, wsb_nthr, ccpu_max > 85 ? " client-bound!" : "");
+           (long long)wsb_cfg.rate, window, (unsigned long long)wsb_sent,
+           (double)delivered / window, (unsigned long long)lost, with_loss,
+           (unsigned long long)conflated, pct_us(lat, nlat, 0.50), pct_us(lat, nlat, 0.99),
+           pct_us(lat, nlat, 0.999), nlat ? (double)lat[nlat - 1] / 1000.0 : 0.0, bcpu_s, rss_s,
+           hwm_s, ccpu, wsb_nthr, ccpu_max > 85 ? " client-bound!" : "");
     fflush(stdout);
     fprintf(stderr,
             "qb-bench-ws: %s: %d/%lld clients in after %.1f s (%d failed, %d closed), frame %zu B, "
             "%llu gaps, %llu snapshots, %llu bad; client: %d service thread(s), %.0f %% of a core "
             "in all, the busiest %.0f %%%s; load average %s\n",
-            label, wsb_ready, (long long)wsb_cfg.clients, (double)connect_ns / 1e9, wsb_failed, closed,
-            wsb_frame_len, (unsigned long long)gaps, (unsigned long long)snaps,
+            label, wsb_ready, (long long)wsb_cfg.clients, (double)connect_ns / 1e9, wsb_failed,
+            closed, wsb_frame_len, (unsigned long long)gaps, (unsigned long long)snaps,
             (unsigned long long)bad, wsb_nthr, ccpu, ccpu_max,
             ccpu_max > 85 ? ": THE CLIENT IS THE BOTTLENECK, figures understate the broker"
                           : ": not the bottleneck",

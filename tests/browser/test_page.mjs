@@ -783,7 +783,7 @@ async function main() {
                   15000, 'the page with ?token= to be live with a book');
     log('with ?token=: live, book shown');
 
-    // Issue 7: a feed state is shown with its reason. The exchange goes
+    // A feed state is shown with its reason. The exchange goes
     // away (kill -9 of the simulator): the adapter reports "down" with the
     // connect error; the badge says down, the note and the badge's tooltip
     // give the reason.

@@ -17,10 +17,10 @@
  *                    exsim_binance.c, exsim_htx.c, exsim_bithumb.c
  *
  * One process serves several exchanges on one port (--exchange, default
- * binance,htx,bithumb), routed by the request path: each ops table claims
- * its paths (owns_path). Symbols and streams belong to one exchange (the
- * same coin is an independent book per exchange), connections to the
- * exchange whose path they opened.
+ * every exchange of the registry, qb__exsim_exchanges), routed by the
+ * request path: each ops table claims its paths (owns_path). Symbols and
+ * streams belong to one exchange (the same coin is an independent book per
+ * exchange), connections to the exchange whose path they opened.
  *
  * Data flow of one depth event:
  *
@@ -122,7 +122,9 @@ typedef struct qb__exsim_resp {
  * headroom) and return QB_OK or an error; *binary is set for binary
  * frames (gzip exchanges). */
 typedef struct qb__exsim_ops {
-    const char *name; /* exchange id: "binance" */
+    const char *name;    /* exchange id: "binance" */
+    const char *ws_path; /* the real endpoint's websocket path, which adapters
+                            open here too ("/stream"; quotebus-adapter --exsim) */
 
     /* Routing: true when this exchange serves the websocket path (ws) or
      * the HTTP path (!ws). Paths never overlap between exchanges. */
@@ -206,6 +208,12 @@ typedef struct qb__exsim_ops {
 extern const qb__exsim_ops qb__exsim_binance_ops;
 extern const qb__exsim_ops qb__exsim_htx_ops;
 extern const qb__exsim_ops qb__exsim_bithumb_ops;
+
+/* The registry (exsim_main.c): every exchange the simulator speaks, one
+ * line each, NULL-terminated, in the order of the default --exchange list
+ * (its first is the primary exchange: --replay). Routing asks them from
+ * the last to the first (exsim_main.c). */
+extern const qb__exsim_ops *const qb__exsim_exchanges[];
 
 #define QB__EXSIM_MAX_EXCHANGES 3
 

@@ -957,6 +957,7 @@ static void binance_base_quote(const char *native, char *base, char *quote, size
 
 const qb__exsim_ops qb__exsim_binance_ops = {
     .name = "binance",
+    .ws_path = "/stream",
     .owns_path = binance_owns_path,
     .symbol_ok = binance_symbol_ok,
     .base_quote = binance_base_quote,

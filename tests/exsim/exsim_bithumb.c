@@ -543,6 +543,7 @@ static int bithumb_ws_message(qb__exsim *sim, qb__exsim_conn *c, const char *msg
 
 const qb__exsim_ops qb__exsim_bithumb_ops = {
     .name = "bithumb",
+    .ws_path = "/websocket/v1",
     .owns_path = bithumb_owns_path,
     .symbol_ok = bithumb_symbol_ok,
     .base_quote = bithumb_base_quote,

@@ -950,6 +950,7 @@ static void htx_fini(void)
 
 const qb__exsim_ops qb__exsim_htx_ops = {
     .name = "htx",
+    .ws_path = "/feed",
     .owns_path = htx_owns_path,
     .symbol_ok = htx_symbol_ok,
     .base_quote = htx_base_quote,

@@ -54,19 +54,36 @@ static const char *main_signal_name(int sig)
     }
 }
 
-static const qb__exsim_ops *const main_all_ops[] = {&qb__exsim_bithumb_ops, &qb__exsim_htx_ops,
-                                                    &qb__exsim_binance_ops};
+/* The registry: one line per exchange (exsim.h). */
+const qb__exsim_ops *const qb__exsim_exchanges[] = {
+    &qb__exsim_binance_ops,
+    &qb__exsim_htx_ops,
+    &qb__exsim_bithumb_ops,
+    NULL,
+};
 
 static const qb__exsim_ops *main_find_ops(const char *name)
 {
-    const qb__exsim_ops *const *all = main_all_ops;
-    enum { MAIN_NOPS = sizeof main_all_ops / sizeof main_all_ops[0] };
-    for (size_t i = 0; i < MAIN_NOPS; i++) {
-        if (strcmp(all[i]->name, name) == 0) {
-            return all[i];
+    for (size_t i = 0; qb__exsim_exchanges[i] != NULL; i++) {
+        if (strcmp(qb__exsim_exchanges[i]->name, name) == 0) {
+            return qb__exsim_exchanges[i];
         }
     }
     return NULL;
+}
+
+/* "binance, htx, bithumb": the registry's names, for messages. */
+static const char *main_known_names(void)
+{
+    static char names[256];
+    if (names[0] == '\0') {
+        for (size_t i = 0; qb__exsim_exchanges[i] != NULL; i++) {
+            size_t n = strlen(names);
+            snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "",
+                     qb__exsim_exchanges[i]->name);
+        }
+    }
+    return names;
 }
 
 int main(int argc, char **argv)
@@ -100,8 +117,12 @@ int main(int argc, char **argv)
     char *drop_rate = NULL;
     static const char *const main_default_bad_kinds[] = {"truncated", "utf8", "nest", "bignum"};
     qb_strlist_set_default(&bad_kinds, main_default_bad_kinds, 4);
-    static const char *const main_default_exchanges[] = {"binance", "htx", "bithumb"};
-    qb_strlist_set_default(&exchanges, main_default_exchanges, 3);
+    const char *main_default_exchanges[QB__EXSIM_MAX_EXCHANGES];
+    size_t main_nexchanges = 0;
+    for (; qb__exsim_exchanges[main_nexchanges] != NULL; main_nexchanges++) {
+        main_default_exchanges[main_nexchanges] = qb__exsim_exchanges[main_nexchanges]->name;
+    }
+    qb_strlist_set_default(&exchanges, main_default_exchanges, main_nexchanges);
 
     const qb_opt opts[] = {
         {"exchange", QB_OPT_LIST, &exchanges, "LIST",
@@ -274,9 +295,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < exchanges.n; i++) {
         const qb__exsim_ops *o = main_find_ops(exchanges.v[i]);
         if (o == NULL) {
-            fprintf(stderr,
-                    "quotebus-exsim: unknown --exchange '%s' (known: binance, htx, bithumb)\n",
-                    exchanges.v[i]);
+            fprintf(stderr, "quotebus-exsim: unknown --exchange '%s' (known: %s)\n", exchanges.v[i],
+                    main_known_names());
             exit_code = 2;
             goto out_opts;
         }
@@ -296,10 +316,11 @@ int main(int argc, char **argv)
         exit_code = 2;
         goto out_opts;
     }
-    if (cfg.rate <= 0 || cfg.trade_rate < 0 || cfg.changes < 0 || cfg.changes > 40 || cfg.max_levels <= 0 || cfg.port < 0 ||
-        cfg.port > 65535 || cfg.max_queue < 16 || cfg.max_msg_bytes < 256 || cfg.max_streams <= 0 ||
-        cfg.max_symbols <= 0 || cfg.oversized_bytes < 64 || cfg.events < 0 ||
-        cfg.ticker_every < 0 || cfg.htx_ping_interval_ms < 0 || cfg.htx_max_missed_pings < 0 ||
+    if (cfg.rate <= 0 || cfg.trade_rate < 0 || cfg.changes < 0 || cfg.changes > 40 ||
+        cfg.max_levels <= 0 || cfg.port < 0 || cfg.port > 65535 || cfg.max_queue < 16 ||
+        cfg.max_msg_bytes < 256 || cfg.max_streams <= 0 || cfg.max_symbols <= 0 ||
+        cfg.oversized_bytes < 64 || cfg.events < 0 || cfg.ticker_every < 0 ||
+        cfg.htx_ping_interval_ms < 0 || cfg.htx_max_missed_pings < 0 ||
         cfg.htx_req_interval_ms < 0 || cfg.req_fail < 0 || cfg.gzip_bomb_bytes < 1024 ||
         cfg.bithumb_idle_ms < 0 || cfg.disconnect_random_ms < 0 ||
         cfg.disconnect_random_for_ms < 0 || cfg.bad_input_every < 0 ||
@@ -333,11 +354,16 @@ int main(int argc, char **argv)
     qb__exsim sim;
     memset(&sim, 0, sizeof sim);
     sim.ops = ops;
-    /* routing order: fixed (bithumb, htx, binance), so HTX's bare /ws wins
-     * over Binance's when both are served */
-    for (size_t i = 0; i < sizeof main_all_ops / sizeof main_all_ops[0]; i++) {
+    /* routing order: the registry from its last line to its first
+     * (bithumb, htx, binance), so HTX's bare /ws wins over Binance's when
+     * both are served */
+    size_t nall = 0;
+    while (qb__exsim_exchanges[nall] != NULL) {
+        nall++;
+    }
+    for (size_t i = nall; i-- > 0;) {
         for (size_t k = 0; k < nchosen; k++) {
-            if (chosen[k] == main_all_ops[i]) {
+            if (chosen[k] == qb__exsim_exchanges[i]) {
                 sim.exch[sim.nexch++] = chosen[k];
             }
         }

@@ -73,6 +73,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "file.h"
 #include "log.h"
 
 #include <libwebsockets.h>
@@ -1568,28 +1569,8 @@ int qb__exsim_dump_write(qb__exsim *sim)
         }
     }
     free(v);
-    if (rc == QB_OK) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "wb");
-        if (f == NULL) {
-            rc = QB_EIO;
-        } else {
-            size_t w = b.len ? fwrite(b.data, 1, b.len, f) : 0;
-            if (w != b.len || fflush(f) != 0) {
-                rc = QB_EIO;
-            }
-            if (fclose(f) != 0) {
-                rc = QB_EIO;
-            }
-            if (rc == QB_OK && rename(tmp, path) != 0) {
-                rc = QB_EIO;
-            }
-        }
-        if (rc != QB_OK) {
-            QB_LOG_RL(QB_LOG_ERROR, "exsim_dump_failed", "path=%s errno=%s", path, strerror(errno));
-            unlink(tmp);
-        }
+    if (rc == QB_OK && (rc = qb_file_write_atomic(path, b.data, b.len)) != QB_OK) {
+        QB_LOG_RL(QB_LOG_ERROR, "exsim_dump_failed", "path=%s errno=%s", path, strerror(errno));
     }
     qb_buf_fini(&b);
     if (rc == QB_OK) {

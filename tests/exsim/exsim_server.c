@@ -40,7 +40,9 @@
 #include "exsim.h"
 
 #include "clock.h"
+#include "buf.h"
 #include "err.h"
+#include "file.h"
 #include "log.h"
 
 #include <libwebsockets.h>
@@ -870,31 +872,19 @@ int qb__exsim_stats_write(qb__exsim *sim)
     if (path == NULL || *path == '\0') {
         return QB_OK;
     }
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (f == NULL) {
-        QB_LOG_RL(QB_LOG_ERROR, "exsim_stats_failed", "path=%s errno=%s", tmp, strerror(errno));
-        return QB_EIO;
-    }
+    qb_buf b = QB_BUF_INIT;
     const char *sep = "";
-    fprintf(f, "{");
+    int rc = qb_buf_append(&b, "{", 1);
 #define SERVER_CNT_PRINT_(n)                                                                       \
-    fprintf(f, "%s\"%s\":%llu", sep, #n, (unsigned long long)sim->st.n);                           \
+    rc = rc ? rc : qb_buf_appendf(&b, "%s\"%s\":%llu", sep, #n, (unsigned long long)sim->st.n);    \
     sep = ",";
     QB__EXSIM_COUNTERS(SERVER_CNT_PRINT_)
 #undef SERVER_CNT_PRINT_
-    fprintf(f, ",\"port\":%d,\"symbols\":%zu}\n", sim->port, sim->nsyms);
-    int rc = (fflush(f) == 0) ? QB_OK : QB_EIO;
-    if (fclose(f) != 0) {
-        rc = QB_EIO;
+    rc = rc ? rc : qb_buf_appendf(&b, ",\"port\":%d,\"symbols\":%zu}\n", sim->port, sim->nsyms);
+    if (rc == QB_OK && (rc = qb_file_write_atomic(path, b.data, b.len)) != QB_OK) {
+        QB_LOG_RL(QB_LOG_ERROR, "exsim_stats_failed", "path=%s errno=%s", path, strerror(errno));
     }
-    if (rc == QB_OK && rename(tmp, path) != 0) {
-        rc = QB_EIO;
-    }
-    if (rc != QB_OK) {
-        unlink(tmp);
-    }
+    qb_buf_fini(&b);
     return rc;
 }
 
@@ -1094,23 +1084,13 @@ int qb__exsim_server_start(qb__exsim *sim)
         return QB_ETRANSPORT;
     }
     for (size_t i = 0; i < sim->nexch; i++) {
-        const char *name = sim->exch[i]->name;
-        const char *path = strcmp(name, "htx") == 0       ? "/feed"
-                           : strcmp(name, "bithumb") == 0 ? "/websocket/v1"
-                                                          : "/stream";
-        QB_INFO("exsim_listening", "exchange=%s url=%s://%s:%d%s", name,
-                info.ssl_cert_filepath ? "wss" : "ws", cfg->host, sim->port, path);
+        QB_INFO("exsim_listening", "exchange=%s url=%s://%s:%d%s", sim->exch[i]->name,
+                info.ssl_cert_filepath ? "wss" : "ws", cfg->host, sim->port, sim->exch[i]->ws_path);
     }
     if (cfg->port_file && *cfg->port_file) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s.tmp", cfg->port_file);
-        FILE *f = fopen(tmp, "wb");
-        bool ok = f != NULL;
-        if (f) {
-            ok = fprintf(f, "%d\n", sim->port) > 0;
-            ok = (fclose(f) == 0) && ok;
-        }
-        if (!ok || rename(tmp, cfg->port_file) != 0) {
+        char line[16];
+        int ln = snprintf(line, sizeof line, "%d\n", sim->port);
+        if (qb_file_write_atomic(cfg->port_file, line, (size_t)ln) != QB_OK) {
             QB_ERROR("exsim_port_file_failed", "path=%s errno=%s", cfg->port_file, strerror(errno));
             return QB_EIO;
         }

@@ -173,9 +173,7 @@ def supervised_broker(st, sim, exchange, symbols, name="broker", extra=(), adapt
     """quotebus-broker WITH its supervisor: it starts (and restarts) the
     adapter itself, pointed at the simulator through --adapter-arg. The
     adapter writes st.path(name + "-adapter.stats")."""
-    args = ["--ws-url", sim.ws_urls[exchange]]
-    if exchange == "binance":
-        args += ["--rest-url", sim.rest_url]
+    args = ["--exsim", sim.exsim_url]
     if st.ca is not None:
         args += ["--ca-file", st.ca[0]]
     args += ["--stats-file", st.path(name + "-adapter.stats")] + list(adapter_extra)

@@ -53,7 +53,7 @@ Cases (one CTest test each; usage: test_faults.py --bin-dir DIR --case NAME):
   slow_sub_ws         the same over websocket (a client that stops reading);
                       skipped while quotebus-broker has no --http-listen
 Environment: QB_FAULTS_SCALE (default 1) multiplies the fault durations (the
-stopped subscriber's pause, the storm), e.g. 3 for the issue's one minute.
+stopped subscriber's pause, the storm), e.g. 3 for one minute.
 """
 import os
 import signal

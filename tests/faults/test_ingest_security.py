@@ -398,7 +398,7 @@ def case_default_ingest(st):
     readers = fl.readers_for(st, 2)
     time.sleep(0.3)
     argv = [os.path.join(st.bin, "quotebus-adapter"), "binance", "--symbols", ",".join(SYMS[:2]),
-            "--ws-url", sim.ws_urls["binance"], "--rest-url", sim.rest_url,
+            "--exsim", sim.exsim_url,
             "--ca-file", st.ca[0], "--stats-file", st.path("adapter.stats")]
     adapter = st.start("adapter", argv)  # no --broker: its default
     qbtest.wait_books_exact(readers, sim.dump_path, SYMS[:2], timeout=60)

@@ -175,7 +175,7 @@ class Env:
         name = "adapter%d" % self.nadapter
         st = self.st
         argv = [os.path.join(st.bin, "quotebus-adapter"), "binance", "--symbols", ",".join(SYMS),
-                "--ws-url", sim.ws_urls["binance"], "--rest-url", sim.rest_url,
+                "--exsim", sim.exsim_url,
                 "--broker", self.urls["ingest"][tr], "--stats-file", st.path(name + ".stats")]
         if st.ca is not None:
             argv += ["--ca-file", st.ca[0]]

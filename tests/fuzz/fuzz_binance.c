@@ -37,26 +37,25 @@ static void fuzz_bn_diff(const char *js, size_t len)
 {
     qb_parser *p = &fuzz_ex_state.p;
     qb_event a, b;
-    int ra = qb_binance_ops.parse(p, js, len, &a);
+    int ra = qb_binance_ops.parse(fuzz_ex_state.st, p, js, len, &a);
     int rb = qb__binance_parse_jsmn(&fuzz_bn_jsmn, js, len, &b);
     QB_FUZZ_CHECK(ra == rb);
     if (rb != QB_OK) {
         return;
     }
     QB_FUZZ_CHECK(ra == QB_OK);
-    QB_FUZZ_CHECK(a.kind == b.kind && strcmp(a.native, b.native) == 0 &&
-                  a.first_id == b.first_id && a.last_id == b.last_id &&
-                  a.exch_ts == b.exch_ts && a.n_bids == b.n_bids && a.n_asks == b.n_asks &&
-                  a.trade_id == b.trade_id && fuzz_bn_dec_eq(a.price, b.price) &&
-                  fuzz_bn_dec_eq(a.qty, b.qty) && a.side == b.side &&
-                  a.n_trades == b.n_trades && strcmp(a.info, b.info) == 0);
+    QB_FUZZ_CHECK(a.kind == b.kind && strcmp(a.native, b.native) == 0 && a.first_id == b.first_id &&
+                  a.last_id == b.last_id && a.exch_ts == b.exch_ts && a.n_bids == b.n_bids &&
+                  a.n_asks == b.n_asks && a.trade_id == b.trade_id &&
+                  fuzz_bn_dec_eq(a.price, b.price) && fuzz_bn_dec_eq(a.qty, b.qty) &&
+                  a.side == b.side && a.n_trades == b.n_trades && strcmp(a.info, b.info) == 0);
     QB_FUZZ_CHECK(fuzz_bn_levels_eq(a.bids, b.bids, a.n_bids));
     QB_FUZZ_CHECK(fuzz_bn_levels_eq(a.asks, b.asks, a.n_asks));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fuzz_ex_init();
+    fuzz_ex_init(&qb_binance_ops);
     if (!fuzz_bn_ready) {
         if (qb_parser_init(&fuzz_bn_jsmn, FUZZ_MAX_BYTES, FUZZ_MAX_LEVELS) != QB_OK) {
             abort();

@@ -43,6 +43,7 @@
 
 typedef struct fuzz_ex {
     qb_parser p;
+    void *st; /* the exchange's private state (one exchange per fuzz target) */
     qb_buf gz;
     qb_buf enc;
     qb_decoder *dec;
@@ -51,13 +52,14 @@ typedef struct fuzz_ex {
 
 static fuzz_ex fuzz_ex_state;
 
-static void fuzz_ex_init(void)
+static void fuzz_ex_init(const qb_exchange_ops *ops)
 {
     if (fuzz_ex_state.ready) {
         return;
     }
     qb_log_set_level(QB_LOG_ERROR);
-    if (qb_parser_init(&fuzz_ex_state.p, FUZZ_MAX_BYTES, FUZZ_MAX_LEVELS) != QB_OK) {
+    if (qb_parser_init(&fuzz_ex_state.p, FUZZ_MAX_BYTES, FUZZ_MAX_LEVELS) != QB_OK ||
+        qb_exchange_state_new(ops, FUZZ_MAX_BYTES, &fuzz_ex_state.st) != QB_OK) {
         abort();
     }
     fuzz_ex_state.dec = qb_decoder_new();
@@ -218,7 +220,7 @@ static void fuzz_ex_check_event(const qb_event *ev)
 
 static int fuzz_exchange_run(const qb_exchange_ops *ops, const uint8_t *data, size_t size)
 {
-    fuzz_ex_init();
+    fuzz_ex_init(ops);
     qb_sync_counters cnt;
     memset(&cnt, 0, sizeof cnt);
     qb_sync s;
@@ -248,7 +250,7 @@ static int fuzz_exchange_run(const qb_exchange_ops *ops, const uint8_t *data, si
             if (ops->decode == NULL) {
                 continue;
             }
-            rc = ops->decode(&fuzz_ex_state.p, in, n, &js, &jl);
+            rc = ops->decode(fuzz_ex_state.st, &fuzz_ex_state.p, in, n, &js, &jl);
             if (rc != QB_OK) {
                 continue;
             }
@@ -264,9 +266,9 @@ static int fuzz_exchange_run(const qb_exchange_ops *ops, const uint8_t *data, si
             if (ops->parse_snapshot == NULL) {
                 continue;
             }
-            rc = ops->parse_snapshot(&fuzz_ex_state.p, js, jl, &ev);
+            rc = ops->parse_snapshot(fuzz_ex_state.st, &fuzz_ex_state.p, js, jl, &ev);
         } else {
-            rc = ops->parse(&fuzz_ex_state.p, js, jl, &ev);
+            rc = ops->parse(fuzz_ex_state.st, &fuzz_ex_state.p, js, jl, &ev);
         }
         if (rc != QB_OK) {
             continue;

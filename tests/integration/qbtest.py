@@ -27,8 +27,8 @@ from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# quotebus-exsim serves every exchange on one port, routed by path.
-EXCHANGE_PATHS = {"binance": "/stream", "htx": "/feed", "bithumb": "/websocket/v1"}
+# quotebus-exsim serves every exchange on one port, each on its own path:
+# adapters get the simulator's address (--exsim URL) and know their path.
 
 
 def fail(msg):
@@ -197,9 +197,8 @@ class Stack:
                 return None
         p.port = wait_for(ready, 20, "exsim port file")
         scheme = ("wss", "https") if tls else ("ws", "http")
-        p.ws_url = "%s://127.0.0.1:%d/stream" % (scheme[0], p.port)
-        p.ws_urls = {ex: "%s://127.0.0.1:%d%s" % (scheme[0], p.port, path)
-                     for ex, path in EXCHANGE_PATHS.items()}
+        p.exsim_url = "%s://127.0.0.1:%d" % (scheme[0], p.port)  # adapter --exsim
+        p.ws_url = p.exsim_url + "/stream"  # Binance's, for clients of the simulator itself
         p.rest_url = "%s://127.0.0.1:%d" % (scheme[1], p.port)
         p.dump_path = self.path(name + ".dump")
         p.stats_path = self.path(name + ".stats")
@@ -226,11 +225,12 @@ class Stack:
         return p
 
     def adapter(self, exsim, symbols, extra=(), exchange="binance", name="adapter"):
-        ws_url = getattr(exsim, "ws_urls", {}).get(exchange, exsim.ws_url)
         argv = [os.path.join(self.bin, "quotebus-adapter"), exchange,
-                "--symbols", ",".join(symbols), "--ws-url", ws_url]
-        if exchange == "binance":
-            argv += ["--rest-url", exsim.rest_url]
+                "--symbols", ",".join(symbols)]
+        if hasattr(exsim, "exsim_url"):
+            argv += ["--exsim", exsim.exsim_url]
+        else:  # another server: its one URL (and REST on it)
+            argv += ["--ws-url", exsim.ws_url, "--rest-url", exsim.rest_url]
         argv += ["--broker", self.ingest, "--stats-file", self.path(name + ".stats")]
         if self.ca is not None and exsim.ws_url.startswith("wss"):
             argv += ["--ca-file", self.ca[0]]

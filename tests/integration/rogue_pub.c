@@ -33,15 +33,16 @@ int main(int argc, char **argv)
     long interval = atol(argv[3]);
     nng_socket s;
     int rv;
-    if ((rv = nng_pub0_open(&s)) != 0 || (rv = nng_dial(s, argv[1], NULL, NNG_FLAG_NONBLOCK)) != 0) {
+    if ((rv = nng_pub0_open(&s)) != 0 ||
+        (rv = nng_dial(s, argv[1], NULL, NNG_FLAG_NONBLOCK)) != 0) {
         fprintf(stderr, "qb-rogue-pub: %s\n", nng_strerror(rv));
         return 1;
     }
     rogue_sleep_ms(300); /* let the connection come up */
     static const char t[] = "book.binance.BTC-USDT";
     /* {"v":99,"type":"delta"} */
-    static const unsigned char badver[] = {0x82, 0xa1, 'v', 0x63, 0xa4, 't', 'y', 'p', 'e',
-                                           0xa5, 'd', 'e', 'l', 't', 'a'};
+    static const unsigned char badver[] = {0x82, 0xa1, 'v', 0x63, 0xa4, 't', 'y', 'p',
+                                           'e',  0xa5, 'd', 'e',  'l',  't', 'a'};
     static const unsigned char huge_arr[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
     unsigned seed = 12345;
     for (long i = 0; i < count; i++) {

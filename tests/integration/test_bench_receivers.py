@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The consumer-side programs of tests/bench/compare/run-compare.sh, whose
-marks BENCHMARKS.md section 6 (tables A, C and G) is computed from:
+marks docs/BENCHMARKS.md section 6 (tables A, C and G) is computed from:
 qb-bench-consumer (a libquotebus mirror) and qb-bench-nng-recv (NNG alone,
 --mode block and --mode aio), on a real simulator -> adapter -> broker.
 

@@ -137,7 +137,7 @@ def metrics_summary(port):
 
 
 def check_state_metrics(port, syms):
-    """Issue 7: the feed state with its reason in /metrics and /health, for
+    """The feed state with its reason in /metrics and /health, for
     instruments that are all live (the fault suite covers the other states:
     tests/faults/test_faults.py stall, snapshot_fail, upstream_down)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "faults"))

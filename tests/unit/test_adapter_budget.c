@@ -23,10 +23,10 @@ QB_TEST(bucket_allows_burst_then_rate)
         QB_CHECK_EQ_INT(qb_bucket_take(&b, t), 0);
     }
     uint64_t w = qb_bucket_take(&b, t);
-    QB_CHECK_EQ_INT(w, S);                          /* next token in 1 s */
-    QB_CHECK(qb_bucket_take(&b, t + S - 1) == 1);   /* still 1 ns short */
-    QB_CHECK_EQ_INT(qb_bucket_take(&b, t + S), 0);  /* taken */
-    QB_CHECK(qb_bucket_take(&b, t + S) == S);       /* empty again */
+    QB_CHECK_EQ_INT(w, S);                         /* next token in 1 s */
+    QB_CHECK(qb_bucket_take(&b, t + S - 1) == 1);  /* still 1 ns short */
+    QB_CHECK_EQ_INT(qb_bucket_take(&b, t + S), 0); /* taken */
+    QB_CHECK(qb_bucket_take(&b, t + S) == S);      /* empty again */
 }
 
 QB_TEST(bucket_never_exceeds_burst_plus_rate)

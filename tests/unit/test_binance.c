@@ -29,7 +29,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-
 typedef struct rec_line {
     const char *payload;
     size_t len;
@@ -378,6 +377,8 @@ QB_TEST(ticker_streams_and_parse)
     /* The doc's 24hrTicker payload, combined-stream form. */
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_p), QB_OK);
     const char *t =
         "{\"stream\":\"bnbbtc@ticker\",\"data\":{\"e\":\"24hrTicker\",\"E\":1672515782136,"
         "\"s\":\"BNBBTC\",\"p\":\"-0.0015\",\"P\":\"250.00\",\"w\":\"0.0018\",\"x\":\"0.0009\","
@@ -386,7 +387,7 @@ QB_TEST(ticker_streams_and_parse)
         "\"o\":\"0.0010\",\"h\":\"0.0025\",\"l\":\"0.0010\",\"v\":\"10000\",\"q\":\"18\",\"O\":0,"
         "\"C\":86400000,\"F\":0,\"L\":18150,\"n\":18151}}";
     qb_event ev;
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, strlen(t), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, t, strlen(t), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_TICKER);
     QB_CHECK_EQ_STR(ev.native, "BNBBTC");
     QB_CHECK(qb_dec_identical(ev.ticker.last, dec("0.0025")));
@@ -402,7 +403,7 @@ QB_TEST(ticker_streams_and_parse)
     /* An empty bid side ("0") is absent, not a zero price. */
     const char *t2 = "{\"e\":\"24hrTicker\",\"E\":1,\"s\":\"X\",\"c\":\"5\",\"b\":\"0\","
                      "\"B\":\"0\",\"a\":\"6\",\"A\":\"1\",\"v\":\"0\",\"p\":\"0\"}";
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t2, strlen(t2), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, t2, strlen(t2), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_TICKER);
     QB_CHECK(!ev.ticker.has_bid && ev.ticker.has_ask);
     const char *bad[] = {
@@ -412,8 +413,9 @@ QB_TEST(ticker_streams_and_parse)
         "{\"e\":\"24hrTicker\",\"s\":\"X\",\"c\":\"1\"}",                      /* no time */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        QB_CHECK(qb_binance_ops.parse(&p, bad[i], strlen(bad[i]), &ev) != QB_OK);
+        QB_CHECK(qb_binance_ops.parse(st_p, &p, bad[i], strlen(bad[i]), &ev) != QB_OK);
     }
+    qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -422,6 +424,8 @@ QB_TEST(recorded_session_syncs_exactly)
     need_recording();
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 20, 20000), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 20, &st_p), QB_OK);
     qb_sync_counters cnt = {0};
     rec_owner own = {.check_crossed = true};
     qb_sync s;
@@ -452,8 +456,8 @@ QB_TEST(recorded_session_syncs_exactly)
     }
 
     qb_event ev;
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, rec[first_depth].payload, rec[first_depth].len, &ev),
-                    QB_OK);
+    QB_CHECK_EQ_INT(
+        qb_binance_ops.parse(st_p, &p, rec[first_depth].payload, rec[first_depth].len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_DEPTH);
     QB_CHECK_EQ_STR(ev.native, "NKNUSDT");
     QB_CHECK_EQ_INT(ev.first_id, 499869750ULL);
@@ -471,8 +475,8 @@ QB_TEST(recorded_session_syncs_exactly)
     /* The snapshot (the parser's arrays are reused: the sync copied the
      * buffered event). */
     qb_event snap;
-    QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(&p, snap_line->payload, snap_line->len, &snap),
-                    QB_OK);
+    QB_CHECK_EQ_INT(
+        qb_binance_ops.parse_snapshot(st_p, &p, snap_line->payload, snap_line->len, &snap), QB_OK);
     QB_CHECK_EQ_INT(snap.kind, QB_EV_SNAPSHOT);
     QB_CHECK_EQ_INT(snap.last_id, 499869752ULL);
     /* The recording keeps 609 bids and 1000 asks of the limit=1000 reply. */
@@ -496,7 +500,7 @@ QB_TEST(recorded_session_syncs_exactly)
         if (rec[i].is_rest) {
             continue;
         }
-        int rc = qb_binance_ops.parse(&p, rec[i].payload, rec[i].len, &ev);
+        int rc = qb_binance_ops.parse(st_p, &p, rec[i].payload, rec[i].len, &ev);
         QB_CHECK_EQ_INT(rc, QB_OK);
         if (rc != QB_OK) {
             continue;
@@ -526,6 +530,7 @@ QB_TEST(recorded_session_syncs_exactly)
     free(rb.v);
     free(ra.v);
     qb_sync_fini(&s);
+    qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -540,18 +545,18 @@ static int depth_frame(char *buf, size_t cap, unsigned long long U, unsigned lon
                     U, u, bids, asks);
 }
 
-static void feed(qb_parser *p, qb_sync *s, const char *js, int expect_rc)
+static void feed(void *st, qb_parser *p, qb_sync *s, const char *js, int expect_rc)
 {
     qb_event ev;
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(p, js, strlen(js), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st, p, js, strlen(js), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_DEPTH);
     QB_CHECK_EQ_INT(qb_sync_on_delta(s, &ev), expect_rc);
 }
 
-static void snapshot(qb_parser *p, qb_sync *s, const char *js, int expect_rc)
+static void snapshot(void *st, qb_parser *p, qb_sync *s, const char *js, int expect_rc)
 {
     qb_event ev;
-    QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(p, js, strlen(js), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(st, p, js, strlen(js), &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_snapshot(s, &ev), expect_rc);
 }
 
@@ -559,6 +564,8 @@ QB_TEST(gap_triggers_resync_and_duplicates_drop)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_p), QB_OK);
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
@@ -567,39 +574,39 @@ QB_TEST(gap_triggers_resync_and_duplicates_drop)
     char f[512];
 
     /* Snapshot with no buffered events: live, next event must bridge. */
-    snapshot(&p, &s,
+    snapshot(st_p, &p, &s,
              "{\"lastUpdateId\":100,\"bids\":[[\"10.0\",\"1\"]],\"asks\":[[\"11.0\",\"2\"]]}",
              QB_OK);
     QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
     depth_frame(f, sizeof f, 95, 100, "[\"10.0\",\"5\"]", "");
-    feed(&p, &s, f, QB_OK); /* u <= lastUpdateId: dropped */
+    feed(st_p, &p, &s, f, QB_OK); /* u <= lastUpdateId: dropped */
     QB_CHECK_EQ_INT(cnt.deltas_dropped_stale, 1);
     QB_CHECK(qb_dec_cmp(qb_book_get(qb_sync_book(&s), QB_BID, dec("10")), dec("1")) == 0);
     depth_frame(f, sizeof f, 99, 103, "[\"10.0\",\"3\"]", "");
-    feed(&p, &s, f, QB_OK); /* bridges: 99 <= 101 <= 103 */
+    feed(st_p, &p, &s, f, QB_OK); /* bridges: 99 <= 101 <= 103 */
     depth_frame(f, sizeof f, 104, 104, "[\"9.5\",\"4\"]", "[\"11.0\",\"0\"]");
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     QB_CHECK_EQ_INT(cnt.deltas_applied, 2);
     QB_CHECK(qb_dec_cmp(qb_book_get(qb_sync_book(&s), QB_BID, dec("10")), dec("3")) == 0);
     QB_CHECK_EQ_INT(qb_book_depth(qb_sync_book(&s), QB_ASK), 0);
 
     /* Duplicate of the last event and an old one: dropped, book unchanged. */
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     depth_frame(f, sizeof f, 99, 103, "[\"10.0\",\"77\"]", "");
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     QB_CHECK_EQ_INT(cnt.deltas_dropped_stale, 3);
     QB_CHECK_EQ_INT(cnt.deltas_applied, 2);
     QB_CHECK(qb_dec_cmp(qb_book_get(qb_sync_book(&s), QB_BID, dec("10")), dec("3")) == 0);
 
     /* Deleting a level that is not there is normal. */
     depth_frame(f, sizeof f, 105, 105, "[\"1.0\",\"0\"]", "");
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     QB_CHECK_EQ_INT(cnt.deltas_applied, 3);
 
     /* A gap: U=108 after u=105. */
     int wants = own.wants;
     depth_frame(f, sizeof f, 108, 110, "[\"10.0\",\"9\"]", "");
-    feed(&p, &s, f, QB_EGAP);
+    feed(st_p, &p, &s, f, QB_EGAP);
     QB_CHECK_EQ_INT(cnt.gaps, 1);
     QB_CHECK_EQ_INT(cnt.resyncs, 1);
     QB_CHECK_EQ_INT(s.state, QB_SYNC_WAITING);
@@ -611,18 +618,18 @@ QB_TEST(gap_triggers_resync_and_duplicates_drop)
     QB_CHECK_EQ_INT(qb_book_depth(qb_sync_book(&s), QB_BID), 0);
 
     /* A snapshot older than the buffer is fetched again. */
-    snapshot(&p, &s, "{\"lastUpdateId\":106,\"bids\":[],\"asks\":[]}", QB_EAGAIN);
+    snapshot(st_p, &p, &s, "{\"lastUpdateId\":106,\"bids\":[],\"asks\":[]}", QB_EAGAIN);
     QB_CHECK_EQ_INT(cnt.snapshots_stale, 1);
     QB_CHECK_EQ_INT(own.last_want_delay, QB_SYNC_REFETCH_MS);
     QB_CHECK_EQ_INT(s.state, QB_SYNC_WAITING);
 
     /* lastUpdateId == U-1 is usable: the buffered event bridges. */
     depth_frame(f, sizeof f, 111, 111, "[\"9.0\",\"1\"]", "");
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     QB_CHECK_EQ_INT(s.nbuf, 2);
     int deltas = own.deltas;
-    snapshot(&p, &s, "{\"lastUpdateId\":107,\"bids\":[[\"10.0\",\"2\"]],\"asks\":[[\"12\",\"1\"]]}",
-             QB_OK);
+    snapshot(st_p, &p, &s,
+             "{\"lastUpdateId\":107,\"bids\":[[\"10.0\",\"2\"]],\"asks\":[[\"12\",\"1\"]]}", QB_OK);
     QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
     QB_CHECK_EQ_INT(own.deltas, deltas + 2);
     QB_CHECK_EQ_INT(s.book_id, 111);
@@ -631,7 +638,7 @@ QB_TEST(gap_triggers_resync_and_duplicates_drop)
 
     /* Crossed after an event: resync, counted. */
     depth_frame(f, sizeof f, 112, 112, "[\"12.5\",\"1\"]", "");
-    feed(&p, &s, f, QB_ECROSSED);
+    feed(st_p, &p, &s, f, QB_ECROSSED);
     QB_CHECK_EQ_INT(cnt.crossed, 1);
     QB_CHECK_EQ_INT(s.state, QB_SYNC_WAITING);
     QB_CHECK_EQ_INT(own.last_state, QB_FEED_RESYNCING);
@@ -650,26 +657,27 @@ QB_TEST(gap_triggers_resync_and_duplicates_drop)
     qb_sync_stop(&s, QB_FEED_DOWN, "upstream unreachable");
     QB_CHECK_EQ_INT(own.states, states); /* same state and reason: not repeated */
     depth_frame(f, sizeof f, 113, 113, "[\"1.0\",\"1\"]", "");
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     QB_CHECK_EQ_INT(s.nbuf, 0);
 
     /* Stale and back. */
     qb_sync_start(&s, QB_FEED_RESYNCING, "reconnected");
-    snapshot(&p, &s, "{\"lastUpdateId\":200,\"bids\":[],\"asks\":[]}", QB_OK);
+    snapshot(st_p, &p, &s, "{\"lastUpdateId\":200,\"bids\":[],\"asks\":[]}", QB_OK);
     qb_sync_mark_stale(&s, "no update for 30000 ms");
     QB_CHECK_EQ_INT(own.last_state, QB_FEED_STALE);
     depth_frame(f, sizeof f, 201, 201, "[\"1.0\",\"1\"]", "");
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     QB_CHECK_EQ_INT(own.last_state, QB_FEED_LIVE);
 
     /* The first event after a snapshot that does not bridge is a gap. */
     qb_sync_resync(&s, "test");
-    snapshot(&p, &s, "{\"lastUpdateId\":300,\"bids\":[],\"asks\":[]}", QB_OK);
+    snapshot(st_p, &p, &s, "{\"lastUpdateId\":300,\"bids\":[],\"asks\":[]}", QB_OK);
     depth_frame(f, sizeof f, 302, 303, "[\"1.0\",\"1\"]", "");
-    feed(&p, &s, f, QB_EGAP);
+    feed(st_p, &p, &s, f, QB_EGAP);
     QB_CHECK_EQ_STR(own.last_reason, "gap: expected U=301 got U=302 (u=303)");
 
     qb_sync_fini(&s);
+    qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -680,40 +688,42 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_p), QB_OK);
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
     QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 100), QB_OK);
     qb_sync_start(&s, QB_FEED_SYNCING, "");
     char f[512];
-    snapshot(&p, &s,
+    snapshot(st_p, &p, &s,
              "{\"lastUpdateId\":100,\"bids\":[[\"10.0\",\"1\"]],\"asks\":[[\"11.0\",\"2\"]]}",
              QB_OK);
     depth_frame(f, sizeof f, 101, 101, "[\"10.0\",\"2\"]", "");
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     QB_CHECK(qb_binance_ops.suspect_on_lost_frame);
     int states = own.states;
     QB_CHECK(qb_sync_suspect(&s, "oversized frame dropped"));
     depth_frame(f, sizeof f, 102, 103, "[\"10.0\",\"3\"]", "");
-    feed(&p, &s, f, QB_OK); /* U = 101 + 1: nothing of this book was lost */
+    feed(st_p, &p, &s, f, QB_OK); /* U = 101 + 1: nothing of this book was lost */
     QB_CHECK(!s.suspect);
     QB_CHECK_EQ_INT(cnt.suspects_confirmed, 1);
     QB_CHECK_EQ_INT(own.states, states);
     QB_CHECK_EQ_INT(cnt.resyncs, 0);
     QB_CHECK(qb_sync_suspect(&s, "oversized frame dropped"));
     depth_frame(f, sizeof f, 106, 107, "[\"10.0\",\"4\"]", "");
-    feed(&p, &s, f, QB_EGAP); /* 104..105 were in the lost frame */
+    feed(st_p, &p, &s, f, QB_EGAP); /* 104..105 were in the lost frame */
     QB_CHECK_EQ_INT(cnt.suspects_broken, 1);
     QB_CHECK_EQ_INT(cnt.resyncs, 1);
     QB_CHECK_EQ_STR(own.last_reason,
                     "gap after a lost frame (oversized frame dropped): gap: expected U=104 got "
                     "U=106 (u=107)");
     /* A plain gap does not name a lost frame. */
-    snapshot(&p, &s, "{\"lastUpdateId\":110,\"bids\":[],\"asks\":[]}", QB_OK);
+    snapshot(st_p, &p, &s, "{\"lastUpdateId\":110,\"bids\":[],\"asks\":[]}", QB_OK);
     depth_frame(f, sizeof f, 111, 111, "[\"1.0\",\"1\"]", "");
-    feed(&p, &s, f, QB_OK);
+    feed(st_p, &p, &s, f, QB_OK);
     depth_frame(f, sizeof f, 113, 113, "[\"1.0\",\"1\"]", "");
-    feed(&p, &s, f, QB_EGAP);
+    feed(st_p, &p, &s, f, QB_EGAP);
     QB_CHECK_EQ_STR(own.last_reason, "gap: expected U=112 got U=113 (u=113)");
 
     /* An unparseable frame whose stream is readable names its book. */
@@ -729,6 +739,7 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs)
     QB_CHECK_EQ_INT(qb_binance_ops.lost_frame_kind(raw, strlen(raw), nat, sizeof nat),
                     QB_LOST_UNKNOWN);
     qb_sync_fini(&s);
+    qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -736,6 +747,8 @@ QB_TEST(buffer_overflow_restarts)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_p), QB_OK);
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
@@ -745,16 +758,17 @@ QB_TEST(buffer_overflow_restarts)
     char f[512];
     for (unsigned long long i = 1; i <= 4; i++) {
         depth_frame(f, sizeof f, i, i, "[\"1.0\",\"1\"]", "");
-        feed(&p, &s, f, QB_OK);
+        feed(st_p, &p, &s, f, QB_OK);
     }
     QB_CHECK_EQ_INT(cnt.buffer_overflows, 1);
     QB_CHECK_EQ_INT(s.nbuf, 1);
     QB_CHECK_EQ_INT(own.last_state, QB_FEED_RESYNCING);
     QB_CHECK(strstr(own.last_reason, "overflow") != NULL);
     /* The kept event (U=4) bridges a snapshot at 3. */
-    snapshot(&p, &s, "{\"lastUpdateId\":3,\"bids\":[],\"asks\":[]}", QB_OK);
+    snapshot(st_p, &p, &s, "{\"lastUpdateId\":3,\"bids\":[],\"asks\":[]}", QB_OK);
     QB_CHECK_EQ_INT(s.book_id, 4);
     qb_sync_fini(&s);
+    qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -762,13 +776,15 @@ QB_TEST(trades_shutdown_control_error)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_p), QB_OK);
     qb_event ev;
     size_t len;
     char *t = qb_test_read_file(SAMPLES "binance_trade_doc_1.json", &len);
     if (t == NULL) {
         QB_SKIP_ALL("shared exchange data not found at " SAMPLES);
     }
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_TRADE);
     QB_CHECK_EQ_STR(ev.native, "BNBBTC");
     QB_CHECK_EQ_INT(ev.trade_id, 12345);
@@ -781,7 +797,7 @@ QB_TEST(trades_shutdown_control_error)
     const char *buy = "{\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\",\"E\":1,\"s\":"
                       "\"BTCUSDT\",\"t\":7,\"p\":\"50000.10\",\"q\":\"0.001\",\"T\":2,\"m\":false,"
                       "\"M\":true,\"x\":\"new-field\"}}";
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, buy, strlen(buy), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, buy, strlen(buy), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_TRADE);
     QB_CHECK_EQ_INT(ev.side, QB_SIDE_BUY);
     QB_CHECK_EQ_INT(ev.exch_ts, 2000000);
@@ -794,7 +810,7 @@ QB_TEST(trades_shutdown_control_error)
         t = qb_test_read_file(path, &len);
         QB_CHECK(t != NULL);
         if (t) {
-            QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, len, &ev), QB_OK);
+            QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, t, len, &ev), QB_OK);
             QB_CHECK_EQ_INT(ev.kind, QB_EV_SHUTDOWN);
             free(t);
         }
@@ -802,13 +818,13 @@ QB_TEST(trades_shutdown_control_error)
     t = qb_test_read_file(SAMPLES "binance_subscribe_response_doc_1.json", &len);
     QB_CHECK(t != NULL);
     if (t) {
-        QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, len, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, t, len, &ev), QB_OK);
         QB_CHECK_EQ_INT(ev.kind, QB_EV_CONTROL);
         QB_CHECK_EQ_STR(ev.info, "id=1 result=null");
         free(t);
     }
     const char *err = "{\"code\":-1121,\"msg\":\"Invalid symbol.\"}";
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, err, strlen(err), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, err, strlen(err), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_ERROR);
     QB_CHECK_EQ_STR(ev.info, "code=-1121 msg=Invalid symbol.");
 
@@ -822,7 +838,7 @@ QB_TEST(trades_shutdown_control_error)
         t = qb_test_read_file(path, &len);
         QB_CHECK(t != NULL);
         if (t) {
-            QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, t, len, &ev), QB_OK);
+            QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, t, len, &ev), QB_OK);
             QB_CHECK_EQ_INT(ev.kind, QB_EV_UNKNOWN);
             free(t);
         }
@@ -831,12 +847,13 @@ QB_TEST(trades_shutdown_control_error)
     t = qb_test_read_file(SAMPLES "binance_rest_depth_snapshot_doc_1.json", &len);
     QB_CHECK(t != NULL);
     if (t) {
-        QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(&p, t, len, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(st_p, &p, t, len, &ev), QB_OK);
         QB_CHECK_EQ_INT(ev.last_id, 1027024);
         QB_CHECK_EQ_INT(ev.n_bids, 1);
         QB_CHECK(qb_dec_identical(ev.asks[0].price, dec("4.00000200")));
         free(t);
     }
+    qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -844,6 +861,8 @@ QB_TEST(bad_input_rejected)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 4096, 4), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 4096, &st_p), QB_OK);
     qb_event ev;
     static const char *const bad[] = {
         "",
@@ -900,7 +919,7 @@ QB_TEST(bad_input_rejected)
         "\"m\":\"yes\"}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int rc = qb_binance_ops.parse(&p, bad[i], strlen(bad[i]), &ev);
+        int rc = qb_binance_ops.parse(st_p, &p, bad[i], strlen(bad[i]), &ev);
         if (rc == QB_OK) {
             fprintf(stderr, "accepted bad input #%zu: %s\n", i, bad[i]);
         }
@@ -910,14 +929,14 @@ QB_TEST(bad_input_rejected)
     const char *extra = "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\","
                         "\"new\":{\"x\":[1,2,{}]},\"E\":1,\"s\":\"BTCUSDT\",\"U\":1,\"u\":2,"
                         "\"b\":[[\"1.5\",\"2\",\"extra\"]],\"a\":[]},\"more\":true}";
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, extra, strlen(extra), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, extra, strlen(extra), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_DEPTH);
     QB_CHECK_EQ_INT(ev.n_bids, 1);
     const char *unk = "{\"stream\":\"btcusdt@whatever\",\"data\":{\"e\":\"novel\"}}";
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, unk, strlen(unk), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, unk, strlen(unk), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_UNKNOWN);
     const char *plain = "{\"hello\":\"world\"}";
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, plain, strlen(plain), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, plain, strlen(plain), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_UNKNOWN);
 
     /* More tokens than the parser holds: too big, not a crash. */
@@ -929,12 +948,12 @@ QB_TEST(bad_input_rejected)
         big[k++] = ',';
     }
     big[k - 1] = ']';
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&p, big, k, &ev), QB_ETOOBIG);
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_p, &p, big, k, &ev), QB_ETOOBIG);
     /* Deep nesting: bounded by tokens, no recursion. */
     char deep[2000];
     memset(deep, '[', 1000);
     memset(deep + 1000, ']', 1000);
-    int rc = qb_binance_ops.parse(&p, deep, sizeof deep, &ev);
+    int rc = qb_binance_ops.parse(st_p, &p, deep, sizeof deep, &ev);
     QB_CHECK(rc == QB_ETOOBIG || rc == QB_EPARSE);
 
     /* Snapshot rejects. */
@@ -946,18 +965,20 @@ QB_TEST(bad_input_rejected)
         "{\"code\":-1003,\"msg\":\"Too many requests\"}",
     };
     for (size_t i = 0; i < sizeof bad_snap / sizeof bad_snap[0]; i++) {
-        QB_CHECK(qb_binance_ops.parse_snapshot(&p, bad_snap[i], strlen(bad_snap[i]), &ev) != QB_OK);
+        QB_CHECK(qb_binance_ops.parse_snapshot(st_p, &p, bad_snap[i], strlen(bad_snap[i]), &ev) !=
+                 QB_OK);
     }
+    qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);
 }
 
 /* Parses js; when it is depth, feeds it to a live sync too. */
 static unsigned long fuzz_ok, fuzz_err;
-static void fuzz_one(qb_parser *p, qb_sync *s, const char *js, size_t len, bool snap)
+static void fuzz_one(void *st, qb_parser *p, qb_sync *s, const char *js, size_t len, bool snap)
 {
     qb_event ev;
-    int rc = snap ? qb_binance_ops.parse_snapshot(p, js, len, &ev)
-                  : qb_binance_ops.parse(p, js, len, &ev);
+    int rc = snap ? qb_binance_ops.parse_snapshot(st, p, js, len, &ev)
+                  : qb_binance_ops.parse(st, p, js, len, &ev);
     if (rc != QB_OK) {
         fuzz_err++;
         return;
@@ -979,6 +1000,8 @@ QB_TEST(every_prefix_and_mutation)
     need_recording();
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 20, 20000), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 20, &st_p), QB_OK);
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
@@ -999,7 +1022,7 @@ QB_TEST(every_prefix_and_mutation)
              * to a valid snapshot cut to its first 12 levels per side. */
             for (size_t n = 0; n <= len; n += 997) {
                 memcpy(buf, js, n);
-                fuzz_one(&p, &s, buf, n, true);
+                fuzz_one(st_p, &p, &s, buf, n, true);
             }
             const char *bids = strstr(js, "\"bids\":[");
             const char *asks = strstr(js, "\"asks\":[");
@@ -1013,23 +1036,23 @@ QB_TEST(every_prefix_and_mutation)
             js = small;
             len = (size_t)n;
             qb_event ev;
-            QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(&p, js, len, &ev), QB_OK);
+            QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(st_p, &p, js, len, &ev), QB_OK);
             QB_CHECK_EQ_INT(ev.n_bids, 12);
             QB_CHECK_EQ_INT(ev.n_asks, 12);
         }
         for (size_t n = 0; n <= len; n++) {
             memcpy(buf, js, n); /* a copy, so ASan sees reads past the prefix */
-            fuzz_one(&p, &s, buf, n, snap);
+            fuzz_one(st_p, &p, &s, buf, n, snap);
         }
         memcpy(buf, js, len);
         for (size_t k = 0; k < len; k++) {
             char orig = buf[k];
             for (size_t m = 0; m < sizeof subst; m++) {
                 buf[k] = (char)subst[m];
-                fuzz_one(&p, &s, buf, len, snap);
+                fuzz_one(st_p, &p, &s, buf, len, snap);
             }
             buf[k] = (char)(orig ^ 0x20);
-            fuzz_one(&p, &s, buf, len, snap);
+            fuzz_one(st_p, &p, &s, buf, len, snap);
             buf[k] = orig;
         }
     }
@@ -1037,6 +1060,7 @@ QB_TEST(every_prefix_and_mutation)
     QB_CHECK(fuzz_ok > 0 && fuzz_err > 0);
     free(buf);
     qb_sync_fini(&s);
+    qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -1069,6 +1093,14 @@ QB_TEST(every_prefix_and_mutation)
 #include "binance_json.h"
 
 static qb_parser d_new, d_old;
+static void *st_d_new, *st_d_old; /* their Binance states */
+
+/* The Binance private state behind an opaque st (the hot path's parser
+ * and counters). */
+static qb__binance_state *bn_state(void *st)
+{
+    return st;
+}
 static unsigned long d_frames, d_same_ok, d_same_err, d_fast, d_bad;
 
 typedef struct d_range {
@@ -1095,9 +1127,9 @@ static bool d_event_eq(const qb_event *a, const qb_event *b)
     if (a->kind != b->kind || strcmp(a->native, b->native) != 0 || a->first_id != b->first_id ||
         a->last_id != b->last_id || a->prev_id != b->prev_id || a->has_prev != b->has_prev ||
         a->exch_ts != b->exch_ts || a->n_bids != b->n_bids || a->n_asks != b->n_asks ||
-        a->trade_id != b->trade_id || !d_dec_eq(a->price, b->price) ||
-        !d_dec_eq(a->qty, b->qty) || a->side != b->side || a->n_trades != b->n_trades ||
-        strcmp(a->info, b->info) != 0 || a->rate_limited != b->rate_limited ||
+        a->trade_id != b->trade_id || !d_dec_eq(a->price, b->price) || !d_dec_eq(a->qty, b->qty) ||
+        a->side != b->side || a->n_trades != b->n_trades || strcmp(a->info, b->info) != 0 ||
+        a->rate_limited != b->rate_limited ||
         memcmp(&a->ticker, &b->ticker, sizeof a->ticker) != 0) {
         return false;
     }
@@ -1129,9 +1161,9 @@ static d_range d_span(const qb_json *j, int i)
 static void d_one(const char *js, size_t len, size_t lo, size_t hi)
 {
     qb_event a, b;
-    uint64_t hits = d_new.bjson_hits;
-    int ra = qb_binance_ops.parse(&d_new, js, len, &a);
-    bool fast = d_new.bjson_hits != hits;
+    uint64_t hits = bn_state(st_d_new)->bjson_hits;
+    int ra = qb_binance_ops.parse(st_d_new, &d_new, js, len, &a);
+    bool fast = bn_state(st_d_new)->bjson_hits != hits;
     int rb = qb__binance_parse_jsmn(&d_old, js, len, &b);
     d_frames++;
     d_fast += fast;
@@ -1157,8 +1189,7 @@ static uint64_t d_rand(void)
 static char d_buf[1 << 18];
 
 /* Replaces js[lo, hi) with ins. */
-static void d_splice(const char *js, size_t len, size_t lo, size_t hi, const char *ins,
-                     size_t ilen)
+static void d_splice(const char *js, size_t len, size_t lo, size_t hi, const char *ins, size_t ilen)
 {
     if (len - (hi - lo) + ilen > sizeof d_buf) {
         return;
@@ -1180,8 +1211,8 @@ static void d_mutate(const char *js, size_t len, bool full)
         memcpy(d_buf, js, n); /* a copy, so ASan sees reads past the prefix */
         d_one(d_buf, n, n, len);
     }
-    static const unsigned char subst[] = {'"', '[', ']', '{', '}', ',', ':', '0',  '9',  '-',
-                                          '.', 'e', ' ', '\\', 0,  'x', 't', 0xff, 0x80, 0xc3};
+    static const unsigned char subst[] = {'"', '[', ']', '{',  '}', ',', ':', '0',  '9',  '-',
+                                          '.', 'e', ' ', '\\', 0,   'x', 't', 0xff, 0x80, 0xc3};
     for (size_t k = 0; k < len && full; k++) {
         for (size_t m = 0; m < sizeof subst; m++) {
             char c = (char)subst[m];
@@ -1190,8 +1221,8 @@ static void d_mutate(const char *js, size_t len, bool full)
         char c = (char)(js[k] ^ 0x20);
         d_splice(js, len, k, k + 1, &c, 1);
     }
-    static const char *const garbage[] = {"x",  ",",   "]", "}",      "\"", "[1]",
-                                          "{}", "\xff", "\xc0\x80", " ",  "1",  "\"\":0,"};
+    static const char *const garbage[] = {"x",  ",",    "]",        "}", "\"", "[1]",
+                                          "{}", "\xff", "\xc0\x80", " ", "1",  "\"\":0,"};
     for (int r = 0; r < 400; r++) {
         size_t at = (size_t)(d_rand() % (len + 1));
         const char *g = garbage[d_rand() % (sizeof garbage / sizeof garbage[0])];
@@ -1210,13 +1241,13 @@ static void d_mutate(const char *js, size_t len, bool full)
         "\"BTC\xc3\xa9\"", "1e3", "-0", "\"0.00000000\"", "\"-1\"",
         /* jsmn's strict primitive rule and its string rule, for the values
          * the hot path only checks ("pu", "T", "M", unknown keys...) */
-        "x1", "1x", "1\x01", "\x01", "1\x7f", "1\xc3\xa9", "\xc3\xa9", "nul", "-", "t", "f",
-        "n", "+1", ".5", "1\t", "\"a\x01b\"", "\"\x7f\"", "\"\xc3\xa9\"", "[1,[2]]", "{\"a\":1}"};
+        "x1", "1x", "1\x01", "\x01", "1\x7f", "1\xc3\xa9", "\xc3\xa9", "nul", "-", "t", "f", "n",
+        "+1", ".5", "1\t", "\"a\x01b\"", "\"\x7f\"", "\"\xc3\xa9\"", "[1,[2]]", "{\"a\":1}"};
     /* malformed continuations glued after a token, with brackets that
      * close early or late (the fuzzer's "p":"E-8f":123..}} class, which
      * On-Demand accepted): after every key's value, and with full after
      * every token */
-    static const char *const tails[] = {":2}", ":2]", ":2}}", ":2]}", "]",   "}",  "]}",
+    static const char *const tails[] = {":2}", ":2]", ":2}}",   ":2]}",  "]",   "}",  "]}",
                                         "}}",  ":",   ":\"x\"", "\"x\"", ":[}", ",}", ",]"};
     for (int i = 1; i < j.ntok; i++) {
         bool value = j.tok[i - 1].type == JSMN_STRING && j.tok[i - 1].size == 1;
@@ -1251,8 +1282,7 @@ static void d_mutate(const char *js, size_t len, bool full)
                 memcpy(dup, js + key.lo, dl);
                 dup[dl] = ',';
                 d_splice(js, len, val.hi + 1 <= len && js[val.hi] == ',' ? val.hi + 1 : key.lo,
-                         val.hi + 1 <= len && js[val.hi] == ',' ? val.hi + 1 : key.lo, dup,
-                         dl + 1);
+                         val.hi + 1 <= len && js[val.hi] == ',' ? val.hi + 1 : key.lo, dup, dl + 1);
             }
         }
     }
@@ -1331,12 +1361,12 @@ static void d_count_hit(const char *js, size_t len, int recording)
         (b.kind != QB_EV_DEPTH && b.kind != QB_EV_TRADE)) {
         return;
     }
-    uint64_t hits = d_new.bjson_hits;
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(&d_new, js, len, &a), QB_OK);
+    uint64_t hits = bn_state(st_d_new)->bjson_hits;
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st_d_new, &d_new, js, len, &a), QB_OK);
     d_rec_kind[recording][b.kind == QB_EV_TRADE]++;
     if (len < 10 || memcmp(js, "{\"stream\":", 10) != 0) {
         d_rec_raw++;
-    } else if (d_new.bjson_hits != hits) {
+    } else if (bn_state(st_d_new)->bjson_hits != hits) {
         d_rec_hits++;
     } else {
         d_rec_misses++;
@@ -1433,17 +1463,22 @@ QB_TEST(dom_rejects_malformed)
 {
     qb_parser pn, pj;
     QB_CHECK_EQ_INT(qb_parser_init(&pn, 1 << 16, 1000), QB_OK);
+    void *st_pn = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_pn), QB_OK);
     QB_CHECK_EQ_INT(qb_parser_init(&pj, 1 << 16, 1000), QB_OK);
+    void *st_pj = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_pj), QB_OK);
     qb_event a, b;
     /* the bases: both accept, the hot path parses them */
     static const char *const good[] = {M_DEP, M_TRD};
     for (size_t i = 0; i < 2; i++) {
-        QB_CHECK_EQ_INT(qb_binance_ops.parse(&pn, good[i], strlen(good[i]), &a), QB_OK);
-        QB_CHECK(pn.bjson != NULL);
-        if (pn.bjson == NULL) {
+        QB_CHECK_EQ_INT(qb_binance_ops.parse(st_pn, &pn, good[i], strlen(good[i]), &a), QB_OK);
+        QB_CHECK(bn_state(st_pn)->bjson != NULL);
+        if (bn_state(st_pn)->bjson == NULL) {
             return;
         }
-        QB_CHECK_EQ_INT(qb__bjson_parse(pn.bjson, &pn, good[i], strlen(good[i]), &a), QB_OK);
+        QB_CHECK_EQ_INT(qb__bjson_parse(bn_state(st_pn)->bjson, &pn, good[i], strlen(good[i]), &a),
+                        QB_OK);
         QB_CHECK_EQ_INT(qb__binance_parse_jsmn(&pj, good[i], strlen(good[i]), &b), QB_OK);
     }
     static const char *const bad[] = {
@@ -1516,15 +1551,16 @@ QB_TEST(dom_rejects_malformed)
     };
     for (size_t i = 0; i < sizeof lenient / sizeof lenient[0]; i++) {
         size_t len = strlen(lenient[i]);
-        QB_CHECK_EQ_INT(qb__bjson_parse(pn.bjson, &pn, lenient[i], len, &a), QB_EAGAIN);
-        QB_CHECK_EQ_INT(qb_binance_ops.parse(&pn, lenient[i], len, &a),
+        QB_CHECK_EQ_INT(qb__bjson_parse(bn_state(st_pn)->bjson, &pn, lenient[i], len, &a),
+                        QB_EAGAIN);
+        QB_CHECK_EQ_INT(qb_binance_ops.parse(st_pn, &pn, lenient[i], len, &a),
                         qb__binance_parse_jsmn(&pj, lenient[i], len, &b));
     }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t len = strlen(bad[i]);
         int rb = qb__binance_parse_jsmn(&pj, bad[i], len, &b);
-        int rh = qb__bjson_parse(pn.bjson, &pn, bad[i], len, &a);
-        int ra = qb_binance_ops.parse(&pn, bad[i], len, &a);
+        int rh = qb__bjson_parse(bn_state(st_pn)->bjson, &pn, bad[i], len, &a);
+        int ra = qb_binance_ops.parse(st_pn, &pn, bad[i], len, &a);
         if (rb == QB_OK || rh != QB_EAGAIN || ra != rb) {
             fprintf(stderr, "case %zu: jsmn %s, hot path %s, ops->parse %s: %s\n", i,
                     qb_strerror(rb), qb_strerror(rh), qb_strerror(ra), bad[i]);
@@ -1538,15 +1574,18 @@ QB_TEST(dom_rejects_malformed)
     unsigned long before = m_allocs;
     for (int r = 0; r < 1000; r++) {
         for (size_t i = 0; i < 2; i++) {
-            QB_CHECK_EQ_INT(qb__bjson_parse(pn.bjson, &pn, good[i], strlen(good[i]), &a), QB_OK);
+            QB_CHECK_EQ_INT(
+                qb__bjson_parse(bn_state(st_pn)->bjson, &pn, good[i], strlen(good[i]), &a), QB_OK);
         }
-        (void)qb__bjson_parse(pn.bjson, &pn, bad[0], strlen(bad[0]), &a);
+        (void)qb__bjson_parse(bn_state(st_pn)->bjson, &pn, bad[0], strlen(bad[0]), &a);
     }
     QB_CHECK_EQ_INT(m_allocs - before, 0);
     printf("allocations in 3000 hot-path parses: %lu (counter live: %d)\n", m_allocs - before,
            before > 0);
 #endif
+    qb_exchange_state_free(&qb_binance_ops, st_pn);
     qb_parser_fini(&pn);
+    qb_exchange_state_free(&qb_binance_ops, st_pj);
     qb_parser_fini(&pj);
 }
 
@@ -1554,7 +1593,9 @@ QB_TEST(simdjson_matches_jsmn)
 {
     need_recording();
     QB_CHECK_EQ_INT(qb_parser_init(&d_new, 1 << 18, 1000), QB_OK);
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 18, &st_d_new), QB_OK);
     QB_CHECK_EQ_INT(qb_parser_init(&d_old, 1 << 18, 1000), QB_OK);
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 18, &st_d_old), QB_OK);
     /* every Binance frame of the shared data */
     for (size_t i = 0; i < nrec; i++) {
         if (!rec[i].is_rest) {
@@ -1579,14 +1620,20 @@ QB_TEST(simdjson_matches_jsmn)
         }
         free(utext);
     }
-    static const char *const samples[] = {
-        "binance_depthUpdate_real_combined_1.json",   "binance_depthUpdate_real_combined_2.json",
-        "binance_depthUpdate_real_combined_3.json",   "binancefut_depthUpdate_real_combined_1.json",
-        "binance_bookTicker_real_combined_1.json",    "binance_aggTrade_real_combined_1.json",
-        "binance_kline_real_combined_1.json",         "binance_serverShutdown_combined_doc_1.json",
-        "binance_serverShutdown_doc_1.json",          "binance_subscribe_response_doc_1.json",
-        "binance_partialDepth_doc_1.json",            "binance_depthUpdate_doc_1.json",
-        "binancefut_depthUpdate_real_combined_2.json", "binancefut_depthUpdate_real_combined_3.json"};
+    static const char *const samples[] = {"binance_depthUpdate_real_combined_1.json",
+                                          "binance_depthUpdate_real_combined_2.json",
+                                          "binance_depthUpdate_real_combined_3.json",
+                                          "binancefut_depthUpdate_real_combined_1.json",
+                                          "binance_bookTicker_real_combined_1.json",
+                                          "binance_aggTrade_real_combined_1.json",
+                                          "binance_kline_real_combined_1.json",
+                                          "binance_serverShutdown_combined_doc_1.json",
+                                          "binance_serverShutdown_doc_1.json",
+                                          "binance_subscribe_response_doc_1.json",
+                                          "binance_partialDepth_doc_1.json",
+                                          "binance_depthUpdate_doc_1.json",
+                                          "binancefut_depthUpdate_real_combined_2.json",
+                                          "binancefut_depthUpdate_real_combined_3.json"};
     for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
         d_mutate_file(samples[i], false);
     }
@@ -1615,11 +1662,13 @@ QB_TEST(simdjson_matches_jsmn)
     QB_CHECK_EQ_INT(d_bad, 0);
     printf("valid depthUpdate/trade frames: spot recording %lu + %lu, usdm recording %lu + %lu, "
            "samples %lu + %lu\n",
-           d_rec_kind[0][0], d_rec_kind[0][1], d_rec_kind[1][0], d_rec_kind[1][1],
-           d_rec_kind[2][0], d_rec_kind[2][1]);
+           d_rec_kind[0][0], d_rec_kind[0][1], d_rec_kind[1][0], d_rec_kind[1][1], d_rec_kind[2][0],
+           d_rec_kind[2][1]);
     QB_CHECK(d_rec_hits > 100);
     QB_CHECK_EQ_INT(d_rec_misses, 0);
+    qb_exchange_state_free(&qb_binance_ops, st_d_new);
     qb_parser_fini(&d_new);
+    qb_exchange_state_free(&qb_binance_ops, st_d_old);
     qb_parser_fini(&d_old);
 }
 
@@ -1634,24 +1683,23 @@ QB_TEST(simdjson_matches_jsmn)
  * ops->parse then gives jsmn's answer (jsmn stops at the NUL: an error, or
  * QB_OK when the NUL follows a complete document). */
 static unsigned long n_frames, n_declined;
-static void n_one(qb_parser *pn, qb_parser *pj, const char *js, size_t len)
+static void n_one(void *stn, qb_parser *pn, qb_parser *pj, const char *js, size_t len)
 {
     qb_event a, b;
-    int rh = qb__bjson_parse(pn->bjson, pn, js, len, &a);
-    int ra = qb_binance_ops.parse(pn, js, len, &a);
+    int rh = qb__bjson_parse(bn_state(stn)->bjson, pn, js, len, &a);
+    int ra = qb_binance_ops.parse(stn, pn, js, len, &a);
     int rb = qb__binance_parse_jsmn(pj, js, len, &b);
     n_frames++;
     n_declined += rh == QB_EAGAIN;
     if (rh != QB_EAGAIN || ra != rb || (ra == QB_OK && !d_event_eq(&a, &b))) {
-        fprintf(stderr, "NUL frame: hot path %s, ops->parse %s, jsmn %s: %.*s\n",
-                qb_strerror(rh), qb_strerror(ra), qb_strerror(rb), (int)(len < 300 ? len : 300),
-                js);
+        fprintf(stderr, "NUL frame: hot path %s, ops->parse %s, jsmn %s: %.*s\n", qb_strerror(rh),
+                qb_strerror(ra), qb_strerror(rb), (int)(len < 300 ? len : 300), js);
     }
     QB_CHECK_EQ_INT(rh, QB_EAGAIN);
     QB_CHECK_EQ_INT(ra, rb);
 }
 
-static void n_frame(qb_parser *pn, qb_parser *pj, const char *js, size_t len)
+static void n_frame(void *stn, qb_parser *pn, qb_parser *pj, const char *js, size_t len)
 {
     static char buf[1 << 17];
     if (len + 1 > sizeof buf) {
@@ -1661,12 +1709,12 @@ static void n_frame(qb_parser *pn, qb_parser *pj, const char *js, size_t len)
         if (k < len) {
             memcpy(buf, js, len);
             buf[k] = '\0';
-            n_one(pn, pj, buf, len);
+            n_one(stn, pn, pj, buf, len);
         }
         memcpy(buf, js, k);
         buf[k] = '\0';
         memcpy(buf + k + 1, js + k, len - k);
-        n_one(pn, pj, buf, len + 1);
+        n_one(stn, pn, pj, buf, len + 1);
     }
 }
 
@@ -1675,7 +1723,11 @@ QB_TEST(nul_always_declines)
     need_recording();
     qb_parser pn, pj;
     QB_CHECK_EQ_INT(qb_parser_init(&pn, 1 << 18, 1000), QB_OK);
+    void *st_pn = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 18, &st_pn), QB_OK);
     QB_CHECK_EQ_INT(qb_parser_init(&pj, 1 << 18, 1000), QB_OK);
+    void *st_pj = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 18, &st_pj), QB_OK);
     static const char *const synth[] = {
         M_DEP,
         M_TRD,
@@ -1690,20 +1742,22 @@ QB_TEST(nul_always_declines)
     /* the hot path must accept each base (else declining proves nothing) */
     for (size_t i = 0; i < sizeof synth / sizeof synth[0]; i++) {
         qb_event a;
-        QB_CHECK_EQ_INT(qb_binance_ops.parse(&pn, synth[i], strlen(synth[i]), &a), QB_OK);
-        QB_CHECK(pn.bjson != NULL);
-        if (pn.bjson == NULL) {
+        QB_CHECK_EQ_INT(qb_binance_ops.parse(st_pn, &pn, synth[i], strlen(synth[i]), &a), QB_OK);
+        QB_CHECK(bn_state(st_pn)->bjson != NULL);
+        if (bn_state(st_pn)->bjson == NULL) {
             return;
         }
-        QB_CHECK_EQ_INT(qb__bjson_parse(pn.bjson, &pn, synth[i], strlen(synth[i]), &a), QB_OK);
-        n_frame(&pn, &pj, synth[i], strlen(synth[i]));
+        QB_CHECK_EQ_INT(
+            qb__bjson_parse(bn_state(st_pn)->bjson, &pn, synth[i], strlen(synth[i]), &a), QB_OK);
+        n_frame(st_pn, &pn, &pj, synth[i], strlen(synth[i]));
     }
     unsigned long hot = 0;
     for (size_t i = 0; i < nrec; i++) {
         if (!rec[i].is_rest) {
             qb_event a;
-            hot += qb__bjson_parse(pn.bjson, &pn, rec[i].payload, rec[i].len, &a) == QB_OK;
-            n_frame(&pn, &pj, rec[i].payload, rec[i].len);
+            hot += qb__bjson_parse(bn_state(st_pn)->bjson, &pn, rec[i].payload, rec[i].len, &a) ==
+                   QB_OK;
+            n_frame(st_pn, &pn, &pj, rec[i].payload, rec[i].len);
         }
     }
     printf("NUL bytes: %lu frames (recorded frames %lu accepted by the hot path without the "
@@ -1711,7 +1765,9 @@ QB_TEST(nul_always_declines)
            n_frames, hot, n_declined);
     QB_CHECK(hot > 100);
     QB_CHECK_EQ_INT(n_declined, n_frames);
+    qb_exchange_state_free(&qb_binance_ops, st_pn);
     qb_parser_fini(&pn);
+    qb_exchange_state_free(&qb_binance_ops, st_pj);
     qb_parser_fini(&pj);
 }
 

@@ -28,7 +28,6 @@
 
 #define SAMPLES QB_SHARED_DATA "/samples/"
 
-
 static char *sample(const char *name, size_t *len)
 {
     char path[512];
@@ -174,10 +173,12 @@ QB_TEST(samples_parse)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_bithumb_ops, 1 << 16, &st_p), QB_OK);
     qb_event ev;
     size_t len;
     char *t = sample("bithumb_v1_orderbook_ccxt_1.json", &len);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_BOOK_FULL);
     QB_CHECK_EQ_STR(ev.native, "KRW-BTC");
     QB_CHECK_EQ_INT(ev.n_bids, 1);
@@ -192,7 +193,7 @@ QB_TEST(samples_parse)
     free(t);
 
     t = sample("bithumb_v1_trade_ccxt_1.json", &len);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_TRADE);
     QB_CHECK_EQ_STR(ev.native, "KRW-BTC");
     QB_CHECK_EQ_INT(ev.n_trades, 1);
@@ -205,13 +206,13 @@ QB_TEST(samples_parse)
     char *bid = strdup(t);
     char *ab = strstr(bid, "\"ASK\"");
     memcpy(ab, "\"BID\"", 5);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, bid, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, bid, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.trades[0].side, QB_SIDE_BUY);
     free(bid);
     free(t);
 
     t = sample("bithumb_v1_ticker_snapshot_doc_1.json", &len);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_TICKER);
     QB_CHECK_EQ_STR(ev.native, "KRW-BTC");
     QB_CHECK(qb_dec_identical(ev.ticker.last, dec("493100")));
@@ -223,23 +224,23 @@ QB_TEST(samples_parse)
     free(t);
 
     t = sample("bithumb_v1_status_up_doc_1.json", &len);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_HEARTBEAT);
     free(t);
 
     const char *err = "{\"error\":{\"name\":\"INVALID_PARAM\",\"message\":\"bad codes\"}}";
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, err, strlen(err), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, err, strlen(err), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_ERROR);
     QB_CHECK_EQ_STR(ev.info, "error=INVALID_PARAM message=bad codes");
     const char *other = "{\"type\":\"myTrade\",\"code\":\"KRW-BTC\"}";
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, other, strlen(other), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, other, strlen(other), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_UNKNOWN);
     /* A shorter side padded with zero units; a numeric ms timestamp. */
     const char *pad = "{\"type\":\"orderbook\",\"code\":\"KRW-XRP\",\"timestamp\":1725927377287,"
                       "\"orderbook_units\":[{\"ask_price\":801,\"bid_price\":800,\"ask_size\":5,"
                       "\"bid_size\":7.5},{\"ask_price\":802,\"bid_price\":0,\"ask_size\":1,"
                       "\"bid_size\":0}]}";
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, pad, strlen(pad), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, pad, strlen(pad), &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.n_bids, 1);
     QB_CHECK_EQ_INT(ev.n_asks, 2);
     QB_CHECK_EQ_INT(ev.exch_ts, 1725927377287ULL * 1000000ULL);
@@ -275,12 +276,13 @@ QB_TEST(samples_parse)
         "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"orderbook_units\":[{\"ask_price\":1,",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int rc = qb_bithumb_ops.parse(&p, bad[i], strlen(bad[i]), &ev);
+        int rc = qb_bithumb_ops.parse(st_p, &p, bad[i], strlen(bad[i]), &ev);
         if (rc == QB_OK) {
             fprintf(stderr, "accepted: %s\n", bad[i]);
         }
         QB_CHECK(rc != QB_OK);
     }
+    qb_exchange_state_free(&qb_bithumb_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -317,6 +319,8 @@ QB_TEST(full_books_become_exact_deltas)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_bithumb_ops, 1 << 16, &st_p), QB_OK);
     qb_sync_counters cnt = {0};
     sub_owner own = {0};
     own.book = qb_book_new(100);
@@ -335,14 +339,14 @@ QB_TEST(full_books_become_exact_deltas)
         bs[i] = as[i] = 10000 * (i + 1);
     }
     full_msg(&msg, bp, bs, ap, as, 3);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, (char *)msg.data, msg.len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, (char *)msg.data, msg.len, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
     QB_CHECK_EQ_INT(own.snapshots, 1); /* the first full book is the snapshot */
     QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
     bs[0] = 5000; /* changed */
     bp[2] = 997;  /* 998 removed, 997 added */
     full_msg(&msg, bp, bs, ap, as, 3);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, (char *)msg.data, msg.len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, (char *)msg.data, msg.len, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
     QB_CHECK_EQ_INT(own.deltas, 1);
     QB_CHECK_EQ_INT(own.last_nb, 3); /* 1000 changed, 998 -> 0, 997 new */
@@ -362,7 +366,7 @@ QB_TEST(full_books_become_exact_deltas)
         as[i] = 0;
     }
     full_msg(&msg, bp, bs, ap, as, 3);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, (char *)msg.data, msg.len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, (char *)msg.data, msg.len, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
     QB_CHECK_EQ_INT(own.last_na, 3);
     QB_CHECK_EQ_INT(qb_book_depth(own.book, QB_ASK), 0);
@@ -391,7 +395,7 @@ QB_TEST(full_books_become_exact_deltas)
             }
         }
         full_msg(&msg, bp, bs, ap, as, n);
-        QB_CHECK_EQ_INT(qb_bithumb_ops.parse(&p, (char *)msg.data, msg.len, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, (char *)msg.data, msg.len, &ev), QB_OK);
         int before = own.deltas;
         qb_sync_on_full(&s, &ev);
         qb_book_replace(expect, ev.bids, ev.n_bids, ev.asks, ev.n_asks);
@@ -427,6 +431,7 @@ QB_TEST(full_books_become_exact_deltas)
     qb_sync_fini(&s);
     qb_book_free(own.book);
     qb_book_free(expect);
+    qb_exchange_state_free(&qb_bithumb_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -434,6 +439,8 @@ QB_TEST(every_prefix_and_mutation)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_bithumb_ops, 1 << 16, &st_p), QB_OK);
     qb_sync_counters cnt = {0};
     sub_owner own = {0};
     own.book = qb_book_new(100);
@@ -453,7 +460,7 @@ QB_TEST(every_prefix_and_mutation)
         for (size_t n = 0; n <= len; n++) {
             memcpy(buf, js, n); /* a copy, so ASan sees reads past the prefix */
             qb_event ev;
-            if (qb_bithumb_ops.parse(&p, buf, n, &ev) == QB_OK) {
+            if (qb_bithumb_ops.parse(st_p, &p, buf, n, &ev) == QB_OK) {
                 ok++;
                 if (ev.kind == QB_EV_BOOK_FULL) {
                     qb_sync_on_full(&s, &ev);
@@ -468,7 +475,7 @@ QB_TEST(every_prefix_and_mutation)
             for (size_t m = 0; m <= sizeof subst; m++) {
                 buf[k] = m < sizeof subst ? (char)subst[m] : (char)(orig ^ 0x20);
                 qb_event ev;
-                if (qb_bithumb_ops.parse(&p, buf, len, &ev) == QB_OK) {
+                if (qb_bithumb_ops.parse(st_p, &p, buf, len, &ev) == QB_OK) {
                     ok++;
                     if (ev.kind == QB_EV_BOOK_FULL) {
                         qb_sync_on_full(&s, &ev);
@@ -490,6 +497,7 @@ QB_TEST(every_prefix_and_mutation)
     free(buf);
     qb_sync_fini(&s);
     qb_book_free(own.book);
+    qb_exchange_state_free(&qb_bithumb_ops, st_p);
     qb_parser_fini(&p);
 }
 

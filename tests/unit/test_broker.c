@@ -15,7 +15,6 @@
  */
 #include "harness.h"
 
-
 #include "book.h"
 #include "broker.h"
 #include "buf.h"
@@ -860,7 +859,7 @@ QB_TEST(broker_new_fails_cleanly_on_a_bad_address)
     QB_CHECK_EQ_INT(qb_broker_new(&cfg, &b), QB_EINVAL);
 }
 
-/* ---- batched frames (issue 8) ------------------------------------------- */
+/* ---- batched frames ---------------------------------------------------- */
 
 /* Levels of delta k: every delta changes 3 bids and 2 asks of the book. */
 static void t_delta_levels(uint64_t k, qb_level *bids, qb_level *asks)
@@ -939,7 +938,11 @@ QB_TEST(broker_batched_book_frame_applies_every_map_once)
         QB_CHECK_EQ_INT(k == 0 ? qb_msg_encode(&m, &bad) : qb_msg_encode_map(&m, &bad), QB_OK);
     }
     /* the last map's "fid" 0x7b becomes the string-typed 0xa0 (empty str) */
-    uint8_t *fid = memmem(bad.data + bad.len / 2, bad.len / 2, "\xa3" "fid" "\x7b", 5);
+    uint8_t *fid = memmem(bad.data + bad.len / 2, bad.len / 2,
+                          "\xa3"
+                          "fid"
+                          "\x7b",
+                          5);
     QB_CHECK(fid != NULL);
     if (fid) {
         fid[4] = 0xa0;

@@ -40,7 +40,6 @@
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-
 static char *sample(const char *name, size_t *len)
 {
     char path[512];
@@ -287,9 +286,9 @@ static const qb_sync_ops own_ops = {
     .want_snapshot = own_want,
 };
 
-static int parse_str(qb_parser *p, const char *js, qb_event *ev)
+static int parse_str(void *st, qb_parser *p, const char *js, qb_event *ev)
 {
-    return qb_htx_ops.parse(p, js, strlen(js), ev);
+    return qb_htx_ops.parse(st, p, js, strlen(js), ev);
 }
 
 /* ---- tests ----------------------------------------------------------------------- */
@@ -301,6 +300,8 @@ QB_TEST(real_gzip_frames_inflate_to_their_json)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 20, 400), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 20, &st_p), QB_OK);
     for (size_t i = 0; i < sizeof gz_names / sizeof gz_names[0]; i++) {
         char name[128];
         size_t glen, jlen;
@@ -317,12 +318,13 @@ QB_TEST(real_gzip_frames_inflate_to_their_json)
         char *js = sample(name, &jlen);
         const char *out;
         size_t outlen;
-        QB_CHECK_EQ_INT(qb_htx_ops.decode(&p, (const uint8_t *)gz, glen, &out, &outlen), QB_OK);
+        QB_CHECK_EQ_INT(qb_htx_ops.decode(st_p, &p, (const uint8_t *)gz, glen, &out, &outlen),
+                        QB_OK);
         QB_CHECK_EQ_INT(outlen, jlen);
         QB_CHECK(outlen == jlen && memcmp(out, js, jlen) == 0);
         /* And what they say. */
         qb_event ev;
-        QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, out, outlen, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, out, outlen, &ev), QB_OK);
         switch (i) {
         case 0:
             QB_CHECK_EQ_INT(ev.kind, QB_EV_REPLY);
@@ -349,6 +351,7 @@ QB_TEST(real_gzip_frames_inflate_to_their_json)
         free(gz);
         free(js);
     }
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -419,6 +422,8 @@ QB_TEST(inflate_rejects_bad_gzip)
     /* Through the ops table: the parser's cap is its max_bytes. */
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 4096, 100), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 4096, &st_p), QB_OK);
     char big[8192];
     memset(big, ' ', sizeof big);
     memcpy(big, "{\"ping\":1}", 10);
@@ -426,12 +431,13 @@ QB_TEST(inflate_rejects_bad_gzip)
     size_t gl = gzip_make(big, sizeof big, g, sizeof g);
     const char *o;
     size_t ol;
-    QB_CHECK_EQ_INT(qb_htx_ops.decode(&p, g, gl, &o, &ol), QB_ETOOBIG);
+    QB_CHECK_EQ_INT(qb_htx_ops.decode(st_p, &p, g, gl, &o, &ol), QB_ETOOBIG);
     gl = gzip_make(big, 4096, g, sizeof g);
-    QB_CHECK_EQ_INT(qb_htx_ops.decode(&p, g, gl, &o, &ol), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.decode(st_p, &p, g, gl, &o, &ol), QB_OK);
     qb_event ev;
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, o, ol, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, o, ol, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_REPLY);
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -439,6 +445,8 @@ QB_TEST(every_gzip_prefix_and_mutation)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 400), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 16, &st_p), QB_OK);
     unsigned long ok = 0, bad = 0;
     for (size_t i = 0; i < sizeof gz_names / sizeof gz_names[0]; i++) {
         char path[512];
@@ -454,7 +462,7 @@ QB_TEST(every_gzip_prefix_and_mutation)
         qb_event ev;
         for (size_t n = 0; n <= glen; n++) {
             memcpy(buf, gz, n);
-            int rc = qb_htx_ops.decode(&p, buf, n, &o, &ol);
+            int rc = qb_htx_ops.decode(st_p, &p, buf, n, &o, &ol);
             QB_CHECK(rc != QB_OK || n == glen);
         }
         memcpy(buf, gz, glen);
@@ -466,10 +474,10 @@ QB_TEST(every_gzip_prefix_and_mutation)
                 if (buf[k] == orig) {
                     continue;
                 }
-                if (qb_htx_ops.decode(&p, buf, glen, &o, &ol) == QB_OK) {
+                if (qb_htx_ops.decode(st_p, &p, buf, glen, &o, &ol) == QB_OK) {
                     ok++;
                     QB_CHECK(ol <= p.max_bytes);
-                    qb_htx_ops.parse(&p, o, ol, &ev);
+                    qb_htx_ops.parse(st_p, &p, o, ol, &ev);
                 } else {
                     bad++;
                 }
@@ -481,6 +489,7 @@ QB_TEST(every_gzip_prefix_and_mutation)
     }
     printf("gzip mutations: %lu inflated (header bytes zlib ignores), %lu rejected\n", ok, bad);
     QB_CHECK(bad > ok);
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -493,6 +502,8 @@ QB_TEST(recorded_session_pings_trades_exponents)
     }
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 20, 400), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 20, &st_p), QB_OK);
     int pings = 0, trades = 0, depths = 0, controls = 0;
     size_t levels_checked = 0;
     char expect_pong[64] = "";
@@ -515,7 +526,7 @@ QB_TEST(recorded_session_pings_trades_exponents)
             continue;
         }
         qb_event ev;
-        int rc = qb_htx_ops.parse(&p, payload, strlen(payload), &ev);
+        int rc = qb_htx_ops.parse(st_p, &p, payload, strlen(payload), &ev);
         QB_CHECK_EQ_INT(rc, QB_OK);
         if (rc != QB_OK) {
             continue;
@@ -586,6 +597,7 @@ QB_TEST(recorded_session_pings_trades_exponents)
     QB_CHECK_EQ_INT(qb_dec_parse("1.58E-4", 7, &d), QB_OK);
     QB_CHECK(qb_dec_identical(d, (qb_dec){158, 6}));
     free(text);
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -617,11 +629,13 @@ QB_TEST(real_mbp_chain_aligns_on_prevseqnum)
     load_mbp();
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 20, 400), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 20, &st_p), QB_OK);
     /* The chain as recorded: seqNum jumps, prevSeqNum links. */
     uint64_t prev = 0;
     qb_event ev;
     for (int i = 0; i < 4; i++) {
-        QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, mbp[i], mbp_len[i], &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, mbp[i], mbp_len[i], &ev), QB_OK);
         QB_CHECK_EQ_INT(ev.kind, QB_EV_DEPTH);
         QB_CHECK_EQ_STR(ev.native, "btcusdt");
         QB_CHECK(ev.has_prev);
@@ -631,7 +645,7 @@ QB_TEST(real_mbp_chain_aligns_on_prevseqnum)
         }
         prev = ev.last_id;
     }
-    QB_CHECK_EQ_INT(qb_htx_ops.parse_snapshot(&p, snap_js, snap_len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse_snapshot(st_p, &p, snap_js, snap_len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_SNAPSHOT);
     QB_CHECK_EQ_STR(ev.native, "btcusdt");
     QB_CHECK_EQ_INT(ev.last_id, 109409288160ULL);
@@ -648,15 +662,15 @@ QB_TEST(real_mbp_chain_aligns_on_prevseqnum)
         qb_sync_start(&s, QB_FEED_SYNCING, "");
         int first_live = order == 0 ? 2 : 0;
         for (int i = 0; i < first_live; i++) {
-            QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, mbp[i], mbp_len[i], &ev), QB_OK);
+            QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, mbp[i], mbp_len[i], &ev), QB_OK);
             QB_CHECK_EQ_INT(qb_sync_on_delta(&s, &ev), QB_OK);
         }
-        QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, snap_js, snap_len, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, snap_js, snap_len, &ev), QB_OK);
         QB_CHECK_EQ_INT(ev.kind, QB_EV_SNAPSHOT);
         QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s, &ev), QB_OK);
         /* Order 2: the answer came before any update; 1 and 2 are stale. */
         for (int i = first_live; i < 4; i++) {
-            QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, mbp[i], mbp_len[i], &ev), QB_OK);
+            QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, mbp[i], mbp_len[i], &ev), QB_OK);
             QB_CHECK_EQ_INT(qb_sync_on_delta(&s, &ev), QB_OK);
         }
         QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
@@ -689,10 +703,10 @@ QB_TEST(real_mbp_chain_aligns_on_prevseqnum)
         qb_sync s;
         QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_htx, &own_ops, &own, &cnt, 400), QB_OK);
         qb_sync_start(&s, QB_FEED_SYNCING, "");
-        QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, snap_js, snap_len, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, snap_js, snap_len, &ev), QB_OK);
         QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s, &ev), QB_OK);
         int wants = own.wants;
-        QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, mbp[3], mbp_len[3], &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, mbp[3], mbp_len[3], &ev), QB_OK);
         QB_CHECK_EQ_INT(qb_sync_on_delta(&s, &ev), QB_EGAP);
         QB_CHECK_EQ_INT(s.state, QB_SYNC_WAITING);
         QB_CHECK_EQ_INT(cnt.gaps, 1);
@@ -701,19 +715,20 @@ QB_TEST(real_mbp_chain_aligns_on_prevseqnum)
         QB_CHECK_EQ_INT(s.nbuf, 1);
         /* The same old snapshot again: older than the buffered update's
          * predecessor -> unusable, asked again. */
-        QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, snap_js, snap_len, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, snap_js, snap_len, &ev), QB_OK);
         QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s, &ev), QB_EAGAIN);
         QB_CHECK_EQ_INT(cnt.snapshots_stale, 1);
         /* A snapshot at real_3's seqNum aligns on real_4. */
         const char *s204 = "{\"id\":\"qb-req-btcusdt\",\"status\":\"ok\",\"ts\":1,\"rep\":"
                            "\"market.btcusdt.mbp.150\",\"data\":{\"seqNum\":109409288204,"
                            "\"bids\":[[9137.67,4.6]],\"asks\":[[9138.67,0.03]]}}";
-        QB_CHECK_EQ_INT(parse_str(&p, s204, &ev), QB_OK);
+        QB_CHECK_EQ_INT(parse_str(st_p, &p, s204, &ev), QB_OK);
         QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s, &ev), QB_OK);
         QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
         QB_CHECK_EQ_INT(s.book_id, 109409288226ULL);
         qb_sync_fini(&s);
     }
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -721,17 +736,19 @@ QB_TEST(doc_samples_and_empty_updates)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 400), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 16, &st_p), QB_OK);
     qb_event ev;
     size_t len;
     char *t = sample("huobi_mbp_incremental_doc_2.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_DEPTH);
     QB_CHECK_EQ_INT(ev.n_bids, 0);
     QB_CHECK_EQ_INT(ev.n_asks, 1);
     QB_CHECK(qb_dec_identical(ev.asks[0].size, dec("26.75597395914065")));
     free(t);
     t = sample("huobi_mbp_incremental_doc_3_empty.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_DEPTH);
     QB_CHECK_EQ_STR(ev.native, "zecusdt");
     QB_CHECK_EQ_INT(ev.n_bids + ev.n_asks, 0);
@@ -742,16 +759,16 @@ QB_TEST(doc_samples_and_empty_updates)
     /* The doc's mbp.5 example has a 20-significant-digit size
      * (26.755973959140651643), beyond 63 bits: refused, never rounded. */
     t = sample("huobi_mbp_incremental_doc_1.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_ERANGE);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_ERANGE);
     free(t);
     t = sample("huobi_mbp_req_response_doc_1.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_SNAPSHOT);
     QB_CHECK_EQ_INT(ev.last_id, 100020142010ULL);
     QB_CHECK_EQ_INT(ev.n_bids, 5);
     free(t);
     t = sample("huobi_ping_doc_1.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_REPLY);
     char *pong = sample("huobi_pong_doc_1.json", &len);
     /* Same integer as the doc's pong ({"pong": N} with a space there). */
@@ -762,23 +779,23 @@ QB_TEST(doc_samples_and_empty_updates)
     const char *ctl[] = {"huobi_sub_response_doc_1.json", "huobi_unsub_response_doc_1.json"};
     for (int i = 0; i < 2; i++) {
         t = sample(ctl[i], &len);
-        QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+        QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
         QB_CHECK_EQ_INT(ev.kind, QB_EV_CONTROL);
         free(t);
     }
     t = sample("huobi_trade_detail_doc_1.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_TRADE);
     QB_CHECK_EQ_INT(ev.trades[0].id, 102043495674ULL); /* the 21-digit "id" is ignored */
     free(t);
     t = sample("huobi_trade_detail_real_2.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.trades[0].id, 1311318);
     QB_CHECK_EQ_INT(ev.trades[0].side, QB_SIDE_SELL);
     QB_CHECK(qb_dec_identical(ev.trades[0].price, dec("716.0")));
     free(t);
     t = sample("huobi_bbo_real_1.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(ev.kind, QB_EV_UNKNOWN);
     free(t);
 
@@ -788,7 +805,7 @@ QB_TEST(doc_samples_and_empty_updates)
     qb_sync s;
     QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_htx, &own_ops, &own, &cnt, 400), QB_OK);
     qb_sync_start(&s, QB_FEED_SYNCING, "");
-    QB_CHECK_EQ_INT(parse_str(&p,
+    QB_CHECK_EQ_INT(parse_str(st_p, &p,
                               "{\"id\":\"x\",\"rep\":\"market.zecusdt.mbp.150\",\"status\":\"ok\","
                               "\"data\":{\"seqNum\":100772868476,\"bids\":[[50.1,2]],\"asks\":"
                               "[[50.2,3]]}}",
@@ -796,13 +813,13 @@ QB_TEST(doc_samples_and_empty_updates)
                     QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s, &ev), QB_OK);
     t = sample("huobi_mbp_incremental_doc_3_empty.json", &len);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p, t, len, &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p, &p, t, len, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_delta(&s, &ev), QB_OK);
     free(t);
     QB_CHECK_EQ_INT(s.book_id, 100772868478ULL);
     QB_CHECK_EQ_INT(qb_book_depth(qb_sync_book(&s), QB_BID), 1);
     /* 5/20-level style: the unchanged side is absent. */
-    QB_CHECK_EQ_INT(parse_str(&p,
+    QB_CHECK_EQ_INT(parse_str(st_p, &p,
                               "{\"ch\":\"market.zecusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":"
                               "100772868490,\"prevSeqNum\":100772868478,\"asks\":[[50.2,0]]}}",
                               &ev),
@@ -814,7 +831,7 @@ QB_TEST(doc_samples_and_empty_updates)
     QB_CHECK_EQ_INT(cnt.deltas_dropped_stale, 1);
     QB_CHECK_EQ_INT(cnt.gaps, 0);
     /* A break: resync. */
-    QB_CHECK_EQ_INT(parse_str(&p,
+    QB_CHECK_EQ_INT(parse_str(st_p, &p,
                               "{\"ch\":\"market.zecusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":"
                               "100772868500,\"prevSeqNum\":100772868495,\"bids\":[],\"asks\":[]}}",
                               &ev),
@@ -822,6 +839,7 @@ QB_TEST(doc_samples_and_empty_updates)
     QB_CHECK_EQ_INT(qb_sync_on_delta(&s, &ev), QB_EGAP);
     QB_CHECK_EQ_INT(s.state, QB_SYNC_WAITING);
     qb_sync_fini(&s);
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -835,6 +853,8 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs_one_book)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 400), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 16, &st_p), QB_OK);
     static const char *const nat[3] = {"btcusdt", "ethusdt", "xrpusdt"};
     qb_sync_counters cnt = {0};
     rec_owner own[3];
@@ -849,13 +869,13 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs_one_book)
                  "{\"id\":\"x\",\"rep\":\"market.%s.mbp.150\",\"status\":\"ok\",\"data\":"
                  "{\"seqNum\":1000,\"bids\":[[50.1,2]],\"asks\":[[50.2,3]]}}",
                  nat[i]);
-        QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+        QB_CHECK_EQ_INT(parse_str(st_p, &p, f, &ev), QB_OK);
         QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s[i], &ev), QB_OK);
         snprintf(f, sizeof f,
                  "{\"ch\":\"market.%s.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1010,"
                  "\"prevSeqNum\":1000,\"bids\":[[50.0,1]],\"asks\":[]}}",
                  nat[i]);
-        QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+        QB_CHECK_EQ_INT(parse_str(st_p, &p, f, &ev), QB_OK);
         QB_CHECK_EQ_INT(qb_sync_on_delta(&s[i], &ev), QB_OK);
         QB_CHECK_EQ_INT(own[i].last_state, QB_FEED_LIVE);
     }
@@ -866,7 +886,7 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs_one_book)
     static const uint8_t bad[] = {0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0, 0xde, 0xad};
     const char *js;
     size_t jl;
-    QB_CHECK(qb_htx_ops.decode(&p, bad, sizeof bad, &js, &jl) != QB_OK);
+    QB_CHECK(qb_htx_ops.decode(st_p, &p, bad, sizeof bad, &js, &jl) != QB_OK);
     QB_CHECK(qb_htx_ops.suspect_on_lost_frame);
     for (int i = 0; i < 3; i++) {
         QB_CHECK(qb_sync_suspect(&s[i], "corrupt gzip frame"));
@@ -883,7 +903,7 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs_one_book)
     snprintf(f, sizeof f,
              "{\"ch\":\"market.btcusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1010,"
              "\"prevSeqNum\":1000,\"bids\":[],\"asks\":[]}}");
-    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(parse_str(st_p, &p, f, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_delta(&s[0], &ev), QB_OK);
     QB_CHECK(s[0].suspect);
 
@@ -891,7 +911,7 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs_one_book)
     snprintf(f, sizeof f,
              "{\"ch\":\"market.btcusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1020,"
              "\"prevSeqNum\":1010,\"bids\":[],\"asks\":[[50.3,1]]}}");
-    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(parse_str(st_p, &p, f, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_delta(&s[0], &ev), QB_OK);
     QB_CHECK(!s[0].suspect);
     QB_CHECK_EQ_INT(s[0].state, QB_SYNC_LIVE);
@@ -904,7 +924,7 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs_one_book)
     snprintf(f, sizeof f,
              "{\"ch\":\"market.ethusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1030,"
              "\"prevSeqNum\":1015,\"bids\":[],\"asks\":[[50.3,1]]}}");
-    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(parse_str(st_p, &p, f, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_delta(&s[1], &ev), QB_EGAP);
     QB_CHECK_EQ_INT(s[1].state, QB_SYNC_WAITING);
     QB_CHECK_EQ_INT(own[1].last_state, QB_FEED_RESYNCING);
@@ -931,18 +951,19 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs_one_book)
     snprintf(f, sizeof f,
              "{\"ch\":\"market.ethusdt.mbp.150\",\"ts\":1,\"tick\":{\"seqNum\":1050,"
              "\"prevSeqNum\":1040,\"bids\":[],\"asks\":[]}}");
-    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(parse_str(st_p, &p, f, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_delta(&s[1], &ev), QB_OK); /* 1030 is buffered already */
     snprintf(f, sizeof f,
              "{\"id\":\"x\",\"rep\":\"market.ethusdt.mbp.150\",\"status\":\"ok\",\"data\":"
              "{\"seqNum\":1015,\"bids\":[[50.1,2]],\"asks\":[[50.2,3]]}}");
-    QB_CHECK_EQ_INT(parse_str(&p, f, &ev), QB_OK);
+    QB_CHECK_EQ_INT(parse_str(st_p, &p, f, &ev), QB_OK);
     QB_CHECK_EQ_INT(qb_sync_on_snapshot(&s[1], &ev), QB_OK);
     QB_CHECK_EQ_INT(s[1].state, QB_SYNC_WAITING); /* 1030 -> 1050 skipped 1040 */
     QB_CHECK_EQ_INT(cnt.resyncs, resyncs0 + 3);
     for (int i = 0; i < 3; i++) {
         qb_sync_fini(&s[i]);
     }
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -973,10 +994,12 @@ QB_TEST(trades_tickers_errors_ids)
 {
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 400), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 16, &st_p), QB_OK);
     qb_event ev;
     /* Several trades per message; tradeId as a string; a 40-digit legacy id. */
     QB_CHECK_EQ_INT(
-        parse_str(&p,
+        parse_str(st_p, &p,
                   "{\"ch\":\"market.btcusdt.trade.detail\",\"ts\":5,\"tick\":{\"id\":1,\"ts\":5,"
                   "\"data\":[{\"id\":1234567890123456789012345678901234567890,\"ts\":1000,"
                   "\"tradeId\":\"77\",\"amount\":1.5E-3,\"price\":30000.1,\"direction\":\"sell\"},"
@@ -993,14 +1016,14 @@ QB_TEST(trades_tickers_errors_ids)
     QB_CHECK_EQ_INT(ev.trades[1].side, QB_SIDE_BUY);
     QB_CHECK_EQ_INT(ev.trades[1].ts, 1001000000ULL);
     /* A 27-digit tradeId does not fit: rejected, never truncated. */
-    QB_CHECK(parse_str(&p,
+    QB_CHECK(parse_str(st_p, &p,
                        "{\"ch\":\"market.btcusdt.trade.detail\",\"tick\":{\"data\":[{\"ts\":1,"
                        "\"tradeId\":100182534526255757567432481,\"amount\":1,\"price\":1,"
                        "\"direction\":\"buy\"}]}}",
                        &ev) != QB_OK);
 
     /* market.$sym.detail: rolling 24 h; change = close - open, exactly. */
-    QB_CHECK_EQ_INT(parse_str(&p,
+    QB_CHECK_EQ_INT(parse_str(st_p, &p,
                               "{\"ch\":\"market.btcusdt.detail\",\"ts\":1494496390000,\"tick\":{"
                               "\"id\":1494496390,\"open\":7962.62,\"close\":8142.67,\"low\":"
                               "7800.01,\"high\":8200.5,\"amount\":1234.5678,\"vol\":9999999.99,"
@@ -1016,7 +1039,7 @@ QB_TEST(trades_tickers_errors_ids)
     QB_CHECK_EQ_INT(ev.exch_ts, 1494496390000ULL * 1000000ULL);
     /* market.$sym.ticker adds the best bid/ask; a falling market. */
     QB_CHECK_EQ_INT(
-        parse_str(&p,
+        parse_str(st_p, &p,
                   "{\"ch\":\"market.ethbtc.ticker\",\"ts\":1,\"tick\":{\"open\":0.05,"
                   "\"close\":0.0491,\"amount\":10,\"bid\":0.049,\"bidSize\":1.5,"
                   "\"ask\":0.0492,\"askSize\":2,\"lastPrice\":0.0491,\"lastSize\":0.1}}",
@@ -1027,7 +1050,7 @@ QB_TEST(trades_tickers_errors_ids)
     QB_CHECK(qb_dec_identical(ev.ticker.ask_qty, dec("2")));
 
     /* Errors: a refused req names its instrument. */
-    QB_CHECK_EQ_INT(parse_str(&p,
+    QB_CHECK_EQ_INT(parse_str(st_p, &p,
                               "{\"status\":\"error\",\"ts\":1,\"id\":\"qb-req-btcusdt\","
                               "\"err-code\":\"bad-request\",\"err-msg\":\"429 too many request\"}",
                               &ev),
@@ -1036,7 +1059,7 @@ QB_TEST(trades_tickers_errors_ids)
     QB_CHECK_EQ_STR(ev.native, "btcusdt");
     QB_CHECK(strstr(ev.info, "429 too many request") != NULL);
     QB_CHECK(ev.rate_limited); /* retried at the next slot, not a failure */
-    QB_CHECK_EQ_INT(parse_str(&p,
+    QB_CHECK_EQ_INT(parse_str(st_p, &p,
                               "{\"status\":\"error\",\"id\":\"qb-mbp-x\",\"err-code\":\"bad-"
                               "request\",\"err-msg\":\"invalid topic\"}",
                               &ev),
@@ -1081,7 +1104,7 @@ QB_TEST(trades_tickers_errors_ids)
         "{\"ch\":\"market.btcusdt.mbp.150\",,}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int rc = parse_str(&p, bad[i], &ev);
+        int rc = parse_str(st_p, &p, bad[i], &ev);
         if (rc == QB_OK) {
             fprintf(stderr, "accepted: %s\n", bad[i]);
         }
@@ -1096,9 +1119,13 @@ QB_TEST(trades_tickers_errors_ids)
     qb_buf_appendf(&big, "]}}");
     qb_parser p2;
     QB_CHECK_EQ_INT(qb_parser_init(&p2, 1 << 20, 10), QB_OK);
-    QB_CHECK_EQ_INT(qb_htx_ops.parse(&p2, (const char *)big.data, big.len, &ev), QB_ETOOBIG);
+    void *st_p2 = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 20, &st_p2), QB_OK);
+    QB_CHECK_EQ_INT(qb_htx_ops.parse(st_p2, &p2, (const char *)big.data, big.len, &ev), QB_ETOOBIG);
+    qb_exchange_state_free(&qb_htx_ops, st_p2);
     qb_parser_fini(&p2);
     qb_buf_fini(&big);
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 
@@ -1188,10 +1215,10 @@ QB_TEST(symbols_subscriptions_requests)
 
 /* Parses js; depth goes to a live sync, snapshots into it when waiting. */
 static unsigned long fuzz_ok, fuzz_err;
-static void fuzz_one(qb_parser *p, qb_sync *s, const char *js, size_t len)
+static void fuzz_one(void *st, qb_parser *p, qb_sync *s, const char *js, size_t len)
 {
     qb_event ev;
-    int rc = qb_htx_ops.parse(p, js, len, &ev);
+    int rc = qb_htx_ops.parse(st, p, js, len, &ev);
     if (rc != QB_OK) {
         fuzz_err++;
         return;
@@ -1213,6 +1240,8 @@ QB_TEST(every_prefix_and_mutation)
     load_mbp();
     qb_parser p;
     QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 20, 400), QB_OK);
+    void *st_p = NULL;
+    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_htx_ops, 1 << 20, &st_p), QB_OK);
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
@@ -1243,17 +1272,17 @@ QB_TEST(every_prefix_and_mutation)
         size_t len = lens[i];
         for (size_t n = 0; n <= len; n++) {
             memcpy(buf, js, n); /* a copy, so ASan sees reads past the prefix */
-            fuzz_one(&p, &s, buf, n);
+            fuzz_one(st_p, &p, &s, buf, n);
         }
         memcpy(buf, js, len);
         for (size_t k = 0; k < len; k++) {
             char orig = buf[k];
             for (size_t m = 0; m < sizeof subst; m++) {
                 buf[k] = (char)subst[m];
-                fuzz_one(&p, &s, buf, len);
+                fuzz_one(st_p, &p, &s, buf, len);
             }
             buf[k] = (char)(orig ^ 0x20);
-            fuzz_one(&p, &s, buf, len);
+            fuzz_one(st_p, &p, &s, buf, len);
             buf[k] = orig;
         }
     }
@@ -1264,6 +1293,7 @@ QB_TEST(every_prefix_and_mutation)
     }
     free(buf);
     qb_sync_fini(&s);
+    qb_exchange_state_free(&qb_htx_ops, st_p);
     qb_parser_fini(&p);
 }
 

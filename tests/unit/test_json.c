@@ -1,12 +1,14 @@
 /*
  * test_json.c: common/json.c, the jsmn helpers. Objects and arrays, get/at/
  * skip, string escapes (surrogate pairs included), trailing garbage and
- * truncation rejected, token exhaustion on a nesting bomb, u64/i64 ranges.
+ * truncation rejected, token exhaustion on a nesting bomb, u64/i64 ranges;
+ * the string writer qb_json_append_str (escapes, UTF-8 kept, invalid
+ * bytes as U+FFFD, its output read back by the parser).
  */
+#include "buf.h"
 #include "err.h"
 #include "harness.h"
 #include "json.h"
-
 
 #define NTOK 256
 static jsmntok_t tok[NTOK];
@@ -410,6 +412,56 @@ QB_TEST(skip_matches_subtree_walk)
             break;
         }
     }
+}
+
+static bool append_is(const char *s, size_t n, const char *want)
+{
+    qb_buf b = QB_BUF_INIT;
+    bool ok = qb_json_append_str(&b, s, n) == QB_OK && b.len == strlen(want) &&
+              memcmp(b.data, want, b.len) == 0;
+    if (!ok) {
+        fprintf(stderr, "got %.*s want %s\n", (int)b.len, (const char *)b.data, want);
+    }
+    qb_buf_fini(&b);
+    return ok;
+}
+
+QB_TEST(append_str_escapes_and_utf8)
+{
+    QB_CHECK(append_is("", 0, "\"\""));
+    QB_CHECK(append_is("BTC-USDT", 8, "\"BTC-USDT\""));
+    QB_CHECK(append_is("a\"b\\c\x01\xc3", 7, "\"a\\\"b\\\\c\\u0001\\ufffd\""));
+    QB_CHECK(append_is("\n\r\t\x7f\x1f", 5, "\"\\n\\r\\t\\u007f\\u001f\""));
+    QB_CHECK(append_is("x\0y", 3, "\"x\\u0000y\""));
+    /* valid UTF-8 (2, 3 and 4 bytes) is copied */
+    QB_CHECK(append_is("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9,
+                       "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\""));
+    /* overlong, surrogate, beyond U+10FFFF, stray continuation, cut */
+    QB_CHECK(append_is("\xc0\xaf", 2, "\"\\ufffd\\ufffd\""));
+    QB_CHECK(append_is("\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""));
+    QB_CHECK(append_is("\xf4\x90\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\""));
+    QB_CHECK(append_is("\x80z", 2, "\"\\ufffdz\""));
+    QB_CHECK(append_is("\xe2\x82", 2, "\"\\ufffd\\ufffd\""));
+}
+
+QB_TEST(append_str_reads_back)
+{
+    /* every ASCII byte but NUL, written then parsed back: the JSON is
+     * valid and the text comes back unchanged */
+    char in[127];
+    for (int i = 0; i < 127; i++) {
+        in[i] = (char)(i + 1);
+    }
+    qb_buf b = QB_BUF_INIT;
+    QB_CHECK_EQ_INT(qb_buf_append(&b, "[", 1), QB_OK);
+    QB_CHECK_EQ_INT(qb_json_append_str(&b, in, sizeof in), QB_OK);
+    QB_CHECK_EQ_INT(qb_buf_append(&b, "]", 1), QB_OK);
+    qb_json j;
+    QB_CHECK_EQ_INT(qb_json_parse(&j, (const char *)b.data, b.len, tok, NTOK), QB_OK);
+    char out[256];
+    QB_CHECK_EQ_INT(qb_json_str_copy(&j, 1, out, sizeof out), QB_OK);
+    QB_CHECK(strlen(out) == sizeof in && memcmp(out, in, sizeof in) == 0);
+    qb_buf_fini(&b);
 }
 
 int main(void)

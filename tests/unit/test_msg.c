@@ -18,7 +18,6 @@
 
 #include <msgpack.h>
 
-
 #ifndef QB_SOURCE_DIR
 #error "QB_SOURCE_DIR must point at the source tree (tests/unit/CMakeLists.txt)"
 #endif
@@ -396,11 +395,25 @@ QB_TEST(encode_rejects_bad_level_anywhere)
         int64_t v;
         bool ok;
     } cases[] = {
-        {0, 0, false},          {0, -1, false},         {0, INT64_MIN, false}, {0, 1, true},
-        {0, INT64_MAX, true},   {1, 31, false},         {1, -31, false},       {1, 127, false},
-        {1, -128, false},       {1, QB_DEC_MAX_SCALE, true}, {1, -QB_DEC_MAX_SCALE, true},
-        {2, -1, false},         {2, INT64_MIN, false},  {2, 0, true},          {3, 31, false},
-        {3, -31, false},        {3, 127, false},        {3, -128, false},      {3, 30, true},
+        {0, 0, false},
+        {0, -1, false},
+        {0, INT64_MIN, false},
+        {0, 1, true},
+        {0, INT64_MAX, true},
+        {1, 31, false},
+        {1, -31, false},
+        {1, 127, false},
+        {1, -128, false},
+        {1, QB_DEC_MAX_SCALE, true},
+        {1, -QB_DEC_MAX_SCALE, true},
+        {2, -1, false},
+        {2, INT64_MIN, false},
+        {2, 0, true},
+        {3, 31, false},
+        {3, -31, false},
+        {3, 127, false},
+        {3, -128, false},
+        {3, 30, true},
         {3, -30, true},
     };
     unsigned long checked = 0;
@@ -997,7 +1010,6 @@ QB_TEST(json_form)
 
 /* ---- the worked examples of PROTOCOL.md ------------------------------- */
 
-
 /* The body of the next fenced block with info string `info` at or after p;
  * *end gets the position after the closing fence. */
 static const char *fence(const char *p, const char *info, size_t *n, const char **end)
@@ -1257,9 +1269,8 @@ static uint64_t rnd(void)
 /* An unsigned value near a boundary of msgpack's integer forms, or random. */
 static uint64_t rnd_u64(void)
 {
-    static const uint64_t edges[] = {0,     1,     127,        128,         255,
-                                     256,   65535, 65536,      4294967295u, 4294967296ull,
-                                     UINT64_MAX};
+    static const uint64_t edges[] = {0,     1,     127,         128,           255,       256,
+                                     65535, 65536, 4294967295u, 4294967296ull, UINT64_MAX};
     uint64_t r = rnd();
     if (r % 3 == 0) {
         return edges[(r >> 8) % (sizeof edges / sizeof edges[0])] - ((r >> 16) & 1);
@@ -1269,10 +1280,25 @@ static uint64_t rnd_u64(void)
 
 static int64_t rnd_i64(int64_t lo, int64_t hi)
 {
-    static const int64_t edges[] = {0,      -1,          -31,           -32,  -33,
-                                    -127,   -128,        -129,          -32767, -32768,
-                                    -32769, INT32_MIN,   (int64_t)INT32_MIN - 1, 127, 128,
-                                    65535,  65536,       INT64_MAX,     -INT64_MAX};
+    static const int64_t edges[] = {0,
+                                    -1,
+                                    -31,
+                                    -32,
+                                    -33,
+                                    -127,
+                                    -128,
+                                    -129,
+                                    -32767,
+                                    -32768,
+                                    -32769,
+                                    INT32_MIN,
+                                    (int64_t)INT32_MIN - 1,
+                                    127,
+                                    128,
+                                    65535,
+                                    65536,
+                                    INT64_MAX,
+                                    -INT64_MAX};
     int64_t v;
     uint64_t r = rnd();
     if (r % 2 == 0) {
@@ -1316,7 +1342,8 @@ static void rnd_name(char *buf, size_t max, bool dots)
     size_t n = 1 + rnd() % max;
     for (size_t i = 0; i < n; i++) {
         char c = (char)('!' + rnd() % 94);
-        buf[i] = (!dots && c == '.') ? 'x' : c;
+        /* without dots: a topic part, whose bytes exclude '.', '"' and '\\' */
+        buf[i] = (!dots && (c == '.' || c == '"' || c == '\\')) ? 'x' : c;
     }
     buf[n] = '\0';
 }
@@ -1389,8 +1416,8 @@ QB_TEST(encoder_matches_msgpack_c_packer)
         QB_CHECK_EQ_INT(qb_msg_encode(&m, &mine), QB_OK);
         /* the reference: topic NUL, then msgpack-c's packer */
         char topic[QB_TOPIC_MAX + 1];
-        int tn = qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type), m.exchange,
-                                 m.symbol);
+        int tn =
+            qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type), m.exchange, m.symbol);
         QB_CHECK(tn > 0);
         msgpack_sbuffer_clear(&ref);
         msgpack_sbuffer_write(&ref, topic, (size_t)tn + 1);
@@ -1442,7 +1469,8 @@ static void rnd_name_n(char *buf, size_t n, bool dots)
 {
     for (size_t i = 0; i < n; i++) {
         char c = (char)('!' + rnd() % 94);
-        buf[i] = (!dots && c == '.') ? 'x' : c;
+        /* without dots: a topic part, whose bytes exclude '.', '"' and '\\' */
+        buf[i] = (!dots && (c == '.' || c == '"' || c == '\\')) ? 'x' : c;
     }
     buf[n] = '\0';
 }
@@ -1550,8 +1578,8 @@ QB_TEST(encoder_matches_msgpack_c_packer_batches_and_sizes)
             if (k == 0) {
                 QB_CHECK_EQ_INT(qb_msg_encode(&m, out), QB_OK);
                 char topic[QB_TOPIC_MAX + 1];
-                int tn = qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type),
-                                         m.exchange, m.symbol);
+                int tn = qb_topic_format(topic, sizeof topic, qb_msg_topic_kind(m.type), m.exchange,
+                                         m.symbol);
                 QB_CHECK(tn > 0);
                 msgpack_sbuffer_write(&ref, topic, (size_t)tn + 1);
             } else {
@@ -1623,8 +1651,8 @@ QB_TEST(encoder_worst_case_sizes)
     m.state = QB_FEED_RESYNCING;
     msgpack_sbuffer ref;
     msgpack_sbuffer_init(&ref);
-    static const qb_msg_type types[] = {QB_MSG_SNAPSHOT, QB_MSG_DELTA, QB_MSG_TRADE,
-                                        QB_MSG_STATUS, QB_MSG_TICKER};
+    static const qb_msg_type types[] = {QB_MSG_SNAPSHOT, QB_MSG_DELTA, QB_MSG_TRADE, QB_MSG_STATUS,
+                                        QB_MSG_TICKER};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         m.type = types[t];
         qb_buf b = QB_BUF_INIT;
@@ -1638,9 +1666,9 @@ QB_TEST(encoder_worst_case_sizes)
     qb_buf b = QB_BUF_INIT;
     QB_CHECK_EQ_INT(qb_buf_append(&b, "xyz", 3), QB_OK);
     m.type = QB_MSG_DELTA;
-    static const qb_level bad[] = {{{0, 0}, {1, 0}},     {{1, 0}, {-1, 0}},  {{1, 31}, {1, 0}},
-                                   {{1, -31}, {1, 0}},   {{1, 0}, {1, 31}},  {{1, 0}, {1, -31}},
-                                   {{-5, 0}, {1, 0}},    {{1, 0}, {INT64_MIN, 0}}};
+    static const qb_level bad[] = {{{0, 0}, {1, 0}},   {{1, 0}, {-1, 0}},       {{1, 31}, {1, 0}},
+                                   {{1, -31}, {1, 0}}, {{1, 0}, {1, 31}},       {{1, 0}, {1, -31}},
+                                   {{-5, 0}, {1, 0}},  {{1, 0}, {INT64_MIN, 0}}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         qb_level keep = lv[n - 1];
         lv[n - 1] = bad[i];
@@ -1803,7 +1831,8 @@ static int ref_decoder_begin(ref_decoder *d, const void *fr, size_t len, qb_str 
     }
     size_t tn = (size_t)(nul - p);
     for (size_t i = 0; i < tn; i++) {
-        if (p[i] <= 0x20 || p[i] >= 0x7f) {
+        /* printable ASCII without '"' and '\\' (PROTOCOL.md section 3) */
+        if (p[i] <= 0x20 || p[i] >= 0x7f || p[i] == '"' || p[i] == '\\') {
             return QB_EPARSE;
         }
     }

@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 /* One program's options, reset before each parse. */
 typedef struct cfg {
     char *url;

@@ -1,5 +1,5 @@
 // ccxt_client.mjs: ccxt (pro) binance watchOrderBook('BTC/USDT') pointed at
-// quotebus-exsim (issue 8 part 6). What is changed from a stock ccxt setup,
+// quotebus-exsim (docs/BENCHMARKS.md section 6). What is changed from a stock ccxt setup,
 // and why:
 //   - exchange.urls.api.ws.spot -> wss://HOST/ws (ccxt connects to /ws/0 and
 //     SUBSCRIBEs btcusdt@depth@100ms), exchange.urls.api.public ->

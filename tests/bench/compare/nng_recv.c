@@ -1,8 +1,8 @@
 /*
  * nng_recv.c (qb-bench-nng-recv): the floor under every quotebus consumer
  * program, the CPU that NNG 1.5.2 alone costs a process to receive the
- * broker's frames, with no decoding and no book (issue 8 part 6, section
- * 6G of BENCHMARKS.md). tests/bench/compare/run-compare.sh runs it next to
+ * broker's frames, with no decoding and no book (section
+ * 6G of docs/BENCHMARKS.md). tests/bench/compare/run-compare.sh runs it next to
  * one qb-bench-consumer on the same broker, topic and window: both receive
  * the same frames, so the consumer's deltas per frame turn this program's
  * CPU per frame into CPU per delta, the least any consumer can pay.
@@ -134,10 +134,10 @@ int main(int argc, char **argv)
     int first_pos;
     int rc = qb_opts_parse(&prog, opts, argc, argv, &first_pos);
     const char *mode = mode_opt ? mode_opt : "block";
-    const char *why = connect == NULL                                  ? "--connect is required"
-                      : first_pos != argc                              ? "unexpected argument"
+    const char *why = connect == NULL                                ? "--connect is required"
+                      : first_pos != argc                            ? "unexpected argument"
                       : strcmp(mode, "block") && strcmp(mode, "aio") ? "--mode is block or aio"
-                                                                       : NULL;
+                                                                     : NULL;
     if (rc != QB_OK || why != NULL) {
         if (rc == QB_OK) {
             fprintf(stderr, "qb-bench-nng-recv: %s (see --help)\n", why);
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
         goto out;
     }
     /* An exact topic (two dots) is subscribed with its NUL, as
-     * libquotebus does (qbc_sub_len). */
+     * libquotebus does (qb_topic_sub_len). */
     size_t tn = strlen(topic), dots = 0;
     for (size_t i = 0; i < tn; i++) {
         dots += topic[i] == '.';
@@ -215,7 +215,7 @@ int main(int argc, char **argv)
     /* Receiving has stopped; the socket and the aio are left to the process
      * exit: nng_close() of a SUB socket with a live pipe sometimes never
      * returns in NNG 1.5.2 (seen here after the receive thread had been
-     * joined; libquotebus bounds it with a closer thread, qbc_close_socket),
+     * joined; libquotebus bounds it with a closer thread, qb_nng_close_bounded),
      * and a benchmark must not hang its driver. Both stay reachable (the
      * static s, NNG's socket table), so this is no leak. */
     open = false;

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""python_client.py: the usual hand-written Binance order book client (issue 8
-part 6), as users write it: asyncio + python3-websockets (Debian 10.4),
+"""python_client.py: the usual hand-written Binance order book client
+(docs/BENCHMARKS.md section 6), as users write it: asyncio + python3-websockets (Debian 10.4),
 urllib for the REST snapshot, json.loads per message, the book in two dicts
 keyed by price string, Binance's documented procedure:
 

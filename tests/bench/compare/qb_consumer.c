@@ -1,6 +1,6 @@
 /*
  * qb_consumer.c (qb-bench-consumer): what a user's C program pays to hold an
- * exact order book through quotebus (issue 8 part 6, "what users run
+ * exact order book through quotebus (docs/BENCHMARKS.md section 6, "what users run
  * today"). It is the consumer side of tests/bench/compare/run-compare.sh,
  * next to python_client.py and ccxt_client.mjs, which hold the same book
  * straight from the exchange.
@@ -61,8 +61,8 @@ static uint64_t consumer_mark(void *arg, FILE *f)
     qb_mirror_stats st;
     qb_mirror_stats_get(c->m, &st);
     if (f != NULL) {
-        fprintf(f, "%llu %llu %llu", (unsigned long long)st.deltas,
-                (unsigned long long)st.frames, (unsigned long long)st.gaps);
+        fprintf(f, "%llu %llu %llu", (unsigned long long)st.deltas, (unsigned long long)st.frames,
+                (unsigned long long)st.gaps);
     }
     return st.deltas;
 }
@@ -149,8 +149,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    qb_mirror_config cfg = {.connect = connect, .snapshot = snapshot, .topics = &topic,
-                            .n_topics = 1};
+    qb_mirror_config cfg = {
+        .connect = connect, .snapshot = snapshot, .topics = &topic, .n_topics = 1};
     qb_mirror *m;
     rc = qb_mirror_open(&cfg, &m);
     if (rc != QB_OK) {

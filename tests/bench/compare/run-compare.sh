@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-compare.sh [OUT.md]: issue 8 part 6, "what users run today". The same
+# run-compare.sh [OUT.md]: "what users run today" (docs/BENCHMARKS.md section 6). The same
 # quotebus-exsim Binance feed (wss with a throw-away test CA, one symbol
 # BTCUSDT, --rate depth events/s, deterministic: same --seed/--rate/--events
 # -> same events and the same final book) consumed four ways, one after the
@@ -489,7 +489,7 @@ for c in $CLIENTS; do
 done
 
 {
-    echo "## What users run today (issue 8 part 6): one Binance feed; Python, ccxt, and quotebus with N consumer programs"
+    echo "## What users run today: one Binance feed; Python, ccxt, and quotebus with N consumer programs"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, build $BUILD. quotebus-exsim (wss, test CA),"
     echo "BTCUSDT depth at $RATE events/s of about $CHANGES level changes (then the feed stops), warm-up $WARMUP s,"

@@ -18,7 +18,7 @@ The storm runs from --warmup-s after each symbol's generation starts for
 --settle-s) and prints one markdown row: drops, heals, p50/p99/max heal time,
 unhealed drops, and the adapter's resyncs and snapshot requests.
 
-Nothing here is pass/fail: figures go to BENCHMARKS.md (section "Heal time
+Nothing here is pass/fail: figures go to docs/BENCHMARKS.md (section "Heal time
 under a drop storm"). Standard library only; reuses tests/integration/qbtest.py
 for processes and temp dirs.
 """

@@ -19,7 +19,7 @@
 # SETTLE_S (120), SEED (7), ADAPTER_ARGS (extra adapter arguments, e.g.
 # "--depth-limit=100"). About (WARMUP_S + STORM_S + 10) s per row, plus the
 # time the last drop takes to heal. Not a ctest test: figures go to
-# BENCHMARKS.md ("Heal time under a drop storm") with the command, date and
+# docs/BENCHMARKS.md ("Heal time under a drop storm") with the command, date and
 # commit.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

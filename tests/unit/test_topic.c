@@ -1,5 +1,5 @@
 /*
- * test_topicname.c: proto/topicname.h, the topic parts, the nearest rule
+ * test_topic.c: proto/topic.h, the topic parts, the nearest rule
  * (its ranks, ties in byte order, independence from the order of offers)
  * and the "what the broker has" line (sorted, deduplicated, bounded).
  */
@@ -7,7 +7,7 @@
 
 #include "buf.h"
 #include "err.h"
-#include "topicname.h"
+#include "topic.h"
 
 #include <string.h>
 
@@ -21,7 +21,7 @@ static bool part_is(qb_str p, const char *want)
     return p.n == strlen(want) && memcmp(p.p, want, p.n) == 0;
 }
 
-QB_TEST(topicname_split_parts)
+QB_TEST(topic_split_parts)
 {
     qb_topic_parts p;
     qb_topic_split("book.binance.BTC-USDT", 21, &p);
@@ -53,7 +53,7 @@ static void nearest(const qb_str *want, size_t n_want, bool reverse, qb_topic_ne
     }
 }
 
-QB_TEST(topicname_nearest_rule_and_order)
+QB_TEST(topic_nearest_rule_and_order)
 {
     qb_str want[] = {S("book.kraken.DOGE-USDT")};
     qb_topic_nearest a, b;
@@ -86,7 +86,7 @@ QB_TEST(topicname_nearest_rule_and_order)
     QB_CHECK_EQ_INT(c.n, 0);
 }
 
-QB_TEST(topicname_instruments_line)
+QB_TEST(topic_instruments_line)
 {
     qb_str t[] = {S("book.htx.ETH-USDT"), S("book.binance.ETH-USDT"),
                   S("trade.x.Y"),         S("book.binance.BTC-USDT"),
