@@ -51,7 +51,7 @@
  *
  * Allocation per message: none in this file once warm (one decoder and one
  * stash reused, topic lookups keyed by the frame's own topic bytes), none in
- * the decoder once warm (proto/msg.c reads the frame in place with MsgPuck
+ * the decoder once warm (proto/msg_decode.c reads the frame in place with MsgPuck
  * into level arrays it keeps, grown only for a deeper book). NNG
  * allocates the nng_msg on receive, pub0 only takes references to it per
  * subscriber pipe.

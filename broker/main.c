@@ -1,7 +1,8 @@
 /*
  * main.c: quotebus-broker, the process. Parses options, starts the ingest
  * and fan-out core (broker.h) and, unless --no-spawn, supervises the
- * adapters (supervisor.h) - and in --demo the exchange simulator too.
+ * adapters (supervisor.h) - and in --demo the exchange simulator too; their
+ * command lines are built and checked by children.c (main_int.h).
  *
  * Also the HTTP/websocket endpoint (ws.h, its own lws service thread, fed
  * by the ingest thread through the broker's tap) and the snapshot service
@@ -33,6 +34,7 @@
  */
 #include "broker.h"
 #include "listeners.h"
+#include "main_int.h"
 #include "snapshot.h"
 #include "supervisor.h"
 #include "ws.h"
@@ -61,26 +63,6 @@
 #define MAIN_STATS_INTERVAL_MS 500
 #define MAIN_SUMMARY_INTERVAL_MS 10000
 #define MAIN_STOP_GRACE_MS 5000
-#define MAIN_MAX_ADAPTERS 16
-#define MAIN_CHECK_TIMEOUT_MS 5000
-
-/* One spawned adapter, for the hung check and the supervisor's statuses. */
-typedef struct main_adapter {
-    size_t idx;       /* child index in the supervisor */
-    char ex[64];      /* exchange id */
-    const char *syms; /* "BTC-USDT,ETH-USDT" (points into the options), or NULL */
-    uint64_t starts;
-    char failed[257]; /* the status reason once it exited with status 2, else "" */
-} main_adapter;
-
-/* The supervisor event callback's state (main thread only). */
-typedef struct main_sup_ctx {
-    qb_broker *b; /* NULL until the broker runs */
-    qb_super *sup;
-    main_adapter ad[MAIN_MAX_ADAPTERS];
-    size_t n_ad;
-    uint64_t silence_ms; /* --adapter-silence-ms; 0 disables */
-} main_sup_ctx;
 
 static const qb_prog main_prog = {
     .name = "quotebus-broker",
@@ -142,42 +124,6 @@ static const qb_prog main_prog = {
         "cannot be set up, 2 on bad options (an --adapter value quotebus-adapter --check\n"
         "refuses included).",
 };
-
-typedef struct main_opts {
-    qb_strlist ingest;
-    qb_strlist pub;
-    char *ingest_tls_cert, *ingest_tls_key, *ingest_tls_ca;
-    char *pub_tls_cert, *pub_tls_key, *pub_tls_ca;
-    qb_strlist adapters;
-    qb_strlist adapter_args;
-    bool no_spawn;
-    bool demo;
-    int64_t demo_port;
-    int64_t max_topics;
-    int64_t adapter_silence_ms;
-    char *stats_file;
-    char *log_level;
-    char *http_listen;
-    char *web_root;
-    qb_strlist http_origins;
-    char *http_token;
-    char *http_cert;
-    char *http_key;
-    int64_t http_max_clients;
-    int64_t http_max_subs;
-    int64_t http_max_msg;
-    int64_t http_rate;
-    int64_t http_queue_soft;
-    int64_t http_queue_hard;
-    int64_t http_soft_ms;
-    int64_t http_slow_ms;
-    int64_t http_idle_s;
-    qb_strlist snapshot;
-    /* derived */
-    char http_host[256];
-    int http_port;
-    char web_root_found[4096];
-} main_opts;
 
 /* "HOST:PORT" ("[::1]:7780" for IPv6) into host and port. */
 static int main_hostport(const char *s, char *host, size_t cap, int *port)
@@ -365,164 +311,6 @@ static int main_parse(main_opts *o, const qb_opt *table, int argc, char **argv)
     return QB_OK;
 }
 
-/* "EXCHANGE:SYM,SYM" or "EXCHANGE": checks the shape; writes the exchange
- * (NUL-terminated) and a pointer to the symbol list (NULL when none). */
-static int main_adapter_spec(const char *spec, char *ex, size_t cap, const char **syms)
-{
-    const char *colon = strchr(spec, ':');
-    size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
-    if (n == 0 || n >= cap) {
-        return QB_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = spec[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
-            return QB_EINVAL;
-        }
-    }
-    if (colon != NULL && colon[1] == '\0') {
-        return QB_EINVAL;
-    }
-    memcpy(ex, spec, n);
-    ex[n] = '\0';
-    *syms = colon ? colon + 1 : NULL;
-    return QB_OK;
-}
-
-/* Runs the adapter command line argv (argv[0] quotebus-adapter, EXCHANGE
- * last) as `quotebus-adapter --check ...`: the adapter validates its
- * options, exchange and symbols as a start would and exits (0 valid, 2 bad
- * options) without connecting anywhere. line gets its first stderr line.
- * qb_super_run's result; *status the check's waitpid status. */
-static int main_adapter_check(const char *const *argv, int *status, char *line, size_t cap)
-{
-    const char *cargv[32 + 64 + 2];
-    size_t k = 0;
-    cargv[k++] = argv[0];
-    cargv[k++] = "--check";
-    for (size_t i = 1; argv[i] != NULL && k + 1 < sizeof cargv / sizeof cargv[0]; i++) {
-        cargv[k++] = argv[i];
-    }
-    cargv[k] = NULL;
-    return qb_super_run(cargv, MAIN_CHECK_TIMEOUT_MS, status, line, cap);
-}
-
-/* Adds the simulator (demo) and the adapters to the supervisor, each
- * adapter's command line first validated by main_adapter_check: QB_EINVAL
- * (after saying why on stderr) when one is refused, so nothing starts. */
-static int main_children(const main_opts *o, qb_super *sup, main_sup_ctx *ctx, char *demo_ws,
-                         size_t cap)
-{
-    ctx->sup = sup;
-    char adapter_bin[4096];
-    if (qb_super_find_binary("quotebus-adapter", adapter_bin, sizeof adapter_bin) != QB_OK) {
-        QB_ERROR("broker.no_adapter", "quotebus-adapter not found next to quotebus-broker nor on "
-                                      "PATH (use --no-spawn to run adapters separately)");
-        return QB_ENOTFOUND;
-    }
-    if (o->demo) {
-        char sim_bin[4096], port[16];
-        if (qb_super_find_binary("quotebus-exsim", sim_bin, sizeof sim_bin) != QB_OK) {
-            QB_ERROR("broker.no_exsim", "quotebus-exsim not found next to quotebus-broker nor on "
-                                        "PATH (needed by --demo)");
-            return QB_ENOTFOUND;
-        }
-        snprintf(port, sizeof port, "%lld", (long long)o->demo_port);
-        const char *argv[] = {sim_bin, "--port", port, NULL};
-        int rc = qb_super_add(sup, "exsim", argv);
-        if (rc != QB_OK) {
-            return rc;
-        }
-        snprintf(demo_ws, cap, "ws://127.0.0.1:%lld", (long long)o->demo_port);
-    }
-    for (size_t i = 0; i < o->adapters.n; i++) {
-        char ex[64], name[96];
-        const char *syms;
-        if (main_adapter_spec(o->adapters.v[i], ex, sizeof ex, &syms) != QB_OK) {
-            fprintf(stderr, "quotebus-broker: bad --adapter '%s': expected EXCHANGE:SYM,SYM\n",
-                    o->adapters.v[i]);
-            return QB_EINVAL;
-        }
-        const char *argv[32 + 64];
-        size_t k = 0;
-        argv[k++] = adapter_bin;
-        if (syms != NULL) {
-            argv[k++] = "--symbols";
-            argv[k++] = syms;
-        }
-        /* The children dial an ipc ingest when there is one (no TLS files
-         * needed: the directory's mode keeps other users out). */
-        const char *ingest = o->ingest.v[0];
-        for (size_t u = o->ingest.n; u-- > 0;) {
-            if (strncmp(o->ingest.v[u], "ipc://", 6) == 0) {
-                ingest = o->ingest.v[u];
-            }
-        }
-        argv[k++] = "--broker";
-        argv[k++] = ingest;
-        if (o->log_level != NULL) {
-            argv[k++] = "--log-level";
-            argv[k++] = o->log_level;
-        }
-        if (o->demo) {
-            /* One simulator serves every exchange, each on its own path
-             * like the real endpoints; the adapter knows its path (and
-             * whether it has REST): only the simulator's address goes. */
-            argv[k++] = "--exsim";
-            argv[k++] = demo_ws;
-        }
-        if (o->adapter_args.n > 64) {
-            fprintf(stderr, "quotebus-broker: at most 64 --adapter-arg values\n");
-            return QB_EINVAL;
-        }
-        for (size_t a = 0; a < o->adapter_args.n; a++) {
-            argv[k++] = o->adapter_args.v[a];
-        }
-        /* EXCHANGE last: with options first, the command line parses the
-         * same whether or not the option parser permutes arguments. */
-        argv[k++] = ex;
-        argv[k] = NULL;
-        snprintf(name, sizeof name, "adapter %s", ex);
-        if (ctx->n_ad == MAIN_MAX_ADAPTERS) {
-            fprintf(stderr, "quotebus-broker: at most %d --adapter values\n", MAIN_MAX_ADAPTERS);
-            return QB_EINVAL;
-        }
-        char line[192];
-        int st = 0;
-        int crc = main_adapter_check(argv, &st, line, sizeof line);
-        if (crc == QB_OK && WIFEXITED(st) && WEXITSTATUS(st) == QB_SUPER_EXIT_PERMANENT) {
-            fprintf(stderr, "quotebus-broker: bad --adapter '%s': %s\n", o->adapters.v[i],
-                    line[0] ? line : "quotebus-adapter --check exited with status 2");
-            return QB_EINVAL;
-        }
-        if (crc != QB_OK || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            /* Not a verdict on the options (no binary, no memory, a hang):
-             * the supervisor runs it and handles what happens. */
-            char how[64];
-            if (crc != QB_OK) {
-                snprintf(how, sizeof how, "%s", qb_strerror(crc));
-            } else if (WIFEXITED(st)) {
-                snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(st));
-            } else {
-                snprintf(how, sizeof how, "signal %d", WTERMSIG(st));
-            }
-            QB_WARN("broker.adapter_check",
-                    "adapter=\"%s\" quotebus-adapter --check: %s%s%s; starting it anyway",
-                    o->adapters.v[i], how, line[0] ? ": " : "", line);
-        }
-        main_adapter *ma = &ctx->ad[ctx->n_ad];
-        ma->idx = (o->demo ? 1 : 0) + ctx->n_ad;
-        snprintf(ma->ex, sizeof ma->ex, "%s", ex);
-        ma->syms = syms;
-        ctx->n_ad++;
-        int rc = qb_super_add(sup, name, argv);
-        if (rc != QB_OK) {
-            return rc;
-        }
-    }
-    return QB_OK;
-}
-
 /* Publishes, for every symbol of adapter a, a status message the broker
  * itself encodes: state, reason, seq = the topic's last seq + 1. */
 static void main_sup_status(main_sup_ctx *ctx, const main_adapter *a, qb_feed_state state,
@@ -577,7 +365,7 @@ static void main_sup_event(void *arg, size_t i, qb_super_event ev, const char *d
         char line[192] = "";
         int st = 0;
         const char *const *argv = ctx->sup != NULL ? qb_super_argv(ctx->sup, i) : NULL;
-        if (argv == NULL || main_adapter_check(argv, &st, line, sizeof line) != QB_OK ||
+        if (argv == NULL || qb__children_check(argv, &st, line, sizeof line) != QB_OK ||
             !WIFEXITED(st) || WEXITSTATUS(st) != QB_SUPER_EXIT_PERMANENT || line[0] == '\0') {
             snprintf(line, sizeof line, "see the log");
         }
@@ -1012,7 +800,7 @@ int main(int argc, char **argv)
             exit_code = 1;
             goto out;
         }
-        rc = main_children(&o, sup, &sup_ctx, demo_ws, sizeof demo_ws);
+        rc = qb__children_add(&o, sup, &sup_ctx, demo_ws, sizeof demo_ws);
         if (rc != QB_OK) {
             exit_code = rc == QB_EINVAL ? 2 : 1;
             goto out;

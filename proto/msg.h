@@ -133,7 +133,7 @@ int qb_topic_format(char *buf, size_t cap, const char *kind, qb_str exchange, qb
  * Returns QB_OK, QB_EINVAL (bad fields) or QB_ENOMEM (QB_ETOOBIG only if
  * the encoder's size bound were wrong: never for a valid message); on error
  * out is as it was. The bytes are msgpack-c packer output (its pack
- * template, see msg.c), identical to msgpack_pack_* through a callback. */
+ * template, see msg_encode.c), identical to msgpack_pack_* through a callback. */
 int qb_msg_encode(const qb_msg *m, qb_buf *out);
 /* Appends just the msgpack map of m (to batch several maps in one frame). */
 int qb_msg_encode_map(const qb_msg *m, qb_buf *out);

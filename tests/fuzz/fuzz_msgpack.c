@@ -1,5 +1,5 @@
 /*
- * fuzz_msgpack.c: fuzz target of the wire decoder (proto/msg.c qb_decoder)
+ * fuzz_msgpack.c: fuzz target of the wire decoder (proto/msg_decode.c qb_decoder)
  * and of what the broker's ingest does with a frame that decodes
  * (broker/topics.c qb_topics_apply: sequence rules and books), plus the
  * JSON form (qb_msg_to_json, what quotebus-sub prints).

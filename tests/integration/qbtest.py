@@ -555,16 +555,32 @@ def cases_of(namespace):
     return {k[5:]: v for k, v in namespace.items() if k.startswith("case_")}
 
 
+def print_cases(cases):
+    """--list-cases: the case names, one a line, in the script's order. The
+    tests' CMakeLists.txt read them at configure time (one CTest test per
+    case), so a new case_NAME needs no CMake line."""
+    for name in cases:
+        print(name)
+
+
 def run_case_main(cases, prefix, before=None):
     """The command line of every case script: --bin-dir DIR --case NAME
-    [--keep]; calls before(args) if given (a script's own prerequisites),
-    runs cases[NAME](stack) in a Stack named PREFIX-NAME (NAME alone when
-    prefix is empty) and logs PASS with the time it took."""
+    [--keep], or --list-cases (print_cases); calls before(args) if given
+    (a script's own prerequisites), runs cases[NAME](stack) in a Stack
+    named PREFIX-NAME (NAME alone when prefix is empty) and logs PASS with
+    the time it took."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--case", required=True, choices=sorted(cases))
+    ap.add_argument("--bin-dir")
+    ap.add_argument("--case", choices=sorted(cases))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--list-cases", action="store_true",
+                    help="print the case names, one a line, and exit")
     args = ap.parse_args()
+    if args.list_cases:
+        print_cases(cases)
+        return
+    if args.bin_dir is None or args.case is None:
+        ap.error("--bin-dir and --case are required")
     if before is not None:
         before(args)
     t0 = time.time()

@@ -325,9 +325,17 @@ CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
 def main():
     import argparse
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--bin-dir")
     ap.add_argument("--case", default="basic", choices=sorted(CASES))
+    ap.add_argument("--list-cases", action="store_true",
+                    help="print the case names, one a line, and exit (CMake reads them)")
     args = ap.parse_args()
+    if args.list_cases:
+        for name in CASES:
+            print(name)
+        return 0
+    if args.bin_dir is None:
+        ap.error("--bin-dir is required")
     c = Checks()
     CASES[args.case](os.path.abspath(args.bin_dir), c)
     return c.done()

@@ -352,10 +352,17 @@ CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
 if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--case", required=True, choices=sorted(CASES))
+    ap.add_argument("--bin-dir")
+    ap.add_argument("--case", choices=sorted(CASES))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--list-cases", action="store_true",
+                    help="print the case names, one a line, and exit")
     args = ap.parse_args()
+    if args.list_cases:
+        qbtest.print_cases(CASES)
+        sys.exit(0)
+    if args.bin_dir is None or args.case is None:
+        ap.error("--bin-dir and --case are required")
     need = ["htx", "bithumb"] if args.case == "all_three" else [args.case.split("_")[0]]
     for ex in need:
         require_adapter(args.bin_dir, ex)

@@ -257,8 +257,15 @@ CASES = {"restart": case_restart, "bad_adapter": case_bad_adapter, "permanent": 
 if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--bin-dir")
     ap.add_argument("--case", default="restart", choices=sorted(CASES))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--list-cases", action="store_true",
+                    help="print the case names, one a line, and exit (CMake reads them)")
     a = ap.parse_args()
+    if a.list_cases:
+        qbtest.print_cases(CASES)
+        sys.exit(0)
+    if a.bin_dir is None:
+        ap.error("--bin-dir is required")
     CASES[a.case](a)

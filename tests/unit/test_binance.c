@@ -1,22 +1,24 @@
 /*
- * test_binance.c: the Binance spot parser and the sync state machine
- * (adapters/binance.c, adapters/sync.c), without network.
+ * test_binance.c: the Binance spot parser (adapters/binance.c,
+ * binance_json.cc) without network; the sync state machine itself is
+ * test_sync.c.
  *
  * The recorded real session (QB_SHARED_DATA/recorded/binance_spot_NKNUSDT_
  * cryptofeed_20211012.txt: one REST snapshot and 150 depth events) goes
  * through the real parse and sync code in the order it arrived; the final
  * book is compared with a reference built by a naive, independent loop over
- * the same text (string scanning, no jsmn, no qb_book). Synthetic frames
- * cover gaps, duplicates, crossed books, overflow, malformed input; every
- * prefix and single-byte mutation of every recorded frame goes through the
- * parser (and, when it still parses as depth, through a live sync) so ASan
- * sees every path. Skips (77) when the shared data is missing.
+ * the same text (oracle_binance.h: string scanning, no jsmn, no qb_book).
+ * Synthetic frames cover a lost frame judged by the U/u chain, malformed
+ * input; every prefix and single-byte mutation of every recorded frame goes
+ * through the parser (and, when it still parses as depth, through a live
+ * sync) so ASan sees every path. Skips (77) when the shared data is missing.
  */
 #include "harness.h"
 
 #include "err.h"
 #include "exchange.h"
 #include "log.h"
+#include "oracle_binance.h"
 #include "sync.h"
 
 #include <stdbool.h>
@@ -126,125 +128,6 @@ static const qb_sync_ops own_ops = {
     .on_state = own_state,
     .want_snapshot = own_want,
 };
-
-/* ---- naive reference book ----------------------------------------------------- */
-
-typedef struct ref_level {
-    char price[40];
-    char size[40];
-} ref_level;
-
-typedef struct ref_side {
-    ref_level *v;
-    size_t n, cap;
-} ref_side;
-
-static void ref_set(ref_side *s, const char *price, const char *size)
-{
-    bool zero = true;
-    for (const char *c = size; *c; c++) {
-        if (*c >= '1' && *c <= '9') {
-            zero = false;
-        }
-    }
-    for (size_t i = 0; i < s->n; i++) {
-        if (strcmp(s->v[i].price, price) == 0) {
-            if (zero) {
-                s->v[i] = s->v[--s->n];
-            } else {
-                snprintf(s->v[i].size, sizeof s->v[i].size, "%s", size);
-            }
-            return;
-        }
-    }
-    if (zero) {
-        return;
-    }
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 64;
-        s->v = realloc(s->v, s->cap * sizeof *s->v);
-    }
-    snprintf(s->v[s->n].price, sizeof s->v[s->n].price, "%s", price);
-    snprintf(s->v[s->n].size, sizeof s->v[s->n].size, "%s", size);
-    s->n++;
-}
-
-/* Applies every ["p","q"] of the array following `key` in text (naive scan:
- * the recorded data has no nested arrays there and no escapes). */
-static void ref_apply(ref_side *s, const char *text, const char *key)
-{
-    const char *p = strstr(text, key);
-    if (p == NULL) {
-        return;
-    }
-    p += strlen(key);
-    while (*p == '[') {
-        p++;
-        if (*p == ']') {
-            return;
-        }
-        /* "price","size"] */
-        char price[40], size[40];
-        const char *q1 = strchr(p, '"') + 1;
-        const char *q2 = strchr(q1, '"');
-        snprintf(price, sizeof price, "%.*s", (int)(q2 - q1), q1);
-        const char *q3 = strchr(q2 + 1, '"') + 1;
-        const char *q4 = strchr(q3, '"');
-        snprintf(size, sizeof size, "%.*s", (int)(q4 - q3), q3);
-        ref_set(s, price, size);
-        p = strchr(q4, ']') + 1;
-        if (*p == ',') {
-            p++;
-        }
-        if (*p == ']') {
-            return;
-        }
-    }
-}
-
-static unsigned long long ref_num(const char *text, const char *key)
-{
-    const char *p = strstr(text, key);
-    return p ? strtoull(p + strlen(key), NULL, 10) : 0;
-}
-
-/* True when book holds exactly the reference levels (same text). */
-static bool ref_equal(const qb_book *b, qb_book_side side, const ref_side *r)
-{
-    if (qb_book_depth(b, side) != r->n) {
-        fprintf(stderr, "depth %zu != reference %zu\n", qb_book_depth(b, side), r->n);
-        return false;
-    }
-    const qb_level *lv = qb_book_levels(b, side);
-    for (size_t i = 0; i < r->n; i++) {
-        char p[QB_DEC_STR_MAX], s[QB_DEC_STR_MAX];
-        bool found = false;
-        for (size_t k = 0; k < r->n && !found; k++) {
-            qb_dec_format(lv[k].price, p, sizeof p);
-            if (strcmp(p, r->v[i].price) == 0) {
-                qb_dec_format(lv[k].size, s, sizeof s);
-                if (strcmp(s, r->v[i].size) != 0) {
-                    fprintf(stderr, "level %s: size %s != reference %s\n", p, s, r->v[i].size);
-                    return false;
-                }
-                found = true;
-            }
-        }
-        if (!found) {
-            fprintf(stderr, "reference level %s missing\n", r->v[i].price);
-            return false;
-        }
-    }
-    /* Best first, strictly ordered. */
-    for (size_t k = 1; k < r->n; k++) {
-        int c = qb_dec_cmp(lv[k - 1].price, lv[k].price);
-        if ((side == QB_BID && c <= 0) || (side == QB_ASK && c >= 0)) {
-            fprintf(stderr, "book side not sorted at %zu\n", k);
-            return false;
-        }
-    }
-    return true;
-}
 
 /* ---- state shared by the recorded tests ----------------------------------------- */
 
@@ -560,127 +443,6 @@ static void snapshot(void *st, qb_parser *p, qb_sync *s, const char *js, int exp
     QB_CHECK_EQ_INT(qb_sync_on_snapshot(s, &ev), expect_rc);
 }
 
-QB_TEST(gap_triggers_resync_and_duplicates_drop)
-{
-    qb_parser p;
-    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
-    void *st_p = NULL;
-    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_p), QB_OK);
-    qb_sync_counters cnt = {0};
-    rec_owner own = {0};
-    qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 100), QB_OK);
-    qb_sync_start(&s, QB_FEED_SYNCING, "");
-    char f[512];
-
-    /* Snapshot with no buffered events: live, next event must bridge. */
-    snapshot(st_p, &p, &s,
-             "{\"lastUpdateId\":100,\"bids\":[[\"10.0\",\"1\"]],\"asks\":[[\"11.0\",\"2\"]]}",
-             QB_OK);
-    QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
-    depth_frame(f, sizeof f, 95, 100, "[\"10.0\",\"5\"]", "");
-    feed(st_p, &p, &s, f, QB_OK); /* u <= lastUpdateId: dropped */
-    QB_CHECK_EQ_INT(cnt.deltas_dropped_stale, 1);
-    QB_CHECK(qb_dec_cmp(qb_book_get(qb_sync_book(&s), QB_BID, dec("10")), dec("1")) == 0);
-    depth_frame(f, sizeof f, 99, 103, "[\"10.0\",\"3\"]", "");
-    feed(st_p, &p, &s, f, QB_OK); /* bridges: 99 <= 101 <= 103 */
-    depth_frame(f, sizeof f, 104, 104, "[\"9.5\",\"4\"]", "[\"11.0\",\"0\"]");
-    feed(st_p, &p, &s, f, QB_OK);
-    QB_CHECK_EQ_INT(cnt.deltas_applied, 2);
-    QB_CHECK(qb_dec_cmp(qb_book_get(qb_sync_book(&s), QB_BID, dec("10")), dec("3")) == 0);
-    QB_CHECK_EQ_INT(qb_book_depth(qb_sync_book(&s), QB_ASK), 0);
-
-    /* Duplicate of the last event and an old one: dropped, book unchanged. */
-    feed(st_p, &p, &s, f, QB_OK);
-    depth_frame(f, sizeof f, 99, 103, "[\"10.0\",\"77\"]", "");
-    feed(st_p, &p, &s, f, QB_OK);
-    QB_CHECK_EQ_INT(cnt.deltas_dropped_stale, 3);
-    QB_CHECK_EQ_INT(cnt.deltas_applied, 2);
-    QB_CHECK(qb_dec_cmp(qb_book_get(qb_sync_book(&s), QB_BID, dec("10")), dec("3")) == 0);
-
-    /* Deleting a level that is not there is normal. */
-    depth_frame(f, sizeof f, 105, 105, "[\"1.0\",\"0\"]", "");
-    feed(st_p, &p, &s, f, QB_OK);
-    QB_CHECK_EQ_INT(cnt.deltas_applied, 3);
-
-    /* A gap: U=108 after u=105. */
-    int wants = own.wants;
-    depth_frame(f, sizeof f, 108, 110, "[\"10.0\",\"9\"]", "");
-    feed(st_p, &p, &s, f, QB_EGAP);
-    QB_CHECK_EQ_INT(cnt.gaps, 1);
-    QB_CHECK_EQ_INT(cnt.resyncs, 1);
-    QB_CHECK_EQ_INT(s.state, QB_SYNC_WAITING);
-    QB_CHECK_EQ_INT(own.last_state, QB_FEED_RESYNCING);
-    QB_CHECK_EQ_STR(own.last_reason, "gap: expected U=106 got U=108 (u=110)");
-    QB_CHECK_EQ_INT(own.wants, wants + 1);
-    QB_CHECK_EQ_INT(own.last_want_delay, 0);
-    QB_CHECK_EQ_INT(s.nbuf, 1); /* the gap event starts the new buffer */
-    QB_CHECK_EQ_INT(qb_book_depth(qb_sync_book(&s), QB_BID), 0);
-
-    /* A snapshot older than the buffer is fetched again. */
-    snapshot(st_p, &p, &s, "{\"lastUpdateId\":106,\"bids\":[],\"asks\":[]}", QB_EAGAIN);
-    QB_CHECK_EQ_INT(cnt.snapshots_stale, 1);
-    QB_CHECK_EQ_INT(own.last_want_delay, QB_SYNC_REFETCH_MS);
-    QB_CHECK_EQ_INT(s.state, QB_SYNC_WAITING);
-
-    /* lastUpdateId == U-1 is usable: the buffered event bridges. */
-    depth_frame(f, sizeof f, 111, 111, "[\"9.0\",\"1\"]", "");
-    feed(st_p, &p, &s, f, QB_OK);
-    QB_CHECK_EQ_INT(s.nbuf, 2);
-    int deltas = own.deltas;
-    snapshot(st_p, &p, &s,
-             "{\"lastUpdateId\":107,\"bids\":[[\"10.0\",\"2\"]],\"asks\":[[\"12\",\"1\"]]}", QB_OK);
-    QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
-    QB_CHECK_EQ_INT(own.deltas, deltas + 2);
-    QB_CHECK_EQ_INT(s.book_id, 111);
-    QB_CHECK(qb_dec_cmp(qb_book_get(qb_sync_book(&s), QB_BID, dec("10")), dec("9")) == 0);
-    QB_CHECK_EQ_INT(cnt.snapshots_ok, 2);
-
-    /* Crossed after an event: resync, counted. */
-    depth_frame(f, sizeof f, 112, 112, "[\"12.5\",\"1\"]", "");
-    feed(st_p, &p, &s, f, QB_ECROSSED);
-    QB_CHECK_EQ_INT(cnt.crossed, 1);
-    QB_CHECK_EQ_INT(s.state, QB_SYNC_WAITING);
-    QB_CHECK_EQ_INT(own.last_state, QB_FEED_RESYNCING);
-    QB_CHECK(strstr(own.last_reason, "crossed") != NULL);
-
-    /* Snapshot failure: counted, reported, retried later. */
-    qb_sync_on_snapshot_error(&s, QB_FEED_RESYNCING, "snapshot HTTP 429", 5000);
-    QB_CHECK_EQ_INT(cnt.snapshots_failed, 1);
-    QB_CHECK_EQ_INT(own.last_want_delay, 5000);
-    QB_CHECK_EQ_STR(own.last_reason, "snapshot HTTP 429");
-
-    /* Connection lost: stopped, events ignored. */
-    qb_sync_stop(&s, QB_FEED_DOWN, "upstream unreachable");
-    QB_CHECK_EQ_INT(own.last_state, QB_FEED_DOWN);
-    int states = own.states;
-    qb_sync_stop(&s, QB_FEED_DOWN, "upstream unreachable");
-    QB_CHECK_EQ_INT(own.states, states); /* same state and reason: not repeated */
-    depth_frame(f, sizeof f, 113, 113, "[\"1.0\",\"1\"]", "");
-    feed(st_p, &p, &s, f, QB_OK);
-    QB_CHECK_EQ_INT(s.nbuf, 0);
-
-    /* Stale and back. */
-    qb_sync_start(&s, QB_FEED_RESYNCING, "reconnected");
-    snapshot(st_p, &p, &s, "{\"lastUpdateId\":200,\"bids\":[],\"asks\":[]}", QB_OK);
-    qb_sync_mark_stale(&s, "no update for 30000 ms");
-    QB_CHECK_EQ_INT(own.last_state, QB_FEED_STALE);
-    depth_frame(f, sizeof f, 201, 201, "[\"1.0\",\"1\"]", "");
-    feed(st_p, &p, &s, f, QB_OK);
-    QB_CHECK_EQ_INT(own.last_state, QB_FEED_LIVE);
-
-    /* The first event after a snapshot that does not bridge is a gap. */
-    qb_sync_resync(&s, "test");
-    snapshot(st_p, &p, &s, "{\"lastUpdateId\":300,\"bids\":[],\"asks\":[]}", QB_OK);
-    depth_frame(f, sizeof f, 302, 303, "[\"1.0\",\"1\"]", "");
-    feed(st_p, &p, &s, f, QB_EGAP);
-    QB_CHECK_EQ_STR(own.last_reason, "gap: expected U=301 got U=302 (u=303)");
-
-    qb_sync_fini(&s);
-    qb_exchange_state_free(&qb_binance_ops, st_p);
-    qb_parser_fini(&p);
-}
-
 /* Binance spot's U/u chain judges a lost frame like HTX's prevSeqNum:
  * the next event's U == last u + 1 confirms the book, anything else
  * resyncs it, naming the lost frame. */
@@ -738,35 +500,6 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs)
     static const char raw[] = "{\"e\":\"depthUpdate\",\"E\":1,\"s\":\"SOLU";
     QB_CHECK_EQ_INT(qb_binance_ops.lost_frame_kind(raw, strlen(raw), nat, sizeof nat),
                     QB_LOST_UNKNOWN);
-    qb_sync_fini(&s);
-    qb_exchange_state_free(&qb_binance_ops, st_p);
-    qb_parser_fini(&p);
-}
-
-QB_TEST(buffer_overflow_restarts)
-{
-    qb_parser p;
-    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
-    void *st_p = NULL;
-    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_binance_ops, 1 << 16, &st_p), QB_OK);
-    qb_sync_counters cnt = {0};
-    rec_owner own = {0};
-    qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 100), QB_OK);
-    s.max_events = 3;
-    qb_sync_start(&s, QB_FEED_SYNCING, "");
-    char f[512];
-    for (unsigned long long i = 1; i <= 4; i++) {
-        depth_frame(f, sizeof f, i, i, "[\"1.0\",\"1\"]", "");
-        feed(st_p, &p, &s, f, QB_OK);
-    }
-    QB_CHECK_EQ_INT(cnt.buffer_overflows, 1);
-    QB_CHECK_EQ_INT(s.nbuf, 1);
-    QB_CHECK_EQ_INT(own.last_state, QB_FEED_RESYNCING);
-    QB_CHECK(strstr(own.last_reason, "overflow") != NULL);
-    /* The kept event (U=4) bridges a snapshot at 3. */
-    snapshot(st_p, &p, &s, "{\"lastUpdateId\":3,\"bids\":[],\"asks\":[]}", QB_OK);
-    QB_CHECK_EQ_INT(s.book_id, 4);
     qb_sync_fini(&s);
     qb_exchange_state_free(&qb_binance_ops, st_p);
     qb_parser_fini(&p);

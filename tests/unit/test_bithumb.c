@@ -1,17 +1,14 @@
 /*
  * test_bithumb.c: the Bithumb websocket v1 adapter without network
- * (adapters/bithumb.c, and sync.c's full-book mode qb_sync_on_full).
+ * (adapters/bithumb.c); the full-book -> delta conversion of sync.c
+ * (qb_sync_on_full) is test_sync.c.
  *
  * Real/documented frames (QB_SHARED_DATA samples/bithumb_v1_*, skipped with
  * 77 when absent): orderbook, trade, ticker, {"status":"UP"}, the request
- * format. The heart of the file is the full-book -> delta conversion: a
- * subscriber that applies only what the adapter publishes (the first
- * snapshot, then the deltas) must hold exactly Bithumb's latest full book
- * after every message. That is checked over thousands of random top-N books
- * (added, changed, removed levels, unchanged books, books shrinking to
- * empty, crossed books) against books built independently from each full
- * message. Every prefix and single-byte mutation of every sample goes
- * through the parser and the full-book sync (run under ASan+UBSan).
+ * format. Every prefix and single-byte mutation of every sample goes
+ * through the parser and the full-book sync, whose subscriber (applying
+ * only what the sync publishes) must hold the latest full book (run under
+ * ASan+UBSan).
  */
 #include "harness.h"
 
@@ -282,155 +279,6 @@ QB_TEST(samples_parse)
         }
         QB_CHECK(rc != QB_OK);
     }
-    qb_exchange_state_free(&qb_bithumb_ops, st_p);
-    qb_parser_fini(&p);
-}
-
-/* ---- full books -> exact deltas ---------------------------------------------------- */
-
-static uint64_t rng_state = 88172645463325252ULL;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-/* A Bithumb-shaped orderbook message from price grids. */
-static void full_msg(qb_buf *out, const long *bp, const long *bs, const long *ap, const long *as,
-                     size_t n)
-{
-    qb_buf_reset(out);
-    qb_buf_appendf(out, "{\"type\":\"orderbook\",\"code\":\"KRW-BTC\",\"total_ask_size\":1,"
-                        "\"total_bid_size\":1,\"orderbook_units\":[");
-    for (size_t i = 0; i < n; i++) {
-        qb_buf_appendf(out,
-                       "%s{\"ask_price\":%ld,\"bid_price\":%ld,\"ask_size\":%ld.%04ld,"
-                       "\"bid_size\":%ld.%04ld}",
-                       i ? "," : "", ap[i], bp[i], as[i] / 10000, as[i] % 10000, bs[i] / 10000,
-                       bs[i] % 10000);
-    }
-    static unsigned long long ts = 1725927377287ULL;
-    qb_buf_appendf(out, "],\"timestamp\":%llu,\"stream_type\":\"REALTIME\"}", ++ts);
-}
-
-QB_TEST(full_books_become_exact_deltas)
-{
-    qb_parser p;
-    QB_CHECK_EQ_INT(qb_parser_init(&p, 1 << 16, 100), QB_OK);
-    void *st_p = NULL;
-    QB_CHECK_EQ_INT(qb_exchange_state_new(&qb_bithumb_ops, 1 << 16, &st_p), QB_OK);
-    qb_sync_counters cnt = {0};
-    sub_owner own = {0};
-    own.book = qb_book_new(100);
-    qb_book *expect = qb_book_new(100);
-    qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_none, &sub_ops, &own, &cnt, 100), QB_OK);
-    qb_sync_start(&s, QB_FEED_SYNCING, "");
-    qb_buf msg = QB_BUF_INIT;
-    qb_event ev;
-
-    /* Hand-made steps first: change, add, remove, unchanged. */
-    long bp[30] = {0}, bs[30] = {0}, ap[30] = {0}, as[30] = {0};
-    for (int i = 0; i < 3; i++) {
-        bp[i] = 1000 - i;
-        ap[i] = 1001 + i;
-        bs[i] = as[i] = 10000 * (i + 1);
-    }
-    full_msg(&msg, bp, bs, ap, as, 3);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, (char *)msg.data, msg.len, &ev), QB_OK);
-    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
-    QB_CHECK_EQ_INT(own.snapshots, 1); /* the first full book is the snapshot */
-    QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
-    bs[0] = 5000; /* changed */
-    bp[2] = 997;  /* 998 removed, 997 added */
-    full_msg(&msg, bp, bs, ap, as, 3);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, (char *)msg.data, msg.len, &ev), QB_OK);
-    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
-    QB_CHECK_EQ_INT(own.deltas, 1);
-    QB_CHECK_EQ_INT(own.last_nb, 3); /* 1000 changed, 998 -> 0, 997 new */
-    QB_CHECK_EQ_INT(own.last_na, 0);
-    QB_CHECK(qb_book_equal(own.book, qb_sync_book(&s)));
-    qb_book_replace(expect, ev.bids, ev.n_bids, ev.asks, ev.n_asks);
-    QB_CHECK(qb_book_equal(own.book, expect));
-    /* Same book again: nothing published. */
-    uint64_t id = s.book_id;
-    ev.last_id++;
-    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
-    QB_CHECK_EQ_INT(own.deltas, 1);
-    QB_CHECK_EQ_INT(cnt.full_unchanged, 1);
-    QB_CHECK_EQ_INT(s.book_id, id + 1); /* the book id follows the messages */
-    /* Everything gone on one side. */
-    for (int i = 0; i < 3; i++) {
-        as[i] = 0;
-    }
-    full_msg(&msg, bp, bs, ap, as, 3);
-    QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, (char *)msg.data, msg.len, &ev), QB_OK);
-    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
-    QB_CHECK_EQ_INT(own.last_na, 3);
-    QB_CHECK_EQ_INT(qb_book_depth(own.book, QB_ASK), 0);
-
-    /* Random top-N books: each a random walk from the previous one. */
-    int unchanged = 0, resyncs_before = (int)cnt.resyncs;
-    long mid = 100000;
-    size_t n = 15;
-    for (int step = 0; step < 5000; step++) {
-        int mode = (int)(rnd() % 10);
-        if (mode == 0) {
-            /* unchanged */
-        } else {
-            mid += (long)(rnd() % 5) - 2;
-            n = 1 + rnd() % 30;
-            for (size_t i = 0; i < n; i++) {
-                long gap = 1 + (long)(rnd() % 3);
-                bp[i] = (i ? bp[i - 1] : mid) - gap;
-                ap[i] = (i ? ap[i - 1] : mid) + gap;
-                bs[i] = (rnd() % 4 == 0) ? bs[i] : (long)(rnd() % 50000);
-                as[i] = (rnd() % 4 == 0) ? as[i] : (long)(rnd() % 50000);
-            }
-            if (rnd() % 50 == 0) {
-                bp[0] = ap[0] + 5; /* crossed: the sync must refuse it */
-                bs[0] = as[0] = 10000;
-            }
-        }
-        full_msg(&msg, bp, bs, ap, as, n);
-        QB_CHECK_EQ_INT(qb_bithumb_ops.parse(st_p, &p, (char *)msg.data, msg.len, &ev), QB_OK);
-        int before = own.deltas;
-        qb_sync_on_full(&s, &ev);
-        qb_book_replace(expect, ev.bids, ev.n_bids, ev.asks, ev.n_asks);
-        if (qb_book_crossed(expect)) {
-            QB_CHECK(s.state != QB_SYNC_LIVE);
-            continue;
-        }
-        QB_CHECK_EQ_INT(s.state, QB_SYNC_LIVE);
-        if (own.deltas == before) {
-            unchanged++;
-        }
-        /* The subscriber's book, built only from what was published,
-         * equals Bithumb's latest full book. */
-        if (!qb_book_equal(own.book, expect)) {
-            fprintf(stderr, "step %d: subscriber book differs\n", step);
-            QB_CHECK(false);
-            break;
-        }
-    }
-    QB_CHECK(!own.apply_failed);
-    QB_CHECK(unchanged > 100);
-    QB_CHECK((int)cnt.resyncs > resyncs_before); /* the crossed books */
-    QB_CHECK_EQ_INT(cnt.book_errors, 0);
-    printf("full books: %llu, unchanged %llu, snapshots %d, deltas %d, resyncs %llu\n",
-           (unsigned long long)cnt.full_books, (unsigned long long)cnt.full_unchanged,
-           own.snapshots, own.deltas, (unsigned long long)cnt.resyncs);
-    /* Stopped: ignored. */
-    qb_sync_stop(&s, QB_FEED_RESYNCING, "test");
-    int d = own.deltas, sn = own.snapshots;
-    QB_CHECK_EQ_INT(qb_sync_on_full(&s, &ev), QB_OK);
-    QB_CHECK(own.deltas == d && own.snapshots == sn);
-    qb_buf_fini(&msg);
-    qb_sync_fini(&s);
-    qb_book_free(own.book);
-    qb_book_free(expect);
     qb_exchange_state_free(&qb_bithumb_ops, st_p);
     qb_parser_fini(&p);
 }

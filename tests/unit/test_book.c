@@ -15,6 +15,7 @@
 #include "book.h"
 #include "err.h"
 #include "harness.h"
+#include "oracle_book.h"
 
 static qb_dec D(int64_t m, int s)
 {
@@ -226,51 +227,6 @@ QB_TEST(apply_and_equal_by_value)
     qb_book_free(b);
 }
 
-/* The reference: an unsorted array, searched linearly, sorted on compare. */
-typedef struct ref_side {
-    qb_level lv[512];
-    size_t n;
-} ref_side;
-
-static void ref_set(ref_side *r, qb_dec price, qb_dec size)
-{
-    for (size_t i = 0; i < r->n; i++) {
-        if (qb_dec_cmp(r->lv[i].price, price) == 0) {
-            if (size.mant == 0) {
-                r->lv[i] = r->lv[--r->n];
-            } else {
-                r->lv[i] = (qb_level){price, size};
-            }
-            return;
-        }
-    }
-    if (size.mant != 0) {
-        r->lv[r->n++] = (qb_level){price, size};
-    }
-}
-
-static bool ref_matches(const ref_side *r, const qb_book *b, qb_book_side side)
-{
-    if (qb_book_depth(b, side) != r->n) {
-        return false;
-    }
-    const qb_level *lv = qb_book_levels(b, side);
-    for (size_t i = 0; i < r->n; i++) {
-        /* sorted strictly best first */
-        if (i > 0) {
-            int c = qb_dec_cmp(lv[i - 1].price, lv[i].price);
-            if (side == QB_BID ? c <= 0 : c >= 0) {
-                return false;
-            }
-        }
-        /* every reference level is present with its size */
-        if (!qb_dec_identical(qb_book_get(b, side, r->lv[i].price), r->lv[i].size)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static uint64_t rnd_state = 88172645463325252ull;
 static uint64_t rnd(void)
 {
@@ -418,103 +374,7 @@ QB_TEST(replace_sorted_input_same_as_shuffled)
     qb_book_free(b);
 }
 
-/* ---- qb_book_apply against a model ------------------------------------------
- * The model: one best-first array per side, a plain binary search by value
- * (qb_dec_cmp) and the rules of book.h applied level by level: size 0
- * deletes (absent: nothing), an equal price (by value) takes the new price
- * and size, an insert past max_levels stops with QB_ERANGE, a bad level
- * stops with QB_EINVAL. */
-typedef struct model_side {
-    qb_level *lv;
-    size_t n;
-} model_side;
-
-#define MODEL_CAP 4096
-
-static int model_better(qb_book_side side, qb_dec a, qb_dec b)
-{
-    int c = qb_dec_cmp(a, b);
-    return side == QB_BID ? c : -c;
-}
-
-static int model_set(model_side *m, qb_book_side side, qb_level l, size_t max_levels)
-{
-    if (l.price.mant <= 0 || l.size.mant < 0) {
-        return QB_EINVAL;
-    }
-    size_t lo = 0, hi = m->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (model_better(side, m->lv[mid].price, l.price) > 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    bool found = lo < m->n && qb_dec_cmp(m->lv[lo].price, l.price) == 0;
-    if (l.size.mant == 0) {
-        if (found) {
-            memmove(&m->lv[lo], &m->lv[lo + 1], (m->n - lo - 1) * sizeof *m->lv);
-            m->n--;
-        }
-        return QB_OK;
-    }
-    if (found) {
-        m->lv[lo] = l;
-        return QB_OK;
-    }
-    if (m->n >= max_levels || m->n >= MODEL_CAP) {
-        return QB_ERANGE;
-    }
-    memmove(&m->lv[lo + 1], &m->lv[lo], (m->n - lo) * sizeof *m->lv);
-    m->lv[lo] = l;
-    m->n++;
-    return QB_OK;
-}
-
-static int model_apply(model_side m[2], const qb_level *bids, size_t nb, const qb_level *asks,
-                       size_t na, size_t max_levels)
-{
-    for (size_t i = 0; i < nb; i++) {
-        int rc = model_set(&m[QB_BID], QB_BID, bids[i], max_levels);
-        if (rc != QB_OK) {
-            return rc;
-        }
-    }
-    for (size_t i = 0; i < na; i++) {
-        int rc = model_set(&m[QB_ASK], QB_ASK, asks[i], max_levels);
-        if (rc != QB_OK) {
-            return rc;
-        }
-    }
-    return QB_OK;
-}
-
-/* Same levels, same order, same text (scale included) on both sides. */
-static bool model_matches(const model_side m[2], const qb_book *b)
-{
-    for (int s = 0; s < 2; s++) {
-        if (qb_book_depth(b, (qb_book_side)s) != m[s].n) {
-            fprintf(stderr, "  side %d: depth %zu, model %zu\n", s,
-                    qb_book_depth(b, (qb_book_side)s), m[s].n);
-            return false;
-        }
-        const qb_level *lv = qb_book_levels(b, (qb_book_side)s);
-        for (size_t i = 0; i < m[s].n; i++) {
-            if (!qb_dec_identical(lv[i].price, m[s].lv[i].price) ||
-                !qb_dec_identical(lv[i].size, m[s].lv[i].size)) {
-                fprintf(stderr,
-                        "  side %d level %zu: %lld/%d size %lld/%d, model %lld/%d size %lld/%d\n",
-                        s, i, (long long)lv[i].price.mant, lv[i].price.scale,
-                        (long long)lv[i].size.mant, lv[i].size.scale,
-                        (long long)m[s].lv[i].price.mant, m[s].lv[i].price.scale,
-                        (long long)m[s].lv[i].size.mant, m[s].lv[i].size.scale);
-                return false;
-            }
-        }
-    }
-    return true;
-}
+/* ---- qb_book_apply against a model (model_side, oracle_book.h) -------------- */
 
 /* A price on a grid of ticks 1..span at scale 2; mixed: some of them
  * written at scale 3 or 1 (the same value where it can be), some off-grid;

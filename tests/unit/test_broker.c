@@ -9,236 +9,32 @@
  * from one publisher are received in order, so "the valid frame after a bad
  * one arrived" proves the bad one was processed (dropped and counted).
  * Batched frames (many maps per frame): applied once per map, validated
- * whole, the stash-overflow fallback, and adapters/publish.c's batching
- * (bounds, flush, order across topics) through the broker to a subscriber
- * that iterates maps.
+ * whole, and the stash-overflow fallback. The environment (a broker, a
+ * publisher, subscribers, the probe) is broker_env.h, shared with
+ * test_publish.c.
  */
 #include "harness.h"
 
 #include "book.h"
 #include "broker.h"
+#include "broker_env.h"
 #include "buf.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "msg.h"
-#include "supervisor.h"
 #include "topics.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
 
-/* The adapter's batching publisher, compiled into this test (it needs only
- * NNG and qbcommon, which qbbroker brings): the publisher -> broker ->
- * subscriber path of batched frames is tested here, end to end. */
-#define QB_PUB_NO_LWS 1 /* no lws here: qb__pub_input_waiting is left out */
-#include "../../adapters/publish.c"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static char t_dir[128];
-static char t_ingest[192];
-static char t_pub[192];
-static uint64_t t_probe_seq;
-
-static void t_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static qb_dec D(const char *s)
-{
-    qb_dec d = {0, 0};
-    if (qb_dec_parse(s, strlen(s), &d) != QB_OK) {
-        fprintf(stderr, "bad decimal in test: %s\n", s);
-        abort();
-    }
-    return d;
-}
-
-static qb_level L(const char *px, const char *qty)
-{
-    return (qb_level){D(px), D(qty)};
-}
-
-/* A message skeleton: exchange binance, the given symbol. */
-static qb_msg t_msg(qb_msg_type type, const char *sym, const char *native, uint64_t seq)
-{
-    qb_msg m;
-    memset(&m, 0, sizeof m);
-    m.type = type;
-    m.version = QB_PROTO_VERSION;
-    m.exchange = QB_STR("binance");
-    m.symbol = (qb_str){sym, strlen(sym)};
-    m.native = (qb_str){native, strlen(native)};
-    m.seq = seq;
-    m.exch_ts = 1700000000000000000ull;
-    m.recv_ts = 1700000000000000001ull;
-    return m;
-}
-
-static void t_encode(const qb_msg *m, qb_buf *out)
-{
-    qb_buf_reset(out);
-    int rc = qb_msg_encode(m, out);
-    if (rc != QB_OK) {
-        fprintf(stderr, "encode failed: %s\n", qb_strerror(rc));
-        abort();
-    }
-}
-
-typedef struct t_env {
-    qb_broker *b;
-    nng_socket pub;  /* the test's publisher: dials ingest */
-    nng_socket sub;  /* the test's subscriber: dials pub, given prefixes */
-    nng_socket sub2; /* optional second subscriber */
-    bool has_sub2;
-} t_env;
-
-static void t_send(t_env *e, const void *p, size_t n)
-{
-    nng_msg *m;
-    if (nng_msg_alloc(&m, n) != 0) {
-        abort();
-    }
-    memcpy(nng_msg_body(m), p, n);
-    if (nng_sendmsg(e->pub, m, 0) != 0) {
-        nng_msg_free(m);
-        QB_CHECK(!"nng_sendmsg failed");
-    }
-}
-
-static void t_send_buf(t_env *e, const qb_buf *b)
-{
-    t_send(e, b->data, b->len);
-}
-
-/* Receives one frame (2 s timeout); NULL on timeout. */
-static nng_msg *t_recv(nng_socket s)
-{
-    nng_msg *m = NULL;
-    if (nng_recvmsg(s, &m, 0) != 0) {
-        return NULL;
-    }
-    return m;
-}
-
-static bool t_frame_is(nng_msg *m, const qb_buf *want)
-{
-    return m != NULL && nng_msg_len(m) == want->len &&
-           memcmp(nng_msg_body(m), want->data, want->len) == 0;
-}
-
-static void t_open_sub(nng_socket *s, const char *const *prefixes, const size_t *lens, size_t n)
-{
-    QB_CHECK(nng_sub0_open(s) == 0);
-    QB_CHECK(nng_socket_set_int(*s, NNG_OPT_RECVBUF, 8192) == 0);
-    QB_CHECK(nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, QB_MSG_MAX_FRAME) == 0);
-    QB_CHECK(nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, 2000) == 0);
-    for (size_t i = 0; i < n; i++) {
-        QB_CHECK(nng_socket_set(*s, NNG_OPT_SUB_SUBSCRIBE, prefixes[i], lens[i]) == 0);
-    }
-    /* Every subscriber also gets the probe topic (see t_sync). */
-    QB_CHECK(nng_socket_set(*s, NNG_OPT_SUB_SUBSCRIBE, "trade.test.PROBE", 17) == 0);
-    QB_CHECK(nng_dial(*s, t_pub, NULL, 0) == 0);
-}
-
-/* Publishes probe trades until s receives one, then drains s (the probes
- * sent while waiting). */
-static bool t_sync_one(t_env *e, nng_socket s)
-{
-    qb_buf b = QB_BUF_INIT;
-    bool ok = false;
-    QB_CHECK(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 20) == 0);
-    for (int i = 0; i < 250 && !ok; i++) {
-        qb_msg m = t_msg(QB_MSG_TRADE, "PROBE", "PROBE", ++t_probe_seq);
-        m.exchange = QB_STR("test");
-        m.trade_id = t_probe_seq;
-        m.price = D("1");
-        m.qty = D("1");
-        m.side = QB_SIDE_BUY;
-        t_encode(&m, &b);
-        t_send_buf(e, &b);
-        nng_msg *r = t_recv(s);
-        if (r != NULL) {
-            ok = true;
-            nng_msg_free(r);
-        }
-    }
-    /* Drain the probes still in flight. */
-    t_sleep_ms(50);
-    nng_msg *r;
-    while ((r = t_recv(s)) != NULL) {
-        nng_msg_free(r);
-    }
-    QB_CHECK(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 2000) == 0);
-    qb_buf_fini(&b);
-    return ok;
-}
-
-/* Starts a broker and a publisher and a subscriber of the given prefixes
- * (plus an optional second subscriber), all synchronised. */
-static bool t_start(t_env *e, size_t max_topics, const char *const *pfx, const size_t *lens,
-                    size_t n, const char *const *pfx2, const size_t *lens2, size_t n2)
-{
-    memset(e, 0, sizeof *e);
-    const char *ing[] = {t_ingest};
-    const char *pub[] = {t_pub};
-    qb_broker_config cfg = {
-        .ingest_urls = ing, .n_ingest = 1, .pub_urls = pub, .n_pub = 1, .max_topics = max_topics};
-    int rc = qb_broker_new(&cfg, &e->b);
-    QB_CHECK_EQ_INT(rc, QB_OK);
-    if (rc != QB_OK) {
-        return false;
-    }
-    QB_CHECK(nng_pub0_open(&e->pub) == 0);
-    QB_CHECK(nng_socket_set_int(e->pub, NNG_OPT_SENDBUF, 8192) == 0);
-    QB_CHECK(nng_dial(e->pub, t_ingest, NULL, 0) == 0);
-    t_open_sub(&e->sub, pfx, lens, n);
-    bool ok = t_sync_one(e, e->sub);
-    if (pfx2 != NULL) {
-        e->has_sub2 = true;
-        t_open_sub(&e->sub2, pfx2, lens2, n2);
-        ok = ok && t_sync_one(e, e->sub2);
-        /* sub got sub2's probes too: drain them. */
-        QB_CHECK(nng_socket_set_ms(e->sub, NNG_OPT_RECVTIMEO, 50) == 0);
-        nng_msg *r;
-        while ((r = t_recv(e->sub)) != NULL) {
-            nng_msg_free(r);
-        }
-        QB_CHECK(nng_socket_set_ms(e->sub, NNG_OPT_RECVTIMEO, 2000) == 0);
-    }
-    QB_CHECK(ok);
-    return ok;
-}
-
-static void t_stop(t_env *e)
-{
-    nng_close(e->pub);
-    nng_close(e->sub);
-    if (e->has_sub2) {
-        nng_close(e->sub2);
-    }
-    qb_broker_free(e->b);
-}
-
-static qb_broker_stats t_stats(t_env *e)
-{
-    qb_broker_stats s;
-    qb_broker_stats_get(e->b, &s);
-    return s;
-}
-
-static const char *const t_all[] = {"book.", "trade.binance.", "status."};
-static const size_t t_all_len[] = {5, 14, 7};
 
 /* ---- tests -------------------------------------------------------------- */
 
@@ -861,17 +657,6 @@ QB_TEST(broker_new_fails_cleanly_on_a_bad_address)
 
 /* ---- batched frames ---------------------------------------------------- */
 
-/* Levels of delta k: every delta changes 3 bids and 2 asks of the book. */
-static void t_delta_levels(uint64_t k, qb_level *bids, qb_level *asks)
-{
-    for (int i = 0; i < 3; i++) {
-        bids[i] = (qb_level){{10000 - i, 2}, {(int64_t)((k * 7 + (uint64_t)i) % 50), 1}};
-    }
-    for (int i = 0; i < 2; i++) {
-        asks[i] = (qb_level){{10001 + i, 2}, {(int64_t)((k * 13 + (uint64_t)i) % 50 + 1), 1}};
-    }
-}
-
 /* One frame of 200 deltas (more than any single map): applied in one pass,
  * forwarded once; then a frame of 10 valid deltas + one bad map: nothing
  * of it applied or forwarded. */
@@ -1005,11 +790,8 @@ QB_TEST(broker_frame_beyond_the_stash_bound_is_still_applied)
     t_stop(&e);
 }
 
-/* ---- the adapter's batching publisher (adapters/publish.c) --------------- */
+/* ---- topic ownership: a second publisher ---------------------------------- */
 
-/* Receives frames on s until none comes for 300 ms; iterates every map like
- * libquotebus and quotebus-sub do. Per topic kind: maps, frames, and
- * whether every book (trade) seq was +1 of the one before. */
 /* Sends b from socket s (a second publisher). */
 static void t_send_from(nng_socket s, const qb_buf *b)
 {
@@ -1184,295 +966,12 @@ QB_TEST(broker_topic_belongs_to_its_first_publisher_until_it_disconnects)
     t_stop(&e);
 }
 
-typedef struct t_rx {
-    uint64_t frames, maps, book_maps, trade_maps, status_maps, book_frames;
-    uint64_t last_book, last_trade;
-    bool book_contig, trade_contig;
-    size_t max_len;
-    uint64_t order_errors; /* a status before book deltas published earlier */
-} t_rx;
-
-static void t_rx_all(nng_socket s, t_rx *rx)
-{
-    memset(rx, 0, sizeof *rx);
-    rx->book_contig = rx->trade_contig = true;
-    qb_decoder *d = qb_decoder_new();
-    QB_CHECK(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 300) == 0);
-    nng_msg *r;
-    while ((r = t_recv(s)) != NULL) {
-        qb_str topic;
-        qb_msg m;
-        rx->frames++;
-        if (nng_msg_len(r) > rx->max_len) {
-            rx->max_len = nng_msg_len(r);
-        }
-        QB_CHECK_EQ_INT(qb_decoder_begin(d, nng_msg_body(r), nng_msg_len(r), &topic), QB_OK);
-        bool book = false;
-        int rc;
-        while ((rc = qb_decoder_next(d, &m)) == QB_OK) {
-            rx->maps++;
-            if (m.type == QB_MSG_DELTA || m.type == QB_MSG_SNAPSHOT) {
-                book = true;
-                rx->book_maps++;
-                if (m.type == QB_MSG_DELTA && m.seq != rx->last_book + 1) {
-                    rx->book_contig = false;
-                }
-                rx->last_book = m.seq;
-            } else if (m.type == QB_MSG_TRADE) {
-                rx->trade_maps++;
-                if (rx->last_trade != 0 && m.seq != rx->last_trade + 1) {
-                    rx->trade_contig = false;
-                }
-                rx->last_trade = m.seq;
-            } else if (m.type == QB_MSG_STATUS) {
-                rx->status_maps++;
-                /* the test publishes the status after book seq 150 */
-                if (m.seq == 2 && rx->last_book != 150) {
-                    rx->order_errors++;
-                }
-            }
-        }
-        QB_CHECK_EQ_INT(rc, QB_EEOF);
-        rx->book_frames += book;
-        nng_msg_free(r);
-    }
-    QB_CHECK(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 2000) == 0);
-    qb_decoder_free(d);
-}
-
-QB_TEST(publisher_batches_deltas_and_the_broker_forwards_every_map)
-{
-    t_env e;
-    if (!t_start(&e, 0, t_all, t_all_len, 3, NULL, NULL, 0)) {
-        return;
-    }
-    qb_pub_counters pc = {0};
-    qb_pub *p = NULL;
-    QB_CHECK_EQ_INT(qb__pub_open(&p, t_ingest, NULL, &pc), QB_OK);
-    if (p == NULL) {
-        t_stop(&e);
-        return;
-    }
-    /* wait until the publisher's pipe is up: a status goes out at once */
-    bool up = false;
-    QB_CHECK(nng_socket_set_ms(e.sub, NNG_OPT_RECVTIMEO, 20) == 0);
-    for (int i = 0; i < 250 && !up; i++) {
-        qb_msg st = t_msg(QB_MSG_STATUS, "BTC-USDT", "BTCUSDT", 1);
-        st.state = QB_FEED_SYNCING;
-        QB_CHECK_EQ_INT(qb__pub_send(p, &st), QB_OK);
-        nng_msg *r = t_recv(e.sub);
-        if (r) {
-            up = true;
-            nng_msg_free(r);
-        }
-    }
-    QB_CHECK(up);
-    t_sleep_ms(50);
-    t_rx rx;
-    t_rx_all(e.sub, &rx); /* drain */
-    qb_broker_stats s0 = t_stats(&e);
-    pc = (qb_pub_counters){0};
-
-    /* one "service pass": snapshot 1, deltas 2..150 interleaved with trades
-     * 1..149, a status (seq 2), then deltas 151..200, then the flush */
-    qb_level sb[] = {L("100.0", "1")}, sa[] = {L("100.01", "1")};
-    qb_msg m = t_msg(QB_MSG_SNAPSHOT, "BTC-USDT", "BTCUSDT", 1);
-    m.bids = sb;
-    m.n_bids = 1;
-    m.asks = sa;
-    m.n_asks = 1;
-    QB_CHECK_EQ_INT(qb__pub_send(p, &m), QB_OK);
-    for (uint64_t k = 2; k <= 200; k++) {
-        qb_level db[3], da[2];
-        t_delta_levels(k, db, da);
-        m = t_msg(QB_MSG_DELTA, "BTC-USDT", "BTCUSDT", k);
-        m.bids = db;
-        m.n_bids = 3;
-        m.asks = da;
-        m.n_asks = 2;
-        QB_CHECK_EQ_INT(qb__pub_send(p, &m), QB_OK);
-        if (k < 150) {
-            qb_msg t = t_msg(QB_MSG_TRADE, "BTC-USDT", "BTCUSDT", k - 1);
-            t.trade_id = k;
-            t.price = D("100");
-            t.qty = D("0.1");
-            t.side = QB_SIDE_BUY;
-            QB_CHECK_EQ_INT(qb__pub_send(p, &t), QB_OK);
-        }
-        if (k == 150) {
-            qb_msg st = t_msg(QB_MSG_STATUS, "BTC-USDT", "BTCUSDT", 2);
-            st.state = QB_FEED_LIVE;
-            QB_CHECK_EQ_INT(qb__pub_send(p, &st), QB_OK);
-        }
-    }
-    QB_CHECK_EQ_INT(pc.published, 349 - 50); /* 151..200 wait for the flush */
-    QB_CHECK_EQ_INT(qb__pub_flush(p), QB_OK);
-    QB_CHECK_EQ_INT(pc.published, 1 + 199 + 148 + 1);
-    QB_CHECK(pc.frames < 40); /* batched: 349 maps in far fewer frames */
-    QB_CHECK_EQ_INT(pc.publish_errors, 0);
-    QB_CHECK_EQ_INT(pc.encode_errors, 0);
-    t_rx_all(e.sub, &rx);
-    QB_CHECK_EQ_INT(rx.maps, 349);
-    QB_CHECK_EQ_INT(rx.frames, pc.frames);
-    QB_CHECK_EQ_INT(rx.book_maps, 200);
-    QB_CHECK_EQ_INT(rx.trade_maps, 148);
-    QB_CHECK_EQ_INT(rx.status_maps, 1);
-    QB_CHECK(rx.book_contig);
-    QB_CHECK(rx.trade_contig);
-    QB_CHECK_EQ_INT(rx.last_book, 200);
-    QB_CHECK_EQ_INT(rx.order_errors, 0);
-    /* book frames: the snapshot, 2..65 (64 maps: sent when full), 66..129,
-     * 130..150 (flushed by the status), 151..200 (flushed at the end) */
-    QB_CHECK_EQ_INT(rx.book_frames, 5);
-    QB_CHECK_EQ_INT(rx.frames, 9); /* + 3 trade frames (64, 64, 20) + the status */
-    qb_broker_stats s1 = t_stats(&e);
-    QB_CHECK_EQ_INT(s1.messages_in - s0.messages_in, 349);
-    QB_CHECK_EQ_INT(s1.frames_in - s0.frames_in, pc.frames);
-    QB_CHECK_EQ_INT(s1.ingest_gaps - s0.ingest_gaps, 0);
-    qb_topic_info ti;
-    QB_CHECK_EQ_INT(qb_broker_topic_get(e.b, "book.binance.BTC-USDT", &ti, NULL), QB_OK);
-    QB_CHECK_EQ_INT(ti.last_seq, 200);
-    QB_CHECK(ti.book_valid);
-
-    /* the byte bound: 20+20-level deltas (~450 bytes) with max 2000 bytes */
-    qb__pub_set_batch(p, 1000, 2000);
-    pc = (qb_pub_counters){0};
-    qb_level big[20];
-    for (int i = 0; i < 20; i++) {
-        big[i] = (qb_level){{9000 - i, 2}, {123456789, 8}};
-    }
-    for (uint64_t k = 201; k <= 300; k++) {
-        m = t_msg(QB_MSG_DELTA, "BTC-USDT", "BTCUSDT", k);
-        m.bids = big;
-        m.n_bids = 20;
-        m.asks = NULL;
-        m.n_asks = 0;
-        QB_CHECK_EQ_INT(qb__pub_send(p, &m), QB_OK);
-    }
-    qb__pub_flush(p);
-    t_rx_all(e.sub, &rx);
-    QB_CHECK_EQ_INT(rx.maps, 100);
-    QB_CHECK_EQ_INT(rx.last_book, 300);
-    QB_CHECK(rx.frames >= 10 && rx.frames <= 30);
-    QB_CHECK(rx.max_len <= 2000);
-
-    /* no batching (max_maps 1): one frame per delta */
-    qb__pub_set_batch(p, 1, QB_PUB_BATCH_BYTES);
-    pc = (qb_pub_counters){0};
-    for (uint64_t k = 301; k <= 310; k++) {
-        m = t_msg(QB_MSG_DELTA, "BTC-USDT", "BTCUSDT", k);
-        m.bids = big;
-        m.n_bids = 1;
-        QB_CHECK_EQ_INT(qb__pub_send(p, &m), QB_OK);
-    }
-    QB_CHECK_EQ_INT(pc.frames, 10);
-    t_rx_all(e.sub, &rx);
-    QB_CHECK_EQ_INT(rx.frames, 10);
-    QB_CHECK_EQ_INT(rx.maps, 10);
-
-    /* the end of a pass: held while more input waits, bounded by passes */
-    qb__pub_set_batch(p, QB_PUB_BATCH_MAPS, QB_PUB_BATCH_BYTES);
-    pc = (qb_pub_counters){0};
-    m = t_msg(QB_MSG_DELTA, "BTC-USDT", "BTCUSDT", 311);
-    m.bids = big;
-    m.n_bids = 1;
-    QB_CHECK_EQ_INT(qb__pub_send(p, &m), QB_OK);
-    qb__pub_pass_end(p, true);
-    QB_CHECK_EQ_INT(pc.frames, 0); /* more input waits: held */
-    qb__pub_pass_end(p, false);
-    QB_CHECK_EQ_INT(pc.frames, 1); /* nothing waits: sent */
-    m.seq = 312;
-    QB_CHECK_EQ_INT(qb__pub_send(p, &m), QB_OK);
-    int passes = 0;
-    while (pc.frames == 1 && passes < 1000) {
-        qb__pub_pass_end(p, true);
-        passes++;
-    }
-    QB_CHECK(passes <= QB_PUB_HOLD_PASSES); /* the safety bound */
-    QB_CHECK_EQ_INT(pc.frames, 2);
-    t_rx_all(e.sub, &rx);
-    QB_CHECK_EQ_INT(rx.maps, 2);
-    qb__pub_close(p);
-    t_stop(&e);
-}
-
-static uint64_t t_ms(void)
-{
-    return qb_mono_ns() / 1000000u;
-}
-
-QB_TEST(supervisor_restarts_a_dying_child_with_doubling_backoff)
-{
-    qb_super_policy pol = {.backoff_min_ms = 50, .backoff_max_ms = 200, .healthy_ms = 60000};
-    qb_super *s = qb_super_new(&pol);
-    QB_CHECK(s != NULL);
-    const char *dies[] = {"/bin/sh", "-c", "exit 3", NULL};
-    QB_CHECK_EQ_INT(qb_super_add(s, "adapter dies", dies), QB_OK);
-    const char *bad[] = {NULL};
-    QB_CHECK_EQ_INT(qb_super_add(s, "x", bad), QB_EINVAL);
-    /* Delays 50, 100, 200, 200 ms: within 700 ms, 5 starts at most (and 4
-     * normally; 3 leaves room for a loaded machine). */
-    uint64_t t0 = t_ms();
-    while (t_ms() - t0 < 700) {
-        qb_super_poll(s, t_ms());
-        t_sleep_ms(5);
-    }
-    uint64_t starts = qb_super_starts(s, "adapter");
-    QB_CHECK(starts >= 3 && starts <= 5); /* no backoff would be ~100 */
-    QB_CHECK_EQ_INT(qb_super_restarts(s, "adapter"), starts - 1);
-    QB_CHECK_EQ_INT(qb_super_starts(s, "exsim"), 0);
-    qb_super_free(s);
-}
-
-QB_TEST(supervisor_stops_children_with_sigterm_then_sigkill)
-{
-    qb_super *s = qb_super_new(NULL);
-    const char *polite[] = {"/bin/sleep", "30", NULL};
-    const char *stubborn[] = {"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 30", NULL};
-    QB_CHECK_EQ_INT(qb_super_add(s, "adapter polite", polite), QB_OK);
-    QB_CHECK_EQ_INT(qb_super_add(s, "adapter stubborn", stubborn), QB_OK);
-    qb_super_poll(s, t_ms());
-    QB_CHECK_EQ_INT(qb_super_running(s, ""), 2);
-    int p0 = qb_super_pid(s, 0), p1 = qb_super_pid(s, 1);
-    QB_CHECK(p0 > 0 && p1 > 0);
-    t_sleep_ms(100); /* let sh install its trap */
-    uint64_t t0 = t_ms();
-    qb_super_stop(s, 300);
-    uint64_t took = t_ms() - t0;
-    QB_CHECK_EQ_INT(qb_super_running(s, ""), 0);
-    QB_CHECK(took >= 300 && took < 3000); /* waited the grace period for the stubborn one */
-    QB_CHECK(kill(p0, 0) != 0 && kill(p1, 0) != 0); /* both reaped */
-    /* No restart after stop. */
-    qb_super_poll(s, t_ms() + 100000);
-    QB_CHECK_EQ_INT(qb_super_running(s, ""), 0);
-    QB_CHECK_EQ_INT(qb_super_starts(s, ""), 2);
-    qb_super_free(s);
-}
-
-QB_TEST(supervisor_finds_binaries_next_to_itself_then_on_path)
-{
-    char out[4096];
-    QB_CHECK_EQ_INT(qb_super_find_binary("test_broker", out, sizeof out), QB_OK);
-    QB_CHECK(strstr(out, "/test_broker") != NULL);
-    QB_CHECK_EQ_INT(qb_super_find_binary("sh", out, sizeof out), QB_OK);
-    QB_CHECK(access(out, X_OK) == 0);
-    strcpy(out, "unchanged");
-    QB_CHECK_EQ_INT(qb_super_find_binary("no-such-binary-qb", out, sizeof out), QB_ENOTFOUND);
-    QB_CHECK_EQ_STR(out, "unchanged");
-}
-
 int main(void)
 {
-    snprintf(t_dir, sizeof t_dir, "/tmp/qb-test-%d", (int)getpid());
-    /* The broker creates the directory itself (mkdir -p of ipc paths). */
-    snprintf(t_ingest, sizeof t_ingest, "ipc://%s/sub/ingest.ipc", t_dir);
-    snprintf(t_pub, sizeof t_pub, "ipc://%s/sub/pub.ipc", t_dir);
+    t_paths_init();
     qb_log_set_component("test_broker");
     qb_log_set_level(QB_LOG_ERROR);
     int rc = qb_test_run_all();
-    char p[256];
-    snprintf(p, sizeof p, "%s/sub", t_dir);
-    rmdir(p);
-    rmdir(t_dir);
+    t_paths_remove();
     return rc;
 }
