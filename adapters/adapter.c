@@ -69,6 +69,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "event_msg.h"
 #include "file.h"
 #include "json.h"
 #include "log.h"
@@ -97,34 +98,25 @@ static qb_adapter *adapter_creating;
 
 /* ---- publishing ---------------------------------------------------------- */
 
-static void adapter_msg_init(const qb_inst *in, qb_msg *m, qb_msg_type type)
+/* The header of every message of instrument in (event_msg.h). */
+static qb_msg_origin adapter_origin(const qb_inst *in)
 {
-    memset(m, 0, sizeof *m);
-    m->type = type;
-    m->version = QB_PROTO_VERSION;
-    m->exchange = (qb_str){in->a->ops->name, strlen(in->a->ops->name)};
-    m->symbol = (qb_str){in->symbol, strlen(in->symbol)};
-    m->native = (qb_str){in->native, strlen(in->native)};
+    return (qb_msg_origin){
+        .exchange = {in->a->ops->name, strlen(in->a->ops->name)},
+        .symbol = {in->symbol, strlen(in->symbol)},
+        .native = {in->native, strlen(in->native)},
+    };
 }
 
 static void adapter_publish_book(qb_inst *in, bool refresh, uint64_t recv_ts, uint64_t exch_ts)
 {
-    qb_msg m;
-    adapter_msg_init(in, &m, QB_MSG_SNAPSHOT);
-    const qb_book *b = qb_sync_book(&in->sync);
     if (!refresh) {
         in->book_seq++;
     }
-    m.seq = in->book_seq;
-    m.refresh = refresh;
-    m.recv_ts = recv_ts;
-    m.exch_ts = exch_ts;
-    m.first_id = in->sync.book_id;
-    m.last_id = in->sync.book_id;
-    m.bids = qb_book_levels(b, QB_BID);
-    m.n_bids = qb_book_depth(b, QB_BID);
-    m.asks = qb_book_levels(b, QB_ASK);
-    m.n_asks = qb_book_depth(b, QB_ASK);
+    qb_msg_origin o = adapter_origin(in);
+    qb_msg m;
+    qb__book_snapshot_msg(&o, in->book_seq, refresh, recv_ts, exch_ts, in->sync.book_id,
+                          qb_sync_book(&in->sync), &m);
     qb__pub_send(in->a->pub, &m);
     in->book_published = true;
 }
@@ -164,28 +156,17 @@ static void adapter_sync_on_delta(qb_sync *s, const qb_event *ev)
         in->a->cnt.empty_updates++;
         return;
     }
+    qb_msg_origin o = adapter_origin(in);
     qb_msg m;
-    adapter_msg_init(in, &m, QB_MSG_DELTA);
-    m.seq = ++in->book_seq;
-    m.recv_ts = ev->recv_ts;
-    m.exch_ts = ev->exch_ts;
-    m.first_id = ev->first_id;
-    m.last_id = ev->last_id;
-    m.bids = ev->bids;
-    m.n_bids = ev->n_bids;
-    m.asks = ev->asks;
-    m.n_asks = ev->n_asks;
+    qb__event_delta_msg(&o, ++in->book_seq, ev, &m);
     qb__pub_send(in->a->pub, &m);
 }
 
 static void adapter_publish_status(qb_inst *in, qb_feed_state st, const char *reason)
 {
+    qb_msg_origin o = adapter_origin(in);
     qb_msg m;
-    adapter_msg_init(in, &m, QB_MSG_STATUS);
-    m.seq = ++in->status_seq;
-    m.recv_ts = qb_now_ns();
-    m.state = st;
-    m.reason = (qb_str){reason, strlen(reason)};
+    qb__status_msg(&o, ++in->status_seq, qb_now_ns(), st, reason, &m);
     qb__pub_send(in->a->pub, &m);
 }
 
@@ -761,15 +742,9 @@ static void adapter_publish_trades(qb_inst *in, const qb_event *ev)
             QB_DEBUG("trade_duplicate", "symbol=%s id=%llu", in->symbol, (unsigned long long)t->id);
             continue;
         }
+        qb_msg_origin o = adapter_origin(in);
         qb_msg m;
-        adapter_msg_init(in, &m, QB_MSG_TRADE);
-        m.seq = ++in->trade_seq;
-        m.recv_ts = ev->recv_ts;
-        m.exch_ts = t->ts ? t->ts : ev->exch_ts;
-        m.trade_id = t->id;
-        m.price = t->price;
-        m.qty = t->qty;
-        m.side = t->side;
+        qb__event_trade_msg(&o, ++in->trade_seq, ev, t, &m);
         a->cnt.trades++;
         qb__pub_send(a->pub, &m);
     }
@@ -777,12 +752,9 @@ static void adapter_publish_trades(qb_inst *in, const qb_event *ev)
 
 static void adapter_publish_ticker(qb_inst *in, const qb_event *ev)
 {
+    qb_msg_origin o = adapter_origin(in);
     qb_msg m;
-    adapter_msg_init(in, &m, QB_MSG_TICKER);
-    m.seq = ++in->ticker_seq;
-    m.recv_ts = ev->recv_ts;
-    m.exch_ts = ev->exch_ts;
-    m.ticker = ev->ticker;
+    qb__event_ticker_msg(&o, ++in->ticker_seq, ev, &m);
     in->a->cnt.tickers++;
     qb__pub_send(in->a->pub, &m);
 }

@@ -38,6 +38,7 @@
  */
 #include "binance_json.h"
 #include "exchange.h"
+#include "adapter.h"
 
 #include "err.h"
 
@@ -571,6 +572,28 @@ const qb_seq_rule qb_seq_binance_spot = {
     .describe_gap = binance_describe_gap,
 };
 
+/* --depth-limit: written by qb_opts_parse (main.c) at start-up. */
+static int64_t binance_depth_limit = 1000;
+
+static const qb_opt binance_opts[] = {
+    {"depth-limit", QB_OPT_INT, &binance_depth_limit, "N",
+     "binance: REST snapshot depth (levels per side); its weight sets the snapshot "
+     "budget (5000 weight/min: 1-100 weigh 5, 101-500 25, 501-1000 50, 1001-5000 250)"},
+    {0},
+};
+
+/* The adapter framework reads the depth for every exchange (it clamps it
+ * to max_depth_limit and --max-levels), as when the option was main.c's. */
+static int binance_opts_apply(qb_adapter_cfg *cfg, char *err, size_t errcap)
+{
+    if (binance_depth_limit < 1) {
+        snprintf(err, errcap, "an option is out of range, see --help");
+        return QB_EINVAL;
+    }
+    cfg->depth_limit = (unsigned)binance_depth_limit;
+    return QB_OK;
+}
+
 const qb_exchange_ops qb_binance_ops = {
     .name = "binance",
     .help = "spot: combined streams <sym>@depth@100ms, @trade, @ticker; REST snapshot",
@@ -605,4 +628,6 @@ const qb_exchange_ops qb_binance_ops = {
     .parse_snapshot = binance_parse_snapshot,
     .lost_frame_kind = binance_lost_frame_kind,
     .seq = &qb_seq_binance_spot,
+    .opts = binance_opts,
+    .opts_apply = binance_opts_apply,
 };

@@ -37,6 +37,7 @@
  * ticket counter in bithumb_subscribe_msg (the lws service thread only).
  */
 #include "exchange.h"
+#include "adapter.h"
 
 #include "err.h"
 
@@ -420,6 +421,28 @@ static int bithumb_parse(void *state, qb_parser *p, const char *js, size_t len, 
     return QB_OK;
 }
 
+/* --keepalive-ms: written by qb_opts_parse (main.c) at start-up. */
+static int64_t bithumb_keepalive_ms = 0;
+
+static const qb_opt bithumb_opts[] = {
+    {"keepalive-ms", QB_OPT_INT, &bithumb_keepalive_ms, "MS",
+     "bithumb: send the text PING this often (0: every 30 s; the server closes idle "
+     "connections after ~120 s)"},
+    {0},
+};
+
+/* cfg.keepalive_ms is the framework's: exchanges without keepalive text
+ * ignore it (ws_conn.c). */
+static int bithumb_opts_apply(qb_adapter_cfg *cfg, char *err, size_t errcap)
+{
+    if (bithumb_keepalive_ms < 0) {
+        snprintf(err, errcap, "an option is out of range, see --help");
+        return QB_EINVAL;
+    }
+    cfg->keepalive_ms = (uint64_t)bithumb_keepalive_ms;
+    return QB_OK;
+}
+
 const qb_exchange_ops qb_bithumb_ops = {
     .name = "bithumb",
     .help = "websocket v1: full top-N orderbook messages turned into exact deltas,\n"
@@ -452,4 +475,6 @@ const qb_exchange_ops qb_bithumb_ops = {
     .snapshot_ws_request = NULL,
     .parse_snapshot = NULL,
     .seq = &qb_seq_none,
+    .opts = bithumb_opts,
+    .opts_apply = bithumb_opts_apply,
 };

@@ -47,6 +47,15 @@
  * rule confirms or breaks its chain (sync.h).
  * Exchange-specific settings (HTX levels, symbol map, tickers on/off) reach
  * the ops functions through a qb_exchange_cfg.
+ *
+ * An exchange's own command-line options (Binance --depth-limit, HTX
+ * --levels and --symbol-map, Bithumb --keepalive-ms) live in its file too:
+ * .opts is a table of common/opts.h options whose values are the file's
+ * statics, and .opts_apply checks them and writes them into the adapter
+ * configuration. quotebus-adapter (main.c) splices every registered
+ * exchange's .opts, in registry order, into its own table (so --help, the
+ * command line and --config know them all, whichever exchange runs), then
+ * calls every .opts_apply: a new exchange with options edits no other file.
  */
 #ifndef QB_ADAPTER_EXCHANGE_H
 #define QB_ADAPTER_EXCHANGE_H
@@ -56,6 +65,7 @@
 #include "decimal.h"
 #include "json.h"
 #include "msg.h"
+#include "opts.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -162,6 +172,8 @@ typedef struct qb_seq_rule {
     void (*describe_gap)(const qb_event *ev, uint64_t prev, char *buf, size_t cap);
 } qb_seq_rule;
 
+struct qb_adapter_cfg; /* adapter.h */
+
 /* Exchange-specific settings, from the command line (main.c). */
 typedef struct qb_exchange_cfg {
     unsigned levels;               /* HTX: mbp levels (5, 20, 150, 400) */
@@ -246,6 +258,17 @@ typedef struct qb_exchange_ops {
      * levels); ev->native is left to the caller. */
     int (*parse_snapshot)(void *st, qb_parser *p, const char *js, size_t len, qb_event *ev);
     const qb_seq_rule *seq;
+    /* The exchange's own command-line options, {0}-terminated (NULL:
+     * none); each ptr is a static of the exchange's file, holding the
+     * option's default until qb_opts_parse writes it. Main thread, at
+     * start-up only; qb_opts_free frees their strings and lists. */
+    const qb_opt *opts;
+    /* Checks what opts parsed and writes it into cfg (cfg's strings then
+     * point into the opts' storage). QB_OK, or QB_EINVAL with the reason
+     * for the user in err ("--levels must be 5, 20, 150 or 400"). main.c
+     * calls it for every registered exchange, whichever one runs, as the
+     * options were once all its own. NULL: nothing to apply. */
+    int (*opts_apply)(struct qb_adapter_cfg *cfg, char *err, size_t errcap);
 } qb_exchange_ops;
 
 /* qb_binance_ops, qb_htx_ops, ...: one per line of exchanges.def. */

@@ -40,6 +40,7 @@
  * Pure functions; any thread with its own qb_parser.
  */
 #include "exchange.h"
+#include "adapter.h"
 
 #include "err.h"
 #include "inflate.h"
@@ -717,6 +718,42 @@ const qb_seq_rule qb_seq_htx = {
     .describe_gap = htx_describe_gap,
 };
 
+/* --levels, --symbol-map: written by qb_opts_parse (main.c) at start-up. */
+static int64_t htx_opt_levels = 150;
+static qb_strlist htx_opt_symbol_map;
+
+static const qb_opt htx_opts[] = {
+    {"levels", QB_OPT_INT, &htx_opt_levels, "N",
+     "htx: market.<sym>.mbp.N levels: 5, 20, 150 or 400"},
+    {"symbol-map", QB_OPT_LIST, &htx_opt_symbol_map, "LIST",
+     "htx: native=BASE-QUOTE entries for symbols the quote list cannot split "
+     "(e.g. xyzhusd=XYZ-HUSD)"},
+    {0},
+};
+
+static int htx_opts_apply(qb_adapter_cfg *cfg, char *err, size_t errcap)
+{
+    if (htx_opt_levels != 5 && htx_opt_levels != 20 && htx_opt_levels != 150 &&
+        htx_opt_levels != 400) {
+        snprintf(err, errcap, "--levels must be 5, 20, 150 or 400");
+        return QB_EINVAL;
+    }
+    for (size_t i = 0; i < htx_opt_symbol_map.n; i++) {
+        const char *e = htx_opt_symbol_map.v[i], *eq = strchr(e, '=');
+        const char *dash = eq ? strchr(eq + 1, '-') : NULL;
+        if (eq == NULL || eq == e || dash == NULL || dash == eq + 1 || dash[1] == '\0' ||
+            strchr(dash + 1, '-')) {
+            snprintf(err, errcap,
+                     "--symbol-map entry '%s' is not native=BASE-QUOTE (e.g. btcusdt=BTC-USDT)", e);
+            return QB_EINVAL;
+        }
+    }
+    cfg->xcfg.levels = (unsigned)htx_opt_levels;
+    cfg->xcfg.symbol_map = (const char *const *)htx_opt_symbol_map.v;
+    cfg->xcfg.nsymbol_map = htx_opt_symbol_map.n;
+    return QB_OK;
+}
+
 const qb_exchange_ops qb_htx_ops = {
     .name = "htx",
     .help = "HTX/Huobi spot on /feed: gzip frames, ping/pong, market.<sym>.mbp.<levels>\n"
@@ -757,4 +794,6 @@ const qb_exchange_ops qb_htx_ops = {
     .parse_snapshot = htx_parse_snapshot,
     .lost_frame_kind = htx_lost_frame_kind,
     .seq = &qb_seq_htx,
+    .opts = htx_opts,
+    .opts_apply = htx_opts_apply,
 };

@@ -13,6 +13,11 @@
  * Whatever --help says per exchange (the list, default symbols and URLs,
  * limits, the simulator's paths) is made from the registry
  * (exchanges.def, exchange.h) and the ops tables, never spelled out here.
+ * So are the exchanges' own options (ops->opts, in the exchange's file):
+ * they are spliced into the table after --exsim, every exchange's in
+ * registry order, whichever exchange runs, and each exchange's
+ * ops->opts_apply then checks them and writes them into the adapter
+ * configuration.
  */
 #include "adapter.h"
 
@@ -178,38 +183,46 @@ static bool main_exsim_urls(const qb_exchange_ops *ops, const char *url, char *w
     return true;
 }
 
+/* Appends the {0}-terminated src to dst (n entries, cap slots, one kept
+ * for the terminator). False when it does not fit. */
+static bool main_opts_append(qb_opt *dst, size_t *n, size_t cap, const qb_opt *src)
+{
+    for (; src != NULL && src->name != NULL; src++) {
+        if (*n + 1 >= cap) {
+            return false;
+        }
+        dst[(*n)++] = *src;
+    }
+    dst[*n] = (qb_opt){0};
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     char *ws_url = NULL, *rest_url = NULL, *exsim = NULL;
     char *broker = "ipc:///tmp/quotebus/private/ingest.ipc";
     char *broker_tls_cert = NULL, *broker_tls_key = NULL, *broker_tls_ca = NULL;
     char *ca_file = NULL, *stats_file = NULL, *log_level = "info";
-    qb_strlist symbols = {0}, symbol_map = {0};
+    qb_strlist symbols = {0};
     bool no_tickers = false, no_tls_read_ahead = false, check = false;
-    int64_t levels = 150, keepalive_ms = 0;
     int64_t max_connects_per_min = 0, max_snapshots_per_min = 0;
-    int64_t depth_limit = 1000, streams_per_conn = 1024;
+    int64_t streams_per_conn = 1024;
     int64_t max_conn_age_ms = (23 * 60 + 30) * 60 * 1000LL;
     int64_t stale_ms = 30000, refresh_ms = 1000, max_frame = 1 << 20, max_levels = 20000;
     int64_t batch_maps = 64;
     main_help_init();
-    const qb_opt opts[] = {
+    /* The common options around the exchanges' own (ops->opts), in the
+     * order --help lists them. */
+    const qb_opt head[] = {
         {"symbols", QB_OPT_LIST, &symbols, "LIST", main_help.symbols},
         {"ws-url", QB_OPT_STR, &ws_url, "URL", main_help.ws_url},
         {"rest-url", QB_OPT_STR, &rest_url, "URL",
          "binance: REST base URL for snapshots; /api/v3/depth?symbol=X&limit=N is "
          "appended" QB_OPT_DEFAULT("https://api.binance.com")},
         {"exsim", QB_OPT_STR, &exsim, "URL", main_help.exsim},
-        {"depth-limit", QB_OPT_INT, &depth_limit, "N",
-         "binance: REST snapshot depth (levels per side); its weight sets the snapshot "
-         "budget (5000 weight/min: 1-100 weigh 5, 101-500 25, 501-1000 50, 1001-5000 250)"},
-        {"levels", QB_OPT_INT, &levels, "N", "htx: market.<sym>.mbp.N levels: 5, 20, 150 or 400"},
-        {"symbol-map", QB_OPT_LIST, &symbol_map, "LIST",
-         "htx: native=BASE-QUOTE entries for symbols the quote list cannot split "
-         "(e.g. xyzhusd=XYZ-HUSD)"},
-        {"keepalive-ms", QB_OPT_INT, &keepalive_ms, "MS",
-         "bithumb: send the text PING this often (0: every 30 s; the server closes idle "
-         "connections after ~120 s)"},
+        {0},
+    };
+    const qb_opt tail[] = {
         {"no-tickers", QB_OPT_BOOL, &no_tickers, NULL,
          "do not subscribe to tickers (binance: 2 streams per symbol instead of 3)"},
         {"no-tls-read-ahead", QB_OPT_BOOL, &no_tls_read_ahead, NULL,
@@ -251,6 +264,19 @@ int main(int argc, char **argv)
          "nowhere): exit 0 silently when valid, else 2 with the error"},
         {0},
     };
+    qb_opt opts[64];
+    size_t nopts = 0;
+    bool fits = main_opts_append(opts, &nopts, sizeof opts / sizeof opts[0], head);
+    for (size_t i = 0; qb_exchanges[i] != NULL; i++) {
+        fits = fits &&
+               main_opts_append(opts, &nopts, sizeof opts / sizeof opts[0], qb_exchanges[i]->opts);
+    }
+    fits = fits && main_opts_append(opts, &nopts, sizeof opts / sizeof opts[0], tail);
+    if (!fits) {
+        /* Nothing parsed yet: nothing to free (the defaults are literals). */
+        fprintf(stderr, "quotebus-adapter: more options than main.c's table holds\n");
+        return 1;
+    }
     const qb_prog prog = {
         .name = "quotebus-adapter",
         .usage = "[OPTIONS] EXCHANGE",
@@ -302,27 +328,41 @@ int main(int argc, char **argv)
             }
         }
     }
-    if (levels != 5 && levels != 20 && levels != 150 && levels != 400) {
-        fprintf(stderr, "quotebus-adapter: --levels must be 5, 20, 150 or 400\n");
-        code = 2;
-        goto out;
-    }
-    for (size_t i = 0; i < symbol_map.n; i++) {
-        const char *e = symbol_map.v[i], *eq = strchr(e, '=');
-        const char *dash = eq ? strchr(eq + 1, '-') : NULL;
-        if (eq == NULL || eq == e || dash == NULL || dash == eq + 1 || dash[1] == '\0' ||
-            strchr(dash + 1, '-')) {
-            fprintf(stderr,
-                    "quotebus-adapter: --symbol-map entry '%s' is not native=BASE-QUOTE "
-                    "(e.g. btcusdt=BTC-USDT)\n",
-                    e);
+    qb_adapter_cfg cfg = {
+        .ops = ops,
+        .symbols = (const char *const *)symbols.v,
+        .nsymbols = symbols.n,
+        .broker = broker,
+        .broker_tls = {.cert = broker_tls_cert, .key = broker_tls_key, .ca = broker_tls_ca},
+        .ca_file = ca_file,
+        .stats_file = stats_file,
+        .streams_per_conn = (unsigned)(streams_per_conn > 1 << 20 ? 1 << 20 : streams_per_conn),
+        .max_conn_age_ms = (uint64_t)max_conn_age_ms,
+        .stale_ms = (uint64_t)stale_ms,
+        .refresh_ms = (uint64_t)refresh_ms,
+        .batch_maps = (uint32_t)batch_maps,
+        .max_frame = (size_t)max_frame,
+        .max_levels = (size_t)max_levels,
+        .max_body = QB_ADAPTER_MAX_BODY_DEFAULT,
+        .max_connects_per_min = (uint32_t)max_connects_per_min,
+        .max_snapshots_per_min = (uint32_t)max_snapshots_per_min,
+        .no_tls_read_ahead = no_tls_read_ahead,
+        .xcfg = {.tickers = !no_tickers},
+    };
+    /* Every exchange's options, whichever exchange runs: each was accepted,
+     * checked and passed on for any exchange when main.c held them all. */
+    for (size_t i = 0; qb_exchanges[i] != NULL; i++) {
+        char why[256];
+        if (qb_exchanges[i]->opts_apply != NULL &&
+            qb_exchanges[i]->opts_apply(&cfg, why, sizeof why) != QB_OK) {
+            fprintf(stderr, "quotebus-adapter: %s\n", why);
             code = 2;
             goto out;
         }
     }
-    if (symbols.n == 0 || depth_limit < 1 || streams_per_conn < 1 || max_conn_age_ms < 0 ||
-        stale_ms < 0 || refresh_ms < 0 || batch_maps < 1 || batch_maps > 64 || max_frame < 1024 ||
-        max_frame > (1LL << 30) || max_levels < 1 || max_levels > 20000 || keepalive_ms < 0 ||
+    if (symbols.n == 0 || streams_per_conn < 1 || max_conn_age_ms < 0 || stale_ms < 0 ||
+        refresh_ms < 0 || batch_maps < 1 || batch_maps > 64 || max_frame < 1024 ||
+        max_frame > (1LL << 30) || max_levels < 1 || max_levels > 20000 ||
         max_connects_per_min < 0 || max_connects_per_min > 1000000 || max_snapshots_per_min < 0 ||
         max_snapshots_per_min > 1000000) {
         fprintf(stderr, "quotebus-adapter: an option is out of range, see --help\n");
@@ -366,37 +406,8 @@ int main(int argc, char **argv)
     static char component[64];
     snprintf(component, sizeof component, "adapter.%s", ops->name);
     qb_log_set_component(component);
-    qb_adapter_cfg cfg = {
-        .ops = ops,
-        .symbols = (const char *const *)symbols.v,
-        .nsymbols = symbols.n,
-        .ws_url = use_ws,
-        .rest_url = use_rest,
-        .broker = broker,
-        .broker_tls = {.cert = broker_tls_cert, .key = broker_tls_key, .ca = broker_tls_ca},
-        .ca_file = ca_file,
-        .stats_file = stats_file,
-        .depth_limit = (unsigned)depth_limit,
-        .streams_per_conn = (unsigned)(streams_per_conn > 1 << 20 ? 1 << 20 : streams_per_conn),
-        .max_conn_age_ms = (uint64_t)max_conn_age_ms,
-        .stale_ms = (uint64_t)stale_ms,
-        .refresh_ms = (uint64_t)refresh_ms,
-        .batch_maps = (uint32_t)batch_maps,
-        .max_frame = (size_t)max_frame,
-        .max_levels = (size_t)max_levels,
-        .max_body = QB_ADAPTER_MAX_BODY_DEFAULT,
-        .keepalive_ms = (uint64_t)keepalive_ms,
-        .max_connects_per_min = (uint32_t)max_connects_per_min,
-        .max_snapshots_per_min = (uint32_t)max_snapshots_per_min,
-        .no_tls_read_ahead = no_tls_read_ahead,
-        .xcfg =
-            {
-                .levels = (unsigned)levels,
-                .symbol_map = (const char *const *)symbol_map.v,
-                .nsymbol_map = symbol_map.n,
-                .tickers = !no_tickers,
-            },
-    };
+    cfg.ws_url = use_ws;
+    cfg.rest_url = use_rest;
     rc = check ? qb_adapter_check(&cfg) : qb_adapter_new(&cfg, &a);
     if (rc == QB_OK && check) {
         goto out;

@@ -678,12 +678,16 @@ static bool broker_pid_gone(uint64_t pid)
 }
 
 /* True while the owner's pipe id is open. NNG knows a pipe until its reaper
- * thread has destroyed it (and run REM_POST); NNG 1.5.2's reaper can stall
- * for good (a close with traffic in flight, nanomsg/nng#1543), after which
- * no pipe is ever destroyed. So an ipc pipe whose peer process has exited
- * is closed too, whatever NNG says (the restarted adapter must not be
- * refused for ever). Checked at most every BROKER_OWNER_CHECK_NS per owner
- * (a flood of refused frames costs no system calls). Ingest thread. */
+ * thread has destroyed it (and run REM_POST), closed or not (nni_pipe_find
+ * "doesn't care if the pipe is closed"); NNG 1.5.2's reaper can stall for
+ * good (a close with traffic in flight, nanomsg/nng#1543), after which no
+ * pipe is ever destroyed. So a pipe NNG still knows is closed all the same
+ * when its peer is gone: on ipc, the peer process has exited; on tcp and
+ * tls+tcp, the connection no longer has a peer address (getpeername fails
+ * once the socket is shut down). Otherwise a reconnected or restarted
+ * adapter would be refused for ever. Checked at most every
+ * BROKER_OWNER_CHECK_NS per owner (a flood of refused frames costs no
+ * system calls). Ingest thread. */
 static bool broker_owner_open(qb_broker *b, uint32_t id)
 {
     uint64_t now = qb_mono_ns();
@@ -693,8 +697,13 @@ static bool broker_owner_open(qb_broker *b, uint32_t id)
     nng_pipe p = NNG_PIPE_INITIALIZER;
     p.id = id;
     uint64_t pid = 0;
-    bool open = nng_socket_id(nng_pipe_socket(p)) > 0 &&
-                !(nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) == 0 && broker_pid_gone(pid));
+    bool open = nng_socket_id(nng_pipe_socket(p)) > 0;
+    if (open && nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) == 0) {
+        open = !broker_pid_gone(pid);
+    } else if (open) {
+        nng_sockaddr sa;
+        open = nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0;
+    }
     b->owner_check_pipe = id;
     b->owner_check_ns = now;
     b->owner_check_open = open;

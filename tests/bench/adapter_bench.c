@@ -3,9 +3,10 @@
  * path, through the real entry points the adapter calls for every frame:
  * ops->decode (HTX gzip), ops->parse, qb_sync_on_delta / qb_sync_on_full
  * (sequence checks + book apply, or Bithumb's full-book diff), and the
- * sync owner's on_delta building the qb_msg exactly as adapters/adapter.c
- * does and either encoding it (qb_msg_encode into a reused buffer: the
- * "parse to encoded message" budget of 2 us) or publishing it
+ * sync owner's on_delta building the qb_msg with the adapter's own mapping
+ * (qb__event_delta_msg, adapters/event_msg.c) and either encoding it
+ * (qb_msg_encode into a reused buffer: the "parse to encoded message"
+ * budget of 2 us) or publishing it
  * (qb__pub_send: encode + nng_sendmsg on a PUB socket dialing an ipc path
  * nobody listens on, so NNG discards the message after the send call).
  *
@@ -46,6 +47,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "err.h"
+#include "event_msg.h"
 #include "exchange.h"
 #include "log.h"
 #include "msg.h"
@@ -89,29 +91,21 @@ static void own_snapshot(qb_sync *s, const qb_event *snap)
     (void)snap;
 }
 
-/* What adapter_sync_on_delta does (adapters/adapter.c). */
+/* What adapter_sync_on_delta does (adapters/adapter.c): the same mapping
+ * (adapters/event_msg.c), then encode or publish. */
 static void own_delta(qb_sync *s, const qb_event *ev)
 {
     bench_owner *o = s->user;
     if (ev->n_bids == 0 && ev->n_asks == 0) {
         return;
     }
+    qb_msg_origin org = {
+        .exchange = {o->exchange, strlen(o->exchange)},
+        .symbol = QB_STR("BTC-USDT"),
+        .native = QB_STR("BTCUSDT"),
+    };
     qb_msg m;
-    memset(&m, 0, sizeof m);
-    m.type = QB_MSG_DELTA;
-    m.version = QB_PROTO_VERSION;
-    m.exchange = (qb_str){o->exchange, strlen(o->exchange)};
-    m.symbol = (qb_str){"BTC-USDT", 8};
-    m.native = (qb_str){"BTCUSDT", 7};
-    m.seq = ++o->seq;
-    m.recv_ts = ev->recv_ts;
-    m.exch_ts = ev->exch_ts;
-    m.first_id = ev->first_id;
-    m.last_id = ev->last_id;
-    m.bids = ev->bids;
-    m.n_bids = ev->n_bids;
-    m.asks = ev->asks;
-    m.n_asks = ev->n_asks;
+    qb__event_delta_msg(&org, ++o->seq, ev, &m);
     if (o->pub) {
         qb__pub_send(o->pub, &m);
     } else {

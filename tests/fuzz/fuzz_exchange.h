@@ -20,9 +20,11 @@
  *     counts within the parser's capacity, trades price > 0, qty >= 0;
  *   - the book is sorted strictly best first, no zero or negative sizes,
  *     never deeper than max_levels, never crossed while the sync is LIVE;
- *   - everything the sync publishes (snapshot and delta callbacks) encodes
- *     as a wire message (qb_msg_encode) and decodes back to the same level
- *     count: what the adapter accepted, the broker can carry.
+ *   - everything the sync publishes (snapshot and delta callbacks), mapped
+ *     to a message by the adapter's own functions (adapters/event_msg.h:
+ *     the book after a snapshot, the event of a delta), encodes as a wire
+ *     message (qb_msg_encode) and decodes back to the same levels: what the
+ *     adapter accepted, the broker can carry.
  */
 #ifndef QB_FUZZ_EXCHANGE_H
 #define QB_FUZZ_EXCHANGE_H
@@ -31,6 +33,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "event_msg.h"
 #include "exchange.h"
 #include "log.h"
 #include "msg.h"
@@ -102,54 +105,51 @@ static void fuzz_ex_check_book(const qb_sync *s)
     }
 }
 
+static const qb_msg_origin fuzz_ex_origin = {
+    .exchange = QB_STR("fuzz"),
+    .symbol = QB_STR("BTC-USDT"),
+    .native = QB_STR("BTCUSDT"),
+};
+
 /* Encodes what the sync published, as publish.c does, and decodes it back. */
-static void fuzz_ex_roundtrip(const qb_event *ev, qb_msg_type type)
+static void fuzz_ex_roundtrip(const qb_msg *m)
 {
-    qb_msg m;
-    memset(&m, 0, sizeof m);
-    m.type = type;
-    m.version = QB_PROTO_VERSION;
-    m.exchange = (qb_str){"fuzz", 4};
-    m.symbol = (qb_str){"BTC-USDT", 8};
-    m.native = (qb_str){"BTCUSDT", 7};
-    m.seq = 1;
-    m.first_id = ev->first_id;
-    m.last_id = ev->last_id;
-    m.bids = ev->bids;
-    m.n_bids = ev->n_bids;
-    m.asks = ev->asks;
-    m.n_asks = ev->n_asks;
     char topic[96];
-    QB_FUZZ_CHECK(qb_topic_format(topic, sizeof topic, "book", m.exchange, m.symbol) > 0);
+    QB_FUZZ_CHECK(qb_topic_format(topic, sizeof topic, "book", m->exchange, m->symbol) > 0);
     qb_buf_reset(&fuzz_ex_state.enc);
     QB_FUZZ_CHECK(qb_buf_append(&fuzz_ex_state.enc, topic, strlen(topic) + 1) == QB_OK);
-    QB_FUZZ_CHECK(qb_msg_encode_map(&m, &fuzz_ex_state.enc) == QB_OK);
+    QB_FUZZ_CHECK(qb_msg_encode_map(m, &fuzz_ex_state.enc) == QB_OK);
     qb_str t;
     qb_msg out;
     QB_FUZZ_CHECK(qb_decoder_begin(fuzz_ex_state.dec, fuzz_ex_state.enc.data, fuzz_ex_state.enc.len,
                                    &t) == QB_OK);
     QB_FUZZ_CHECK(qb_decoder_next(fuzz_ex_state.dec, &out) == QB_OK);
-    QB_FUZZ_CHECK(out.type == type && out.n_bids == m.n_bids && out.n_asks == m.n_asks);
+    QB_FUZZ_CHECK(out.type == m->type && out.n_bids == m->n_bids && out.n_asks == m->n_asks);
     for (size_t i = 0; i < out.n_bids; i++) {
-        QB_FUZZ_CHECK(qb_dec_cmp(out.bids[i].price, m.bids[i].price) == 0);
-        QB_FUZZ_CHECK(qb_dec_cmp(out.bids[i].size, m.bids[i].size) == 0);
+        QB_FUZZ_CHECK(qb_dec_cmp(out.bids[i].price, m->bids[i].price) == 0);
+        QB_FUZZ_CHECK(qb_dec_cmp(out.bids[i].size, m->bids[i].size) == 0);
     }
     for (size_t i = 0; i < out.n_asks; i++) {
-        QB_FUZZ_CHECK(qb_dec_cmp(out.asks[i].price, m.asks[i].price) == 0);
-        QB_FUZZ_CHECK(qb_dec_cmp(out.asks[i].size, m.asks[i].size) == 0);
+        QB_FUZZ_CHECK(qb_dec_cmp(out.asks[i].price, m->asks[i].price) == 0);
+        QB_FUZZ_CHECK(qb_dec_cmp(out.asks[i].size, m->asks[i].size) == 0);
     }
 }
 
+/* The adapter publishes the book the snapshot built (adapter.c). */
 static void fuzz_ex_on_snapshot(qb_sync *s, const qb_event *snap)
 {
-    (void)s;
-    fuzz_ex_roundtrip(snap, QB_MSG_SNAPSHOT);
+    qb_msg m;
+    qb__book_snapshot_msg(&fuzz_ex_origin, 1, false, snap->recv_ts, snap->exch_ts, s->book_id,
+                          qb_sync_book(s), &m);
+    fuzz_ex_roundtrip(&m);
 }
 
 static void fuzz_ex_on_delta(qb_sync *s, const qb_event *ev)
 {
     (void)s;
-    fuzz_ex_roundtrip(ev, QB_MSG_DELTA);
+    qb_msg m;
+    qb__event_delta_msg(&fuzz_ex_origin, 1, ev, &m);
+    fuzz_ex_roundtrip(&m);
 }
 
 static void fuzz_ex_on_state(qb_sync *s, qb_feed_state st, const char *reason)
