@@ -20,6 +20,7 @@
 #include "log.h"
 #include "oracle_binance.h"
 #include "sync.h"
+#include "sync_owner.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -64,70 +65,6 @@ static size_t load_recording(char *text, rec_line *out, size_t cap)
     }
     return n;
 }
-
-static qb_dec dec(const char *s)
-{
-    qb_dec d = {0, 0};
-    int rc = qb_dec_parse(s, strlen(s), &d);
-    QB_CHECK_EQ_INT(rc, QB_OK);
-    return d;
-}
-
-/* ---- a recording sync owner ------------------------------------------------ */
-
-typedef struct rec_owner {
-    int snapshots, deltas, states, wants;
-    uint32_t last_want_delay;
-    qb_feed_state last_state;
-    char last_reason[QB_EVENT_INFO_MAX];
-    uint64_t last_first, last_last;
-    uint64_t first_applied;
-    bool crossed_seen;
-    bool check_crossed;
-} rec_owner;
-
-static void own_snapshot(qb_sync *s, const qb_event *snap)
-{
-    rec_owner *o = s->user;
-    o->snapshots++;
-    (void)snap;
-}
-
-static void own_delta(qb_sync *s, const qb_event *ev)
-{
-    rec_owner *o = s->user;
-    if (o->deltas == 0) {
-        o->first_applied = ev->first_id;
-    }
-    o->deltas++;
-    o->last_first = ev->first_id;
-    o->last_last = ev->last_id;
-    if (o->check_crossed && qb_book_crossed(qb_sync_book(s))) {
-        o->crossed_seen = true;
-    }
-}
-
-static void own_state(qb_sync *s, qb_feed_state st, const char *reason)
-{
-    rec_owner *o = s->user;
-    o->states++;
-    o->last_state = st;
-    snprintf(o->last_reason, sizeof o->last_reason, "%s", reason);
-}
-
-static void own_want(qb_sync *s, uint32_t delay_ms)
-{
-    rec_owner *o = s->user;
-    o->wants++;
-    o->last_want_delay = delay_ms;
-}
-
-static const qb_sync_ops own_ops = {
-    .on_snapshot = own_snapshot,
-    .on_delta = own_delta,
-    .on_state = own_state,
-    .want_snapshot = own_want,
-};
 
 /* ---- state shared by the recorded tests ----------------------------------------- */
 
@@ -312,7 +249,8 @@ QB_TEST(recorded_session_syncs_exactly)
     qb_sync_counters cnt = {0};
     rec_owner own = {.check_crossed = true};
     qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 20000), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, rec_owner_ops(), &own, &cnt, 20000),
+                    QB_OK);
     qb_sync_start(&s, QB_FEED_SYNCING, "");
     QB_CHECK_EQ_INT(own.last_state, QB_FEED_SYNCING);
     QB_CHECK_EQ_INT(own.wants, 1);
@@ -455,7 +393,8 @@ QB_TEST(lost_frame_suspect_confirms_or_resyncs)
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 100), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, rec_owner_ops(), &own, &cnt, 100),
+                    QB_OK);
     qb_sync_start(&s, QB_FEED_SYNCING, "");
     char f[512];
     snapshot(st_p, &p, &s,
@@ -738,7 +677,8 @@ QB_TEST(every_prefix_and_mutation)
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 20000), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, rec_owner_ops(), &own, &cnt, 20000),
+                    QB_OK);
     qb_sync_start(&s, QB_FEED_SYNCING, "");
     static const unsigned char subst[] = {'"', '[', ']', '{', '}',  ',', ':',  '0', '9',
                                           '-', '.', 'e', ' ', '\\', 0,   0xff, 0x80};

@@ -17,6 +17,7 @@
 #include "json.h"
 #include "log.h"
 #include "sync.h"
+#include "sync_owner.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,63 +36,6 @@ static char *sample(const char *name, size_t *len)
     }
     return t;
 }
-
-static qb_dec dec(const char *s)
-{
-    qb_dec d = {0, 0};
-    int rc = qb_dec_parse(s, strlen(s), &d);
-    QB_CHECK_EQ_INT(rc, QB_OK);
-    return d;
-}
-
-/* ---- a subscriber: applies only what the sync publishes ------------------------- */
-
-typedef struct sub_owner {
-    qb_book *book; /* the subscriber's reconstruction */
-    int snapshots, deltas, states, wants;
-    size_t last_nb, last_na;
-    bool apply_failed;
-} sub_owner;
-
-static void sub_snapshot(qb_sync *s, const qb_event *snap)
-{
-    sub_owner *o = s->user;
-    o->snapshots++;
-    if (qb_book_replace(o->book, snap->bids, snap->n_bids, snap->asks, snap->n_asks) != QB_OK) {
-        o->apply_failed = true;
-    }
-}
-
-static void sub_delta(qb_sync *s, const qb_event *ev)
-{
-    sub_owner *o = s->user;
-    o->deltas++;
-    o->last_nb = ev->n_bids;
-    o->last_na = ev->n_asks;
-    if (qb_book_apply(o->book, ev->bids, ev->n_bids, ev->asks, ev->n_asks) != QB_OK) {
-        o->apply_failed = true;
-    }
-}
-
-static void sub_state(qb_sync *s, qb_feed_state st, const char *reason)
-{
-    ((sub_owner *)s->user)->states++;
-    (void)st;
-    (void)reason;
-}
-
-static void sub_want(qb_sync *s, uint32_t delay_ms)
-{
-    ((sub_owner *)s->user)->wants++;
-    (void)delay_ms;
-}
-
-static const qb_sync_ops sub_ops = {
-    .on_snapshot = sub_snapshot,
-    .on_delta = sub_delta,
-    .on_state = sub_state,
-    .want_snapshot = sub_want,
-};
 
 /* ---- tests ------------------------------------------------------------------------ */
 
@@ -293,7 +237,7 @@ QB_TEST(every_prefix_and_mutation)
     sub_owner own = {0};
     own.book = qb_book_new(100);
     qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_none, &sub_ops, &own, &cnt, 100), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_none, sub_owner_ops(), &own, &cnt, 100), QB_OK);
     qb_sync_start(&s, QB_FEED_SYNCING, "");
     const char *files[] = {"bithumb_v1_orderbook_ccxt_1.json", "bithumb_v1_trade_ccxt_1.json",
                            "bithumb_v1_ticker_snapshot_doc_1.json",

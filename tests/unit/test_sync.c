@@ -20,124 +20,12 @@
 #include "json.h"
 #include "log.h"
 #include "sync.h"
+#include "sync_owner.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static qb_dec dec(const char *s)
-{
-    qb_dec d = {0, 0};
-    int rc = qb_dec_parse(s, strlen(s), &d);
-    QB_CHECK_EQ_INT(rc, QB_OK);
-    return d;
-}
-
-/* ---- a recording sync owner ------------------------------------------------ */
-
-typedef struct rec_owner {
-    int snapshots, deltas, states, wants;
-    uint32_t last_want_delay;
-    qb_feed_state last_state;
-    char last_reason[QB_EVENT_INFO_MAX];
-    uint64_t last_first, last_last;
-    uint64_t first_applied;
-    bool crossed_seen;
-    bool check_crossed;
-} rec_owner;
-
-static void own_snapshot(qb_sync *s, const qb_event *snap)
-{
-    rec_owner *o = s->user;
-    o->snapshots++;
-    (void)snap;
-}
-
-static void own_delta(qb_sync *s, const qb_event *ev)
-{
-    rec_owner *o = s->user;
-    if (o->deltas == 0) {
-        o->first_applied = ev->first_id;
-    }
-    o->deltas++;
-    o->last_first = ev->first_id;
-    o->last_last = ev->last_id;
-    if (o->check_crossed && qb_book_crossed(qb_sync_book(s))) {
-        o->crossed_seen = true;
-    }
-}
-
-static void own_state(qb_sync *s, qb_feed_state st, const char *reason)
-{
-    rec_owner *o = s->user;
-    o->states++;
-    o->last_state = st;
-    snprintf(o->last_reason, sizeof o->last_reason, "%s", reason);
-}
-
-static void own_want(qb_sync *s, uint32_t delay_ms)
-{
-    rec_owner *o = s->user;
-    o->wants++;
-    o->last_want_delay = delay_ms;
-}
-
-static const qb_sync_ops own_ops = {
-    .on_snapshot = own_snapshot,
-    .on_delta = own_delta,
-    .on_state = own_state,
-    .want_snapshot = own_want,
-};
-
-/* ---- a subscriber: applies only what the sync publishes ------------------------- */
-
-typedef struct sub_owner {
-    qb_book *book; /* the subscriber's reconstruction */
-    int snapshots, deltas, states, wants;
-    size_t last_nb, last_na;
-    bool apply_failed;
-} sub_owner;
-
-static void sub_snapshot(qb_sync *s, const qb_event *snap)
-{
-    sub_owner *o = s->user;
-    o->snapshots++;
-    if (qb_book_replace(o->book, snap->bids, snap->n_bids, snap->asks, snap->n_asks) != QB_OK) {
-        o->apply_failed = true;
-    }
-}
-
-static void sub_delta(qb_sync *s, const qb_event *ev)
-{
-    sub_owner *o = s->user;
-    o->deltas++;
-    o->last_nb = ev->n_bids;
-    o->last_na = ev->n_asks;
-    if (qb_book_apply(o->book, ev->bids, ev->n_bids, ev->asks, ev->n_asks) != QB_OK) {
-        o->apply_failed = true;
-    }
-}
-
-static void sub_state(qb_sync *s, qb_feed_state st, const char *reason)
-{
-    ((sub_owner *)s->user)->states++;
-    (void)st;
-    (void)reason;
-}
-
-static void sub_want(qb_sync *s, uint32_t delay_ms)
-{
-    ((sub_owner *)s->user)->wants++;
-    (void)delay_ms;
-}
-
-static const qb_sync_ops sub_ops = {
-    .on_snapshot = sub_snapshot,
-    .on_delta = sub_delta,
-    .on_state = sub_state,
-    .want_snapshot = sub_want,
-};
 
 /* ---- sequence rules (Binance spot's U/u), resyncs, the event buffer ------- */
 
@@ -176,7 +64,8 @@ QB_TEST(gap_triggers_resync_and_duplicates_drop)
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 100), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, rec_owner_ops(), &own, &cnt, 100),
+                    QB_OK);
     qb_sync_start(&s, QB_FEED_SYNCING, "");
     char f[512];
 
@@ -297,7 +186,8 @@ QB_TEST(buffer_overflow_restarts)
     qb_sync_counters cnt = {0};
     rec_owner own = {0};
     qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, &own_ops, &own, &cnt, 100), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_binance_spot, rec_owner_ops(), &own, &cnt, 100),
+                    QB_OK);
     s.max_events = 3;
     qb_sync_start(&s, QB_FEED_SYNCING, "");
     char f[512];
@@ -357,7 +247,7 @@ QB_TEST(full_books_become_exact_deltas)
     own.book = qb_book_new(100);
     qb_book *expect = qb_book_new(100);
     qb_sync s;
-    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_none, &sub_ops, &own, &cnt, 100), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_init(&s, &qb_seq_none, sub_owner_ops(), &own, &cnt, 100), QB_OK);
     qb_sync_start(&s, QB_FEED_SYNCING, "");
     qb_buf msg = QB_BUF_INIT;
     qb_event ev;
