@@ -31,12 +31,14 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from qbtest import free_port  # noqa: E402
 
 BINARIES = ["quotebus-broker", "quotebus-adapter", "quotebus-exsim", "quotebus-sub",
             "quotebus-top"]
@@ -53,14 +55,6 @@ def log(msg):
 def fail(msg):
     print("FAIL: " + msg, flush=True)
     raise SystemExit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(pred, timeout, what):

@@ -22,11 +22,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qbtest import free_port  # noqa: E402
 
 BINS = ["quotebus-broker", "quotebus-adapter", "quotebus-sub", "quotebus-top", "quotebus-exsim"]
 # Benchmark programs with the same option table (checked when built).
@@ -253,12 +255,6 @@ def case_exsim_signal(bin_dir, c):
 
 # ---- demo_shutdown --------------------------------------------------------
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 LIVE = re.compile(r" adapter\.(\w+) feed_state symbol=(\S+) state=live")

@@ -75,14 +75,6 @@ MSGPACK_PROTO = "quotebus.msgpack.v1"
 
 # ---- helpers --------------------------------------------------------------
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def broker_help(bin_dir):
     try:
         r = subprocess.run([os.path.join(bin_dir, "quotebus-broker"), "--help"],
@@ -229,7 +221,7 @@ def start_feed(st, events, rate=3000, http_extra=(), sim_extra=()):
     (start_adapter) so that clients can subscribe before data flows."""
     sim = st.exsim(["--rate", str(rate), "--trade-rate", "20", "--events", str(events),
                     "--seed", "11"] + list(sim_extra))
-    port = free_port()
+    port = qbtest.free_port()
     broker = st.broker(["--http-listen", "127.0.0.1:%d" % port] + list(http_extra))
     wait_port(port, broker)
     return sim, broker, port
@@ -1030,7 +1022,7 @@ def case_python_example(st):
     """The Python example against the demo stack: every line it prints must
     equal the best bid/ask of the book rebuilt from the broker's NNG stream
     (quotebus-sub) at the same seq."""
-    demo_port, port = free_port(), free_port()
+    demo_port, port = qbtest.free_port(), qbtest.free_port()
     demo = st.start("demo", [os.path.join(st.bin, "quotebus-broker"), "--demo",
                              "--demo-port", str(demo_port), "--ingest", st.ingest,
                              "--pub", st.pub, "--http-listen", "127.0.0.1:%d" % port,
@@ -1158,7 +1150,7 @@ def case_example_errors(st):
     """The Python example's two ways of failing: --no-retry means no retry
     (and says nothing of retrying), and a Python without the websockets
     package gets the command that installs it, not a traceback."""
-    url = "ws://127.0.0.1:%d/ws" % free_port()  # nobody listens
+    url = "ws://127.0.0.1:%d/ws" % qbtest.free_port()  # nobody listens
     r = subprocess.run(["/usr/bin/python3", EXAMPLE, "--url", url, "--no-retry"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     err = r.stderr.decode("utf-8", "replace")
@@ -1186,7 +1178,7 @@ def case_example_errors(st):
 
 def http_broker(st):
     """A broker with the HTTP endpoint on a free port and no feed."""
-    port = free_port()
+    port = qbtest.free_port()
     broker = st.broker(["--http-listen", "127.0.0.1:%d" % port])
     wait_port(port, broker)
     return broker, port

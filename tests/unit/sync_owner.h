@@ -3,7 +3,8 @@
  * tests of the sync and of the exchanges give it: a recording owner
  * (rec_owner: counts, the last state and reason, the ids applied, crossed
  * books seen) and a subscriber (sub_owner: applies only what the sync
- * publishes to a book of its own), and dec() for expected decimals.
+ * publishes to a book of its own), dec() for expected decimals, and
+ * Binance spot depth frames and snapshots fed through the shipped parser.
  * Header-only with static inline functions, like harness.h: a check inside
  * a separately compiled file would not be counted by the harness.
  */
@@ -141,6 +142,37 @@ static inline const qb_sync_ops *sub_owner_ops(void)
         .want_snapshot = sub_want,
     };
     return &ops;
+}
+
+/* ---- Binance spot events for the sync ------------------------------------ */
+
+/* Builds a Binance spot depth frame (U..u). */
+static inline int depth_frame(char *buf, size_t cap, unsigned long long U, unsigned long long u,
+                              const char *bids, const char *asks)
+{
+    return snprintf(buf, cap,
+                    "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\","
+                    "\"E\":1700000000000,\"s\":\"BTCUSDT\",\"U\":%llu,\"u\":%llu,\"b\":[%s],"
+                    "\"a\":[%s]}}",
+                    U, u, bids, asks);
+}
+
+/* Parses a depth frame with the shipped parser and gives it to the sync,
+ * expecting expect_rc. */
+static inline void feed(void *st, qb_parser *p, qb_sync *s, const char *js, int expect_rc)
+{
+    qb_event ev;
+    QB_CHECK_EQ_INT(qb_binance_ops.parse(st, p, js, strlen(js), &ev), QB_OK);
+    QB_CHECK_EQ_INT(ev.kind, QB_EV_DEPTH);
+    QB_CHECK_EQ_INT(qb_sync_on_delta(s, &ev), expect_rc);
+}
+
+/* Parses a REST depth snapshot and gives it to the sync. */
+static inline void snapshot(void *st, qb_parser *p, qb_sync *s, const char *js, int expect_rc)
+{
+    qb_event ev;
+    QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(st, p, js, strlen(js), &ev), QB_OK);
+    QB_CHECK_EQ_INT(qb_sync_on_snapshot(s, &ev), expect_rc);
 }
 
 #endif

@@ -29,32 +29,6 @@
 
 /* ---- sequence rules (Binance spot's U/u), resyncs, the event buffer ------- */
 
-/* Builds a depth frame. */
-static int depth_frame(char *buf, size_t cap, unsigned long long U, unsigned long long u,
-                       const char *bids, const char *asks)
-{
-    return snprintf(buf, cap,
-                    "{\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\","
-                    "\"E\":1700000000000,\"s\":\"BTCUSDT\",\"U\":%llu,\"u\":%llu,\"b\":[%s],"
-                    "\"a\":[%s]}}",
-                    U, u, bids, asks);
-}
-
-static void feed(void *st, qb_parser *p, qb_sync *s, const char *js, int expect_rc)
-{
-    qb_event ev;
-    QB_CHECK_EQ_INT(qb_binance_ops.parse(st, p, js, strlen(js), &ev), QB_OK);
-    QB_CHECK_EQ_INT(ev.kind, QB_EV_DEPTH);
-    QB_CHECK_EQ_INT(qb_sync_on_delta(s, &ev), expect_rc);
-}
-
-static void snapshot(void *st, qb_parser *p, qb_sync *s, const char *js, int expect_rc)
-{
-    qb_event ev;
-    QB_CHECK_EQ_INT(qb_binance_ops.parse_snapshot(st, p, js, strlen(js), &ev), QB_OK);
-    QB_CHECK_EQ_INT(qb_sync_on_snapshot(s, &ev), expect_rc);
-}
-
 QB_TEST(gap_triggers_resync_and_duplicates_drop)
 {
     qb_parser p;
