@@ -347,25 +347,15 @@ def case_all_three(st):
     stop_clean(r.proc, *ads, broker, sim)
 
 
-CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
+CASES = qbtest.cases_of(globals())
 
-if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir")
-    ap.add_argument("--case", choices=sorted(CASES))
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--list-cases", action="store_true",
-                    help="print the case names, one a line, and exit")
-    args = ap.parse_args()
-    if args.list_cases:
-        qbtest.print_cases(CASES)
-        sys.exit(0)
-    if args.bin_dir is None or args.case is None:
-        ap.error("--bin-dir and --case are required")
+
+def require_adapters(args):
+    """The adapters a case needs (all_three: HTX and Bithumb too)."""
     need = ["htx", "bithumb"] if args.case == "all_three" else [args.case.split("_")[0]]
     for ex in need:
         require_adapter(args.bin_dir, ex)
-    with qbtest.Stack(args, "x-" + args.case) as st:
-        CASES[args.case](st)
-    log("PASS %s" % args.case)
+
+
+if __name__ == "__main__":
+    qbtest.run_case_main(CASES, "x", before=require_adapters)
